@@ -1,0 +1,188 @@
+//! What the host supplies to the guest: storage, log, clock, and an empty
+//! WASI context (the guest's std links against WASI; it is granted nothing).
+
+use crate::db::{Db, StateKey};
+use crate::runtime::Limits;
+use crate::runtime::bindings::psa::billing::{clock, log, storage, types};
+use std::collections::{BTreeMap, HashMap};
+use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Largest value the plugin may store under one key.
+pub const MAX_VALUE_BYTES: usize = 256 * 1024;
+/// Longest collection or key name.
+const MAX_KEY_BYTES: usize = 512;
+
+/// The state of one plugin call (one `Store`).
+pub struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limits: StoreLimits,
+    staged: Option<StagedState>,
+    /// Tags log lines with the event being handled.
+    log_context: String,
+}
+
+impl CallState {
+    pub(crate) fn new(limits: &Limits, staged: Option<StagedState>) -> CallState {
+        let log_context = staged
+            .as_ref()
+            .map(|s| s.event_id.clone())
+            .unwrap_or_default();
+        CallState {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes)
+                .instances(8)
+                .tables(16)
+                .memories(4)
+                .trap_on_grow_failure(true)
+                .build(),
+            staged,
+            log_context,
+        }
+    }
+
+    pub(crate) fn into_staged(self) -> Option<StagedState> {
+        self.staged
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Storage for one event: reads go to the database (their versions are
+/// remembered), writes stay here until the host commits them together with
+/// the event record and its effects.
+pub struct StagedState {
+    db: Db,
+    event_id: String,
+    /// Version each key had when first read (`None`: absent).
+    pub(crate) reads: HashMap<StateKey, Option<i64>>,
+    /// Staged writes (`None`: delete), in key order for deterministic commits.
+    pub(crate) writes: BTreeMap<StateKey, Option<String>>,
+}
+
+impl StagedState {
+    pub fn new(db: Db, event_id: impl Into<String>) -> StagedState {
+        StagedState {
+            db,
+            event_id: event_id.into(),
+            reads: HashMap::new(),
+            writes: BTreeMap::new(),
+        }
+    }
+}
+
+fn state_key(collection: String, key: String) -> Result<StateKey, storage::StorageError> {
+    if collection.is_empty() || key.is_empty() {
+        return Err(storage::StorageError::InvalidKey(
+            "collection and key must not be empty".into(),
+        ));
+    }
+    if collection.len() > MAX_KEY_BYTES || key.len() > MAX_KEY_BYTES {
+        return Err(storage::StorageError::InvalidKey(format!(
+            "collection and key are limited to {MAX_KEY_BYTES} bytes"
+        )));
+    }
+    Ok((collection, key))
+}
+
+impl CallState {
+    fn staged(&mut self) -> Result<&mut StagedState, storage::StorageError> {
+        self.staged
+            .as_mut()
+            .ok_or(storage::StorageError::NotPermitted)
+    }
+}
+
+impl types::Host for CallState {}
+
+impl storage::Host for CallState {
+    async fn get(
+        &mut self,
+        collection: String,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<String>, storage::StorageError>> {
+        let staged = match self.staged() {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        let key = match state_key(collection, key) {
+            Ok(k) => k,
+            Err(e) => return Ok(Err(e)),
+        };
+        if let Some(w) = staged.writes.get(&key) {
+            return Ok(Ok(w.clone()));
+        }
+        match staged.db.read_state(&key).await {
+            Ok(found) => {
+                let version = found.as_ref().map(|(_, v)| *v);
+                staged.reads.entry(key).or_insert(version);
+                Ok(Ok(found.map(|(value, _)| value)))
+            }
+            Err(e) => Ok(Err(storage::StorageError::Unavailable(format!("{e:#}")))),
+        }
+    }
+
+    async fn put(
+        &mut self,
+        collection: String,
+        key: String,
+        value: String,
+    ) -> wasmtime::Result<Result<(), storage::StorageError>> {
+        if value.len() > MAX_VALUE_BYTES {
+            return Ok(Err(storage::StorageError::TooLarge(MAX_VALUE_BYTES as u32)));
+        }
+        Ok(self.stage(collection, key, Some(value)))
+    }
+
+    async fn delete(
+        &mut self,
+        collection: String,
+        key: String,
+    ) -> wasmtime::Result<Result<(), storage::StorageError>> {
+        Ok(self.stage(collection, key, None))
+    }
+}
+
+impl CallState {
+    fn stage(
+        &mut self,
+        collection: String,
+        key: String,
+        value: Option<String>,
+    ) -> Result<(), storage::StorageError> {
+        let key = state_key(collection, key)?;
+        self.staged()?.writes.insert(key, value);
+        Ok(())
+    }
+}
+
+impl log::Host for CallState {
+    async fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        let event = self.log_context.as_str();
+        match level {
+            log::Level::Trace => tracing::trace!(target: "plugin", event, "{message}"),
+            log::Level::Debug => tracing::debug!(target: "plugin", event, "{message}"),
+            log::Level::Info => tracing::info!(target: "plugin", event, "{message}"),
+            log::Level::Warn => tracing::warn!(target: "plugin", event, "{message}"),
+            log::Level::Error => tracing::error!(target: "plugin", event, "{message}"),
+        }
+        Ok(())
+    }
+}
+
+impl clock::Host for CallState {
+    async fn now(&mut self) -> wasmtime::Result<i64> {
+        Ok(crate::db::unix_now())
+    }
+}

@@ -1,0 +1,377 @@
+//! The `psa-billing` command line.
+
+use crate::db::Db;
+use crate::pipeline::{DeliveryError, Outcome, Pipeline, describe_rejection, rejection_code};
+use crate::runtime::{FeeError, Limits, Money, QuoteRequest, Runtime};
+use crate::server::{self, ServerOptions};
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "psa-billing",
+    version,
+    about = "Stripe billing for PSA and marketplace applications: a sandboxed WebAssembly billing plugin and its host."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the Stripe webhook endpoint and the effects API.
+    Serve(ServeArgs),
+    /// Print the fee breakdown of a payment as JSON.
+    Quote(QuoteArgs),
+    /// Run unsigned fixture events through the real component against a
+    /// fresh temporary store and print the effects as JSON lines.
+    Replay(ReplayArgs),
+    /// Print a valid Stripe-Signature header for the event on standard input.
+    Sign(SignArgs),
+}
+
+#[derive(Args)]
+struct PluginArgs {
+    /// The plugin component to load instead of the built-in one.
+    #[arg(long, env = "PSA_BILLING_PLUGIN")]
+    plugin: Option<PathBuf>,
+    /// Wall-clock budget of one plugin call, in milliseconds.
+    #[arg(long, env = "PSA_BILLING_CALL_TIMEOUT_MS", default_value_t = 250)]
+    call_timeout_ms: u64,
+    /// Memory one plugin instance may use, in MiB.
+    #[arg(long, env = "PSA_BILLING_MEMORY_MIB", default_value_t = 64)]
+    memory_mib: usize,
+}
+
+impl PluginArgs {
+    fn runtime(&self) -> Result<Runtime> {
+        let limits = Limits {
+            call_timeout: Duration::from_millis(self.call_timeout_ms),
+            memory_bytes: self.memory_mib << 20,
+            ..Limits::default()
+        };
+        match &self.plugin {
+            Some(path) => {
+                let wasm = std::fs::read(path)
+                    .with_context(|| format!("reading plugin {}", path.display()))?;
+                Runtime::new(&wasm, limits).with_context(|| format!("loading {}", path.display()))
+            }
+            None => Runtime::new(crate::DEFAULT_PLUGIN, limits),
+        }
+    }
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "PSA_BILLING_LISTEN", default_value = "127.0.0.1:8787")]
+    listen: String,
+    /// Database URL.
+    #[arg(
+        long,
+        env = "PSA_BILLING_DATABASE_URL",
+        default_value = "sqlite://psa-billing.db"
+    )]
+    database_url: String,
+    /// Webhook endpoint secrets (whsec_...), comma-separated during rotation.
+    #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+    webhook_secret: Option<String>,
+    /// Accepted distance between a signature's timestamp and now, both ways.
+    #[arg(long, env = "PSA_BILLING_TOLERANCE_SECONDS", default_value_t = psa_billing_core::signature::DEFAULT_TOLERANCE_SECONDS)]
+    tolerance_seconds: u32,
+    /// Largest webhook body accepted, in bytes.
+    #[arg(long, env = "PSA_BILLING_MAX_BODY_BYTES", default_value_t = server::DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+    /// Bearer token for the /v1 API; without it /v1 is closed.
+    #[arg(long, env = "PSA_BILLING_API_TOKEN", hide_env_values = true)]
+    api_token: Option<String>,
+    #[command(flatten)]
+    plugin: PluginArgs,
+}
+
+#[derive(Args)]
+struct QuoteArgs {
+    /// Gross amount in major units, e.g. 100.00 (USD) or 10000 (JPY).
+    #[arg(long)]
+    amount: String,
+    /// Currency code, e.g. usd.
+    #[arg(long, default_value = "usd")]
+    currency: String,
+    /// Stripe payment method type.
+    #[arg(long, default_value = "card")]
+    payment_method: String,
+    /// Platform (application) fee percent, e.g. 2.5.
+    #[arg(long)]
+    application_fee_percent: Option<String>,
+    /// Platform fee fixed part in major units, e.g. 0.50.
+    #[arg(long)]
+    application_fee_fixed: Option<String>,
+    #[command(flatten)]
+    plugin: PluginArgs,
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// Event files, or directories whose *.json files form one scenario (run
+    /// in name order against one store). Each argument gets a fresh store.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Compare with expected output in DIR (DIR/<scenario>/<event>.jsonl, or
+    /// DIR/<event>.jsonl for a single file); exit 1 on any difference.
+    #[arg(long, value_name = "DIR")]
+    expect: Option<PathBuf>,
+    /// Write the expected files instead of comparing (review them before committing).
+    #[arg(long, requires = "expect")]
+    bless: bool,
+    #[command(flatten)]
+    plugin: PluginArgs,
+}
+
+#[derive(Args)]
+struct SignArgs {
+    /// The endpoint secret (whsec_...).
+    #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+    secret: String,
+    /// Unix timestamp to sign at; now by default.
+    #[arg(long)]
+    timestamp: Option<i64>,
+}
+
+/// Entry point of the binary.
+pub fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        match cli.command {
+            Command::Serve(a) => serve(a).await,
+            Command::Quote(a) => quote(a).await,
+            Command::Replay(a) => replay(a).await,
+            Command::Sign(a) => sign(a),
+        }
+    })
+}
+
+/// Splits a comma-separated secret list; refuses an empty one.
+pub fn parse_secrets(raw: Option<&str>) -> Result<Vec<String>> {
+    let secrets: Vec<String> = raw
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if secrets.is_empty() {
+        bail!(
+            "no webhook secret: set STRIPE_WEBHOOK_SECRET (or --webhook-secret) to the endpoint's whsec_... secret; \
+             several may be given, comma-separated, during a rotation"
+        );
+    }
+    Ok(secrets)
+}
+
+async fn serve(a: ServeArgs) -> Result<()> {
+    let secrets = parse_secrets(a.webhook_secret.as_deref())?;
+    let runtime = a.plugin.runtime()?;
+    let db = Db::open(&a.database_url).await?;
+    let pipeline = Pipeline::new(runtime, db.clone(), secrets, a.tolerance_seconds);
+    let app = server::router(
+        pipeline,
+        ServerOptions {
+            max_body_bytes: a.max_body_bytes,
+            api_token: a.api_token.filter(|t| !t.is_empty()),
+        },
+    );
+    let listener = tokio::net::TcpListener::bind(&a.listen)
+        .await
+        .with_context(|| format!("listening on {}", a.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, database = %a.database_url, "psa-billing serving");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    db.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn fee_error(e: FeeError) -> anyhow::Error {
+    match e {
+        FeeError::UnknownCurrency(c) => anyhow::anyhow!("unknown currency {c:?}"),
+        FeeError::InvalidAmount(m) | FeeError::InvalidRate(m) | FeeError::FeesExceedAmount(m) => {
+            anyhow::anyhow!(m)
+        }
+    }
+}
+
+fn money_json(m: &Money) -> Value {
+    let display = psa_billing_core::money::format_amount(m.amount, &m.currency).unwrap_or_default();
+    json!({ "amount": m.amount, "currency": m.currency, "display": display })
+}
+
+async fn quote(a: QuoteArgs) -> Result<()> {
+    let runtime = a.plugin.runtime()?;
+    let amount = runtime
+        .parse_amount(&a.amount, &a.currency)
+        .await?
+        .map_err(fee_error)?;
+    let fixed = match &a.application_fee_fixed {
+        Some(f) => Some(
+            runtime
+                .parse_amount(f, &a.currency)
+                .await?
+                .map_err(fee_error)?
+                .amount,
+        ),
+        None => None,
+    };
+    let q = runtime
+        .quote(QuoteRequest {
+            amount,
+            payment_method: a.payment_method,
+            application_fee_percent: a.application_fee_percent,
+            application_fee_fixed: fixed,
+        })
+        .await?
+        .map_err(fee_error)?;
+    let out = json!({
+        "gross": money_json(&q.gross),
+        "processor_fee": money_json(&q.processor_fee),
+        "application_fee": money_json(&q.application_fee),
+        "net": money_json(&q.net),
+        "lines": q.lines.iter().map(|l| json!({
+            "label": l.label, "payer": l.payer, "payee": l.payee, "amount": money_json(&l.amount),
+        })).collect::<Vec<_>>(),
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+/// One replay scenario: its name and its event files in order.
+fn scenario_files(path: &Path) -> Result<(Option<String>, Vec<PathBuf>)> {
+    if path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        files.sort();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        Ok((name, files))
+    } else {
+        Ok((None, vec![path.to_path_buf()]))
+    }
+}
+
+/// The JSON lines that one event produces in a replay.
+pub async fn replay_event(pipeline: &Pipeline, body: &[u8]) -> Vec<Value> {
+    match pipeline.receive_unsigned(body).await {
+        Ok(Outcome::Accepted {
+            event_id, effects, ..
+        }) => effects
+            .into_iter()
+            .map(|e| json!({ "event_id": event_id, "effect": e.body }))
+            .collect(),
+        Ok(Outcome::Duplicate { event_id }) => {
+            vec![json!({ "event_id": event_id, "duplicate": true })]
+        }
+        Err(DeliveryError::Rejected(e)) => {
+            vec![json!({ "rejected": rejection_code(&e), "reason": describe_rejection(&e) })]
+        }
+        Err(DeliveryError::Failed { event_id, reason }) => {
+            vec![json!({ "event_id": event_id, "failed": reason })]
+        }
+    }
+}
+
+async fn replay(a: ReplayArgs) -> Result<()> {
+    let runtime = a.plugin.runtime()?;
+    let mut differences = 0;
+    for path in &a.paths {
+        let (scenario, files) = scenario_files(path)?;
+        let db = Db::open("sqlite::memory:").await?;
+        let pipeline = Pipeline::new(runtime.clone(), db, Vec::new(), 0);
+        for file in files {
+            let body =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let lines: Vec<String> = replay_event(&pipeline, &body)
+                .await
+                .iter()
+                .map(Value::to_string)
+                .collect();
+            let actual = lines.iter().map(|l| format!("{l}\n")).collect::<String>();
+            print!("{actual}");
+            let Some(dir) = &a.expect else { continue };
+            let mut expected_path = dir.clone();
+            if let Some(s) = &scenario {
+                expected_path.push(s);
+            }
+            expected_path.push(file.file_stem().unwrap_or_default());
+            expected_path.set_extension("jsonl");
+            if a.bless {
+                if let Some(parent) = expected_path.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::write(&expected_path, &actual)?;
+                continue;
+            }
+            let expected = std::fs::read_to_string(&expected_path)
+                .with_context(|| format!("reading expected output {}", expected_path.display()))?;
+            if normalise(&expected) != normalise(&actual) {
+                differences += 1;
+                eprintln!(
+                    "DIFFERENCE for {} (expected {}):\n--- expected\n{expected}+++ actual\n{actual}",
+                    file.display(),
+                    expected_path.display()
+                );
+            }
+        }
+    }
+    if differences > 0 {
+        bail!("{differences} event(s) differ from the expected effects");
+    }
+    Ok(())
+}
+
+/// Expected files are compared as JSON values, line by line, so that key
+/// order and spacing in a hand-edited file do not matter.
+fn normalise(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or(Value::String(l.to_string())))
+        .collect()
+}
+
+fn sign(a: SignArgs) -> Result<()> {
+    let mut body = Vec::new();
+    std::io::stdin().read_to_end(&mut body)?;
+    let t = a.timestamp.unwrap_or_else(crate::db::unix_now);
+    println!("{}", psa_billing_core::signature::sign(&body, &a.secret, t));
+    Ok(())
+}

@@ -1,0 +1,65 @@
+//! The JSON form of effects, as stored in the outbox and served by
+//! `GET /v1/effects`: the WIT record's fields in snake_case plus a `kind`.
+
+use crate::db::NewEffect;
+use crate::runtime::{Effect, Money};
+use serde_json::{Value, json};
+
+fn money(m: &Money) -> Value {
+    json!({ "amount": m.amount, "currency": m.currency })
+}
+
+pub fn to_json(effect: &Effect) -> NewEffect {
+    let (kind, body) = match effect {
+        Effect::PaymentSucceeded(p) => (
+            "payment.succeeded",
+            json!({
+                "payment_intent": p.payment_intent,
+                "amount": money(&p.amount),
+                "tenant": p.tenant,
+                "account": p.account,
+                "customer": p.customer,
+                "reference": p.reference,
+                "application_fee": p.application_fee.as_ref().map(money),
+            }),
+        ),
+        Effect::PaymentFailed(p) => (
+            "payment.failed",
+            json!({
+                "payment_intent": p.payment_intent,
+                "amount": money(&p.amount),
+                "tenant": p.tenant,
+                "account": p.account,
+                "reference": p.reference,
+                "code": p.code,
+                "decline_code": p.decline_code,
+                "message": p.message,
+            }),
+        ),
+        Effect::InvoiceStatusChanged(i) => (
+            "invoice.status_changed",
+            json!({
+                "invoice": i.invoice,
+                "status": i.status,
+                "amount_paid": money(&i.amount_paid),
+                "amount_due": money(&i.amount_due),
+                "tenant": i.tenant,
+                "account": i.account,
+                "customer": i.customer,
+                "subscription": i.subscription,
+                "hosted_invoice_url": i.hosted_invoice_url,
+                "invoice_pdf": i.invoice_pdf,
+            }),
+        ),
+        Effect::EventIgnored(i) => (
+            "event.ignored",
+            json!({ "event_type": i.event_type, "reason": i.reason }),
+        ),
+    };
+    let mut body = body;
+    body["kind"] = Value::from(kind);
+    NewEffect {
+        kind: kind.to_string(),
+        body,
+    }
+}

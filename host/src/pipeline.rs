@@ -1,0 +1,212 @@
+//! The flow of one webhook delivery: verify (in the plugin), skip what was
+//! already processed, handle (in the plugin, with staged storage), commit the
+//! event, state and effects in one transaction.
+
+use crate::capabilities::StagedState;
+use crate::db::{CommitOutcome, Db, EventMeta, NewEffect};
+use crate::effects_json;
+use crate::runtime::{Delivery, Envelope, HandleError, Runtime, VerifyError};
+use std::fmt;
+
+/// How many times an event is re-handled when its state changed under it.
+const MAX_CONFLICT_RETRIES: usize = 8;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Applied now; `ignored` when its only effect is `event.ignored`.
+    Accepted {
+        event_id: String,
+        effects: Vec<NewEffect>,
+        ignored: bool,
+    },
+    /// Already processed earlier: acknowledged, nothing applied.
+    Duplicate { event_id: String },
+}
+
+#[derive(Debug)]
+pub enum DeliveryError {
+    /// Not a valid Stripe delivery: answer 400 with the reason.
+    Rejected(VerifyError),
+    /// Valid, but processing failed: rolled back and recorded; answer 5xx.
+    Failed {
+        event_id: Option<String>,
+        reason: String,
+    },
+}
+
+impl fmt::Display for DeliveryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeliveryError::Rejected(e) => f.write_str(&describe_rejection(e)),
+            DeliveryError::Failed { reason, .. } => write!(f, "processing failed: {reason}"),
+        }
+    }
+}
+
+/// A stable code and a readable reason for a refused delivery.
+pub fn rejection_code(e: &VerifyError) -> &'static str {
+    match e {
+        VerifyError::MissingSignature => "missing_signature",
+        VerifyError::MalformedHeader(_) => "malformed_signature_header",
+        VerifyError::NoMatchingSignature => "bad_signature",
+        VerifyError::TimestampTooOld(_) => "timestamp_too_old",
+        VerifyError::TimestampInFuture(_) => "timestamp_in_future",
+        VerifyError::NoSecretConfigured => "no_secret_configured",
+        VerifyError::MalformedPayload(_) => "malformed_payload",
+        VerifyError::MissingField(_) => "missing_field",
+    }
+}
+
+pub fn describe_rejection(e: &VerifyError) -> String {
+    match e {
+        VerifyError::MissingSignature => "missing Stripe-Signature header".into(),
+        VerifyError::MalformedHeader(m) => format!("malformed Stripe-Signature header: {m}"),
+        VerifyError::NoMatchingSignature => {
+            "no v1 signature matches any configured endpoint secret".into()
+        }
+        VerifyError::TimestampTooOld(s) => {
+            format!("signature timestamp is {s} s old, outside the tolerance")
+        }
+        VerifyError::TimestampInFuture(s) => {
+            format!("signature timestamp is {s} s in the future, outside the tolerance")
+        }
+        VerifyError::NoSecretConfigured => "no webhook endpoint secret is configured".into(),
+        VerifyError::MalformedPayload(m) => format!("body is not a JSON event: {m}"),
+        VerifyError::MissingField(f) => format!("event field {f:?} is missing or invalid"),
+    }
+}
+
+fn describe_handle_error(e: &HandleError) -> String {
+    match e {
+        HandleError::MalformedPayload(m) => format!("malformed event: {m}"),
+        HandleError::MissingField(f) => format!("required field {f} is missing or invalid"),
+        HandleError::Storage(m) => format!("storage failed: {m}"),
+    }
+}
+
+/// Processes deliveries against one runtime and one database.
+#[derive(Clone)]
+pub struct Pipeline {
+    runtime: Runtime,
+    db: Db,
+    secrets: Vec<String>,
+    tolerance_seconds: u32,
+}
+
+impl Pipeline {
+    pub fn new(runtime: Runtime, db: Db, secrets: Vec<String>, tolerance_seconds: u32) -> Self {
+        Pipeline {
+            runtime,
+            db,
+            secrets,
+            tolerance_seconds,
+        }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// A signed delivery from Stripe.
+    pub async fn receive(
+        &self,
+        body: &[u8],
+        signature: Option<&str>,
+    ) -> Result<Outcome, DeliveryError> {
+        let delivery = Delivery {
+            body: body.to_vec(),
+            signature_header: signature.map(str::to_string),
+            secrets: self.secrets.clone(),
+            tolerance_seconds: self.tolerance_seconds,
+        };
+        let envelope = match self.runtime.verify(delivery).await {
+            Ok(Ok(env)) => env,
+            Ok(Err(e)) => return Err(DeliveryError::Rejected(e)),
+            Err(e) => return Err(failed(None, e.to_string())),
+        };
+        self.process(envelope, body).await
+    }
+
+    /// An unsigned event (fixture replay): parsed, then processed as usual.
+    pub async fn receive_unsigned(&self, body: &[u8]) -> Result<Outcome, DeliveryError> {
+        let envelope = match self.runtime.parse(body).await {
+            Ok(Ok(env)) => env,
+            Ok(Err(e)) => return Err(DeliveryError::Rejected(e)),
+            Err(e) => return Err(failed(None, e.to_string())),
+        };
+        self.process(envelope, body).await
+    }
+
+    async fn process(&self, envelope: Envelope, body: &[u8]) -> Result<Outcome, DeliveryError> {
+        let event = EventMeta {
+            id: envelope.id,
+            event_type: envelope.event_type,
+            account: envelope.account,
+            created: envelope.created,
+            livemode: envelope.livemode,
+        };
+        let id = event.id.clone();
+        let db_failed = |e: anyhow::Error| failed(Some(id.clone()), format!("database: {e:#}"));
+        match self.db.event_status(&event.id).await.map_err(db_failed)? {
+            Some(s) if s == "processed" || s == "ignored" => {
+                return Ok(Outcome::Duplicate { event_id: event.id });
+            }
+            _ => {}
+        }
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let staged = StagedState::new(self.db.clone(), event.id.clone());
+            let (handled, staged) = match self.runtime.handle(body, staged).await {
+                Ok(r) => r,
+                Err(e) => return Err(self.fail(&event, body, e.to_string()).await),
+            };
+            let effects: Vec<NewEffect> = match handled {
+                Ok(effects) => effects.iter().map(effects_json::to_json).collect(),
+                Err(e) => return Err(self.fail(&event, body, describe_handle_error(&e)).await),
+            };
+            let ignored = !effects.is_empty() && effects.iter().all(|e| e.kind == "event.ignored");
+            let status = if ignored { "ignored" } else { "processed" };
+            match self
+                .db
+                .commit(&event, body, &staged, &effects, status)
+                .await
+            {
+                Ok(CommitOutcome::Committed) => {
+                    return Ok(Outcome::Accepted {
+                        event_id: event.id,
+                        effects,
+                        ignored,
+                    });
+                }
+                Ok(CommitOutcome::Duplicate) => {
+                    return Ok(Outcome::Duplicate { event_id: event.id });
+                }
+                Ok(CommitOutcome::Conflict) => continue,
+                Err(e) => return Err(self.fail(&event, body, format!("database: {e:#}")).await),
+            }
+        }
+        Err(self
+            .fail(
+                &event,
+                body,
+                "state kept changing under concurrent deliveries".into(),
+            )
+            .await)
+    }
+
+    /// Records the failure (best effort: the database may be what failed).
+    async fn fail(&self, event: &EventMeta, body: &[u8], reason: String) -> DeliveryError {
+        tracing::warn!(event = %event.id, r#type = %event.event_type, %reason, "event processing failed");
+        if let Err(e) = self.db.record_failure(event, body, &reason).await {
+            tracing::error!(event = %event.id, error = %format!("{e:#}"), "could not record the failure");
+        }
+        failed(Some(event.id.clone()), reason)
+    }
+}
+
+fn failed(event_id: Option<String>, reason: String) -> DeliveryError {
+    DeliveryError::Failed { event_id, reason }
+}

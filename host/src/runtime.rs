@@ -1,0 +1,283 @@
+//! The plugin runtime: wasmtime with the component model.
+//!
+//! The component is compiled once per process and pre-instantiated; every
+//! call gets a fresh `Store` (nothing carries over between calls or tenants),
+//! an epoch deadline and a memory cap. The guest gets a WASI context that
+//! grants nothing (no files, environment, sockets or stdio): only the
+//! `psa:billing` imports below do anything.
+
+use crate::capabilities::{CallState, StagedState};
+use anyhow::{Context, Result};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "billing-plugin",
+        imports: { default: async | trappable },
+        exports: { default: async },
+    });
+}
+
+pub use bindings::exports::psa::billing::fees::{FeeError, Quote, QuoteRequest};
+pub use bindings::exports::psa::billing::webhooks::{
+    Delivery, Effect, Envelope, HandleError, VerifyError,
+};
+pub use bindings::psa::billing::types::Money;
+use bindings::{BillingPlugin, BillingPluginPre};
+
+/// The default plugin, built from `plugin/component` by the build script.
+pub static DEFAULT_PLUGIN: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/psa_billing_plugin.wasm"));
+
+/// How often the epoch advances; deadlines are counted in these ticks.
+const TICK: Duration = Duration::from_millis(2);
+
+/// Limits applied to every plugin call.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Wall-clock budget of one call, host capability calls included.
+    pub call_timeout: Duration,
+    /// Linear memory one instance may grow to.
+    pub memory_bytes: usize,
+    /// Instances alive at once; further calls wait for a slot.
+    pub max_instances: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            call_timeout: Duration::from_millis(250),
+            memory_bytes: 64 << 20,
+            max_instances: 64,
+        }
+    }
+}
+
+/// Why a plugin call did not return a value.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("plugin call exceeded its {0:?} deadline")]
+    Timeout(Duration),
+    #[error("plugin trapped: {0}")]
+    Trap(String),
+}
+
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    pre: BillingPluginPre<CallState>,
+    limits: Limits,
+    slots: Semaphore,
+}
+
+impl Runtime {
+    /// Compiles `wasm` (a component, not a core module) and links it against
+    /// the host's capabilities.
+    pub fn new(wasm: &[u8], limits: Limits) -> Result<Runtime> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(limits.max_instances)
+            .total_core_instances(limits.max_instances * 4)
+            .total_memories(limits.max_instances * 2)
+            .total_tables(limits.max_instances * 4)
+            .max_memory_size(limits.memory_bytes);
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config)?;
+        if is_core_module(wasm) {
+            anyhow::bail!("the plugin is a core WebAssembly module, not a component");
+        }
+        let component = Component::new(&engine, wasm)
+            .map_err(anyhow::Error::from)
+            .context("compiling the plugin component")?;
+        let mut linker = Linker::<CallState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        BillingPlugin::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |s| s)?;
+        let instance_pre = linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .context("the plugin needs imports the host does not provide")?;
+        let pre = BillingPluginPre::new(instance_pre)
+            .map_err(anyhow::Error::from)
+            .context("the component does not implement the psa:billing/billing-plugin world")?;
+        spawn_epoch_ticker(&engine);
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                engine,
+                pre,
+                slots: Semaphore::new(limits.max_instances as usize),
+                limits,
+            }),
+        })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Runs `f` against a fresh instance. The state goes in and comes back
+    /// out, so staged storage writes can be committed by the caller.
+    async fn call<R: Send + 'static>(
+        &self,
+        state: CallState,
+        f: impl FnOnce(BillingPlugin, Store<CallState>) -> CallFuture<R>,
+    ) -> Result<(R, CallState), CallError> {
+        let limits = &self.inner.limits;
+        let _slot = self
+            .inner
+            .slots
+            .acquire()
+            .await
+            .expect("semaphore never closed");
+        let mut store = Store::new(&self.inner.engine, state);
+        store.limiter(|s| &mut s.limits);
+        let ticks = limits.call_timeout.as_millis().div_ceil(TICK.as_millis()) as u64 + 1;
+        store.set_epoch_deadline(ticks);
+        let result = async {
+            let plugin = self.inner.pre.instantiate_async(&mut store).await?;
+            let (r, store) = f(plugin, store).await;
+            r.map(|r| (r, store.into_data()))
+        };
+        // The epoch traps guest code; the timeout also bounds time spent in
+        // host capability futures (a slow database).
+        match tokio::time::timeout(limits.call_timeout + TICK * 2, result).await {
+            Err(_) => Err(CallError::Timeout(limits.call_timeout)),
+            Ok(Err(e)) => Err(classify_trap(e, limits.call_timeout)),
+            Ok(Ok(r)) => Ok(r),
+        }
+    }
+
+    pub async fn verify(
+        &self,
+        delivery: Delivery,
+    ) -> Result<Result<Envelope, VerifyError>, CallError> {
+        let state = CallState::new(&self.inner.limits, None);
+        let (r, _) = self
+            .call(state, |p, mut s| {
+                Box::pin(async move {
+                    let r = p
+                        .psa_billing_webhooks()
+                        .call_verify(&mut s, &delivery)
+                        .await;
+                    (r, s)
+                })
+            })
+            .await?;
+        Ok(r)
+    }
+
+    pub async fn parse(&self, body: &[u8]) -> Result<Result<Envelope, VerifyError>, CallError> {
+        let state = CallState::new(&self.inner.limits, None);
+        let body = body.to_vec();
+        let (r, _) = self
+            .call(state, |p, mut s| {
+                Box::pin(async move {
+                    let r = p.psa_billing_webhooks().call_parse(&mut s, &body).await;
+                    (r, s)
+                })
+            })
+            .await?;
+        Ok(r)
+    }
+
+    /// Handles one event with storage staged in `staged`; returns the
+    /// effects and the staged reads and writes.
+    pub async fn handle(
+        &self,
+        body: &[u8],
+        staged: StagedState,
+    ) -> Result<(Result<Vec<Effect>, HandleError>, StagedState), CallError> {
+        let state = CallState::new(&self.inner.limits, Some(staged));
+        let body = body.to_vec();
+        let (r, state) = self
+            .call(state, |p, mut s| {
+                Box::pin(async move {
+                    let r = p.psa_billing_webhooks().call_handle(&mut s, &body).await;
+                    (r, s)
+                })
+            })
+            .await?;
+        Ok((r, state.into_staged().expect("handle runs with storage")))
+    }
+
+    pub async fn quote(&self, request: QuoteRequest) -> Result<Result<Quote, FeeError>, CallError> {
+        let state = CallState::new(&self.inner.limits, None);
+        let (r, _) = self
+            .call(state, |p, mut s| {
+                Box::pin(async move {
+                    let r = p
+                        .psa_billing_fees()
+                        .call_compute_quote(&mut s, &request)
+                        .await;
+                    (r, s)
+                })
+            })
+            .await?;
+        Ok(r)
+    }
+
+    pub async fn parse_amount(
+        &self,
+        amount: &str,
+        currency: &str,
+    ) -> Result<Result<Money, FeeError>, CallError> {
+        let state = CallState::new(&self.inner.limits, None);
+        let (amount, currency) = (amount.to_string(), currency.to_string());
+        let (r, _) = self
+            .call(state, |p, mut s| {
+                Box::pin(async move {
+                    let r = p
+                        .psa_billing_fees()
+                        .call_parse_amount(&mut s, &amount, &currency)
+                        .await;
+                    (r, s)
+                })
+            })
+            .await?;
+        Ok(r)
+    }
+}
+
+/// A plugin call: it owns its instance and store and hands the store back.
+type CallFuture<R> = Pin<Box<dyn Future<Output = (wasmtime::Result<R>, Store<CallState>)> + Send>>;
+
+fn classify_trap(e: wasmtime::Error, timeout: Duration) -> CallError {
+    if let Some(wasmtime::Trap::Interrupt) = e.downcast_ref::<wasmtime::Trap>() {
+        return CallError::Timeout(timeout);
+    }
+    CallError::Trap(format!("{e:#}"))
+}
+
+/// A core module starts with version 1 in its header; a component with a
+/// different layer number. Checked up front for a clearer error.
+fn is_core_module(wasm: &[u8]) -> bool {
+    wasm.len() >= 8 && wasm[..4] == *b"\0asm" && wasm[4..8] == [1, 0, 0, 0]
+}
+
+/// Advances the engine's epoch every tick while the engine lives.
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("psa-billing-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(TICK);
+            }
+        })
+        .expect("spawning the epoch thread");
+}

@@ -1,0 +1,205 @@
+//! The HTTP surface: `POST /webhooks/stripe`, `GET /v1/effects`, `GET /healthz`.
+
+use crate::pipeline::{DeliveryError, Outcome, Pipeline, describe_rejection, rejection_code};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// Default limit on a webhook body (Stripe's events are far smaller).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub max_body_bytes: usize,
+    /// Bearer token for `/v1`; without one, `/v1` answers 403.
+    pub api_token: Option<String>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            api_token: None,
+        }
+    }
+}
+
+struct AppState {
+    pipeline: Pipeline,
+    /// SHA-256 of the API token: comparing digests leaks nothing useful
+    /// about the token through timing.
+    token_digest: Option<[u8; 32]>,
+}
+
+pub fn router(pipeline: Pipeline, options: ServerOptions) -> Router {
+    let state = Arc::new(AppState {
+        pipeline,
+        token_digest: options.api_token.as_deref().map(digest),
+    });
+    Router::new()
+        .route(
+            "/webhooks/stripe",
+            post(webhook).layer(DefaultBodyLimit::max(options.max_body_bytes)),
+        )
+        .route("/v1/effects", get(effects))
+        .route("/healthz", get(healthz))
+        .with_state(state)
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn error(status: StatusCode, code: &str, reason: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({ "error": code, "reason": reason.into() })),
+    )
+        .into_response()
+}
+
+async fn webhook(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the body exceeds the configured limit",
+            );
+        }
+        Err(rejection) => {
+            return error(rejection.status(), "unreadable_body", rejection.body_text());
+        }
+    };
+    // A header that is not valid text is passed on as such and fails to parse.
+    let signature = headers
+        .get("stripe-signature")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    match app.pipeline.receive(&body, signature.as_deref()).await {
+        Ok(Outcome::Accepted {
+            event_id,
+            effects,
+            ignored,
+        }) => {
+            let status = if ignored { "ignored" } else { "accepted" };
+            tracing::info!(event = %event_id, status, effects = effects.len(), "delivery processed");
+            Json(json!({ "status": status, "event_id": event_id, "effects": effects.len() }))
+                .into_response()
+        }
+        Ok(Outcome::Duplicate { event_id }) => {
+            tracing::info!(event = %event_id, "duplicate delivery acknowledged");
+            Json(json!({ "status": "duplicate", "event_id": event_id })).into_response()
+        }
+        Err(DeliveryError::Rejected(e)) => {
+            tracing::info!(reason = %describe_rejection(&e), "delivery rejected");
+            error(
+                StatusCode::BAD_REQUEST,
+                rejection_code(&e),
+                describe_rejection(&e),
+            )
+        }
+        Err(DeliveryError::Failed { event_id, reason }) => {
+            let mut r = error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "processing_failed",
+                reason,
+            );
+            if let Some(id) = event_id {
+                if let Ok(v) = id.parse() {
+                    r.headers_mut().insert("x-psa-billing-event", v);
+                }
+            }
+            r
+        }
+    }
+}
+
+/// Checks the bearer token of a `/v1` request.
+fn authorize(app: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(expected) = app.token_digest else {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "api_closed",
+            "the /v1 API is closed: start the server with PSA_BILLING_API_TOKEN set",
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(token) if digest(token) == expected => Ok(()),
+        _ => Err(error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong bearer token",
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct EffectsQuery {
+    #[serde(default)]
+    after: i64,
+    limit: Option<i64>,
+}
+
+async fn effects(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    query: Result<Query<EffectsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    if let Err(r) = authorize(&app, &headers) {
+        return r;
+    }
+    let Ok(Query(q)) = query else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            "after and limit must be integers",
+        );
+    };
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            "limit must be 1 to 1000",
+        );
+    }
+    match app.pipeline.db().effects_after(q.after, limit).await {
+        Ok(list) => {
+            let next = list.last().map(|e| e.seq).unwrap_or(q.after);
+            Json(json!({ "effects": list, "next_after": next })).into_response()
+        }
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database",
+            format!("{e:#}"),
+        ),
+    }
+}
+
+async fn healthz(State(app): State<Arc<AppState>>) -> Response {
+    match app.pipeline.db().counts().await {
+        Ok(_) => Json(json!({ "status": "ok" })).into_response(),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database",
+            format!("{e:#}"),
+        ),
+    }
+}

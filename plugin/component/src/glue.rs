@@ -1,0 +1,195 @@
+//! wit-bindgen glue: WIT types <-> core types.
+
+use psa_billing_core::{effects as fx, event, fees as core_fees, mapping, money, signature, state};
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "billing-plugin",
+});
+
+use exports::psa::billing::fees::{self, FeeError, FeeLine, Quote, QuoteRequest};
+use exports::psa::billing::webhooks::{self, Delivery, Effect, Envelope, HandleError, VerifyError};
+use psa::billing::types::Money;
+use psa::billing::{clock, log, storage};
+
+struct Plugin;
+
+export!(Plugin);
+
+fn wit_money(m: money::Money) -> Money {
+    Money {
+        amount: m.amount,
+        currency: m.currency,
+    }
+}
+
+fn fee_error(e: core_fees::FeeError) -> FeeError {
+    use core_fees::FeeError as E;
+    match e {
+        E::UnknownCurrency(c) => FeeError::UnknownCurrency(c),
+        E::InvalidAmount(m) => FeeError::InvalidAmount(m),
+        E::InvalidRate(m) => FeeError::InvalidRate(m),
+        E::FeesExceedAmount(m) => FeeError::FeesExceedAmount(m),
+    }
+}
+
+impl fees::Guest for Plugin {
+    fn compute_quote(req: QuoteRequest) -> Result<Quote, FeeError> {
+        let application = match (&req.application_fee_percent, req.application_fee_fixed) {
+            (None, None) => None,
+            (p, f) => Some(
+                core_fees::Rate::parse(p.as_deref().unwrap_or("0"), f.unwrap_or(0))
+                    .map_err(fee_error)?,
+            ),
+        };
+        let q = core_fees::quote(&core_fees::QuoteRequest {
+            amount: money::Money::new(req.amount.amount, req.amount.currency),
+            payment_method: req.payment_method,
+            processor: None,
+            application,
+        })
+        .map_err(fee_error)?;
+        let m = |amount| Money {
+            amount,
+            currency: q.currency.clone(),
+        };
+        Ok(Quote {
+            gross: m(q.gross),
+            processor_fee: m(q.processor_fee),
+            application_fee: m(q.application_fee),
+            net: m(q.net),
+            lines: q
+                .lines
+                .iter()
+                .map(|l| FeeLine {
+                    label: l.label.into(),
+                    payer: l.payer.into(),
+                    payee: l.payee.into(),
+                    amount: m(l.amount),
+                })
+                .collect(),
+        })
+    }
+
+    fn parse_amount(amount: String, currency: String) -> Result<Money, FeeError> {
+        money::parse_amount(&amount, &currency)
+            .map(wit_money)
+            .map_err(|e| fee_error(e.into()))
+    }
+}
+
+fn wit_envelope(e: event::Envelope) -> Envelope {
+    Envelope {
+        id: e.id,
+        event_type: e.event_type,
+        account: e.account,
+        created: e.created,
+        livemode: e.livemode,
+        api_version: e.api_version,
+    }
+}
+
+fn parse_error(e: event::EventError) -> VerifyError {
+    match e {
+        event::EventError::Malformed(m) => VerifyError::MalformedPayload(m),
+        event::EventError::MissingField(f) => VerifyError::MissingField(f),
+    }
+}
+
+/// The host's storage import as a core `StateStore`.
+struct HostState;
+
+impl state::StateStore for HostState {
+    fn get(&mut self, collection: &str, key: &str) -> Result<Option<String>, String> {
+        storage::get(collection, key).map_err(|e| format!("{e:?}"))
+    }
+    fn put(&mut self, collection: &str, key: &str, value: &str) -> Result<(), String> {
+        storage::put(collection, key, value).map_err(|e| format!("{e:?}"))
+    }
+    fn delete(&mut self, collection: &str, key: &str) -> Result<(), String> {
+        storage::delete(collection, key).map_err(|e| format!("{e:?}"))
+    }
+}
+
+impl webhooks::Guest for Plugin {
+    fn verify(d: Delivery) -> Result<Envelope, VerifyError> {
+        use signature::SignatureError as S;
+        signature::verify(
+            &d.body,
+            d.signature_header.as_deref(),
+            &d.secrets,
+            d.tolerance_seconds,
+            clock::now(),
+        )
+        .map_err(|e| match e {
+            S::Missing => VerifyError::MissingSignature,
+            S::Malformed(m) => VerifyError::MalformedHeader(m),
+            S::NoMatch => VerifyError::NoMatchingSignature,
+            S::TooOld(s) => VerifyError::TimestampTooOld(s),
+            S::InFuture(s) => VerifyError::TimestampInFuture(s),
+            S::NoSecret => VerifyError::NoSecretConfigured,
+        })?;
+        Self::parse(d.body)
+    }
+
+    fn parse(body: Vec<u8>) -> Result<Envelope, VerifyError> {
+        event::parse_envelope(&body)
+            .map(wit_envelope)
+            .map_err(parse_error)
+    }
+
+    fn handle(body: Vec<u8>) -> Result<Vec<Effect>, HandleError> {
+        let effects = mapping::handle(&body, &mut HostState).map_err(|e| {
+            log::log(log::Level::Warn, &e.to_string());
+            match e {
+                mapping::HandleError::Malformed(m) => HandleError::MalformedPayload(m),
+                mapping::HandleError::MissingField(f) => HandleError::MissingField(f),
+                mapping::HandleError::Storage(m) => HandleError::Storage(m),
+            }
+        })?;
+        Ok(effects.into_iter().map(wit_effect).collect())
+    }
+}
+
+fn wit_effect(e: fx::Effect) -> Effect {
+    use webhooks as w;
+    match e {
+        fx::Effect::PaymentSucceeded(p) => Effect::PaymentSucceeded(w::PaymentSucceeded {
+            payment_intent: p.payment_intent,
+            amount: wit_money(p.amount),
+            tenant: p.tenant,
+            account: p.account,
+            customer: p.customer,
+            reference: p.reference,
+            application_fee: p.application_fee.map(wit_money),
+        }),
+        fx::Effect::PaymentFailed(p) => Effect::PaymentFailed(w::PaymentFailed {
+            payment_intent: p.payment_intent,
+            amount: wit_money(p.amount),
+            tenant: p.tenant,
+            account: p.account,
+            reference: p.reference,
+            code: p.code,
+            decline_code: p.decline_code,
+            message: p.message,
+        }),
+        fx::Effect::InvoiceStatusChanged(i) => {
+            Effect::InvoiceStatusChanged(w::InvoiceStatusChanged {
+                invoice: i.invoice,
+                status: i.status,
+                amount_paid: wit_money(i.amount_paid),
+                amount_due: wit_money(i.amount_due),
+                tenant: i.tenant,
+                account: i.account,
+                customer: i.customer,
+                subscription: i.subscription,
+                hosted_invoice_url: i.hosted_invoice_url,
+                invoice_pdf: i.invoice_pdf,
+            })
+        }
+        fx::Effect::EventIgnored(i) => Effect::EventIgnored(w::EventIgnored {
+            event_type: i.event_type,
+            reason: i.reason,
+        }),
+    }
+}

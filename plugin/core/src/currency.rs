@@ -1,0 +1,87 @@
+//! Stripe's currency rules: how many decimals an amount's minor unit has.
+//!
+//! Source: Stripe's "Supported currencies" documentation (zero-decimal and
+//! three-decimal lists, and the special cases noted on each entry below).
+
+/// How a currency's amounts are expressed to Stripe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Currency {
+    /// Lower-case ISO 4217 code.
+    pub code: &'static str,
+    /// Decimals of the minor unit in the API (`amount` = major × 10^decimals).
+    pub decimals: u32,
+}
+
+/// Zero-decimal currencies: the API amount is the major unit (¥100 = 100).
+const ZERO_DECIMAL: &[&str] = &[
+    "bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv",
+    "xaf", "xof", "xpf",
+];
+
+/// Three-decimal currencies: the API amount has three decimals (5.124 KWD = 5124).
+/// Stripe requires charge amounts in these to end in 0 (a multiple of 10 minor units).
+const THREE_DECIMAL: &[&str] = &["bhd", "jod", "kwd", "omr", "tnd"];
+
+/// Two-decimal currencies Stripe charges in. ISK, HUF, TWD and UGX have
+/// further rules on whole units that the fee engine applies (issue 3).
+const TWO_DECIMAL: &[&str] = &[
+    "aed", "afn", "all", "amd", "ang", "aoa", "ars", "aud", "awg", "azn", "bam", "bbd", "bdt",
+    "bgn", "bmd", "bnd", "bob", "brl", "bsd", "bwp", "byn", "bzd", "cad", "cdf", "chf", "cny",
+    "cop", "crc", "cve", "czk", "dkk", "dop", "dzd", "egp", "etb", "eur", "fjd", "fkp", "gbp",
+    "gel", "gip", "gmd", "gtq", "gyd", "hkd", "hnl", "htg", "huf", "idr", "ils", "inr", "isk",
+    "jmd", "kes", "kgs", "khr", "kyd", "kzt", "lak", "lbp", "lkr", "lrd", "lsl", "mad", "mdl",
+    "mkd", "mmk", "mnt", "mop", "mur", "mvr", "mwk", "mxn", "myr", "mzn", "nad", "ngn", "nio",
+    "nok", "npr", "nzd", "pab", "pen", "pgk", "php", "pkr", "pln", "qar", "ron", "rsd", "rub",
+    "sar", "sbd", "scr", "sek", "sgd", "shp", "sle", "sos", "srd", "std", "szl", "thb", "tjs",
+    "top", "try", "ttd", "twd", "tzs", "uah", "usd", "uyu", "uzs", "wst", "xcd", "yer", "zar",
+    "zmw",
+];
+
+/// Looks a currency up by code (case-insensitive).
+pub fn lookup(code: &str) -> Option<Currency> {
+    let lower = code.to_ascii_lowercase();
+    let decimals = if ZERO_DECIMAL.contains(&lower.as_str()) {
+        0
+    } else if THREE_DECIMAL.contains(&lower.as_str()) {
+        3
+    } else if TWO_DECIMAL.contains(&lower.as_str()) {
+        2
+    } else {
+        return None;
+    };
+    // Re-borrow the static code so the result does not hold the caller's string.
+    let code = ZERO_DECIMAL
+        .iter()
+        .chain(THREE_DECIMAL)
+        .chain(TWO_DECIMAL)
+        .find(|c| **c == lower)
+        .copied()?;
+    Some(Currency { code, decimals })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_follow_stripe() {
+        assert_eq!(lookup("USD").unwrap().decimals, 2);
+        assert_eq!(lookup("jpy").unwrap().decimals, 0);
+        assert_eq!(lookup("krw").unwrap().decimals, 0);
+        assert_eq!(lookup("kwd").unwrap().decimals, 3);
+        assert_eq!(lookup("bhd").unwrap().decimals, 3);
+        assert_eq!(lookup("isk").unwrap().decimals, 2);
+        assert!(lookup("xyz").is_none());
+        assert!(lookup("").is_none());
+    }
+
+    #[test]
+    fn lists_do_not_overlap() {
+        for c in ZERO_DECIMAL.iter().chain(THREE_DECIMAL) {
+            assert!(!TWO_DECIMAL.contains(c), "{c} listed twice");
+        }
+        for c in ZERO_DECIMAL {
+            assert!(!THREE_DECIMAL.contains(c), "{c} listed twice");
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The billing plugin's logic, as plain Rust that compiles both natively (for
+//! unit tests and the host's tooling) and to `wasm32-wasip2` (inside the
+//! component). Nothing here does I/O: state goes through [`state::StateStore`],
+//! time is passed in.
+
+pub mod currency;
+pub mod effects;
+pub mod event;
+pub mod fees;
+pub mod mapping;
+pub mod money;
+pub mod signature;
+pub mod state;

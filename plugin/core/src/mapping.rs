@@ -1,0 +1,360 @@
+//! Maps a Stripe event onto effects.
+//!
+//! Stripe neither orders nor de-duplicates deliveries, so for every object the
+//! plugin remembers the status it last applied (collection `objects`) and never
+//! moves an object backwards: a late, older status becomes an `event.ignored`
+//! effect with a "stale" reason instead of contradicting the newer one.
+
+use crate::effects::*;
+use crate::event::{self, EventError, at, id_at, str_at};
+use crate::money::Money;
+use crate::state::StateStore;
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandleError {
+    #[error("body is not a JSON event: {0}")]
+    Malformed(String),
+    #[error("required field {0} is missing or has the wrong type")]
+    MissingField(String),
+    #[error("storage failed: {0}")]
+    Storage(String),
+}
+
+impl From<EventError> for HandleError {
+    fn from(e: EventError) -> Self {
+        match e {
+            EventError::Malformed(m) => HandleError::Malformed(m),
+            EventError::MissingField(f) => HandleError::MissingField(f),
+        }
+    }
+}
+
+/// Where objects' last applied statuses are kept.
+pub const OBJECTS: &str = "objects";
+
+/// Handles one event body.
+pub fn handle(body: &[u8], store: &mut dyn StateStore) -> Result<Vec<Effect>, HandleError> {
+    let event = event::parse_json(body)?;
+    let env = event::envelope_of(&event)?;
+    let map: fn(&Ctx, &mut dyn StateStore) -> Mapped = match env.event_type.as_str() {
+        "payment_intent.succeeded" => payment_succeeded,
+        "payment_intent.payment_failed" => payment_failed,
+        "invoice.paid" => |ctx, store| invoice_status(ctx, store, "paid"),
+        other => return Ok(vec![ignored(other, "type not used")]),
+    };
+    let ctx = Ctx {
+        object: at(&event, &["data", "object"])
+            .filter(|o| o.is_object())
+            .ok_or_else(|| HandleError::MissingField("data.object".into()))?,
+        account: env.account.clone(),
+        created: env.created,
+    };
+    let effect = map(&ctx, store)?.unwrap_or_else(|stale| ignored(&env.event_type, &stale));
+    Ok(vec![effect])
+}
+
+/// Mapping result: the effect, or the reason the event is stale.
+type Mapped = Result<Result<Effect, String>, HandleError>;
+
+struct Ctx<'a> {
+    object: &'a Value,
+    account: Option<String>,
+    created: i64,
+}
+
+impl Ctx<'_> {
+    fn req_str(&self, field: &str) -> Result<String, HandleError> {
+        str_at(self.object, &[field])
+            .map(str::to_string)
+            .ok_or_else(|| HandleError::MissingField(format!("data.object.{field}")))
+    }
+    fn req_i64(&self, field: &str) -> Result<i64, HandleError> {
+        self.object
+            .get(field)
+            .and_then(Value::as_i64)
+            .ok_or_else(|| HandleError::MissingField(format!("data.object.{field}")))
+    }
+    fn opt_str(&self, path: &[&str]) -> Option<String> {
+        str_at(self.object, path).map(str::to_string)
+    }
+    fn money(&self, field: &str) -> Result<Money, HandleError> {
+        Ok(Money::new(self.req_i64(field)?, self.req_str("currency")?))
+    }
+    /// The application's tenant: `metadata.tenant_id` (seed 004 calls it critical).
+    fn tenant(&self) -> Option<String> {
+        self.opt_str(&["metadata", "tenant_id"])
+    }
+    /// The application's own reference for the object.
+    fn reference(&self) -> Option<String> {
+        self.opt_str(&["metadata", "reference"])
+            .or_else(|| self.opt_str(&["metadata", "invoice_id"]))
+    }
+}
+
+fn ignored(event_type: &str, reason: &str) -> Effect {
+    Effect::EventIgnored(EventIgnored {
+        event_type: event_type.to_string(),
+        reason: reason.to_string(),
+    })
+}
+
+/// How far along its life an object is; a status never follows a higher rank.
+fn rank(kind: &str, status: &str) -> u8 {
+    match (kind, status) {
+        ("payment_intent", "succeeded" | "canceled") => 3,
+        ("payment_intent", "processing") => 2,
+        ("payment_intent", _) => 1,
+        ("invoice", "paid" | "void") => 3,
+        ("invoice", "uncollectible") => 2,
+        ("invoice", "open") => 1,
+        _ => 0,
+    }
+}
+
+/// Records `status` for the object unless it already went further. Returns
+/// the stale reason when the event must not be applied.
+fn advance(
+    store: &mut dyn StateStore,
+    kind: &str,
+    id: &str,
+    status: &str,
+    created: i64,
+) -> Result<Result<(), String>, HandleError> {
+    let key = format!("{kind}/{id}");
+    if let Some(raw) = store.get(OBJECTS, &key).map_err(HandleError::Storage)? {
+        let last: Value = serde_json::from_str(&raw)
+            .map_err(|e| HandleError::Storage(format!("state {key} is corrupt: {e}")))?;
+        let last_status = last["status"].as_str().unwrap_or_default();
+        let last_created = last["created"].as_i64().unwrap_or_default();
+        let (old, new) = (rank(kind, last_status), rank(kind, status));
+        if old > new || (old == new && last_created > created && last_status != status) {
+            return Ok(Err(format!("stale: {kind} {id} is already {last_status}")));
+        }
+    }
+    let record = json!({ "status": status, "created": created });
+    store
+        .put(OBJECTS, &key, &record.to_string())
+        .map_err(HandleError::Storage)?;
+    Ok(Ok(()))
+}
+
+fn payment_succeeded(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
+    let id = ctx.req_str("id")?;
+    // `amount_received` is what was actually captured; fall back to `amount`.
+    let amount = match ctx.object.get("amount_received").and_then(Value::as_i64) {
+        Some(a) if a > 0 => Money::new(a, ctx.req_str("currency")?),
+        _ => ctx.money("amount")?,
+    };
+    let application_fee = ctx
+        .object
+        .get("application_fee_amount")
+        .and_then(Value::as_i64)
+        .map(|a| Money::new(a, amount.currency.clone()));
+    if let Err(stale) = advance(store, "payment_intent", &id, "succeeded", ctx.created)? {
+        return Ok(Err(stale));
+    }
+    Ok(Ok(Effect::PaymentSucceeded(PaymentSucceeded {
+        payment_intent: id,
+        amount,
+        tenant: ctx.tenant(),
+        account: ctx.account.clone(),
+        customer: id_at(ctx.object, &["customer"]),
+        reference: ctx.reference(),
+        application_fee,
+    })))
+}
+
+fn payment_failed(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
+    let id = ctx.req_str("id")?;
+    let amount = ctx.money("amount")?;
+    if let Err(stale) = advance(
+        store,
+        "payment_intent",
+        &id,
+        "requires_payment_method",
+        ctx.created,
+    )? {
+        return Ok(Err(stale));
+    }
+    let error = |field: &str| ctx.opt_str(&["last_payment_error", field]);
+    Ok(Ok(Effect::PaymentFailed(PaymentFailed {
+        payment_intent: id,
+        amount,
+        tenant: ctx.tenant(),
+        account: ctx.account.clone(),
+        reference: ctx.reference(),
+        code: error("code"),
+        decline_code: error("decline_code"),
+        message: error("message"),
+    })))
+}
+
+fn invoice_status(ctx: &Ctx, store: &mut dyn StateStore, status: &str) -> Mapped {
+    let id = ctx.req_str("id")?;
+    let amount_paid = ctx.money("amount_paid")?;
+    let amount_due = ctx.money("amount_due")?;
+    if let Err(stale) = advance(store, "invoice", &id, status, ctx.created)? {
+        return Ok(Err(stale));
+    }
+    // Newer API versions moved the subscription under `parent`.
+    let subscription = id_at(ctx.object, &["subscription"]).or_else(|| {
+        id_at(
+            ctx.object,
+            &["parent", "subscription_details", "subscription"],
+        )
+    });
+    let tenant = ctx.tenant().or_else(|| {
+        ctx.opt_str(&["subscription_details", "metadata", "tenant_id"])
+            .or_else(|| ctx.opt_str(&["parent", "subscription_details", "metadata", "tenant_id"]))
+    });
+    Ok(Ok(Effect::InvoiceStatusChanged(InvoiceStatusChanged {
+        invoice: id,
+        status: status.to_string(),
+        amount_paid,
+        amount_due,
+        tenant,
+        account: ctx.account.clone(),
+        customer: id_at(ctx.object, &["customer"]),
+        subscription,
+        hosted_invoice_url: ctx.opt_str(&["hosted_invoice_url"]),
+        invoice_pdf: ctx.opt_str(&["invoice_pdf"]),
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::MemoryState;
+
+    fn event(id: &str, kind: &str, created: i64, object: Value) -> Vec<u8> {
+        json!({"id": id, "object": "event", "type": kind, "created": created,
+               "data": {"object": object}})
+        .to_string()
+        .into_bytes()
+    }
+
+    fn pi(status: &str) -> Value {
+        json!({"id": "pi_1", "object": "payment_intent", "amount": 10000,
+               "amount_received": if status == "succeeded" { 10000 } else { 0 },
+               "currency": "usd", "status": status, "customer": "cus_1",
+               "application_fee_amount": 250,
+               "metadata": {"tenant_id": "t_1", "invoice_id": "inv-42"},
+               "last_payment_error": {"code": "card_declined", "decline_code": "insufficient_funds",
+                                      "message": "Your card has insufficient funds."}})
+    }
+
+    #[test]
+    fn payment_intent_succeeded() {
+        let mut s = MemoryState::default();
+        let fx = handle(
+            &event("evt_1", "payment_intent.succeeded", 10, pi("succeeded")),
+            &mut s,
+        )
+        .unwrap();
+        assert_eq!(
+            fx,
+            vec![Effect::PaymentSucceeded(PaymentSucceeded {
+                payment_intent: "pi_1".into(),
+                amount: Money::new(10000, "usd"),
+                tenant: Some("t_1".into()),
+                account: None,
+                customer: Some("cus_1".into()),
+                reference: Some("inv-42".into()),
+                application_fee: Some(Money::new(250, "usd")),
+            })]
+        );
+    }
+
+    #[test]
+    fn a_late_failure_does_not_undo_a_success() {
+        let mut s = MemoryState::default();
+        handle(
+            &event("evt_2", "payment_intent.succeeded", 20, pi("succeeded")),
+            &mut s,
+        )
+        .unwrap();
+        let fx = handle(
+            &event(
+                "evt_1",
+                "payment_intent.payment_failed",
+                10,
+                pi("requires_payment_method"),
+            ),
+            &mut s,
+        )
+        .unwrap();
+        assert!(
+            matches!(&fx[..], [Effect::EventIgnored(e)] if e.reason.starts_with("stale")),
+            "{fx:?}"
+        );
+    }
+
+    #[test]
+    fn payment_failed_carries_the_decline() {
+        let mut s = MemoryState::default();
+        let fx = handle(
+            &event(
+                "evt_1",
+                "payment_intent.payment_failed",
+                10,
+                pi("requires_payment_method"),
+            ),
+            &mut s,
+        )
+        .unwrap();
+        let Effect::PaymentFailed(f) = &fx[0] else {
+            panic!("{fx:?}")
+        };
+        assert_eq!(f.decline_code.as_deref(), Some("insufficient_funds"));
+        assert_eq!(f.code.as_deref(), Some("card_declined"));
+    }
+
+    #[test]
+    fn invoice_paid_reads_either_api_shape() {
+        let mut s = MemoryState::default();
+        let inv = json!({"id": "in_1", "object": "invoice", "status": "paid", "currency": "eur",
+            "amount_paid": 5000, "amount_due": 5000, "customer": {"id": "cus_9"},
+            "parent": {"subscription_details": {"subscription": "sub_1",
+                       "metadata": {"tenant_id": "t_7"}}},
+            "hosted_invoice_url": "https://invoice.example/i", "invoice_pdf": null});
+        let fx = handle(&event("evt_1", "invoice.paid", 1, inv), &mut s).unwrap();
+        let Effect::InvoiceStatusChanged(i) = &fx[0] else {
+            panic!("{fx:?}")
+        };
+        assert_eq!(i.subscription.as_deref(), Some("sub_1"));
+        assert_eq!(i.tenant.as_deref(), Some("t_7"));
+        assert_eq!(i.customer.as_deref(), Some("cus_9"));
+        assert_eq!(i.amount_paid, Money::new(5000, "eur"));
+        assert_eq!(i.invoice_pdf, None);
+    }
+
+    #[test]
+    fn unknown_types_are_ignored_not_errors() {
+        let mut s = MemoryState::default();
+        let fx = handle(&event("evt_1", "balance.available", 1, json!({})), &mut s).unwrap();
+        assert_eq!(fx, vec![ignored("balance.available", "type not used")]);
+        assert!(s.entries.is_empty());
+    }
+
+    #[test]
+    fn missing_fields_are_named() {
+        let mut s = MemoryState::default();
+        let err = handle(
+            &event(
+                "evt_1",
+                "payment_intent.succeeded",
+                1,
+                json!({"id": "pi_1"}),
+            ),
+            &mut s,
+        )
+        .unwrap_err();
+        assert_eq!(err, HandleError::MissingField("data.object.amount".into()));
+        let no_object = br#"{"id":"evt_1","type":"invoice.paid","created":1,"data":{}}"#;
+        assert_eq!(
+            handle(no_object, &mut s).unwrap_err(),
+            HandleError::MissingField("data.object".into())
+        );
+    }
+}
