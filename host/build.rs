@@ -1,6 +1,8 @@
 //! Builds the default plugin component (`plugin/component`) for
 //! `wasm32-wasip2` so that the host can embed it: building or testing the
-//! workspace needs no manual step.
+//! workspace needs no manual step. It also builds the hostile test plugin
+//! (`tests/hostile-plugin`), which the sandbox tests load by path; it is
+//! never embedded.
 //!
 //! The nested cargo gets its own target directory (sharing ours would
 //! deadlock on the build lock) and a scrubbed environment (the outer build's
@@ -15,7 +17,13 @@ fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_path_buf();
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
-    for p in ["plugin/component", "plugin/core", "wit", "Cargo.lock"] {
+    for p in [
+        "plugin/component",
+        "plugin/core",
+        "tests/hostile-plugin",
+        "wit",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
     }
     ensure_target();
@@ -24,7 +32,13 @@ fn main() {
     let target_dir = out_dir.join("plugin-target");
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&root)
-        .args(["build", "--release", "--locked", "-p", "psa-billing-plugin"])
+        .args(["build", "--release", "--locked"])
+        .args([
+            "-p",
+            "psa-billing-plugin",
+            "-p",
+            "psa-billing-hostile-plugin",
+        ])
         .args(["--target", TARGET])
         .arg("--target-dir")
         .arg(&target_dir);
@@ -59,13 +73,11 @@ fn main() {
     if !status.success() {
         panic!("building the plugin component for {TARGET} failed (see the output above)");
     }
-    let built = target_dir
-        .join(TARGET)
-        .join("release")
-        .join("psa_billing_plugin.wasm");
-    let dest = out_dir.join("psa_billing_plugin.wasm");
-    std::fs::copy(&built, &dest)
-        .unwrap_or_else(|e| panic!("plugin component missing at {}: {e}", built.display()));
+    for name in ["psa_billing_plugin.wasm", "psa_billing_hostile_plugin.wasm"] {
+        let built = target_dir.join(TARGET).join("release").join(name);
+        std::fs::copy(&built, out_dir.join(name))
+            .unwrap_or_else(|e| panic!("component missing at {}: {e}", built.display()));
+    }
 }
 
 /// `RUSTUP_AUTO_INSTALL=0` means rust-toolchain.toml alone does not install

@@ -56,8 +56,12 @@ pub fn to_json(effect: &Effect) -> NewEffect {
             json!({ "event_type": i.event_type, "reason": i.reason }),
         ),
     };
-    let mut body = body;
-    body["kind"] = Value::from(kind);
+    // `kind` first, for people reading the outbox.
+    let mut with_kind = serde_json::Map::from_iter([("kind".to_string(), Value::from(kind))]);
+    if let Value::Object(fields) = body {
+        with_kind.extend(fields);
+    }
+    let body = Value::Object(with_kind);
     NewEffect {
         kind: kind.to_string(),
         body,

@@ -27,3 +27,11 @@ pub use capabilities::StagedState;
 pub use db::Db;
 pub use pipeline::{DeliveryError, Outcome, Pipeline};
 pub use runtime::{DEFAULT_PLUGIN, Limits, Runtime};
+
+/// For the workspace's own tests: a component that misbehaves on purpose.
+#[doc(hidden)]
+pub mod testing {
+    /// Path of the hostile test plugin built next to the default one.
+    pub const HOSTILE_PLUGIN_PATH: &str =
+        concat!(env!("OUT_DIR"), "/psa_billing_hostile_plugin.wasm");
+}

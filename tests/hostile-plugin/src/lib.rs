@@ -1,0 +1,113 @@
+//! A billing plugin that behaves like the default one for verification, but
+//! misbehaves on purpose when handling events of the test types below. The
+//! host's tests use it to prove that a bad plugin fails one call cleanly.
+//!
+//! - `test.trap`: panics (a wasm trap);
+//! - `test.loop`: spins forever (the epoch deadline must stop it);
+//! - `test.oom`: grows memory without bound (the memory cap must stop it);
+//! - `test.recurse`: recurses without bound (stack overflow trap);
+//! - `test.escape`: tries to read the environment and a file (must find nothing).
+//!
+//! Any other type is handled by the real mapping.
+
+#[cfg(target_arch = "wasm32")]
+mod glue {
+    use psa_billing_core::{event, signature};
+
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "billing-plugin",
+    });
+
+    use exports::psa::billing::fees::{self, FeeError, Quote, QuoteRequest};
+    use exports::psa::billing::webhooks::{
+        self, Delivery, Effect, Envelope, EventIgnored, HandleError, VerifyError,
+    };
+    use psa::billing::clock;
+    use psa::billing::types::Money;
+
+    struct Hostile;
+    export!(Hostile);
+
+    impl fees::Guest for Hostile {
+        fn compute_quote(_: QuoteRequest) -> Result<Quote, FeeError> {
+            loop {
+                std::hint::black_box(());
+            }
+        }
+        fn parse_amount(_: String, _: String) -> Result<Money, FeeError> {
+            Err(FeeError::InvalidAmount("hostile plugin".into()))
+        }
+    }
+
+    #[allow(unconditional_recursion)]
+    fn recurse(n: u64) -> u64 {
+        std::hint::black_box(recurse(n + 1)) + 1
+    }
+
+    impl webhooks::Guest for Hostile {
+        fn verify(d: Delivery) -> Result<Envelope, VerifyError> {
+            signature::verify(
+                &d.body,
+                d.signature_header.as_deref(),
+                &d.secrets,
+                d.tolerance_seconds,
+                clock::now(),
+            )
+            .map_err(|_| VerifyError::NoMatchingSignature)?;
+            Self::parse(d.body)
+        }
+
+        fn parse(body: Vec<u8>) -> Result<Envelope, VerifyError> {
+            let e = event::parse_envelope(&body)
+                .map_err(|e| VerifyError::MalformedPayload(e.to_string()))?;
+            Ok(Envelope {
+                id: e.id,
+                event_type: e.event_type,
+                account: e.account,
+                created: e.created,
+                livemode: e.livemode,
+                api_version: e.api_version,
+            })
+        }
+
+        fn handle(body: Vec<u8>) -> Result<Vec<Effect>, HandleError> {
+            let e = event::parse_envelope(&body)
+                .map_err(|e| HandleError::MalformedPayload(e.to_string()))?;
+            // Stage a write first: the host must roll it back when the call fails.
+            psa::billing::storage::put("hostile", &e.id, "written before misbehaving")
+                .map_err(|e| HandleError::Storage(format!("{e:?}")))?;
+            match e.event_type.as_str() {
+                "test.trap" => panic!("hostile plugin trapped on purpose"),
+                "test.loop" => loop {
+                    std::hint::black_box(());
+                },
+                "test.oom" => {
+                    let mut hog: Vec<Vec<u8>> = Vec::new();
+                    loop {
+                        hog.push(vec![1u8; 1 << 20]);
+                        std::hint::black_box(&hog);
+                    }
+                }
+                "test.recurse" => {
+                    recurse(0);
+                    unreachable!()
+                }
+                "test.escape" => {
+                    let env = std::env::vars().count();
+                    let file = std::fs::read("/etc/passwd").is_ok();
+                    let dir = std::fs::read_dir("/").is_ok();
+                    let net = std::net::TcpStream::connect("127.0.0.1:5432").is_ok();
+                    Ok(vec![Effect::EventIgnored(EventIgnored {
+                        event_type: e.event_type,
+                        reason: format!("env={env} file={file} dir={dir} net={net}"),
+                    })])
+                }
+                other => Ok(vec![Effect::EventIgnored(EventIgnored {
+                    event_type: other.to_string(),
+                    reason: "handled by the hostile plugin".into(),
+                })]),
+            }
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! Helpers for the end-to-end tests: a real `psa-billing` server on an
+//! ephemeral loopback port over a temporary SQLite file, and signed
+//! deliveries built from Stripe's sample objects.
+
+use psa_billing::server::{self, ServerOptions};
+use psa_billing::{Db, Limits, Pipeline, Runtime};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+pub const SECRET: &str = "whsec_test_primary";
+pub const API_TOKEN: &str = "test-token";
+
+/// The default component, compiled once per test binary.
+pub fn default_runtime() -> Runtime {
+    static RT: OnceLock<Runtime> = OnceLock::new();
+    RT.get_or_init(|| Runtime::new(psa_billing::DEFAULT_PLUGIN, Limits::default()).unwrap())
+        .clone()
+}
+
+pub struct Options {
+    pub secrets: Vec<String>,
+    pub max_body_bytes: usize,
+    pub runtime: Option<Runtime>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            secrets: vec![SECRET.into()],
+            max_body_bytes: server::DEFAULT_MAX_BODY_BYTES,
+            runtime: None,
+        }
+    }
+}
+
+/// A running server; dropped with the test.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub db: Db,
+    pub client: reqwest::Client,
+    _dir: tempfile::TempDir,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// An HTTP answer: status and JSON body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl TestServer {
+    pub async fn start(opts: Options) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("billing.db").display());
+        let db = Db::open(&url).await.unwrap();
+        let runtime = opts.runtime.unwrap_or_else(default_runtime);
+        let pipeline = Pipeline::new(runtime, db.clone(), opts.secrets, 300);
+        let app = server::router(
+            pipeline,
+            ServerOptions {
+                max_body_bytes: opts.max_body_bytes,
+                api_token: Some(API_TOKEN.into()),
+            },
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        TestServer {
+            addr,
+            db,
+            client: reqwest::Client::new(),
+            _dir: dir,
+            task,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// POSTs a body to the webhook endpoint with an optional signature header.
+    pub async fn deliver(&self, body: &[u8], signature: Option<&str>) -> Answer {
+        let mut req = self
+            .client
+            .post(self.url("/webhooks/stripe"))
+            .body(body.to_vec());
+        if let Some(s) = signature {
+            req = req.header("Stripe-Signature", s);
+        }
+        answer(req.send().await.unwrap()).await
+    }
+
+    /// Signs with [`SECRET`] now and delivers.
+    pub async fn deliver_signed(&self, body: &[u8]) -> Answer {
+        self.deliver(body, Some(&sign_now(body, SECRET, 0))).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Answer {
+        let mut req = self.client.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        answer(req.send().await.unwrap()).await
+    }
+}
+
+/// Reads a response as status and JSON body (a string when not JSON).
+pub async fn answer(resp: reqwest::Response) -> Answer {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Answer { status, body }
+}
+
+/// A `Stripe-Signature` header for `body`, `offset` seconds from now.
+pub fn sign_now(body: &[u8], secret: &str, offset: i64) -> String {
+    psa_billing_core::signature::sign(body, secret, psa_billing::db::unix_now() + offset)
+}
+
+/// Stripe's sample object for a resource, from `../shared/stripe/fixtures3.json`.
+pub fn stripe_object(resource: &str) -> Value {
+    static FIXTURES: OnceLock<Value> = OnceLock::new();
+    let all = FIXTURES.get_or_init(|| {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/stripe/fixtures3.json"
+        );
+        serde_json::from_slice(
+            &std::fs::read(path).expect("reading ../shared/stripe/fixtures3.json"),
+        )
+        .unwrap()
+    });
+    all["resources"][resource].clone()
+}
+
+/// An event of `kind` around `object`, as Stripe sends it.
+pub fn event(id: &str, kind: &str, object: Value) -> Vec<u8> {
+    json!({
+        "id": id, "object": "event", "api_version": "2025-08-27.basil",
+        "created": psa_billing::db::unix_now(), "livemode": false, "pending_webhooks": 1,
+        "request": {"id": null, "idempotency_key": null},
+        "type": kind, "data": {"object": object},
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// A succeeded payment intent from Stripe's sample, for a tenant.
+pub fn succeeded_payment(id: &str) -> Value {
+    let mut pi = stripe_object("payment_intent");
+    pi["id"] = json!(id);
+    pi["status"] = json!("succeeded");
+    pi["amount"] = json!(10000);
+    pi["amount_received"] = json!(10000);
+    pi["application_fee_amount"] = json!(250);
+    pi["metadata"] = json!({"tenant_id": "tenant-1", "invoice_id": "INV-1"});
+    pi
+}

@@ -1,0 +1,91 @@
+//! A plugin that traps, loops, exhausts memory or tries to escape fails that
+//! one call cleanly: the delivery is rolled back and answered 5xx, and the
+//! server goes on serving.
+
+use psa_billing::{Limits, Runtime};
+use psa_billing_tests::*;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+fn hostile_runtime() -> Runtime {
+    let wasm = std::fs::read(psa_billing::testing::HOSTILE_PLUGIN_PATH).unwrap();
+    Runtime::new(
+        &wasm,
+        Limits {
+            call_timeout: Duration::from_millis(100),
+            memory_bytes: 16 << 20,
+            ..Limits::default()
+        },
+    )
+    .unwrap()
+}
+
+async fn hostile_server() -> TestServer {
+    TestServer::start(Options {
+        runtime: Some(hostile_runtime()),
+        ..Options::default()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn each_misbehaviour_fails_one_delivery_and_the_next_succeeds() {
+    let s = hostile_server().await;
+    for (i, kind) in ["test.trap", "test.loop", "test.oom", "test.recurse"]
+        .into_iter()
+        .enumerate()
+    {
+        let body = event(&format!("evt_bad_{i}"), kind, json!({}));
+        let (_, state_before, effects_before) = s.db.counts().await.unwrap();
+        let started = Instant::now();
+        let a = s.deliver_signed(&body).await;
+        assert_eq!(a.status, 500, "{kind}: {:?}", a.body);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{kind} was not stopped"
+        );
+        let rec = s.db.event(&format!("evt_bad_{i}")).await.unwrap().unwrap();
+        assert_eq!(rec.status, "failed", "{kind}");
+        let reason = rec.last_error.unwrap();
+        if kind == "test.loop" {
+            assert!(reason.contains("deadline"), "{reason}");
+        } else {
+            assert!(reason.contains("trap"), "{kind}: {reason}");
+        }
+        // The write staged before misbehaving was rolled back.
+        let (_, state, effects) = s.db.counts().await.unwrap();
+        assert_eq!((state, effects), (state_before, effects_before), "{kind}");
+
+        // The server keeps serving.
+        let ok = event(&format!("evt_ok_{i}"), "plan.created", json!({}));
+        assert_eq!(s.deliver_signed(&ok).await.status, 200, "after {kind}");
+    }
+}
+
+#[tokio::test]
+async fn the_guest_sees_no_environment_files_or_network() {
+    // SAFETY: set before the runtime exists; the guest must not see it anyway.
+    unsafe { std::env::set_var("PSA_BILLING_SECRET_CANARY", "leak") };
+    let s = hostile_server().await;
+    let a = s
+        .deliver_signed(&event("evt_escape", "test.escape", json!({})))
+        .await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    let fx = s.db.effects_after(0, 10).await.unwrap();
+    assert_eq!(
+        fx[0].effect["reason"],
+        "env=0 file=false dir=false net=false"
+    );
+}
+
+#[tokio::test]
+async fn a_core_module_is_refused_with_a_clear_error() {
+    let core_module = b"\0asm\x01\0\0\0";
+    let err = Runtime::new(core_module, Limits::default()).err().unwrap();
+    assert!(
+        format!("{err:#}").contains("core WebAssembly module"),
+        "{err:#}"
+    );
+    let err = Runtime::new(b"not wasm", Limits::default()).err().unwrap();
+    assert!(format!("{err:#}").contains("compiling"), "{err:#}");
+}
