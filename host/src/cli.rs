@@ -97,7 +97,7 @@ struct ServeArgs {
 #[derive(Args)]
 struct QuoteArgs {
     /// Gross amount in major units, e.g. 100.00 (USD) or 10000 (JPY).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     amount: String,
     /// Currency code, e.g. usd.
     #[arg(long, default_value = "usd")]

@@ -117,20 +117,20 @@ async fn webhook(
                 "processing_failed",
                 reason,
             );
-            if let Some(id) = event_id {
-                if let Ok(v) = id.parse() {
-                    r.headers_mut().insert("x-psa-billing-event", v);
-                }
+            if let Some(id) = event_id
+                && let Ok(v) = id.parse()
+            {
+                r.headers_mut().insert("x-psa-billing-event", v);
             }
             r
         }
     }
 }
 
-/// Checks the bearer token of a `/v1` request.
-fn authorize(app: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+/// Checks the bearer token of a `/v1` request; `Some` is the refusal.
+fn refuse_unauthorized(app: &AppState, headers: &HeaderMap) -> Option<Response> {
     let Some(expected) = app.token_digest else {
-        return Err(error(
+        return Some(error(
             StatusCode::FORBIDDEN,
             "api_closed",
             "the /v1 API is closed: start the server with PSA_BILLING_API_TOKEN set",
@@ -141,8 +141,8 @@ fn authorize(app: &AppState, headers: &HeaderMap) -> Result<(), Response> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match given {
-        Some(token) if digest(token) == expected => Ok(()),
-        _ => Err(error(
+        Some(token) if digest(token) == expected => None,
+        _ => Some(error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "missing or wrong bearer token",
@@ -162,7 +162,7 @@ async fn effects(
     headers: HeaderMap,
     query: Result<Query<EffectsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    if let Err(r) = authorize(&app, &headers) {
+    if let Some(r) = refuse_unauthorized(&app, &headers) {
         return r;
     }
     let Ok(Query(q)) = query else {

@@ -41,8 +41,10 @@ mod glue {
     }
 
     #[allow(unconditional_recursion)]
-    fn recurse(n: u64) -> u64 {
-        std::hint::black_box(recurse(n + 1)) + 1
+    fn recurse(depth: u64) -> u64 {
+        // A frame that cannot be optimised away, so the stack really grows.
+        let frame = std::hint::black_box([depth; 32]);
+        recurse(frame[0] + 1) + frame[31]
     }
 
     impl webhooks::Guest for Hostile {

@@ -1,0 +1,218 @@
+//! The `psa-billing` binary as a user runs it.
+
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_psa-billing"));
+    c.env_remove("STRIPE_WEBHOOK_SECRET")
+        .env_remove("PSA_BILLING_API_TOKEN")
+        .env("RUST_LOG", "warn");
+    c
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn scenario_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(repo().join("tests/fixtures/events"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+#[test]
+fn the_fixture_corpus_replays_to_its_expected_effects() {
+    let out = bin()
+        .arg("replay")
+        .args(scenario_dirs())
+        .arg("--expect")
+        .arg(repo().join("tests/fixtures/expected"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Every line printed is JSON.
+    for line in stdout(&out).lines() {
+        serde_json::from_str::<Value>(line).unwrap();
+    }
+}
+
+#[test]
+fn replay_reports_a_difference_and_fails() {
+    let expected = tempfile::tempdir().unwrap();
+    let scenario = repo().join("tests/fixtures/events/connect-payment");
+    let dir = expected.path().join("connect-payment");
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = repo().join("tests/fixtures/expected/connect-payment");
+    for entry in std::fs::read_dir(&good).unwrap() {
+        let p = entry.unwrap().path();
+        let text = std::fs::read_to_string(&p).unwrap();
+        // Change one amount: the harness must notice.
+        std::fs::write(
+            dir.join(p.file_name().unwrap()),
+            text.replace("10000", "10001"),
+        )
+        .unwrap();
+    }
+    let out = bin()
+        .arg("replay")
+        .arg(&scenario)
+        .arg("--expect")
+        .arg(expected.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("DIFFERENCE"), "{}", stderr(&out));
+}
+
+#[test]
+fn quote_reproduces_the_seed_000_example() {
+    let out = bin()
+        .args(["quote", "--amount", "100.00", "--currency", "usd"])
+        .args(["--application-fee-percent", "2.5"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let q: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(q["processor_fee"]["amount"], 320);
+    assert_eq!(q["application_fee"]["amount"], 250);
+    assert_eq!(q["net"]["amount"], 9430);
+    assert_eq!(q["net"]["display"], "94.30");
+}
+
+#[test]
+fn quote_refuses_bad_amounts_clearly() {
+    for (amount, currency, says) in [
+        ("1.001", "usd", "decimal"),
+        ("10.5", "jpy", "decimal"),
+        ("-5", "usd", "negative"),
+        ("5", "zzz", "unknown currency"),
+    ] {
+        let out = bin()
+            .args(["quote", "--amount", amount, "--currency", currency])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains(says),
+            "{amount} {currency}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn serve_refuses_to_start_without_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .current_dir(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("STRIPE_WEBHOOK_SECRET"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.path().join("psa-billing.db").exists());
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The README's flow: serve on the SQLite default, sign an event with the
+/// CLI, deliver it with an HTTP client, read the effect back, stop cleanly.
+#[tokio::test]
+async fn serve_sign_deliver_read_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = bin()
+        .current_dir(dir.path())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("STRIPE_WEBHOOK_SECRET", "whsec_readme")
+        .env("PSA_BILLING_API_TOKEN", "tok")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    while client.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        dir.path().join("psa-billing.db").exists(),
+        "default database path"
+    );
+
+    let event = std::fs::read(
+        repo().join("tests/fixtures/events/connect-payment/01-payment_intent_succeeded.json"),
+    )
+    .unwrap();
+    let mut sign = bin()
+        .args(["sign", "--secret", "whsec_readme"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    sign.stdin.take().unwrap().write_all(&event).unwrap();
+    let header = stdout(&sign.wait_with_output().unwrap()).trim().to_string();
+
+    let r = client
+        .post(format!("{base}/webhooks/stripe"))
+        .header("Stripe-Signature", &header)
+        .body(event.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let fx: Value = client
+        .get(format!("{base}/v1/effects"))
+        .bearer_auth("tok")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(fx["effects"][0]["kind"], "payment.succeeded");
+
+    // SIGTERM: graceful shutdown, exit 0.
+    let pid = server.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = server.wait().unwrap();
+    assert!(status.success(), "exit status {status}");
+}
