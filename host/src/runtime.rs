@@ -281,3 +281,35 @@ fn spawn_epoch_ticker(engine: &Engine) {
         })
         .expect("spawning the epoch thread");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_built_plugin_is_a_component() {
+        // A component's preamble: magic, version 0x000d, layer 1.
+        assert_eq!(&DEFAULT_PLUGIN[..4], b"\0asm");
+        assert_eq!(&DEFAULT_PLUGIN[4..8], &[0x0d, 0x00, 0x01, 0x00]);
+        assert!(!is_core_module(DEFAULT_PLUGIN));
+    }
+
+    #[tokio::test]
+    async fn quotes_through_the_component_are_repeatable_and_checked() {
+        let rt = Runtime::new(DEFAULT_PLUGIN, Limits::default()).unwrap();
+        let req = || QuoteRequest {
+            amount: Money {
+                amount: 10_000,
+                currency: "usd".into(),
+            },
+            payment_method: "card".into(),
+            application_fee_percent: Some("2.5".into()),
+            application_fee_fixed: None,
+        };
+        let a = rt.quote(req()).await.unwrap().unwrap();
+        let b = rt.quote(req()).await.unwrap().unwrap();
+        assert_eq!((a.net.amount, b.net.amount), (9_430, 9_430));
+        let err = rt.parse_amount("1.001", "usd").await.unwrap().unwrap_err();
+        assert!(matches!(err, FeeError::InvalidAmount(_)));
+    }
+}

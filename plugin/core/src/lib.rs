@@ -9,5 +9,6 @@ pub mod event;
 pub mod fees;
 pub mod mapping;
 pub mod money;
+pub mod rules;
 pub mod signature;
 pub mod state;
