@@ -45,7 +45,11 @@ fn body(i: usize) -> Vec<u8> {
 async fn main() -> Result<()> {
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
-    let db = Db::open(&format!("sqlite://{}", dir.path().join("bench.db").display())).await?;
+    let db = Db::open(&format!(
+        "sqlite://{}",
+        dir.path().join("bench.db").display()
+    ))
+    .await?;
     let runtime = Runtime::new(DEFAULT_PLUGIN, Limits::default())?;
     let pipeline = Pipeline::new(runtime, db.clone(), vec![SECRET.into()], 300);
     let app = server::router(pipeline, ServerOptions::default());
@@ -75,7 +79,9 @@ async fn main() -> Result<()> {
             let mut latencies = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some((b, sig)) = requests.get(i) else { break };
+                let Some((b, sig)) = requests.get(i) else {
+                    break;
+                };
                 let t = Instant::now();
                 let r = client
                     .post(&url)

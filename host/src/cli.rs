@@ -2,7 +2,8 @@
 
 use crate::db::Db;
 use crate::pipeline::{DeliveryError, Outcome, Pipeline, describe_rejection, rejection_code};
-use crate::runtime::{FeeError, Limits, Money, QuoteRequest, Runtime};
+use crate::quoting::{self, QuoteInput};
+use crate::runtime::{Limits, Runtime};
 use crate::server::{self, ServerOptions};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -90,13 +91,16 @@ struct ServeArgs {
     /// Bearer token for the /v1 API; without it /v1 is closed.
     #[arg(long, env = "PSA_BILLING_API_TOKEN", hide_env_values = true)]
     api_token: Option<String>,
+    /// Fee rules file (TOML) for /v1/quote; checked at start.
+    #[arg(long, env = "PSA_BILLING_RULES")]
+    rules: Option<PathBuf>,
     #[command(flatten)]
     plugin: PluginArgs,
 }
 
 #[derive(Args)]
 struct QuoteArgs {
-    /// Gross amount in major units, e.g. 100.00 (USD) or 10000 (JPY).
+    /// Amount in major units, e.g. 100.00 (USD) or 10000 (JPY).
     #[arg(long, allow_hyphen_values = true)]
     amount: String,
     /// Currency code, e.g. usd.
@@ -105,12 +109,24 @@ struct QuoteArgs {
     /// Stripe payment method type.
     #[arg(long, default_value = "card")]
     payment_method: String,
-    /// Platform (application) fee percent, e.g. 2.5.
+    /// Tenant whose overrides in the rules apply.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// The card is from another country than the account.
+    #[arg(long)]
+    international: bool,
+    /// The charge is converted to another currency.
+    #[arg(long)]
+    converted: bool,
+    /// Platform (application) fee percent, e.g. 2.5 (overrides the rules).
     #[arg(long)]
     application_fee_percent: Option<String>,
-    /// Platform fee fixed part in major units, e.g. 0.50.
+    /// Platform fee fixed part in major units, e.g. 0.50 (overrides the rules).
     #[arg(long)]
     application_fee_fixed: Option<String>,
+    /// Fee rules file (TOML); see examples/rules/default.toml.
+    #[arg(long, env = "PSA_BILLING_RULES")]
+    rules: Option<PathBuf>,
     #[command(flatten)]
     plugin: PluginArgs,
 }
@@ -185,6 +201,10 @@ pub fn parse_secrets(raw: Option<&str>) -> Result<Vec<String>> {
 async fn serve(a: ServeArgs) -> Result<()> {
     let secrets = parse_secrets(a.webhook_secret.as_deref())?;
     let runtime = a.plugin.runtime()?;
+    let rules = match &a.rules {
+        Some(path) => Some(quoting::load_rules(&runtime, path).await?),
+        None => None,
+    };
     let db = Db::open(&a.database_url).await?;
     let pipeline = Pipeline::new(runtime, db.clone(), secrets, a.tolerance_seconds);
     let app = server::router(
@@ -192,6 +212,7 @@ async fn serve(a: ServeArgs) -> Result<()> {
         ServerOptions {
             max_body_bytes: a.max_body_bytes,
             api_token: a.api_token.filter(|t| !t.is_empty()),
+            rules,
         },
     );
     let listener = tokio::net::TcpListener::bind(&a.listen)
@@ -221,54 +242,23 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-fn fee_error(e: FeeError) -> anyhow::Error {
-    match e {
-        FeeError::UnknownCurrency(c) => anyhow::anyhow!("unknown currency {c:?}"),
-        FeeError::InvalidAmount(m) | FeeError::InvalidRate(m) | FeeError::FeesExceedAmount(m) => {
-            anyhow::anyhow!(m)
-        }
-    }
-}
-
-fn money_json(m: &Money) -> Value {
-    let display = psa_billing_core::money::format_amount(m.amount, &m.currency).unwrap_or_default();
-    json!({ "amount": m.amount, "currency": m.currency, "display": display })
-}
-
 async fn quote(a: QuoteArgs) -> Result<()> {
     let runtime = a.plugin.runtime()?;
-    let amount = runtime
-        .parse_amount(&a.amount, &a.currency)
-        .await?
-        .map_err(fee_error)?;
-    let fixed = match &a.application_fee_fixed {
-        Some(f) => Some(
-            runtime
-                .parse_amount(f, &a.currency)
-                .await?
-                .map_err(fee_error)?
-                .amount,
-        ),
+    let rules = match &a.rules {
+        Some(path) => Some(quoting::load_rules(&runtime, path).await?),
         None => None,
     };
-    let q = runtime
-        .quote(QuoteRequest {
-            amount,
-            payment_method: a.payment_method,
-            application_fee_percent: a.application_fee_percent,
-            application_fee_fixed: fixed,
-        })
-        .await?
-        .map_err(fee_error)?;
-    let out = json!({
-        "gross": money_json(&q.gross),
-        "processor_fee": money_json(&q.processor_fee),
-        "application_fee": money_json(&q.application_fee),
-        "net": money_json(&q.net),
-        "lines": q.lines.iter().map(|l| json!({
-            "label": l.label, "payer": l.payer, "payee": l.payee, "amount": money_json(&l.amount),
-        })).collect::<Vec<_>>(),
-    });
+    let input = QuoteInput {
+        amount: a.amount,
+        currency: a.currency,
+        payment_method: a.payment_method,
+        tenant: a.tenant,
+        international: a.international,
+        converted: a.converted,
+        application_fee_percent: a.application_fee_percent,
+        application_fee_fixed: a.application_fee_fixed,
+    };
+    let out = quoting::quote(&runtime, rules.as_deref(), input).await?;
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }

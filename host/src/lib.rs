@@ -20,6 +20,7 @@ pub mod cli;
 pub mod db;
 mod effects_json;
 pub mod pipeline;
+pub mod quoting;
 pub mod runtime;
 pub mod server;
 

@@ -213,15 +213,34 @@ impl Runtime {
         Ok((r, state.into_staged().expect("handle runs with storage")))
     }
 
-    pub async fn quote(&self, request: QuoteRequest) -> Result<Result<Quote, FeeError>, CallError> {
+    /// A fee breakdown under `rules` (TOML text; `None`: the defaults).
+    pub async fn quote(
+        &self,
+        rules: Option<String>,
+        request: QuoteRequest,
+    ) -> Result<Result<Quote, FeeError>, CallError> {
         let state = CallState::new(&self.inner.limits, None);
         let (r, _) = self
             .call(state, |p, mut s| {
                 Box::pin(async move {
                     let r = p
                         .psa_billing_fees()
-                        .call_compute_quote(&mut s, &request)
+                        .call_compute_quote(&mut s, rules.as_deref(), &request)
                         .await;
+                    (r, s)
+                })
+            })
+            .await?;
+        Ok(r)
+    }
+
+    /// Checks a rules file in the plugin (the line and reason on error).
+    pub async fn check_rules(&self, rules: String) -> Result<Result<(), FeeError>, CallError> {
+        let state = CallState::new(&self.inner.limits, None);
+        let (r, _) = self
+            .call(state, |p, mut s| {
+                Box::pin(async move {
+                    let r = p.psa_billing_fees().call_check_rules(&mut s, &rules).await;
                     (r, s)
                 })
             })
@@ -303,13 +322,21 @@ mod tests {
                 currency: "usd".into(),
             },
             payment_method: "card".into(),
+            tenant: None,
+            international: false,
+            converted: false,
             application_fee_percent: Some("2.5".into()),
             application_fee_fixed: None,
         };
-        let a = rt.quote(req()).await.unwrap().unwrap();
-        let b = rt.quote(req()).await.unwrap().unwrap();
+        let a = rt.quote(None, req()).await.unwrap().unwrap();
+        let b = rt.quote(None, req()).await.unwrap().unwrap();
         assert_eq!((a.net.amount, b.net.amount), (9_430, 9_430));
         let err = rt.parse_amount("1.001", "usd").await.unwrap().unwrap_err();
         assert!(matches!(err, FeeError::InvalidAmount(_)));
+        let err = rt
+            .check_rules("[platform]\npercent = 101\n".into())
+            .await
+            .unwrap();
+        assert!(matches!(err, Err(FeeError::InvalidRules(m)) if m.contains("line 2")));
     }
 }

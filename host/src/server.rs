@@ -1,6 +1,7 @@
 //! The HTTP surface: `POST /webhooks/stripe`, `GET /v1/effects`, `GET /healthz`.
 
 use crate::pipeline::{DeliveryError, Outcome, Pipeline, describe_rejection, rejection_code};
+use crate::quoting::{self, QuoteFailure, QuoteInput};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Query, State};
@@ -21,6 +22,8 @@ pub struct ServerOptions {
     pub max_body_bytes: usize,
     /// Bearer token for `/v1`; without one, `/v1` answers 403.
     pub api_token: Option<String>,
+    /// Fee rules (TOML text, already checked) for `/v1/quote`.
+    pub rules: Option<String>,
 }
 
 impl Default for ServerOptions {
@@ -28,6 +31,7 @@ impl Default for ServerOptions {
         ServerOptions {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             api_token: None,
+            rules: None,
         }
     }
 }
@@ -37,12 +41,14 @@ struct AppState {
     /// SHA-256 of the API token: comparing digests leaks nothing useful
     /// about the token through timing.
     token_digest: Option<[u8; 32]>,
+    rules: Option<String>,
 }
 
 pub fn router(pipeline: Pipeline, options: ServerOptions) -> Router {
     let state = Arc::new(AppState {
         pipeline,
         token_digest: options.api_token.as_deref().map(digest),
+        rules: options.rules,
     });
     Router::new()
         .route(
@@ -50,6 +56,7 @@ pub fn router(pipeline: Pipeline, options: ServerOptions) -> Router {
             post(webhook).layer(DefaultBodyLimit::max(options.max_body_bytes)),
         )
         .route("/v1/effects", get(effects))
+        .route("/v1/quote", post(quote))
         .route("/healthz", get(healthz))
         .with_state(state)
 }
@@ -200,6 +207,31 @@ async fn healthz(State(app): State<Arc<AppState>>) -> Response {
             StatusCode::SERVICE_UNAVAILABLE,
             "database",
             format!("{e:#}"),
+        ),
+    }
+}
+
+async fn quote(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    input: Result<Json<QuoteInput>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    if let Some(r) = refuse_unauthorized(&app, &headers) {
+        return r;
+    }
+    let Json(input) = match input {
+        Ok(i) => i,
+        Err(e) => return error(e.status(), "bad_request", e.body_text()),
+    };
+    match quoting::quote(app.pipeline.runtime(), app.rules.as_deref(), input).await {
+        Ok(q) => Json(q).into_response(),
+        Err(QuoteFailure::Invalid(m)) => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_quote", m)
+        }
+        Err(QuoteFailure::Plugin(e)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "plugin_failed",
+            e.to_string(),
         ),
     }
 }

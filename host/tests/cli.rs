@@ -216,3 +216,67 @@ async fn serve_sign_deliver_read_stop() {
     let status = server.wait().unwrap();
     assert!(status.success(), "exit status {status}");
 }
+
+fn quote_with_rules(extra: &[&str]) -> Value {
+    let out = bin()
+        .arg("quote")
+        .arg("--rules")
+        .arg(repo().join("examples/rules/default.toml"))
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).unwrap()
+}
+
+#[test]
+fn quote_applies_the_example_rules_file() {
+    let q = quote_with_rules(&["--amount", "100.00"]);
+    assert_eq!(
+        (
+            q["processor_fee"]["amount"].as_i64(),
+            q["application_fee"]["amount"].as_i64()
+        ),
+        (Some(320), Some(250))
+    );
+    // International card: 2.9% + 1.5% + 30¢.
+    let q = quote_with_rules(&["--amount", "100.00", "--international"]);
+    assert_eq!(q["processor_fee"]["amount"], 470);
+    // The tenant with graduated tiers: 3% of $1,000 + 2% of $500.
+    let q = quote_with_rules(&[
+        "--amount",
+        "1500.00",
+        "--tenant",
+        "5f0c1a52-0d1e-4c3a-9a57-0c1b6f3a2d11",
+    ]);
+    assert_eq!(q["application_fee"]["amount"], 4000);
+    // The customer pays the processor fee: grossed up to $103.30.
+    let q = quote_with_rules(&["--amount", "100.00", "--tenant", "customer-pays"]);
+    assert_eq!(q["gross"]["amount"], 10330);
+    assert_eq!(q["net"]["amount"], 10330 - 330 - 250);
+    // ACH is capped at $5.00.
+    let q = quote_with_rules(&["--amount", "5000.00", "--payment-method", "us_bank_account"]);
+    assert_eq!(q["processor_fee"]["amount"], 500);
+}
+
+#[test]
+fn a_bad_rules_file_is_refused_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "rounding = \"half_up\"\n[platform]\npercent = \"250\"\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["quote", "--amount", "1.00", "--rules"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("line 3") && err.contains("between 0 and 100"),
+        "{err}"
+    );
+}

@@ -22,6 +22,8 @@ pub struct Options {
     pub secrets: Vec<String>,
     pub max_body_bytes: usize,
     pub runtime: Option<Runtime>,
+    /// Fee rules (TOML) for `/v1/quote`.
+    pub rules: Option<String>,
 }
 
 impl Default for Options {
@@ -30,6 +32,7 @@ impl Default for Options {
             secrets: vec![SECRET.into()],
             max_body_bytes: server::DEFAULT_MAX_BODY_BYTES,
             runtime: None,
+            rules: None,
         }
     }
 }
@@ -68,6 +71,7 @@ impl TestServer {
             ServerOptions {
                 max_body_bytes: opts.max_body_bytes,
                 api_token: Some(API_TOKEN.into()),
+                rules: opts.rules,
             },
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -103,6 +107,16 @@ impl TestServer {
     /// Signs with [`SECRET`] now and delivers.
     pub async fn deliver_signed(&self, body: &[u8]) -> Answer {
         self.deliver(body, Some(&sign_now(body, SECRET, 0))).await
+    }
+
+    /// POSTs JSON to a `/v1` path with the test token.
+    pub async fn post_json(&self, path: &str, body: &Value) -> Answer {
+        let req = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(API_TOKEN)
+            .json(body);
+        answer(req.send().await.unwrap()).await
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Answer {

@@ -1,6 +1,8 @@
 //! wit-bindgen glue: WIT types <-> core types.
 
-use psa_billing_core::{effects as fx, event, fees as core_fees, mapping, money, signature, state};
+use psa_billing_core::{
+    effects as fx, event, fees as core_fees, mapping, money, rules, signature, state,
+};
 
 wit_bindgen::generate!({
     path: "../../wit",
@@ -30,24 +32,52 @@ fn fee_error(e: core_fees::FeeError) -> FeeError {
         E::InvalidAmount(m) => FeeError::InvalidAmount(m),
         E::InvalidRate(m) => FeeError::InvalidRate(m),
         E::FeesExceedAmount(m) => FeeError::FeesExceedAmount(m),
+        E::InvalidRules(m) => FeeError::InvalidRules(m),
+    }
+}
+
+fn load_rules(text: Option<&str>) -> Result<rules::FeeRules, FeeError> {
+    match text {
+        Some(t) => rules::FeeRules::from_toml(t).map_err(FeeError::InvalidRules),
+        None => Ok(rules::FeeRules::default()),
     }
 }
 
 impl fees::Guest for Plugin {
-    fn compute_quote(req: QuoteRequest) -> Result<Quote, FeeError> {
-        let application = match (&req.application_fee_percent, req.application_fee_fixed) {
-            (None, None) => None,
-            (p, f) => Some(
-                core_fees::Rate::parse(p.as_deref().unwrap_or("0"), f.unwrap_or(0))
-                    .map_err(fee_error)?,
-            ),
-        };
-        let q = core_fees::quote(&core_fees::QuoteRequest {
-            amount: money::Money::new(req.amount.amount, req.amount.currency),
-            payment_method: req.payment_method,
-            processor: None,
-            application,
-        })
+    fn compute_quote(rules_text: Option<String>, req: QuoteRequest) -> Result<Quote, FeeError> {
+        let mut rules = load_rules(rules_text.as_deref())?;
+        if req.application_fee_percent.is_some() || req.application_fee_fixed.is_some() {
+            // A per-request platform fee replaces the rules' one, tenant's included.
+            let percent = match &req.application_fee_percent {
+                Some(p) => rules::Percent::parse(p).map_err(FeeError::InvalidRate)?,
+                None => rules::Percent::default(),
+            };
+            let fixed = req.application_fee_fixed.unwrap_or(0);
+            if fixed < 0 {
+                return Err(FeeError::InvalidRate(format!(
+                    "fixed fee {fixed} must not be negative"
+                )));
+            }
+            rules.platform = Some(rules::PlatformFee {
+                percent,
+                fixed,
+                min: None,
+                max: None,
+                tiers: Vec::new(),
+                tier_mode: rules::TierMode::Graduated,
+            });
+            rules.tenants.values_mut().for_each(|t| t.platform = None);
+        }
+        let q = core_fees::quote(
+            &rules,
+            &core_fees::QuoteRequest {
+                amount: money::Money::new(req.amount.amount, req.amount.currency),
+                payment_method: req.payment_method,
+                tenant: req.tenant,
+                international: req.international,
+                converted: req.converted,
+            },
+        )
         .map_err(fee_error)?;
         let m = |amount| Money {
             amount,
@@ -69,6 +99,10 @@ impl fees::Guest for Plugin {
                 })
                 .collect(),
         })
+    }
+
+    fn check_rules(text: String) -> Result<(), FeeError> {
+        load_rules(Some(&text)).map(|_| ())
     }
 
     fn parse_amount(amount: String, currency: String) -> Result<Money, FeeError> {

@@ -187,7 +187,13 @@ pub fn quote(rules: &FeeRules, req: &QuoteRequest) -> Result<Quote, FeeError> {
         })?;
     let tenant = req.tenant.as_deref();
     let proc = |gross| {
-        processor_fee(&rate, gross, req.international, req.converted, rules.rounding)
+        processor_fee(
+            &rate,
+            gross,
+            req.international,
+            req.converted,
+            rules.rounding,
+        )
     };
     let gross = match rules.bearer_for(tenant) {
         Bearer::Tenant => price,
@@ -265,7 +271,10 @@ mod tests {
     fn seed_000_connect_payment() {
         // $100.00 at 2.9% + 30¢ with a 2.5% application fee.
         let q = quote(&rules(SEED_000), &req(10_000, "usd")).unwrap();
-        assert_eq!((q.gross, q.processor_fee, q.application_fee, q.net), (10_000, 320, 250, 9_430));
+        assert_eq!(
+            (q.gross, q.processor_fee, q.application_fee, q.net),
+            (10_000, 320, 250, 9_430)
+        );
         assert_eq!(q.lines.iter().map(|l| l.amount).sum::<i64>(), q.gross);
     }
 
@@ -315,7 +324,10 @@ mod tests {
         intl.converted = true;
         assert_eq!(quote(&r, &intl).unwrap().processor_fee, 570); // 5.4% + 30¢
         assert_eq!(quote(&r, &req(1_000, "usd")).unwrap().application_fee, 50); // min
-        assert_eq!(quote(&r, &req(1_000_000, "usd")).unwrap().application_fee, 1_000); // max
+        assert_eq!(
+            quote(&r, &req(1_000_000, "usd")).unwrap().application_fee,
+            1_000
+        ); // max
     }
 
     #[test]
@@ -324,9 +336,15 @@ mod tests {
         let g = rules(&format!("[platform]\ntier_mode = \"graduated\"\n{tiers}\n"));
         let v = rules(&format!("[platform]\ntier_mode = \"volume\"\n{tiers}\n"));
         // $1,500 graduated: 5% of $100 + (3% of $900 + $1) + 1% of $500.
-        assert_eq!(quote(&g, &req(150_000, "usd")).unwrap().application_fee, 500 + 2_700 + 100 + 500);
+        assert_eq!(
+            quote(&g, &req(150_000, "usd")).unwrap().application_fee,
+            500 + 2_700 + 100 + 500
+        );
         // Volume: 1% of the whole $1,500.
-        assert_eq!(quote(&v, &req(150_000, "usd")).unwrap().application_fee, 1_500);
+        assert_eq!(
+            quote(&v, &req(150_000, "usd")).unwrap().application_fee,
+            1_500
+        );
         // $50: first tier only either way.
         assert_eq!(quote(&g, &req(5_000, "usd")).unwrap().application_fee, 250);
         assert_eq!(quote(&v, &req(5_000, "usd")).unwrap().application_fee, 250);
@@ -358,25 +376,52 @@ mod tests {
         );
         // ¥10,000: 3.6% = ¥360, platform ¥250.
         let q = quote(&r, &req(10_000, "jpy")).unwrap();
-        assert_eq!((q.processor_fee, q.application_fee, q.net), (360, 250, 9_390));
+        assert_eq!(
+            (q.processor_fee, q.application_fee, q.net),
+            (360, 250, 9_390)
+        );
         // 10.000 KWD: 2.9% = 0.290 + 0.100; 2.5% = 0.250.
         let q = quote(&r, &req(10_000, "kwd")).unwrap();
-        assert_eq!((q.processor_fee, q.application_fee, q.net), (390, 250, 9_360));
+        assert_eq!(
+            (q.processor_fee, q.application_fee, q.net),
+            (390, 250, 9_360)
+        );
     }
 
     #[test]
     fn refuses_what_cannot_be_paid() {
         let r = rules(SEED_000);
-        assert!(matches!(quote(&r, &req(10, "usd")), Err(FeeError::FeesExceedAmount(_))));
-        assert!(matches!(quote(&r, &req(-1, "usd")), Err(FeeError::InvalidAmount(_))));
-        assert!(matches!(quote(&r, &req(1_000, "eur")), Err(FeeError::InvalidRate(_))));
-        assert!(matches!(quote(&r, &req(1_000, "zzz")), Err(FeeError::UnknownCurrency(_))));
+        assert!(matches!(
+            quote(&r, &req(10, "usd")),
+            Err(FeeError::FeesExceedAmount(_))
+        ));
+        assert!(matches!(
+            quote(&r, &req(-1, "usd")),
+            Err(FeeError::InvalidAmount(_))
+        ));
+        assert!(matches!(
+            quote(&r, &req(1_000, "eur")),
+            Err(FeeError::InvalidRate(_))
+        ));
+        assert!(matches!(
+            quote(&r, &req(1_000, "zzz")),
+            Err(FeeError::UnknownCurrency(_))
+        ));
         let all = rules("fee_bearer = \"customer\"\n[[processor]]\npercent = \"100\"\n");
-        assert!(matches!(quote(&all, &req(1_000, "usd")), Err(FeeError::FeesExceedAmount(_))));
+        assert!(matches!(
+            quote(&all, &req(1_000, "usd")),
+            Err(FeeError::FeesExceedAmount(_))
+        ));
     }
 
     fn arb_rules() -> impl Strategy<Value = FeeRules> {
-        (0u32..=1_500, 0i64..=100, 0u32..=3_000, prop::bool::ANY, prop::option::of(0i64..=2_000))
+        (
+            0u32..=1_500,
+            0i64..=100,
+            0u32..=3_000,
+            prop::bool::ANY,
+            prop::option::of(0i64..=2_000),
+        )
             .prop_map(|(proc_bp, fixed, plat_bp, customer, max)| {
                 let mut r = FeeRules::default();
                 r.processor.push(crate::rules::ProcessorRate {

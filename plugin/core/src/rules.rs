@@ -264,7 +264,8 @@ impl FeeRules {
 
     /// The processor schedule for a payment method and currency.
     pub fn processor_for(&self, method: &str, currency: &str) -> Option<ProcessorRate> {
-        let matches = |f: &Option<String>, v: &str| f.as_deref().is_none_or(|f| f.eq_ignore_ascii_case(v));
+        let matches =
+            |f: &Option<String>, v: &str| f.as_deref().is_none_or(|f| f.eq_ignore_ascii_case(v));
         self.processor
             .iter()
             .find(|r| matches(&r.payment_method, method) && matches(&r.currency, currency))
@@ -362,7 +363,10 @@ mod tests {
             ("[[processor]]\nfixed = -5\n", "line 2"),
             ("rounding = \"sideways\"\n", "line 1"),
             ("[platform]\nmin = 10\nmax = 5\n", "min 10 is above max 5"),
-            ("[platform]\ntiers = [{ up_to = 10 }, { up_to = 5 }, {}]\n", "does not increase"),
+            (
+                "[platform]\ntiers = [{ up_to = 10 }, { up_to = 5 }, {}]\n",
+                "does not increase",
+            ),
             ("[platform]\ntiers = [{ up_to = 10 }]\n", "last tier"),
             ("unknown_key = 1\n", "unknown field"),
             ("[platform\n", "line 1"),

@@ -30,10 +30,13 @@ mod glue {
     export!(Hostile);
 
     impl fees::Guest for Hostile {
-        fn compute_quote(_: QuoteRequest) -> Result<Quote, FeeError> {
+        fn compute_quote(_: Option<String>, _: QuoteRequest) -> Result<Quote, FeeError> {
             loop {
                 std::hint::black_box(());
             }
+        }
+        fn check_rules(_: String) -> Result<(), FeeError> {
+            Ok(())
         }
         fn parse_amount(_: String, _: String) -> Result<Money, FeeError> {
             Err(FeeError::InvalidAmount("hostile plugin".into()))
