@@ -37,6 +37,33 @@ const TWO_DECIMAL: &[&str] = &[
     "zmw",
 ];
 
+/// What a charge in `code` must be a multiple of, in minor units.
+///
+/// - Three-decimal currencies (BHD JOD KWD OMR TND): Stripe's payment
+///   partners need the last digit to be 0, so 10.
+/// - ISK: two-decimal in the API, but since April 2023 charges must be whole
+///   krónur, so 100.
+/// - Everything else: 1.
+pub fn charge_step(code: &str) -> i64 {
+    match code {
+        "bhd" | "jod" | "kwd" | "omr" | "tnd" => 10,
+        "isk" => 100,
+        _ => 1,
+    }
+}
+
+/// What a payout in `code` must be a multiple of, in minor units.
+///
+/// HUF and TWD can be charged with two decimals but are paid out in whole
+/// units only (Stripe treats them as zero-decimal for payouts); ISK likewise.
+/// Three-decimal currencies follow the charge rule.
+pub fn payout_step(code: &str) -> i64 {
+    match code {
+        "huf" | "twd" | "isk" => 100,
+        other => charge_step(other),
+    }
+}
+
 /// Looks a currency up by code (case-insensitive).
 pub fn lookup(code: &str) -> Option<Currency> {
     let lower = code.to_ascii_lowercase();
@@ -73,6 +100,17 @@ mod tests {
         assert_eq!(lookup("isk").unwrap().decimals, 2);
         assert!(lookup("xyz").is_none());
         assert!(lookup("").is_none());
+    }
+
+    #[test]
+    fn special_cases() {
+        assert_eq!(charge_step("kwd"), 10);
+        assert_eq!(charge_step("isk"), 100);
+        assert_eq!(charge_step("huf"), 1);
+        assert_eq!(payout_step("huf"), 100);
+        assert_eq!(payout_step("twd"), 100);
+        assert_eq!(payout_step("usd"), 1);
+        assert_eq!(lookup("ugx").unwrap().decimals, 0);
     }
 
     #[test]

@@ -195,10 +195,16 @@ pub fn quote(rules: &FeeRules, req: &QuoteRequest) -> Result<Quote, FeeError> {
             rules.rounding,
         )
     };
+    let step = crate::currency::charge_step(cur.code);
     let gross = match rules.bearer_for(tenant) {
         Bearer::Tenant => price,
-        Bearer::Customer => gross_up(price, |g| Ok(g - proc(g)?))?,
+        // Grossed up to the next amount Stripe accepts in this currency.
+        Bearer::Customer => {
+            let g = gross_up(price, |g| Ok(g - proc(g)?))?;
+            g.checked_add(step - 1).ok_or_else(overflow)? / step * step
+        }
     };
+    money::check_charge(gross, cur.code)?;
     let processor_fee = proc(gross)?;
     let application_fee = match rules.platform_for(tenant) {
         Some(p) => platform_fee(p, price, rules.rounding)?,

@@ -5,10 +5,14 @@
 
 pub mod currency;
 pub mod effects;
+pub mod escrow;
 pub mod event;
 pub mod fees;
+pub mod invoice;
 pub mod mapping;
 pub mod money;
+pub mod refunds;
 pub mod rules;
+pub mod seats;
 pub mod signature;
 pub mod state;

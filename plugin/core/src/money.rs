@@ -74,6 +74,32 @@ pub fn parse_amount(text: &str, code: &str) -> Result<Money, MoneyError> {
     Ok(Money::new(amount, cur.code))
 }
 
+/// Checks that a charge amount is one Stripe accepts in its currency
+/// (see [`currency::charge_step`]).
+pub fn check_charge(amount: i64, code: &str) -> Result<(), MoneyError> {
+    let step = currency::charge_step(code);
+    if amount % step != 0 {
+        return Err(MoneyError::InvalidAmount(format!(
+            "{} charges must be a multiple of {step} minor units, got {amount}",
+            code.to_uppercase()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that a payout amount is one Stripe accepts in its currency
+/// (see [`currency::payout_step`]).
+pub fn check_payout(amount: i64, code: &str) -> Result<(), MoneyError> {
+    let step = currency::payout_step(code);
+    if amount % step != 0 {
+        return Err(MoneyError::InvalidAmount(format!(
+            "{} payouts must be a multiple of {step} minor units, got {amount}",
+            code.to_uppercase()
+        )));
+    }
+    Ok(())
+}
+
 /// Writes minor units in major units with the currency's decimals ("94.30").
 pub fn format_amount(amount: i64, code: &str) -> Result<String, MoneyError> {
     let cur = currency(code)?;

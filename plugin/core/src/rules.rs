@@ -230,6 +230,18 @@ pub struct Limits {
     pub withdrawal_max: Option<i64>,
 }
 
+/// Marketplace escrow terms (seed 002): the platform fee is paid on top of
+/// the price into escrow and taken at acceptance; the service fee comes out
+/// of the price at completion.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscrowTerms {
+    #[serde(default)]
+    pub platform_percent: Percent,
+    #[serde(default)]
+    pub service_percent: Percent,
+}
+
 /// What one tenant gets instead of the defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -250,6 +262,7 @@ pub struct FeeRules {
     #[serde(default)]
     pub processor: Vec<ProcessorRate>,
     pub platform: Option<PlatformFee>,
+    pub escrow: Option<EscrowTerms>,
     #[serde(default)]
     pub limits: Vec<Limits>,
     #[serde(default)]

@@ -1,0 +1,211 @@
+//! Marketplace escrow (seed 002): a customer's offer is held in escrow with
+//! the platform fee on top; the platform takes its fee when the contractor
+//! accepts, and its service fee from the price at completion; the contractor
+//! is owed the rest. Cancelling before acceptance returns the whole hold.
+//! Deposits and withdrawals are checked against the rules' limits.
+
+use crate::fees::FeeError;
+use crate::money::{self, Money};
+use crate::rules::{FeeRules, Percent, Rounding};
+use rust_decimal::Decimal;
+
+/// One transfer of a plan: `from` pays `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Movement {
+    pub from: &'static str,
+    pub to: &'static str,
+    pub label: &'static str,
+    pub amount: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EscrowPlan {
+    pub currency: String,
+    pub price: i64,
+    /// What the customer pays into escrow: price + platform fee.
+    pub hold: i64,
+    pub on_hold: Vec<Movement>,
+    pub on_accept: Vec<Movement>,
+    pub on_complete: Vec<Movement>,
+    /// Cancelled before acceptance: the hold goes back in full.
+    pub on_cancel: Vec<Movement>,
+}
+
+fn pct(amount: i64, p: Percent, rounding: Rounding) -> Result<i64, FeeError> {
+    rounding
+        .apply(Decimal::from(amount) * p.0 / Decimal::ONE_HUNDRED)
+        .try_into()
+        .map_err(|_| FeeError::InvalidAmount("amount too large".into()))
+}
+
+/// The plan for an offer of `price`.
+pub fn plan(rules: &FeeRules, price: &Money) -> Result<EscrowPlan, FeeError> {
+    let cur = money::currency(&price.currency)?;
+    if price.amount <= 0 {
+        return Err(FeeError::InvalidAmount(format!(
+            "offer amount {} must be positive",
+            price.amount
+        )));
+    }
+    let terms = rules.escrow.clone().unwrap_or_default();
+    let platform_fee = pct(price.amount, terms.platform_percent, rules.rounding)?;
+    let service_fee = pct(price.amount, terms.service_percent, rules.rounding)?;
+    let hold = price
+        .amount
+        .checked_add(platform_fee)
+        .ok_or_else(|| FeeError::InvalidAmount("amount too large".into()))?;
+    money::check_charge(hold, cur.code)?;
+    let mv = |from, to, label, amount| Movement {
+        from,
+        to,
+        label,
+        amount,
+    };
+    Ok(EscrowPlan {
+        currency: cur.code.to_string(),
+        price: price.amount,
+        hold,
+        on_hold: vec![mv("customer", "escrow", "escrow_hold", hold)],
+        on_accept: vec![mv("escrow", "platform", "platform_fee", platform_fee)],
+        on_complete: vec![
+            mv("escrow", "platform", "service_fee", service_fee),
+            mv(
+                "escrow",
+                "contractor",
+                "contractor_payout",
+                price.amount - service_fee,
+            ),
+        ],
+        on_cancel: vec![mv("escrow", "customer", "refund", hold)],
+    })
+}
+
+/// Which way money moves through a wallet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WalletMove {
+    Deposit,
+    Withdrawal,
+}
+
+/// Checks a deposit or withdrawal against the rules' limits and, for a
+/// withdrawal, the available balance and the currency's payout rule.
+pub fn check_wallet_move(
+    rules: &FeeRules,
+    kind: WalletMove,
+    amount: &Money,
+    available: i64,
+) -> Result<(), FeeError> {
+    let cur = money::currency(&amount.currency)?;
+    let a = amount.amount;
+    if a <= 0 {
+        return Err(FeeError::InvalidAmount(format!(
+            "amount {a} must be positive"
+        )));
+    }
+    let show = |v: i64| money::format_amount(v, cur.code).unwrap_or_default();
+    let limits = rules.limits_for(cur.code);
+    let (min, max, what) = match kind {
+        WalletMove::Deposit => (
+            limits.and_then(|l| l.deposit_min),
+            limits.and_then(|l| l.deposit_max),
+            "deposit",
+        ),
+        WalletMove::Withdrawal => (
+            limits.and_then(|l| l.withdrawal_min),
+            limits.and_then(|l| l.withdrawal_max),
+            "withdrawal",
+        ),
+    };
+    if let Some(m) = min.filter(|m| a < *m) {
+        return Err(FeeError::InvalidAmount(format!(
+            "minimum {what} is {} {}",
+            show(m),
+            cur.code
+        )));
+    }
+    if let Some(m) = max.filter(|m| a > *m) {
+        return Err(FeeError::InvalidAmount(format!(
+            "maximum {what} is {} {}",
+            show(m),
+            cur.code
+        )));
+    }
+    match kind {
+        WalletMove::Deposit => money::check_charge(a, cur.code)?,
+        WalletMove::Withdrawal => {
+            if a > available {
+                return Err(FeeError::FeesExceedAmount(format!(
+                    "withdrawal of {} exceeds the available balance of {}",
+                    show(a),
+                    show(available)
+                )));
+            }
+            money::check_payout(a, cur.code)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> FeeRules {
+        FeeRules::from_toml(
+            "[escrow]\nplatform_percent = \"5\"\nservice_percent = \"20\"\n\
+             [[limits]]\ncurrency = \"usd\"\ndeposit_min = 1000\nwithdrawal_min = 1000\nwithdrawal_max = 1000000\n",
+        )
+        .unwrap()
+    }
+
+    fn sum(m: &[Movement]) -> i64 {
+        m.iter().map(|m| m.amount).sum()
+    }
+
+    #[test]
+    fn seed_002_offer_of_100() {
+        let p = plan(&rules(), &Money::new(10_000, "usd")).unwrap();
+        assert_eq!(p.hold, 10_500);
+        assert_eq!(p.on_accept[0].amount, 500);
+        assert_eq!(
+            (p.on_complete[0].amount, p.on_complete[1].amount),
+            (2_000, 8_000)
+        );
+        assert_eq!(p.on_cancel[0].amount, 10_500);
+        // What goes into escrow all comes out again, on either path.
+        assert_eq!(sum(&p.on_accept) + sum(&p.on_complete), p.hold);
+    }
+
+    #[test]
+    fn seed_002_limits_and_balance() {
+        let r = rules();
+        let usd = |a| Money::new(a, "usd");
+        assert!(check_wallet_move(&r, WalletMove::Deposit, &usd(999), 0).is_err());
+        assert!(check_wallet_move(&r, WalletMove::Deposit, &usd(1_000), 0).is_ok());
+        let err = check_wallet_move(&r, WalletMove::Withdrawal, &usd(1_000_001), 2_000_000);
+        assert!(matches!(err, Err(FeeError::InvalidAmount(m)) if m.contains("10000.00")));
+        let err = check_wallet_move(&r, WalletMove::Withdrawal, &usd(8_001), 8_000);
+        assert!(matches!(err, Err(FeeError::FeesExceedAmount(_))));
+        assert!(check_wallet_move(&r, WalletMove::Withdrawal, &usd(8_000), 8_000).is_ok());
+        // HUF pays out in whole forints only.
+        let huf = Money::new(150_050, "huf");
+        assert!(check_wallet_move(&r, WalletMove::Withdrawal, &huf, 1_000_000).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn escrow_conserves(price in 1i64..1_000_000_000_000, p in 0u32..=2_000, s in 0u32..=10_000) {
+            let r = FeeRules {
+                escrow: Some(crate::rules::EscrowTerms {
+                    platform_percent: Percent(Decimal::new(p.into(), 2)),
+                    service_percent: Percent(Decimal::new(s.into(), 2)),
+                }),
+                ..FeeRules::default()
+            };
+            let plan = plan(&r, &Money::new(price, "usd")).unwrap();
+            proptest::prop_assert_eq!(sum(&plan.on_accept) + sum(&plan.on_complete), plan.hold);
+            proptest::prop_assert_eq!(sum(&plan.on_cancel), plan.hold);
+            proptest::prop_assert!(plan.on_complete.iter().all(|m| m.amount >= 0));
+        }
+    }
+}
