@@ -99,10 +99,14 @@ struct ServeArgs {
 }
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 struct QuoteArgs {
+    /// A flow other than a single payment, with its input as JSON.
+    #[command(subcommand)]
+    flow: Option<Flow>,
     /// Amount in major units, e.g. 100.00 (USD) or 10000 (JPY).
-    #[arg(long, allow_hyphen_values = true)]
-    amount: String,
+    #[arg(long, allow_hyphen_values = true, required = true)]
+    amount: Option<String>,
     /// Currency code, e.g. usd.
     #[arg(long, default_value = "usd")]
     currency: String,
@@ -124,6 +128,31 @@ struct QuoteArgs {
     /// Platform fee fixed part in major units, e.g. 0.50 (overrides the rules).
     #[arg(long)]
     application_fee_fixed: Option<String>,
+    /// Fee rules file (TOML); see examples/rules/default.toml.
+    #[arg(long, env = "PSA_BILLING_RULES")]
+    rules: Option<PathBuf>,
+    #[command(flatten)]
+    plugin: PluginArgs,
+}
+
+#[derive(Subcommand)]
+enum Flow {
+    /// Marketplace escrow plan for an offer (seed 002). Input: {"amount": "100.00", "currency": "usd"}
+    Escrow(FlowArgs),
+    /// Check a deposit or withdrawal against the limits. Input: {"kind": "withdrawal", "amount": "80.00", "currency": "usd", "available": "95.00"}
+    Wallet(FlowArgs),
+    /// Invoice totals (seed 001). Input: {"currency": "usd", "lines": [{"quantity": 3, "unit_amount": "19.99", "discount": {"percent": "10"}, "tax_rates": [{"percent": "8.25"}]}]}
+    Invoice(FlowArgs),
+    /// Seat change proration (seed 004). Input: {"unit_amount": "50.00", "currency": "usd", "old_quantity": 10, "new_quantity": 12, "period_start": 0, "period_end": 2592000, "change_at": 864000}
+    Seats(FlowArgs),
+    /// Refund split. Input: {"currency": "usd", "gross": "100.00", "application_fee": "2.50", "amount": "30.00", "refund_application_fee": true}
+    Refund(FlowArgs),
+}
+
+#[derive(Args)]
+struct FlowArgs {
+    /// JSON input file, or - for standard input.
+    input: PathBuf,
     /// Fee rules file (TOML); see examples/rules/default.toml.
     #[arg(long, env = "PSA_BILLING_RULES")]
     rules: Option<PathBuf>,
@@ -201,10 +230,7 @@ pub fn parse_secrets(raw: Option<&str>) -> Result<Vec<String>> {
 async fn serve(a: ServeArgs) -> Result<()> {
     let secrets = parse_secrets(a.webhook_secret.as_deref())?;
     let runtime = a.plugin.runtime()?;
-    let rules = match &a.rules {
-        Some(path) => Some(quoting::load_rules(&runtime, path).await?),
-        None => None,
-    };
+    let rules = load_rules(&runtime, &a.rules).await?;
     let db = Db::open(&a.database_url).await?;
     let pipeline = Pipeline::new(runtime, db.clone(), secrets, a.tolerance_seconds);
     let app = server::router(
@@ -242,14 +268,21 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+async fn load_rules(runtime: &Runtime, path: &Option<PathBuf>) -> Result<Option<String>> {
+    match path {
+        Some(p) => Ok(Some(quoting::load_rules(runtime, p).await?)),
+        None => Ok(None),
+    }
+}
+
 async fn quote(a: QuoteArgs) -> Result<()> {
+    if let Some(flow) = a.flow {
+        return quote_flow(flow).await;
+    }
     let runtime = a.plugin.runtime()?;
-    let rules = match &a.rules {
-        Some(path) => Some(quoting::load_rules(&runtime, path).await?),
-        None => None,
-    };
+    let rules = load_rules(&runtime, &a.rules).await?;
     let input = QuoteInput {
-        amount: a.amount,
+        amount: a.amount.expect("clap requires --amount without a flow"),
         currency: a.currency,
         payment_method: a.payment_method,
         tenant: a.tenant,
@@ -259,6 +292,30 @@ async fn quote(a: QuoteArgs) -> Result<()> {
         application_fee_fixed: a.application_fee_fixed,
     };
     let out = quoting::quote(&runtime, rules.as_deref(), input).await?;
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+async fn quote_flow(flow: Flow) -> Result<()> {
+    let (name, args) = match flow {
+        Flow::Escrow(a) => ("escrow", a),
+        Flow::Wallet(a) => ("wallet", a),
+        Flow::Invoice(a) => ("invoice", a),
+        Flow::Seats(a) => ("seats", a),
+        Flow::Refund(a) => ("refund", a),
+    };
+    let text = if args.input.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s)?;
+        s
+    } else {
+        std::fs::read_to_string(&args.input)
+            .with_context(|| format!("reading {}", args.input.display()))?
+    };
+    let input: Value = serde_json::from_str(&text).context("the input is not JSON")?;
+    let runtime = args.plugin.runtime()?;
+    let rules = load_rules(&runtime, &args.rules).await?;
+    let out = quoting::flow(&runtime, rules.as_deref(), name, input).await?;
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }

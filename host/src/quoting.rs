@@ -1,7 +1,10 @@
 //! Quotes as the CLI and `POST /v1/quote` take and give them: amounts in
 //! major units as text ("100.00"), results with minor units and display text.
 
-use crate::runtime::{CallError, FeeError, Money, QuoteRequest, Runtime};
+use crate::runtime::{
+    CallError, Charged, Discount, FeeError, InvoiceLine, Money, QuoteRequest, Runtime, SeatChange,
+    TaxRate, WalletMove,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -105,5 +108,258 @@ pub async fn load_rules(runtime: &Runtime, path: &std::path::Path) -> anyhow::Re
     match runtime.check_rules(text.clone()).await? {
         Ok(()) => Ok(text),
         Err(e) => Err(anyhow::anyhow!("{}: {}", path.display(), invalid(e))),
+    }
+}
+
+/// The flows beyond a single payment, by name (`POST /v1/quote/{flow}`,
+/// `psa-billing quote <flow>`).
+pub const FLOWS: &[&str] = &["escrow", "wallet", "invoice", "seats", "refund"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EscrowInput {
+    amount: String,
+    currency: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+enum WalletKind {
+    Deposit,
+    Withdrawal,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WalletInput {
+    kind: WalletKind,
+    amount: String,
+    currency: String,
+    /// Available balance, for a withdrawal.
+    #[serde(default)]
+    available: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+enum DiscountInput {
+    Percent(String),
+    Amount(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaxInput {
+    percent: String,
+    #[serde(default)]
+    inclusive: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LineInput {
+    #[serde(default)]
+    description: String,
+    quantity: i64,
+    unit_amount: String,
+    #[serde(default)]
+    discount: Option<DiscountInput>,
+    #[serde(default)]
+    tax_rates: Vec<TaxInput>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InvoiceInput {
+    currency: String,
+    lines: Vec<LineInput>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeatsInput {
+    unit_amount: String,
+    currency: String,
+    old_quantity: i64,
+    new_quantity: i64,
+    period_start: i64,
+    period_end: i64,
+    change_at: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefundInput {
+    currency: String,
+    gross: String,
+    #[serde(default)]
+    application_fee: Option<String>,
+    #[serde(default)]
+    refunded: Option<String>,
+    #[serde(default)]
+    application_fee_refunded: Option<String>,
+    amount: String,
+    #[serde(default)]
+    refund_application_fee: bool,
+}
+
+fn parse_input<T: serde::de::DeserializeOwned>(input: Value) -> Result<T, QuoteFailure> {
+    serde_json::from_value(input).map_err(|e| QuoteFailure::Invalid(format!("bad input: {e}")))
+}
+
+/// Minor units of a major-unit text, through the plugin's currency rules.
+async fn minor(rt: &Runtime, text: &str, currency: &str) -> Result<i64, QuoteFailure> {
+    Ok(rt
+        .parse_amount(text, currency)
+        .await?
+        .map_err(invalid)?
+        .amount)
+}
+
+async fn minor_or_zero(
+    rt: &Runtime,
+    text: &Option<String>,
+    currency: &str,
+) -> Result<i64, QuoteFailure> {
+    match text {
+        Some(t) => minor(rt, t, currency).await,
+        None => Ok(0),
+    }
+}
+
+fn money(amount: i64, currency: &str) -> Money {
+    Money {
+        amount,
+        currency: currency.to_ascii_lowercase(),
+    }
+}
+
+fn movements(list: &[crate::runtime::Movement]) -> Value {
+    list.iter()
+        .map(|m| json!({ "from": m.from, "to": m.to, "label": m.label, "amount": money_json(&m.amount) }))
+        .collect()
+}
+
+/// Computes one flow from its JSON input.
+pub async fn flow(
+    rt: &Runtime,
+    rules: Option<&str>,
+    name: &str,
+    input: Value,
+) -> Result<Value, QuoteFailure> {
+    let rules = rules.map(str::to_string);
+    match name {
+        "escrow" => {
+            let i: EscrowInput = parse_input(input)?;
+            let price = money(minor(rt, &i.amount, &i.currency).await?, &i.currency);
+            let p = rt.plan_escrow(rules, price).await?.map_err(invalid)?;
+            Ok(json!({
+                "price": money_json(&p.price),
+                "hold": money_json(&p.hold),
+                "on_hold": movements(&p.on_hold),
+                "on_accept": movements(&p.on_accept),
+                "on_complete": movements(&p.on_complete),
+                "on_cancel": movements(&p.on_cancel),
+            }))
+        }
+        "wallet" => {
+            let i: WalletInput = parse_input(input)?;
+            let amount = money(minor(rt, &i.amount, &i.currency).await?, &i.currency);
+            let available = minor_or_zero(rt, &i.available, &i.currency).await?;
+            let kind = match i.kind {
+                WalletKind::Deposit => WalletMove::Deposit,
+                WalletKind::Withdrawal => WalletMove::Withdrawal,
+            };
+            rt.check_wallet_move(rules, kind, amount.clone(), available)
+                .await?
+                .map_err(invalid)?;
+            Ok(json!({ "allowed": true, "amount": money_json(&amount) }))
+        }
+        "invoice" => {
+            let i: InvoiceInput = parse_input(input)?;
+            let mut lines = Vec::with_capacity(i.lines.len());
+            for l in i.lines {
+                lines.push(InvoiceLine {
+                    description: l.description,
+                    quantity: l.quantity,
+                    unit_amount: minor(rt, &l.unit_amount, &i.currency).await?,
+                    discount: match l.discount {
+                        None => None,
+                        Some(DiscountInput::Percent(p)) => Some(Discount::Percent(p)),
+                        Some(DiscountInput::Amount(a)) => {
+                            Some(Discount::Amount(minor(rt, &a, &i.currency).await?))
+                        }
+                    },
+                    tax_rates: l
+                        .tax_rates
+                        .into_iter()
+                        .map(|t| TaxRate {
+                            percent: t.percent,
+                            inclusive: t.inclusive,
+                        })
+                        .collect(),
+                });
+            }
+            let t = rt
+                .total_invoice(rules, i.currency, lines)
+                .await?
+                .map_err(invalid)?;
+            let m = |a| money_json(&money(a, &t.currency));
+            Ok(json!({
+                "lines": t.lines.iter().map(|l| json!({
+                    "description": l.description, "subtotal": m(l.subtotal), "discount": m(l.discount),
+                    "tax_exclusive": m(l.tax_exclusive), "tax_inclusive": m(l.tax_inclusive), "total": m(l.total),
+                })).collect::<Vec<_>>(),
+                "subtotal": m(t.subtotal),
+                "discount": m(t.discount),
+                "tax": m(t.tax),
+                "total": m(t.total),
+            }))
+        }
+        "seats" => {
+            let i: SeatsInput = parse_input(input)?;
+            let change = SeatChange {
+                unit_amount: money(minor(rt, &i.unit_amount, &i.currency).await?, &i.currency),
+                old_quantity: i.old_quantity,
+                new_quantity: i.new_quantity,
+                period_start: i.period_start,
+                period_end: i.period_end,
+                change_at: i.change_at,
+            };
+            let p = rt.prorate_seats(rules, change).await?.map_err(invalid)?;
+            Ok(json!({
+                "license_count": p.license_count,
+                "credit": money_json(&p.credit),
+                "charge": money_json(&p.charge),
+                "net": money_json(&p.net),
+            }))
+        }
+        "refund" => {
+            let i: RefundInput = parse_input(input)?;
+            let c = &i.currency;
+            let original = Charged {
+                gross: money(minor(rt, &i.gross, c).await?, c),
+                application_fee: minor_or_zero(rt, &i.application_fee, c).await?,
+                refunded: minor_or_zero(rt, &i.refunded, c).await?,
+                application_fee_refunded: minor_or_zero(rt, &i.application_fee_refunded, c).await?,
+            };
+            let amount = minor(rt, &i.amount, c).await?;
+            let r = rt
+                .split_refund(rules, original, amount, i.refund_application_fee)
+                .await?
+                .map_err(invalid)?;
+            let m = |a| money_json(&money(a, c));
+            Ok(json!({
+                "amount": money_json(&r.amount),
+                "application_fee_refunded": m(r.application_fee_refunded),
+                "tenant_debit": m(r.tenant_debit),
+                "total_refunded": m(r.total_refunded),
+                "full": r.full,
+            }))
+        }
+        other => Err(QuoteFailure::Invalid(format!(
+            "unknown flow {other:?}; one of {}",
+            FLOWS.join(", ")
+        ))),
     }
 }

@@ -25,7 +25,10 @@ pub(crate) mod bindings {
     });
 }
 
-pub use bindings::exports::psa::billing::fees::{FeeError, Quote, QuoteRequest};
+pub use bindings::exports::psa::billing::fees::{
+    Charged, Discount, EscrowPlan, FeeError, InvoiceLine, InvoiceTotals, Movement, Proration,
+    Quote, QuoteRequest, RefundSplit, SeatChange, TaxRate, WalletMove,
+};
 pub use bindings::exports::psa::billing::webhooks::{
     Delivery, Effect, Envelope, HandleError, VerifyError,
 };
@@ -67,6 +70,23 @@ pub enum CallError {
     Timeout(Duration),
     #[error("plugin trapped: {0}")]
     Trap(String),
+}
+
+/// One call to an export without storage: a fresh instance, the call, its
+/// result. The closure's captures are moved into the call's future.
+macro_rules! plugin_call {
+    ($rt:ident, |$p:ident, $s:ident| $call:expr) => {{
+        let state = CallState::new(&$rt.inner.limits, None);
+        let (r, _) = $rt
+            .call(state, move |$p, mut $s| {
+                Box::pin(async move {
+                    let r = $call.await;
+                    (r, $s)
+                })
+            })
+            .await?;
+        Ok(r)
+    }};
 }
 
 #[derive(Clone)]
@@ -164,33 +184,16 @@ impl Runtime {
         &self,
         delivery: Delivery,
     ) -> Result<Result<Envelope, VerifyError>, CallError> {
-        let state = CallState::new(&self.inner.limits, None);
-        let (r, _) = self
-            .call(state, |p, mut s| {
-                Box::pin(async move {
-                    let r = p
-                        .psa_billing_webhooks()
-                        .call_verify(&mut s, &delivery)
-                        .await;
-                    (r, s)
-                })
-            })
-            .await?;
-        Ok(r)
+        plugin_call!(self, |p, s| p
+            .psa_billing_webhooks()
+            .call_verify(&mut s, &delivery))
     }
 
     pub async fn parse(&self, body: &[u8]) -> Result<Result<Envelope, VerifyError>, CallError> {
-        let state = CallState::new(&self.inner.limits, None);
         let body = body.to_vec();
-        let (r, _) = self
-            .call(state, |p, mut s| {
-                Box::pin(async move {
-                    let r = p.psa_billing_webhooks().call_parse(&mut s, &body).await;
-                    (r, s)
-                })
-            })
-            .await?;
-        Ok(r)
+        plugin_call!(self, |p, s| p
+            .psa_billing_webhooks()
+            .call_parse(&mut s, &body))
     }
 
     /// Handles one event with storage staged in `staged`; returns the
@@ -219,33 +222,88 @@ impl Runtime {
         rules: Option<String>,
         request: QuoteRequest,
     ) -> Result<Result<Quote, FeeError>, CallError> {
-        let state = CallState::new(&self.inner.limits, None);
-        let (r, _) = self
-            .call(state, |p, mut s| {
-                Box::pin(async move {
-                    let r = p
-                        .psa_billing_fees()
-                        .call_compute_quote(&mut s, rules.as_deref(), &request)
-                        .await;
-                    (r, s)
-                })
-            })
-            .await?;
-        Ok(r)
+        plugin_call!(self, |p, s| p.psa_billing_fees().call_compute_quote(
+            &mut s,
+            rules.as_deref(),
+            &request
+        ))
     }
 
     /// Checks a rules file in the plugin (the line and reason on error).
     pub async fn check_rules(&self, rules: String) -> Result<Result<(), FeeError>, CallError> {
-        let state = CallState::new(&self.inner.limits, None);
-        let (r, _) = self
-            .call(state, |p, mut s| {
-                Box::pin(async move {
-                    let r = p.psa_billing_fees().call_check_rules(&mut s, &rules).await;
-                    (r, s)
-                })
-            })
-            .await?;
-        Ok(r)
+        plugin_call!(self, |p, s| p
+            .psa_billing_fees()
+            .call_check_rules(&mut s, &rules))
+    }
+
+    pub async fn plan_escrow(
+        &self,
+        rules: Option<String>,
+        price: Money,
+    ) -> Result<Result<EscrowPlan, FeeError>, CallError> {
+        plugin_call!(self, |p, s| p.psa_billing_fees().call_plan_escrow(
+            &mut s,
+            rules.as_deref(),
+            &price
+        ))
+    }
+
+    pub async fn check_wallet_move(
+        &self,
+        rules: Option<String>,
+        kind: WalletMove,
+        amount: Money,
+        available: i64,
+    ) -> Result<Result<(), FeeError>, CallError> {
+        plugin_call!(self, |p, s| p.psa_billing_fees().call_check_wallet_move(
+            &mut s,
+            rules.as_deref(),
+            kind,
+            &amount,
+            available
+        ))
+    }
+
+    pub async fn total_invoice(
+        &self,
+        rules: Option<String>,
+        currency: String,
+        lines: Vec<InvoiceLine>,
+    ) -> Result<Result<InvoiceTotals, FeeError>, CallError> {
+        plugin_call!(self, |p, s| p.psa_billing_fees().call_total_invoice(
+            &mut s,
+            rules.as_deref(),
+            &currency,
+            &lines
+        ))
+    }
+
+    pub async fn prorate_seats(
+        &self,
+        rules: Option<String>,
+        change: SeatChange,
+    ) -> Result<Result<Proration, FeeError>, CallError> {
+        plugin_call!(self, |p, s| p.psa_billing_fees().call_prorate_seats(
+            &mut s,
+            rules.as_deref(),
+            &change
+        ))
+    }
+
+    pub async fn split_refund(
+        &self,
+        rules: Option<String>,
+        original: Charged,
+        amount: i64,
+        refund_application_fee: bool,
+    ) -> Result<Result<RefundSplit, FeeError>, CallError> {
+        plugin_call!(self, |p, s| p.psa_billing_fees().call_split_refund(
+            &mut s,
+            rules.as_deref(),
+            &original,
+            amount,
+            refund_application_fee
+        ))
     }
 
     pub async fn parse_amount(
@@ -253,20 +311,10 @@ impl Runtime {
         amount: &str,
         currency: &str,
     ) -> Result<Result<Money, FeeError>, CallError> {
-        let state = CallState::new(&self.inner.limits, None);
         let (amount, currency) = (amount.to_string(), currency.to_string());
-        let (r, _) = self
-            .call(state, |p, mut s| {
-                Box::pin(async move {
-                    let r = p
-                        .psa_billing_fees()
-                        .call_parse_amount(&mut s, &amount, &currency)
-                        .await;
-                    (r, s)
-                })
-            })
-            .await?;
-        Ok(r)
+        plugin_call!(self, |p, s| p
+            .psa_billing_fees()
+            .call_parse_amount(&mut s, &amount, &currency))
     }
 }
 

@@ -4,7 +4,7 @@ use crate::pipeline::{DeliveryError, Outcome, Pipeline, describe_rejection, reje
 use crate::quoting::{self, QuoteFailure, QuoteInput};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -57,6 +57,7 @@ pub fn router(pipeline: Pipeline, options: ServerOptions) -> Router {
         )
         .route("/v1/effects", get(effects))
         .route("/v1/quote", post(quote))
+        .route("/v1/quote/{flow}", post(quote_flow))
         .route("/healthz", get(healthz))
         .with_state(state)
 }
@@ -223,7 +224,11 @@ async fn quote(
         Ok(i) => i,
         Err(e) => return error(e.status(), "bad_request", e.body_text()),
     };
-    match quoting::quote(app.pipeline.runtime(), app.rules.as_deref(), input).await {
+    quote_response(quoting::quote(app.pipeline.runtime(), app.rules.as_deref(), input).await)
+}
+
+fn quote_response(result: Result<serde_json::Value, QuoteFailure>) -> Response {
+    match result {
         Ok(q) => Json(q).into_response(),
         Err(QuoteFailure::Invalid(m)) => {
             error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_quote", m)
@@ -234,4 +239,21 @@ async fn quote(
             e.to_string(),
         ),
     }
+}
+
+async fn quote_flow(
+    State(app): State<Arc<AppState>>,
+    Path(flow): Path<String>,
+    headers: HeaderMap,
+    input: Result<Json<serde_json::Value>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    if let Some(r) = refuse_unauthorized(&app, &headers) {
+        return r;
+    }
+    let Json(input) = match input {
+        Ok(i) => i,
+        Err(e) => return error(e.status(), "bad_request", e.body_text()),
+    };
+    let rt = app.pipeline.runtime();
+    quote_response(quoting::flow(rt, app.rules.as_deref(), &flow, input).await)
 }

@@ -280,3 +280,68 @@ fn a_bad_rules_file_is_refused_with_its_line() {
         "{err}"
     );
 }
+
+fn flow(name: &str) -> Value {
+    flow_with(name, name)
+}
+
+fn flow_with(name: &str, file: &str) -> Value {
+    let out = bin()
+        .args(["quote", name])
+        .arg(repo().join(format!("examples/flows/{file}.json")))
+        .arg("--rules")
+        .arg(repo().join("examples/rules/default.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{name}: {}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).unwrap()
+}
+
+#[test]
+fn quote_covers_the_seed_flows() {
+    // Seed 002: $100 offer, 5% platform fee into escrow, 20% service fee.
+    let e = flow("escrow");
+    assert_eq!(e["hold"]["amount"], 10_500);
+    assert_eq!(e["on_accept"][0]["amount"]["amount"], 500);
+    assert_eq!(e["on_complete"][0]["amount"]["amount"], 2_000);
+    assert_eq!(e["on_complete"][1]["to"], "contractor");
+    assert_eq!(e["on_complete"][1]["amount"]["amount"], 8_000);
+    assert_eq!(e["on_cancel"][0]["amount"]["amount"], 10_500);
+    assert_eq!(flow_with("wallet", "withdrawal")["allowed"], true);
+    // Seed 001: lines rounded one by one; the total is their sum.
+    let i = flow("invoice");
+    assert_eq!(i["lines"][0]["total"]["amount"], 5_997 - 600 + 445);
+    assert_eq!(i["total"]["amount"], 5_997 - 600 + 445 + 2_000);
+    // Seed 004: 10 -> 12 seats at $50 with 20 of 30 days left.
+    let s = flow("seats");
+    assert_eq!(s["license_count"], 12);
+    assert_eq!(s["net"]["amount"], 6_667);
+    let r = flow("refund");
+    assert_eq!(r["application_fee_refunded"]["amount"], 75);
+    assert_eq!(r["full"], false);
+}
+
+#[test]
+fn a_flow_with_bad_input_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.json");
+    std::fs::write(
+        &path,
+        r#"{"kind":"withdrawal","amount":"90.00","currency":"usd","available":"80.00"}"#,
+    )
+    .unwrap();
+    let out = bin().args(["quote", "wallet"]).arg(&path).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("exceeds the available balance"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(&path, r#"{"amount":"1.00"}"#).unwrap();
+    let out = bin().args(["quote", "escrow"]).arg(&path).output().unwrap();
+    assert!(
+        stderr(&out).contains("missing field `currency`"),
+        "{}",
+        stderr(&out)
+    );
+}

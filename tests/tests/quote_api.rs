@@ -76,3 +76,35 @@ async fn bad_quotes_get_422_or_400_with_a_reason() {
         .unwrap();
     assert_eq!(no_token.status(), 401);
 }
+
+#[tokio::test]
+async fn flows_over_http() {
+    let s = TestServer::start(Options {
+        rules: Some("[escrow]\nplatform_percent = 5\nservice_percent = 20\n".into()),
+        ..Options::default()
+    })
+    .await;
+    let e = s
+        .post_json(
+            "/v1/quote/escrow",
+            &json!({"amount": "100.00", "currency": "usd"}),
+        )
+        .await;
+    assert_eq!(e.status, 200, "{:?}", e.body);
+    assert_eq!(e.body["hold"]["amount"], 10_500);
+    let r = s
+        .post_json(
+            "/v1/quote/refund",
+            &json!({"currency": "usd", "gross": "100.00", "refunded": "90.00", "amount": "20.00"}),
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    assert!(
+        r.body["reason"].as_str().unwrap().contains("exceeds"),
+        "{:?}",
+        r.body
+    );
+    let unknown = s.post_json("/v1/quote/teleport", &json!({})).await;
+    assert_eq!(unknown.status, 422);
+    assert!(unknown.body["reason"].as_str().unwrap().contains("escrow"));
+}

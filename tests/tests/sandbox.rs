@@ -89,3 +89,61 @@ async fn a_core_module_is_refused_with_a_clear_error() {
     let err = Runtime::new(b"not wasm", Limits::default()).err().unwrap();
     assert!(format!("{err:#}").contains("compiling"), "{err:#}");
 }
+
+#[tokio::test]
+async fn a_plugin_that_loops_or_traps_in_fee_math_fails_that_quote_only() {
+    let s = hostile_server().await;
+    // compute-quote loops forever, plan-escrow traps, total-invoice eats memory.
+    let q = s
+        .post_json("/v1/quote", &json!({"amount": "1.00", "currency": "usd"}))
+        .await;
+    // parse-amount answers first in the hostile plugin: a clear 422, not a hang.
+    assert_eq!(q.status, 422, "{:?}", q.body);
+    let rt = hostile_runtime();
+    let started = Instant::now();
+    let looped = rt
+        .quote(
+            None,
+            psa_billing::runtime::QuoteRequest {
+                amount: psa_billing::runtime::Money {
+                    amount: 100,
+                    currency: "usd".into(),
+                },
+                payment_method: "card".into(),
+                tenant: None,
+                international: false,
+                converted: false,
+                application_fee_percent: None,
+                application_fee_fixed: None,
+            },
+        )
+        .await;
+    assert!(
+        matches!(looped, Err(psa_billing::runtime::CallError::Timeout(_))),
+        "{looped:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let trapped = rt
+        .plan_escrow(
+            None,
+            psa_billing::runtime::Money {
+                amount: 100,
+                currency: "usd".into(),
+            },
+        )
+        .await;
+    assert!(
+        matches!(trapped, Err(psa_billing::runtime::CallError::Trap(_))),
+        "{trapped:?}"
+    );
+    let oom = rt.total_invoice(None, "usd".into(), vec![]).await;
+    assert!(
+        matches!(oom, Err(psa_billing::runtime::CallError::Trap(_))),
+        "{oom:?}"
+    );
+    // The same runtime keeps serving.
+    let ok = s
+        .deliver_signed(&event("evt_after", "plan.created", json!({})))
+        .await;
+    assert_eq!(ok.status, 200);
+}

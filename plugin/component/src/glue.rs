@@ -1,7 +1,8 @@
 //! wit-bindgen glue: WIT types <-> core types.
 
 use psa_billing_core::{
-    effects as fx, event, fees as core_fees, mapping, money, rules, signature, state,
+    effects as fx, escrow, event, fees as core_fees, invoice, mapping, money, refunds, rules,
+    seats, signature, state,
 };
 
 wit_bindgen::generate!({
@@ -23,6 +24,10 @@ fn wit_money(m: money::Money) -> Money {
         amount: m.amount,
         currency: m.currency,
     }
+}
+
+fn core_money(m: Money) -> money::Money {
+    money::Money::new(m.amount, m.currency)
 }
 
 fn fee_error(e: core_fees::FeeError) -> FeeError {
@@ -103,6 +108,163 @@ impl fees::Guest for Plugin {
 
     fn check_rules(text: String) -> Result<(), FeeError> {
         load_rules(Some(&text)).map(|_| ())
+    }
+
+    fn plan_escrow(rules_text: Option<String>, price: Money) -> Result<fees::EscrowPlan, FeeError> {
+        let rules = load_rules(rules_text.as_deref())?;
+        let p = escrow::plan(&rules, &core_money(price)).map_err(fee_error)?;
+        let m = |amount| Money {
+            amount,
+            currency: p.currency.clone(),
+        };
+        let mv = |list: &[escrow::Movement]| {
+            list.iter()
+                .map(|x| fees::Movement {
+                    from: x.from.into(),
+                    to: x.to.into(),
+                    label: x.label.into(),
+                    amount: m(x.amount),
+                })
+                .collect()
+        };
+        Ok(fees::EscrowPlan {
+            price: m(p.price),
+            hold: m(p.hold),
+            on_hold: mv(&p.on_hold),
+            on_accept: mv(&p.on_accept),
+            on_complete: mv(&p.on_complete),
+            on_cancel: mv(&p.on_cancel),
+        })
+    }
+
+    fn check_wallet_move(
+        rules_text: Option<String>,
+        kind: fees::WalletMove,
+        amount: Money,
+        available: i64,
+    ) -> Result<(), FeeError> {
+        let rules = load_rules(rules_text.as_deref())?;
+        let kind = match kind {
+            fees::WalletMove::Deposit => escrow::WalletMove::Deposit,
+            fees::WalletMove::Withdrawal => escrow::WalletMove::Withdrawal,
+        };
+        escrow::check_wallet_move(&rules, kind, &core_money(amount), available).map_err(fee_error)
+    }
+
+    fn total_invoice(
+        rules_text: Option<String>,
+        currency: String,
+        lines: Vec<fees::InvoiceLine>,
+    ) -> Result<fees::InvoiceTotals, FeeError> {
+        let rules = load_rules(rules_text.as_deref())?;
+        let percent = |p: &str| rules::Percent::parse(p).map_err(FeeError::InvalidRate);
+        let mut core_lines = Vec::with_capacity(lines.len());
+        for l in lines {
+            core_lines.push(invoice::Line {
+                description: l.description,
+                quantity: l.quantity,
+                unit_amount: l.unit_amount,
+                discount: match l.discount {
+                    None => None,
+                    Some(fees::Discount::Percent(p)) => {
+                        Some(invoice::Discount::Percent(percent(&p)?))
+                    }
+                    Some(fees::Discount::Amount(a)) => Some(invoice::Discount::Amount(a)),
+                },
+                tax_rates: l
+                    .tax_rates
+                    .iter()
+                    .map(|t| {
+                        Ok(invoice::TaxRate {
+                            percent: percent(&t.percent)?,
+                            inclusive: t.inclusive,
+                        })
+                    })
+                    .collect::<Result<_, FeeError>>()?,
+            });
+        }
+        let t = invoice::totals(&currency, &core_lines, rules.rounding).map_err(fee_error)?;
+        Ok(fees::InvoiceTotals {
+            currency: t.currency,
+            lines: t
+                .lines
+                .into_iter()
+                .map(|l| fees::LineTotal {
+                    description: l.description,
+                    subtotal: l.subtotal,
+                    discount: l.discount,
+                    tax_exclusive: l.tax_exclusive,
+                    tax_inclusive: l.tax_inclusive,
+                    total: l.total,
+                })
+                .collect(),
+            subtotal: t.subtotal,
+            discount: t.discount,
+            tax: t.tax,
+            total: t.total,
+        })
+    }
+
+    fn prorate_seats(
+        rules_text: Option<String>,
+        c: fees::SeatChange,
+    ) -> Result<fees::Proration, FeeError> {
+        let rules = load_rules(rules_text.as_deref())?;
+        let p = seats::prorate(
+            &seats::SeatChange {
+                currency: c.unit_amount.currency,
+                unit_amount: c.unit_amount.amount,
+                old_quantity: c.old_quantity,
+                new_quantity: c.new_quantity,
+                period_start: c.period_start,
+                period_end: c.period_end,
+                change_at: c.change_at,
+            },
+            rules.rounding,
+        )
+        .map_err(fee_error)?;
+        let m = |amount| Money {
+            amount,
+            currency: p.currency.clone(),
+        };
+        Ok(fees::Proration {
+            license_count: p.license_count,
+            credit: m(p.credit),
+            charge: m(p.charge),
+            net: m(p.net),
+        })
+    }
+
+    fn split_refund(
+        rules_text: Option<String>,
+        original: fees::Charged,
+        amount: i64,
+        refund_application_fee: bool,
+    ) -> Result<fees::RefundSplit, FeeError> {
+        let rules = load_rules(rules_text.as_deref())?;
+        money::currency(&original.gross.currency).map_err(|e| fee_error(e.into()))?;
+        let r = refunds::refund(
+            &refunds::Charged {
+                gross: original.gross.amount,
+                application_fee: original.application_fee,
+                refunded: original.refunded,
+                application_fee_refunded: original.application_fee_refunded,
+            },
+            amount,
+            refund_application_fee,
+            rules.rounding,
+        )
+        .map_err(fee_error)?;
+        Ok(fees::RefundSplit {
+            amount: Money {
+                amount: r.amount,
+                currency: original.gross.currency,
+            },
+            application_fee_refunded: r.application_fee_refunded,
+            tenant_debit: r.tenant_debit,
+            total_refunded: r.total_refunded,
+            full: r.full,
+        })
     }
 
     fn parse_amount(amount: String, currency: String) -> Result<Money, FeeError> {

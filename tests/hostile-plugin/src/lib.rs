@@ -38,6 +38,42 @@ mod glue {
         fn check_rules(_: String) -> Result<(), FeeError> {
             Ok(())
         }
+        fn plan_escrow(_: Option<String>, _: Money) -> Result<fees::EscrowPlan, FeeError> {
+            panic!("hostile plugin trapped on purpose")
+        }
+        fn check_wallet_move(
+            _: Option<String>,
+            _: fees::WalletMove,
+            _: Money,
+            _: i64,
+        ) -> Result<(), FeeError> {
+            Ok(())
+        }
+        fn total_invoice(
+            _: Option<String>,
+            _: String,
+            _: Vec<fees::InvoiceLine>,
+        ) -> Result<fees::InvoiceTotals, FeeError> {
+            let mut hog: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hog.push(vec![1u8; 1 << 20]);
+                std::hint::black_box(&hog);
+            }
+        }
+        fn prorate_seats(
+            _: Option<String>,
+            _: fees::SeatChange,
+        ) -> Result<fees::Proration, FeeError> {
+            Err(FeeError::InvalidAmount("hostile plugin".into()))
+        }
+        fn split_refund(
+            _: Option<String>,
+            _: fees::Charged,
+            _: i64,
+            _: bool,
+        ) -> Result<fees::RefundSplit, FeeError> {
+            Err(FeeError::InvalidAmount("hostile plugin".into()))
+        }
         fn parse_amount(_: String, _: String) -> Result<Money, FeeError> {
             Err(FeeError::InvalidAmount("hostile plugin".into()))
         }
