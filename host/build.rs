@@ -1,7 +1,8 @@
 //! Builds the default plugin component (`plugin/component`) for
 //! `wasm32-wasip2` so that the host can embed it: building or testing the
-//! workspace needs no manual step. It also builds the hostile test plugin
-//! (`tests/hostile-plugin`), which the sandbox tests load by path; it is
+//! workspace needs no manual step. It also builds the hostile test components
+//! (`tests/hostile-plugin`, `tests/hostile-fee-rules`) and the example custom fee rules
+//! (`examples/volume-discount-rules`), which tests load by path; they are
 //! never embedded.
 //!
 //! The nested cargo gets its own target directory (sharing ours would
@@ -21,6 +22,8 @@ fn main() {
         "plugin/component",
         "plugin/core",
         "tests/hostile-plugin",
+        "tests/hostile-fee-rules",
+        "examples/volume-discount-rules",
         "wit",
         "Cargo.lock",
     ] {
@@ -38,6 +41,10 @@ fn main() {
             "psa-billing-plugin",
             "-p",
             "psa-billing-hostile-plugin",
+            "-p",
+            "psa-billing-hostile-fee-rules",
+            "-p",
+            "volume-discount-rules",
         ])
         .args(["--target", TARGET])
         .arg("--target-dir")
@@ -73,7 +80,12 @@ fn main() {
     if !status.success() {
         panic!("building the plugin component for {TARGET} failed (see the output above)");
     }
-    for name in ["psa_billing_plugin.wasm", "psa_billing_hostile_plugin.wasm"] {
+    for name in [
+        "psa_billing_plugin.wasm",
+        "psa_billing_hostile_plugin.wasm",
+        "psa_billing_hostile_fee_rules.wasm",
+        "volume_discount_rules.wasm",
+    ] {
         let built = target_dir.join(TARGET).join("release").join(name);
         std::fs::copy(&built, out_dir.join(name))
             .unwrap_or_else(|e| panic!("component missing at {}: {e}", built.display()));

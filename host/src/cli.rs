@@ -47,6 +47,10 @@ struct PluginArgs {
     /// Memory one plugin instance may use, in MiB.
     #[arg(long, env = "PSA_BILLING_MEMORY_MIB", default_value_t = 64)]
     memory_mib: usize,
+    /// A custom fee-rules component (world psa:billing/fee-rules-plugin)
+    /// that prices payments in place of the rules file.
+    #[arg(long, env = "PSA_BILLING_FEE_RULES")]
+    fee_rules: Option<PathBuf>,
 }
 
 impl PluginArgs {
@@ -56,14 +60,30 @@ impl PluginArgs {
             memory_bytes: self.memory_mib << 20,
             ..Limits::default()
         };
-        match &self.plugin {
-            Some(path) => {
-                let wasm = std::fs::read(path)
-                    .with_context(|| format!("reading plugin {}", path.display()))?;
-                Runtime::new(&wasm, limits).with_context(|| format!("loading {}", path.display()))
+        let read = |path: &PathBuf, what: &str| {
+            std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
+        };
+        let plugin = match &self.plugin {
+            Some(path) => std::borrow::Cow::Owned(read(path, "plugin")?),
+            None => std::borrow::Cow::Borrowed(crate::DEFAULT_PLUGIN),
+        };
+        let fee_rules = match &self.fee_rules {
+            Some(path) => Some(read(path, "fee rules")?),
+            None => None,
+        };
+        let what = [&self.plugin, &self.fee_rules]
+            .into_iter()
+            .flatten()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" and ");
+        Runtime::with_fee_rules(&plugin, fee_rules.as_deref(), limits).with_context(|| {
+            if what.is_empty() {
+                "loading the built-in plugin".to_string()
+            } else {
+                format!("loading {what}")
             }
-            None => Runtime::new(crate::DEFAULT_PLUGIN, limits),
-        }
+        })
     }
 }
 
@@ -128,6 +148,9 @@ struct QuoteArgs {
     /// Platform fee fixed part in major units, e.g. 0.50 (overrides the rules).
     #[arg(long)]
     application_fee_fixed: Option<String>,
+    /// The tenant's volume so far this month in major units (for custom fee rules).
+    #[arg(long)]
+    monthly_volume: Option<String>,
     /// Fee rules file (TOML); see examples/rules/default.toml.
     #[arg(long, env = "PSA_BILLING_RULES")]
     rules: Option<PathBuf>,
@@ -290,6 +313,7 @@ async fn quote(a: QuoteArgs) -> Result<()> {
         converted: a.converted,
         application_fee_percent: a.application_fee_percent,
         application_fee_fixed: a.application_fee_fixed,
+        monthly_volume: a.monthly_volume,
     };
     let out = quoting::quote(&runtime, rules.as_deref(), input).await?;
     println!("{}", serde_json::to_string_pretty(&out)?);

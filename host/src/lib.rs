@@ -35,4 +35,10 @@ pub mod testing {
     /// Path of the hostile test plugin built next to the default one.
     pub const HOSTILE_PLUGIN_PATH: &str =
         concat!(env!("OUT_DIR"), "/psa_billing_hostile_plugin.wasm");
+    /// Path of a custom fee-rules component that misbehaves on purpose.
+    pub const HOSTILE_FEE_RULES_PATH: &str =
+        concat!(env!("OUT_DIR"), "/psa_billing_hostile_fee_rules.wasm");
+    /// Path of the example custom fee-rules component.
+    pub const VOLUME_DISCOUNT_RULES_PATH: &str =
+        concat!(env!("OUT_DIR"), "/volume_discount_rules.wasm");
 }

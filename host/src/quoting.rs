@@ -29,6 +29,10 @@ pub struct QuoteInput {
     /// Overrides the rules' platform fixed fee, in major units ("0.50").
     #[serde(default)]
     pub application_fee_fixed: Option<String>,
+    /// The tenant's volume so far this month in major units, for custom
+    /// fee rules that price by volume.
+    #[serde(default)]
+    pub monthly_volume: Option<String>,
 }
 
 fn card() -> String {
@@ -67,16 +71,14 @@ pub async fn quote(
         .parse_amount(&input.amount, &input.currency)
         .await?
         .map_err(invalid)?;
-    let fixed = match &input.application_fee_fixed {
-        Some(f) => Some(
-            runtime
-                .parse_amount(f, &input.currency)
-                .await?
-                .map_err(invalid)?
-                .amount,
-        ),
-        None => None,
-    };
+    let fixed = minor_units(
+        runtime,
+        input.application_fee_fixed.as_deref(),
+        &input.currency,
+    )
+    .await?;
+    let monthly_volume =
+        minor_units(runtime, input.monthly_volume.as_deref(), &input.currency).await?;
     let request = QuoteRequest {
         amount,
         payment_method: input.payment_method,
@@ -85,6 +87,7 @@ pub async fn quote(
         converted: input.converted,
         application_fee_percent: input.application_fee_percent,
         application_fee_fixed: fixed,
+        monthly_volume,
     };
     let q = runtime
         .quote(rules.map(str::to_string), request)
@@ -99,6 +102,24 @@ pub async fn quote(
             "label": l.label, "payer": l.payer, "payee": l.payee, "amount": money_json(&l.amount),
         })).collect::<Vec<_>>(),
     }))
+}
+
+/// Parses an optional major-unit amount into minor units.
+async fn minor_units(
+    runtime: &Runtime,
+    amount: Option<&str>,
+    currency: &str,
+) -> Result<Option<i64>, QuoteFailure> {
+    match amount {
+        Some(a) => Ok(Some(
+            runtime
+                .parse_amount(a, currency)
+                .await?
+                .map_err(invalid)?
+                .amount,
+        )),
+        None => Ok(None),
+    }
 }
 
 /// Reads and checks a rules file through the plugin.

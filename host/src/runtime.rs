@@ -32,8 +32,25 @@ pub use bindings::exports::psa::billing::fees::{
 pub use bindings::exports::psa::billing::webhooks::{
     Delivery, Effect, Envelope, HandleError, VerifyError,
 };
-pub use bindings::psa::billing::types::Money;
+pub use bindings::psa::billing::types::{FeeLine, Money};
 use bindings::{BillingPlugin, BillingPluginPre};
+
+/// The world of custom fee-rules components; it shares the billing world's
+/// `types` and `log`, so fee lines need no conversion.
+mod fee_rules_bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "fee-rules-plugin",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        with: {
+            "psa:billing/types": super::bindings::psa::billing::types,
+            "psa:billing/log": super::bindings::psa::billing::log,
+        },
+    });
+}
+use fee_rules_bindings::exports::psa::billing::fee_rules::FeeContext;
+use fee_rules_bindings::{FeeRulesPlugin, FeeRulesPluginPre};
 
 /// The default plugin, built from `plugin/component` by the build script.
 pub static DEFAULT_PLUGIN: &[u8] =
@@ -70,16 +87,25 @@ pub enum CallError {
     Timeout(Duration),
     #[error("plugin trapped: {0}")]
     Trap(String),
+    /// The custom fee-rules component failed (trap, deadline): that quote
+    /// fails, nothing else does.
+    #[error("custom fee rules component: {0}")]
+    FeeRules(Box<CallError>),
 }
 
-/// One call to an export without storage: a fresh instance, the call, its
-/// result. The closure's captures are moved into the call's future.
+/// One call to an export of `$pre` without storage: a fresh instance, the
+/// call, its result. The closure's captures are moved into the call's future.
 macro_rules! plugin_call {
-    ($rt:ident, |$p:ident, $s:ident| $call:expr) => {{
+    ($rt:ident, $pre:ident, |$p:ident, $s:ident| $call:expr) => {{
         let state = CallState::new(&$rt.inner.limits, None);
+        let rt = $rt.clone();
         let (r, _) = $rt
-            .call(state, move |$p, mut $s| {
+            .call(state, move |mut $s| {
                 Box::pin(async move {
+                    let $p = match rt.inner.$pre().instantiate_async(&mut $s).await {
+                        Ok(p) => p,
+                        Err(e) => return (Err(e), $s),
+                    };
                     let r = $call.await;
                     (r, $s)
                 })
@@ -87,6 +113,9 @@ macro_rules! plugin_call {
             .await?;
         Ok(r)
     }};
+    ($rt:ident, |$p:ident, $s:ident| $call:expr) => {
+        plugin_call!($rt, billing_pre, |$p, $s| $call)
+    };
 }
 
 #[derive(Clone)]
@@ -97,6 +126,9 @@ pub struct Runtime {
 struct Inner {
     engine: Engine,
     pre: BillingPluginPre<CallState>,
+    /// A custom fee-rules component used for payment quotes in place of the
+    /// rules file.
+    fee_rules: Option<FeeRulesPluginPre<CallState>>,
     limits: Limits,
     slots: Semaphore,
 }
@@ -105,6 +137,18 @@ impl Runtime {
     /// Compiles `wasm` (a component, not a core module) and links it against
     /// the host's capabilities.
     pub fn new(wasm: &[u8], limits: Limits) -> Result<Runtime> {
+        Self::with_fee_rules(wasm, None, limits)
+    }
+
+    /// Like [`Runtime::new`], with a custom fee-rules component (world
+    /// `psa:billing/fee-rules-plugin`) that prices payments in place of the
+    /// rules file. It runs under the same limits, and the billing plugin
+    /// checks every breakdown it returns.
+    pub fn with_fee_rules(
+        wasm: &[u8],
+        fee_rules: Option<&[u8]>,
+        limits: Limits,
+    ) -> Result<Runtime> {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(limits.max_instances)
             .total_core_instances(limits.max_instances * 4)
@@ -133,11 +177,16 @@ impl Runtime {
         let pre = BillingPluginPre::new(instance_pre)
             .map_err(anyhow::Error::from)
             .context("the component does not implement the psa:billing/billing-plugin world")?;
+        let fee_rules = match fee_rules {
+            Some(wasm) => Some(load_fee_rules(&engine, wasm)?),
+            None => None,
+        };
         spawn_epoch_ticker(&engine);
         Ok(Runtime {
             inner: Arc::new(Inner {
                 engine,
                 pre,
+                fee_rules,
                 slots: Semaphore::new(limits.max_instances as usize),
                 limits,
             }),
@@ -148,12 +197,17 @@ impl Runtime {
         &self.inner.limits
     }
 
+    /// Whether payment quotes come from a custom fee-rules component.
+    pub fn has_fee_rules(&self) -> bool {
+        self.inner.fee_rules.is_some()
+    }
+
     /// Runs `f` against a fresh instance. The state goes in and comes back
     /// out, so staged storage writes can be committed by the caller.
     async fn call<R: Send + 'static>(
         &self,
         state: CallState,
-        f: impl FnOnce(BillingPlugin, Store<CallState>) -> CallFuture<R>,
+        f: impl FnOnce(Store<CallState>) -> CallFuture<R>,
     ) -> Result<(R, CallState), CallError> {
         let limits = &self.inner.limits;
         let _slot = self
@@ -167,8 +221,7 @@ impl Runtime {
         let ticks = limits.call_timeout.as_millis().div_ceil(TICK.as_millis()) as u64 + 1;
         store.set_epoch_deadline(ticks);
         let result = async {
-            let plugin = self.inner.pre.instantiate_async(&mut store).await?;
-            let (r, store) = f(plugin, store).await;
+            let (r, store) = f(store).await;
             r.map(|r| (r, store.into_data()))
         };
         // The epoch traps guest code; the timeout also bounds time spent in
@@ -205,9 +258,14 @@ impl Runtime {
     ) -> Result<(Result<Vec<Effect>, HandleError>, StagedState), CallError> {
         let state = CallState::new(&self.inner.limits, Some(staged));
         let body = body.to_vec();
+        let rt = self.clone();
         let (r, state) = self
-            .call(state, |p, mut s| {
+            .call(state, |mut s| {
                 Box::pin(async move {
+                    let p: BillingPlugin = match rt.inner.pre.instantiate_async(&mut s).await {
+                        Ok(p) => p,
+                        Err(e) => return (Err(e), s),
+                    };
                     let r = p.psa_billing_webhooks().call_handle(&mut s, &body).await;
                     (r, s)
                 })
@@ -216,17 +274,62 @@ impl Runtime {
         Ok((r, state.into_staged().expect("handle runs with storage")))
     }
 
-    /// A fee breakdown under `rules` (TOML text; `None`: the defaults).
+    /// A fee breakdown under `rules` (TOML text; `None`: the defaults), or
+    /// from the custom fee-rules component when there is one (the rules file
+    /// then does not price payments). A custom breakdown is checked by the
+    /// billing plugin before it is returned.
     pub async fn quote(
         &self,
         rules: Option<String>,
         request: QuoteRequest,
     ) -> Result<Result<Quote, FeeError>, CallError> {
+        if self.inner.fee_rules.is_some() {
+            return self.custom_quote(request).await;
+        }
         plugin_call!(self, |p, s| p.psa_billing_fees().call_compute_quote(
             &mut s,
             rules.as_deref(),
             &request
         ))
+    }
+
+    async fn custom_quote(
+        &self,
+        request: QuoteRequest,
+    ) -> Result<Result<Quote, FeeError>, CallError> {
+        let context = FeeContext {
+            amount: request.amount.clone(),
+            payment_method: request.payment_method.clone(),
+            tenant: request.tenant.clone(),
+            international: request.international,
+            converted: request.converted,
+            monthly_volume: request.monthly_volume,
+        };
+        let lines = self.custom_fee_lines(context).await;
+        let lines = match lines {
+            Ok(Ok(lines)) => lines,
+            Ok(Err(why)) => {
+                return Ok(Err(FeeError::InvalidRules(format!(
+                    "custom fee rules refused the quote: {why}"
+                ))));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "custom fee rules component failed");
+                return Err(CallError::FeeRules(Box::new(e)));
+            }
+        };
+        plugin_call!(self, |p, s| p
+            .psa_billing_fees()
+            .call_check_breakdown(&mut s, &request, &lines))
+    }
+
+    async fn custom_fee_lines(
+        &self,
+        context: FeeContext,
+    ) -> Result<Result<Vec<FeeLine>, String>, CallError> {
+        plugin_call!(self, fee_rules_pre, |p, s| p
+            .psa_billing_fee_rules()
+            .call_compute_fees(&mut s, &context))
     }
 
     /// Checks a rules file in the plugin (the line and reason on error).
@@ -318,8 +421,53 @@ impl Runtime {
     }
 }
 
+impl Inner {
+    fn billing_pre(&self) -> &BillingPluginPre<CallState> {
+        &self.pre
+    }
+
+    /// Only called when a fee-rules component is loaded (see `Runtime::quote`).
+    fn fee_rules_pre(&self) -> &FeeRulesPluginPre<CallState> {
+        self.fee_rules
+            .as_ref()
+            .expect("a fee rules component is loaded")
+    }
+}
+
 /// A plugin call: it owns its instance and store and hands the store back.
 type CallFuture<R> = Pin<Box<dyn Future<Output = (wasmtime::Result<R>, Store<CallState>)> + Send>>;
+
+/// Compiles and links a custom fee-rules component on the plugin's engine.
+fn load_fee_rules(engine: &Engine, wasm: &[u8]) -> Result<FeeRulesPluginPre<CallState>> {
+    if is_core_module(wasm) {
+        anyhow::bail!("the fee rules are a core WebAssembly module, not a component");
+    }
+    let component = Component::new(engine, wasm)
+        .map_err(anyhow::Error::from)
+        .context("compiling the fee rules component")?;
+    let exports: Vec<String> = component
+        .component_type()
+        .exports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    if !exports.iter().any(|e| e.starts_with("psa:billing/fee-rules@")) {
+        anyhow::bail!(
+            "the component does not implement the psa:billing/fee-rules-plugin world: \
+             it exports [{}], not psa:billing/fee-rules",
+            exports.join(", ")
+        );
+    }
+    let mut linker = Linker::<CallState>::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    FeeRulesPlugin::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |s| s)?;
+    let instance_pre = linker
+        .instantiate_pre(&component)
+        .map_err(anyhow::Error::from)
+        .context("the fee rules component needs imports the host does not provide (it may only import psa:billing/log)")?;
+    FeeRulesPluginPre::new(instance_pre)
+        .map_err(anyhow::Error::from)
+        .context("the component does not implement the psa:billing/fee-rules-plugin world")
+}
 
 fn classify_trap(e: wasmtime::Error, timeout: Duration) -> CallError {
     if let Some(wasmtime::Trap::Interrupt) = e.downcast_ref::<wasmtime::Trap>() {
@@ -375,6 +523,7 @@ mod tests {
             converted: false,
             application_fee_percent: Some("2.5".into()),
             application_fee_fixed: None,
+            monthly_volume: None,
         };
         let a = rt.quote(None, req()).await.unwrap().unwrap();
         let b = rt.quote(None, req()).await.unwrap().unwrap();

@@ -2,6 +2,7 @@
 
 use crate::pipeline::{DeliveryError, Outcome, Pipeline, describe_rejection, rejection_code};
 use crate::quoting::{self, QuoteFailure, QuoteInput};
+use crate::runtime::CallError;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -233,6 +234,11 @@ fn quote_response(result: Result<serde_json::Value, QuoteFailure>) -> Response {
         Err(QuoteFailure::Invalid(m)) => {
             error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_quote", m)
         }
+        Err(QuoteFailure::Plugin(e @ CallError::FeeRules(_))) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "fee_rules_failed",
+            e.to_string(),
+        ),
         Err(QuoteFailure::Plugin(e)) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "plugin_failed",

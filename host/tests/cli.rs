@@ -345,3 +345,31 @@ fn a_flow_with_bad_input_fails_clearly() {
         stderr(&out)
     );
 }
+
+#[test]
+fn quote_with_a_custom_fee_rules_component() {
+    let rules = psa_billing::testing::VOLUME_DISCOUNT_RULES_PATH;
+    let quote = |volume: &str| {
+        let out = bin()
+            .args(["quote", "--amount", "100.00", "--monthly-volume", volume])
+            .args(["--fee-rules", rules])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_str::<Value>(&stdout(&out)).unwrap()
+    };
+    assert_eq!(quote("0")["application_fee"]["amount"], 250);
+    assert_eq!(quote("9950.00")["application_fee"]["amount"], 150);
+    // A billing plugin given as fee rules is refused with the world it lacks.
+    let out = bin()
+        .args(["quote", "--amount", "1.00", "--fee-rules"])
+        .arg(psa_billing::testing::HOSTILE_PLUGIN_PATH)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("fee-rules-plugin"),
+        "{}",
+        stderr(&out)
+    );
+}

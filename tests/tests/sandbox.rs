@@ -115,6 +115,7 @@ async fn a_plugin_that_loops_or_traps_in_fee_math_fails_that_quote_only() {
                 converted: false,
                 application_fee_percent: None,
                 application_fee_fixed: None,
+                monthly_volume: None,
             },
         )
         .await;

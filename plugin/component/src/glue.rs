@@ -10,9 +10,9 @@ wit_bindgen::generate!({
     world: "billing-plugin",
 });
 
-use exports::psa::billing::fees::{self, FeeError, FeeLine, Quote, QuoteRequest};
+use exports::psa::billing::fees::{self, FeeError, Quote, QuoteRequest};
 use exports::psa::billing::webhooks::{self, Delivery, Effect, Envelope, HandleError, VerifyError};
-use psa::billing::types::Money;
+use psa::billing::types::{FeeLine, Money};
 use psa::billing::{clock, log, storage};
 
 struct Plugin;
@@ -23,6 +23,39 @@ fn wit_money(m: money::Money) -> Money {
     Money {
         amount: m.amount,
         currency: m.currency,
+    }
+}
+
+fn core_request(req: QuoteRequest) -> core_fees::QuoteRequest {
+    core_fees::QuoteRequest {
+        amount: core_money(req.amount),
+        payment_method: req.payment_method,
+        tenant: req.tenant,
+        international: req.international,
+        converted: req.converted,
+    }
+}
+
+fn wit_quote(q: core_fees::Quote) -> Quote {
+    let m = |amount| Money {
+        amount,
+        currency: q.currency.clone(),
+    };
+    Quote {
+        gross: m(q.gross),
+        processor_fee: m(q.processor_fee),
+        application_fee: m(q.application_fee),
+        net: m(q.net),
+        lines: q
+            .lines
+            .iter()
+            .map(|l| FeeLine {
+                label: l.label.into(),
+                payer: l.payer.into(),
+                payee: l.payee.into(),
+                amount: m(l.amount),
+            })
+            .collect(),
     }
 }
 
@@ -73,37 +106,21 @@ impl fees::Guest for Plugin {
             });
             rules.tenants.values_mut().for_each(|t| t.platform = None);
         }
-        let q = core_fees::quote(
-            &rules,
-            &core_fees::QuoteRequest {
-                amount: money::Money::new(req.amount.amount, req.amount.currency),
-                payment_method: req.payment_method,
-                tenant: req.tenant,
-                international: req.international,
-                converted: req.converted,
-            },
-        )
-        .map_err(fee_error)?;
-        let m = |amount| Money {
-            amount,
-            currency: q.currency.clone(),
-        };
-        Ok(Quote {
-            gross: m(q.gross),
-            processor_fee: m(q.processor_fee),
-            application_fee: m(q.application_fee),
-            net: m(q.net),
-            lines: q
-                .lines
-                .iter()
-                .map(|l| FeeLine {
-                    label: l.label.into(),
-                    payer: l.payer.into(),
-                    payee: l.payee.into(),
-                    amount: m(l.amount),
-                })
-                .collect(),
-        })
+        let q = core_fees::quote(&rules, &core_request(req)).map_err(fee_error)?;
+        Ok(wit_quote(q))
+    }
+
+    fn check_breakdown(req: QuoteRequest, lines: Vec<FeeLine>) -> Result<Quote, FeeError> {
+        let lines: Vec<core_fees::ProposedLine> = lines
+            .into_iter()
+            .map(|l| core_fees::ProposedLine {
+                label: l.label,
+                amount: core_money(l.amount),
+            })
+            .collect();
+        core_fees::check_breakdown(&core_request(req), &lines)
+            .map(wit_quote)
+            .map_err(fee_error)
     }
 
     fn check_rules(text: String) -> Result<(), FeeError> {

@@ -251,6 +251,95 @@ pub fn quote(rules: &FeeRules, req: &QuoteRequest) -> Result<Quote, FeeError> {
     })
 }
 
+/// A line as a custom fee-rules component returns it (untrusted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProposedLine {
+    pub label: String,
+    pub amount: Money,
+}
+
+/// Checks a breakdown from a custom fee-rules component and turns it into a
+/// quote. It must name each of `processor_fee`, `application_fee` and `net`
+/// exactly once, in the request's currency, non-negative, adding up exactly
+/// to the gross.
+pub fn check_breakdown(req: &QuoteRequest, lines: &[ProposedLine]) -> Result<Quote, FeeError> {
+    let cur = money::currency(&req.amount.currency)?;
+    let gross = req.amount.amount;
+    if gross < 0 {
+        return Err(FeeError::InvalidAmount(format!(
+            "amount {gross} must not be negative"
+        )));
+    }
+    let refuse = |why: String| FeeError::InvalidRules(format!("custom fee rules: {why}"));
+    let mut found: [Option<(&ProposedLine, &'static str, &'static str)>; 3] = [None; 3];
+    const LABELS: [(&str, &str, &str); 3] = [
+        ("processor_fee", "tenant", "processor"),
+        ("application_fee", "tenant", "platform"),
+        ("net", "customer", "tenant"),
+    ];
+    for l in lines {
+        if !l.amount.currency.eq_ignore_ascii_case(cur.code) {
+            return Err(refuse(format!(
+                "line {} is in {:?}, the payment in {}",
+                l.label, l.amount.currency, cur.code
+            )));
+        }
+        if l.amount.amount < 0 {
+            return Err(refuse(format!(
+                "line {} is negative ({})",
+                l.label, l.amount.amount
+            )));
+        }
+        let Some(i) = LABELS.iter().position(|(name, ..)| *name == l.label) else {
+            return Err(refuse(format!(
+                "unknown line {:?} (expected processor_fee, application_fee, net)",
+                l.label
+            )));
+        };
+        if found[i].is_some() {
+            return Err(refuse(format!("line {} appears twice", l.label)));
+        }
+        found[i] = Some((l, LABELS[i].1, LABELS[i].2));
+    }
+    let amount = |i: usize| -> Result<i64, FeeError> {
+        found[i]
+            .map(|(l, ..)| l.amount.amount)
+            .ok_or_else(|| refuse(format!("line {} is missing", LABELS[i].0)))
+    };
+    let (processor_fee, application_fee, net) = (amount(0)?, amount(1)?, amount(2)?);
+    let total = processor_fee
+        .checked_add(application_fee)
+        .and_then(|t| t.checked_add(net))
+        .ok_or_else(overflow)?;
+    if total != gross {
+        return Err(refuse(format!(
+            "the lines add up to {total}, not to the gross {gross}: money would be created or lost"
+        )));
+    }
+    let lines = found
+        .iter()
+        .zip(LABELS)
+        .map(|(f, (label, _, _))| {
+            let (l, payer, payee) = f.expect("all three lines are present");
+            // Who pays whom follows from the label, whatever the component said.
+            FeeLine {
+                label,
+                payer,
+                payee,
+                amount: l.amount.amount,
+            }
+        })
+        .collect();
+    Ok(Quote {
+        currency: cur.code.to_string(),
+        gross,
+        processor_fee,
+        application_fee,
+        net,
+        lines,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,6 +507,53 @@ mod tests {
             quote(&all, &req(1_000, "usd")),
             Err(FeeError::FeesExceedAmount(_))
         ));
+    }
+
+    fn proposed(label: &str, amount: i64, currency: &str) -> ProposedLine {
+        ProposedLine {
+            label: label.into(),
+            amount: Money::new(amount, currency),
+        }
+    }
+
+    #[test]
+    fn custom_breakdowns_are_checked() {
+        let r = req(10_000, "usd");
+        let good = vec![
+            proposed("processor_fee", 320, "usd"),
+            proposed("application_fee", 100, "usd"),
+            proposed("net", 9_580, "usd"),
+        ];
+        let q = check_breakdown(&r, &good).unwrap();
+        assert_eq!(
+            (q.processor_fee, q.application_fee, q.net),
+            (320, 100, 9_580)
+        );
+        assert_eq!(q.lines[1].payee, "platform");
+        let mut leaks = good.clone();
+        leaks[2].amount.amount = 9_000;
+        let mut negative = good.clone();
+        negative[1].amount.amount = -1;
+        let mut other_currency = good.clone();
+        other_currency[0].amount.currency = "eur".into();
+        let mut unknown = good.clone();
+        unknown.push(proposed("bonus", 0, "usd"));
+        let mut twice = good.clone();
+        twice.push(proposed("net", 0, "usd"));
+        for (bad, says) in [
+            (leaks, "add up to"),
+            (negative, "negative"),
+            (other_currency, "eur"),
+            (unknown, "unknown line"),
+            (twice, "twice"),
+            (good[..2].to_vec(), "missing"),
+        ] {
+            let err = check_breakdown(&r, &bad).unwrap_err();
+            assert!(
+                matches!(&err, FeeError::InvalidRules(m) if m.contains(says)),
+                "{err}"
+            );
+        }
     }
 
     fn arb_rules() -> impl Strategy<Value = FeeRules> {

@@ -38,6 +38,12 @@ mod glue {
         fn check_rules(_: String) -> Result<(), FeeError> {
             Ok(())
         }
+        fn check_breakdown(
+            _: QuoteRequest,
+            _: Vec<psa::billing::types::FeeLine>,
+        ) -> Result<Quote, FeeError> {
+            panic!("hostile plugin trapped on purpose")
+        }
         fn plan_escrow(_: Option<String>, _: Money) -> Result<fees::EscrowPlan, FeeError> {
             panic!("hostile plugin trapped on purpose")
         }
