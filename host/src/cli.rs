@@ -34,6 +34,48 @@ enum Command {
     Replay(ReplayArgs),
     /// Print a valid Stripe-Signature header for the event on standard input.
     Sign(SignArgs),
+    /// Read or post a tenant's double-entry ledger.
+    Ledger(LedgerArgs),
+}
+
+#[derive(Args)]
+struct LedgerArgs {
+    #[command(subcommand)]
+    action: LedgerAction,
+    /// Database URL.
+    #[arg(
+        long,
+        global = true,
+        env = "PSA_BILLING_DATABASE_URL",
+        default_value = "sqlite://psa-billing.db"
+    )]
+    database_url: String,
+    #[command(flatten)]
+    plugin: PluginArgs,
+}
+
+#[derive(Subcommand)]
+enum LedgerAction {
+    /// Print the tenant's balances per currency and account.
+    Balances {
+        /// Tenant (metadata.tenant_id), connected account, or _platform.
+        tenant: String,
+    },
+    /// Print the tenant's transactions, oldest first.
+    Transactions {
+        tenant: String,
+        /// Only those after this position.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Post a transaction. Input: {"id": "offer-7:hold", "currency": "usd", "movements": [{"from": "customer", "to": "escrow", "amount": "105.00"}]}
+    Post {
+        tenant: String,
+        /// JSON input file, or - for standard input.
+        input: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -228,6 +270,7 @@ pub fn main() -> Result<()> {
             Command::Quote(a) => quote(a).await,
             Command::Replay(a) => replay(a).await,
             Command::Sign(a) => sign(a),
+            Command::Ledger(a) => ledger(a).await,
         }
     })
 }
@@ -328,20 +371,45 @@ async fn quote_flow(flow: Flow) -> Result<()> {
         Flow::Seats(a) => ("seats", a),
         Flow::Refund(a) => ("refund", a),
     };
-    let text = if args.input.as_os_str() == "-" {
-        let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s)?;
-        s
-    } else {
-        std::fs::read_to_string(&args.input)
-            .with_context(|| format!("reading {}", args.input.display()))?
-    };
+    let text = read_input(&args.input)?;
     let input: Value = serde_json::from_str(&text).context("the input is not JSON")?;
     let runtime = args.plugin.runtime()?;
     let rules = load_rules(&runtime, &args.rules).await?;
     let out = quoting::flow(&runtime, rules.as_deref(), name, input).await?;
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
+}
+
+async fn ledger(a: LedgerArgs) -> Result<()> {
+    let runtime = a.plugin.runtime()?;
+    let db = Db::open(&a.database_url).await?;
+    let out = match a.action {
+        LedgerAction::Balances { tenant } => crate::ledger::balances(&runtime, &db, &tenant).await,
+        LedgerAction::Transactions {
+            tenant,
+            after,
+            limit,
+        } => crate::ledger::transactions(&runtime, &db, &tenant, after, limit).await,
+        LedgerAction::Post { tenant, input } => {
+            let input: crate::ledger::PostInput =
+                serde_json::from_str(&read_input(&input)?).context("the posting is not valid")?;
+            crate::ledger::post(&runtime, &db, &tenant, input).await
+        }
+    };
+    db.close().await;
+    println!("{}", serde_json::to_string_pretty(&out?)?);
+    Ok(())
+}
+
+/// Reads a file, or standard input for `-`.
+fn read_input(path: &Path) -> Result<String> {
+    if path.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s)?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+    }
 }
 
 /// One replay scenario: its name and its event files in order.

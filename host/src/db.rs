@@ -173,42 +173,9 @@ impl Db {
             tx.rollback().await?;
             return Ok(CommitOutcome::Duplicate);
         }
-        for (key, version) in &staged.reads {
-            let current: Option<i64> = sqlx::query_scalar(
-                "SELECT version FROM plugin_state WHERE collection = ? AND key = ?",
-            )
-            .bind(&key.0)
-            .bind(&key.1)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if current != *version {
-                tx.rollback().await?;
-                return Ok(CommitOutcome::Conflict);
-            }
-        }
-        for (key, value) in &staged.writes {
-            match value {
-                Some(v) => {
-                    sqlx::query(
-                        "INSERT INTO plugin_state (collection, key, value, version, updated_at) VALUES (?, ?, ?, 1, ?)
-                         ON CONFLICT (collection, key) DO UPDATE SET value = excluded.value,
-                             version = plugin_state.version + 1, updated_at = excluded.updated_at",
-                    )
-                    .bind(&key.0)
-                    .bind(&key.1)
-                    .bind(v)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                None => {
-                    sqlx::query("DELETE FROM plugin_state WHERE collection = ? AND key = ?")
-                        .bind(&key.0)
-                        .bind(&key.1)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
+        if !apply_state(&mut tx, staged, now).await? {
+            tx.rollback().await?;
+            return Ok(CommitOutcome::Conflict);
         }
         for effect in effects {
             sqlx::query(
@@ -220,6 +187,20 @@ impl Db {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+        }
+        tx.commit().await?;
+        Ok(CommitOutcome::Committed)
+    }
+
+    /// Commits the plugin's staged state on its own (a ledger posting made
+    /// through the API rather than by an event), under the same optimistic
+    /// check as an event: `Conflict` means handle it again.
+    pub async fn commit_state(&self, staged: &StagedState) -> Result<CommitOutcome> {
+        // IMMEDIATE: take the write lock at once (see `commit`).
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if !apply_state(&mut tx, staged, unix_now()).await? {
+            tx.rollback().await?;
+            return Ok(CommitOutcome::Conflict);
         }
         tx.commit().await?;
         Ok(CommitOutcome::Committed)
@@ -308,4 +289,49 @@ impl Db {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Applies staged writes if nothing the plugin read has changed since;
+/// `false` (nothing written) when something did.
+async fn apply_state(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    staged: &StagedState,
+    now: i64,
+) -> Result<bool> {
+    for (key, version) in &staged.reads {
+        let current: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM plugin_state WHERE collection = ? AND key = ?")
+                .bind(&key.0)
+                .bind(&key.1)
+                .fetch_optional(&mut **tx)
+                .await?;
+        if current != *version {
+            return Ok(false);
+        }
+    }
+    for (key, value) in &staged.writes {
+        match value {
+            Some(v) => {
+                sqlx::query(
+                        "INSERT INTO plugin_state (collection, key, value, version, updated_at) VALUES (?, ?, ?, 1, ?)
+                         ON CONFLICT (collection, key) DO UPDATE SET value = excluded.value,
+                             version = plugin_state.version + 1, updated_at = excluded.updated_at",
+                    )
+                    .bind(&key.0)
+                    .bind(&key.1)
+                    .bind(v)
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM plugin_state WHERE collection = ? AND key = ?")
+                    .bind(&key.0)
+                    .bind(&key.1)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+    }
+    Ok(true)
 }

@@ -19,6 +19,7 @@ mod capabilities;
 pub mod cli;
 pub mod db;
 mod effects_json;
+pub mod ledger;
 pub mod pipeline;
 pub mod quoting;
 pub mod runtime;

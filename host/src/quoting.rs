@@ -49,14 +49,20 @@ pub enum QuoteFailure {
 }
 
 fn invalid(e: FeeError) -> QuoteFailure {
-    QuoteFailure::Invalid(match e {
+    QuoteFailure::Invalid(fee_error_text(e))
+}
+
+/// A fee error as the user reads it.
+pub(crate) fn fee_error_text(e: FeeError) -> String {
+    match e {
         FeeError::UnknownCurrency(c) => format!("unknown currency {c:?}"),
         FeeError::InvalidAmount(m) | FeeError::InvalidRate(m) | FeeError::FeesExceedAmount(m) => m,
         FeeError::InvalidRules(m) => format!("invalid rules: {m}"),
-    })
+    }
 }
 
-fn money_json(m: &Money) -> Value {
+/// An amount with its display text ("94.30").
+pub(crate) fn money_json(m: &Money) -> Value {
     let display = psa_billing_core::money::format_amount(m.amount, &m.currency).unwrap_or_default();
     json!({ "amount": m.amount, "currency": m.currency, "display": display })
 }

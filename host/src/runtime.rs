@@ -26,13 +26,14 @@ pub(crate) mod bindings {
 }
 
 pub use bindings::exports::psa::billing::fees::{
-    Charged, Discount, EscrowPlan, FeeError, InvoiceLine, InvoiceTotals, Movement, Proration,
-    Quote, QuoteRequest, RefundSplit, SeatChange, TaxRate, WalletMove,
+    Charged, Discount, EscrowPlan, FeeError, InvoiceLine, InvoiceTotals, Proration, Quote,
+    QuoteRequest, RefundSplit, SeatChange, TaxRate, WalletMove,
 };
+pub use bindings::exports::psa::billing::ledger::{Balance, LedgerError, Leg, Transaction};
 pub use bindings::exports::psa::billing::webhooks::{
     Delivery, Effect, Envelope, HandleError, VerifyError,
 };
-pub use bindings::psa::billing::types::{FeeLine, Money};
+pub use bindings::psa::billing::types::{FeeLine, Money, Movement};
 use bindings::{BillingPlugin, BillingPluginPre};
 
 /// The world of custom fee-rules components; it shares the billing world's
@@ -116,6 +117,27 @@ macro_rules! plugin_call {
     ($rt:ident, |$p:ident, $s:ident| $call:expr) => {
         plugin_call!($rt, billing_pre, |$p, $s| $call)
     };
+}
+
+/// One call to an export of the billing plugin with storage staged in
+/// `$staged`: the result and the staged reads and writes.
+macro_rules! storage_call {
+    ($rt:ident, $staged:ident, |$p:ident, $s:ident| $call:expr) => {{
+        let state = CallState::new(&$rt.inner.limits, Some($staged));
+        let rt = $rt.clone();
+        $rt.call(state, move |mut $s| {
+            Box::pin(async move {
+                let $p = match rt.inner.pre.instantiate_async(&mut $s).await {
+                    Ok(p) => p,
+                    Err(e) => return (Err(e), $s),
+                };
+                let r = $call.await;
+                (r, $s)
+            })
+        })
+        .await
+        .map(|(r, state)| (r, state.into_staged().expect("called with storage")))
+    }};
 }
 
 #[derive(Clone)]
@@ -256,22 +278,57 @@ impl Runtime {
         body: &[u8],
         staged: StagedState,
     ) -> Result<(Result<Vec<Effect>, HandleError>, StagedState), CallError> {
-        let state = CallState::new(&self.inner.limits, Some(staged));
         let body = body.to_vec();
-        let rt = self.clone();
-        let (r, state) = self
-            .call(state, |mut s| {
-                Box::pin(async move {
-                    let p: BillingPlugin = match rt.inner.pre.instantiate_async(&mut s).await {
-                        Ok(p) => p,
-                        Err(e) => return (Err(e), s),
-                    };
-                    let r = p.psa_billing_webhooks().call_handle(&mut s, &body).await;
-                    (r, s)
-                })
-            })
-            .await?;
-        Ok((r, state.into_staged().expect("handle runs with storage")))
+        storage_call!(self, staged, |p, s| p
+            .psa_billing_webhooks()
+            .call_handle(&mut s, &body))
+    }
+
+    /// Posts movements to a tenant's ledger with storage staged in `staged`;
+    /// the caller commits the staged writes.
+    pub async fn ledger_post(
+        &self,
+        staged: StagedState,
+        id: String,
+        tenant: String,
+        currency: String,
+        description: String,
+        movements: Vec<Movement>,
+    ) -> Result<(Result<Transaction, LedgerError>, StagedState), CallError> {
+        storage_call!(self, staged, |p, s| p.psa_billing_ledger().call_post(
+            &mut s,
+            &id,
+            &tenant,
+            &currency,
+            &description,
+            &movements
+        ))
+    }
+
+    /// A tenant's balances (reads only: `staged` is discarded).
+    pub async fn ledger_balances(
+        &self,
+        staged: StagedState,
+        tenant: String,
+    ) -> Result<Result<Vec<Balance>, LedgerError>, CallError> {
+        let (r, _) = storage_call!(self, staged, |p, s| p
+            .psa_billing_ledger()
+            .call_balances(&mut s, &tenant))?;
+        Ok(r)
+    }
+
+    /// A tenant's transactions after `after` (reads only).
+    pub async fn ledger_transactions(
+        &self,
+        staged: StagedState,
+        tenant: String,
+        after: u64,
+        limit: u32,
+    ) -> Result<Result<Vec<Transaction>, LedgerError>, CallError> {
+        let (r, _) = storage_call!(self, staged, |p, s| p
+            .psa_billing_ledger()
+            .call_transactions(&mut s, &tenant, after, limit))?;
+        Ok(r)
     }
 
     /// A fee breakdown under `rules` (TOML text; `None`: the defaults), or
@@ -450,7 +507,10 @@ fn load_fee_rules(engine: &Engine, wasm: &[u8]) -> Result<FeeRulesPluginPre<Call
         .exports(engine)
         .map(|(name, _)| name.to_string())
         .collect();
-    if !exports.iter().any(|e| e.starts_with("psa:billing/fee-rules@")) {
+    if !exports
+        .iter()
+        .any(|e| e.starts_with("psa:billing/fee-rules@"))
+    {
         anyhow::bail!(
             "the component does not implement the psa:billing/fee-rules-plugin world: \
              it exports [{}], not psa:billing/fee-rules",

@@ -1,5 +1,8 @@
-//! The HTTP surface: `POST /webhooks/stripe`, `GET /v1/effects`, `GET /healthz`.
+//! The HTTP surface: `POST /webhooks/stripe`, `GET /v1/effects`, quotes
+//! (`POST /v1/quote[/{flow}]`), the ledger (`/v1/ledger/{tenant}/...`) and
+//! `GET /healthz`.
 
+use crate::ledger::{self, LedgerFailure};
 use crate::pipeline::{DeliveryError, Outcome, Pipeline, describe_rejection, rejection_code};
 use crate::quoting::{self, QuoteFailure, QuoteInput};
 use crate::runtime::CallError;
@@ -59,6 +62,11 @@ pub fn router(pipeline: Pipeline, options: ServerOptions) -> Router {
         .route("/v1/effects", get(effects))
         .route("/v1/quote", post(quote))
         .route("/v1/quote/{flow}", post(quote_flow))
+        .route("/v1/ledger/{tenant}/balances", get(ledger_balances))
+        .route(
+            "/v1/ledger/{tenant}/transactions",
+            get(ledger_transactions).post(ledger_post),
+        )
         .route("/healthz", get(healthz))
         .with_state(state)
 }
@@ -262,4 +270,81 @@ async fn quote_flow(
     };
     let rt = app.pipeline.runtime();
     quote_response(quoting::flow(rt, app.rules.as_deref(), &flow, input).await)
+}
+
+fn ledger_response(result: Result<serde_json::Value, LedgerFailure>) -> Response {
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(LedgerFailure::Invalid(m)) => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_posting", m)
+        }
+        Err(LedgerFailure::Plugin(e)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "plugin_failed",
+            e.to_string(),
+        ),
+        Err(e @ LedgerFailure::Database(_)) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, "database", e.to_string())
+        }
+    }
+}
+
+async fn ledger_balances(
+    State(app): State<Arc<AppState>>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = refuse_unauthorized(&app, &headers) {
+        return r;
+    }
+    let (rt, db) = (app.pipeline.runtime(), app.pipeline.db());
+    ledger_response(ledger::balances(rt, db, &tenant).await)
+}
+
+#[derive(Deserialize)]
+struct TransactionsQuery {
+    #[serde(default)]
+    after: u64,
+    limit: Option<u32>,
+}
+
+async fn ledger_transactions(
+    State(app): State<Arc<AppState>>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<TransactionsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    if let Some(r) = refuse_unauthorized(&app, &headers) {
+        return r;
+    }
+    let q = match query {
+        Ok(Query(q)) if (1..=1000).contains(&q.limit.unwrap_or(100)) => q,
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_query",
+                "after must be a non-negative integer and limit 1 to 1000",
+            );
+        }
+    };
+    let (rt, db) = (app.pipeline.runtime(), app.pipeline.db());
+    let limit = q.limit.unwrap_or(100);
+    ledger_response(ledger::transactions(rt, db, &tenant, q.after, limit).await)
+}
+
+async fn ledger_post(
+    State(app): State<Arc<AppState>>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    input: Result<Json<ledger::PostInput>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    if let Some(r) = refuse_unauthorized(&app, &headers) {
+        return r;
+    }
+    let Json(input) = match input {
+        Ok(i) => i,
+        Err(e) => return error(e.status(), "bad_request", e.body_text()),
+    };
+    let (rt, db) = (app.pipeline.runtime(), app.pipeline.db());
+    ledger_response(ledger::post(rt, db, &tenant, input).await)
 }

@@ -373,3 +373,48 @@ fn quote_with_a_custom_fee_rules_component() {
         stderr(&out)
     );
 }
+
+#[test]
+fn ledger_post_then_balances_on_a_database_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
+    let post = |json: &str| {
+        let mut child = bin()
+            .args(["ledger", "post", "shop-1", "-", "--database-url", &url])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(json.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let hold = post(
+        r#"{"id": "offer-1:hold", "currency": "usd",
+            "movements": [{"from": "customer", "to": "escrow", "amount": "105.00"}]}"#,
+    );
+    assert!(hold.status.success(), "{}", stderr(&hold));
+    let refused = post(
+        r#"{"id": "bad", "currency": "usd",
+            "movements": [{"from": "customer", "to": "bank", "amount": "1.00"}]}"#,
+    );
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("unknown account"),
+        "{}",
+        stderr(&refused)
+    );
+    let out = bin()
+        .args(["ledger", "balances", "shop-1", "--database-url", &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let b: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(b["balances"]["usd"]["escrow"]["amount"], 10_500);
+    assert_eq!(b["balances"]["usd"]["customer"]["display"], "-105.00");
+}

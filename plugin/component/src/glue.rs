@@ -1,8 +1,8 @@
 //! wit-bindgen glue: WIT types <-> core types.
 
 use psa_billing_core::{
-    effects as fx, escrow, event, fees as core_fees, invoice, mapping, money, refunds, rules,
-    seats, signature, state,
+    effects as fx, escrow, event, fees as core_fees, invoice, ledger as core_ledger, mapping,
+    money, refunds, rules, seats, signature, state,
 };
 
 wit_bindgen::generate!({
@@ -11,8 +11,9 @@ wit_bindgen::generate!({
 });
 
 use exports::psa::billing::fees::{self, FeeError, Quote, QuoteRequest};
+use exports::psa::billing::ledger::{self, LedgerError};
 use exports::psa::billing::webhooks::{self, Delivery, Effect, Envelope, HandleError, VerifyError};
-use psa::billing::types::{FeeLine, Money};
+use psa::billing::types::{FeeLine, Money, Movement};
 use psa::billing::{clock, log, storage};
 
 struct Plugin;
@@ -136,7 +137,7 @@ impl fees::Guest for Plugin {
         };
         let mv = |list: &[escrow::Movement]| {
             list.iter()
-                .map(|x| fees::Movement {
+                .map(|x| Movement {
                     from: x.from.into(),
                     to: x.to.into(),
                     label: x.label.into(),
@@ -321,6 +322,97 @@ impl state::StateStore for HostState {
     }
     fn delete(&mut self, collection: &str, key: &str) -> Result<(), String> {
         storage::delete(collection, key).map_err(|e| format!("{e:?}"))
+    }
+}
+
+fn ledger_error(e: core_ledger::LedgerError) -> LedgerError {
+    use core_ledger::LedgerError as E;
+    match e {
+        E::Invalid(m) => LedgerError::Invalid(m),
+        E::Unbalanced(m) => LedgerError::Unbalanced(m),
+        E::Storage(m) => LedgerError::Storage(m),
+    }
+}
+
+fn wit_transaction(t: core_ledger::Transaction) -> ledger::Transaction {
+    ledger::Transaction {
+        id: t.id,
+        tenant: t.tenant,
+        seq: t.seq,
+        currency: t.currency,
+        description: t.description,
+        at: t.at,
+        legs: t
+            .legs
+            .into_iter()
+            .map(|l| ledger::Leg {
+                account: l.account,
+                debit: l.debit,
+                credit: l.credit,
+            })
+            .collect(),
+    }
+}
+
+impl ledger::Guest for Plugin {
+    fn post(
+        id: String,
+        tenant: String,
+        currency: String,
+        description: String,
+        movements: Vec<Movement>,
+    ) -> Result<ledger::Transaction, LedgerError> {
+        let currency = currency.to_ascii_lowercase();
+        if let Some(m) = movements
+            .iter()
+            .find(|m| !m.amount.currency.eq_ignore_ascii_case(&currency))
+        {
+            return Err(LedgerError::Invalid(format!(
+                "the transaction is in {currency}, a movement in {}",
+                m.amount.currency
+            )));
+        }
+        let posting = core_ledger::Posting {
+            id,
+            tenant,
+            currency,
+            description,
+            at: clock::now(),
+            transfers: movements
+                .iter()
+                .map(|m| core_ledger::Transfer::new(&m.from, &m.to, m.amount.amount))
+                .collect(),
+        };
+        core_ledger::post(&mut HostState, posting)
+            .map(|(tx, _)| wit_transaction(tx))
+            .map_err(ledger_error)
+    }
+
+    fn balances(tenant: String) -> Result<Vec<ledger::Balance>, LedgerError> {
+        let book = core_ledger::book(&mut HostState, &tenant).map_err(ledger_error)?;
+        Ok(book
+            .balances
+            .into_iter()
+            .flat_map(|(currency, accounts)| {
+                accounts
+                    .into_iter()
+                    .map(move |(account, amount)| ledger::Balance {
+                        currency: currency.clone(),
+                        account,
+                        amount,
+                    })
+            })
+            .collect())
+    }
+
+    fn transactions(
+        tenant: String,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<ledger::Transaction>, LedgerError> {
+        core_ledger::transactions(&mut HostState, &tenant, after, limit)
+            .map(|txs| txs.into_iter().map(wit_transaction).collect())
+            .map_err(ledger_error)
     }
 }
 

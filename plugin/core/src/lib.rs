@@ -9,6 +9,7 @@ pub mod escrow;
 pub mod event;
 pub mod fees;
 pub mod invoice;
+pub mod ledger;
 pub mod mapping;
 pub mod money;
 pub mod refunds;

@@ -7,6 +7,7 @@
 
 use crate::effects::*;
 use crate::event::{self, EventError, at, id_at, str_at};
+use crate::ledger;
 use crate::money::Money;
 use crate::state::StateStore;
 use serde_json::{Value, json};
@@ -154,7 +155,7 @@ fn payment_succeeded(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
     if let Err(stale) = advance(store, "payment_intent", &id, "succeeded", ctx.created)? {
         return Ok(Err(stale));
     }
-    Ok(Ok(Effect::PaymentSucceeded(PaymentSucceeded {
+    let effect = PaymentSucceeded {
         payment_intent: id,
         amount,
         tenant: ctx.tenant(),
@@ -162,7 +163,50 @@ fn payment_succeeded(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
         customer: id_at(ctx.object, &["customer"]),
         reference: ctx.reference(),
         application_fee,
-    })))
+    };
+    post_payment(store, &effect, ctx.created)?;
+    Ok(Ok(Effect::PaymentSucceeded(effect)))
+}
+
+/// The ledger's view of a payment: the customer pays the tenant the amount
+/// received, and the tenant pays the platform its application fee. Stripe's
+/// processing fee is not in the event (it is on the balance transaction), so
+/// it is not posted here.
+fn post_payment(
+    store: &mut dyn StateStore,
+    p: &PaymentSucceeded,
+    at: i64,
+) -> Result<(), HandleError> {
+    let fee = p.application_fee.as_ref().map_or(0, |f| f.amount);
+    let posting = ledger::Posting {
+        id: format!("{}:payment", p.payment_intent),
+        tenant: ledger_tenant(p.tenant.as_deref(), p.account.as_deref()),
+        currency: p.amount.currency.clone(),
+        description: format!("payment {}", p.payment_intent),
+        at,
+        transfers: vec![
+            ledger::Transfer::new("customer", "tenant", p.amount.amount),
+            ledger::Transfer::new("tenant", "platform", fee),
+        ],
+    };
+    match ledger::post(store, posting) {
+        Ok(_) => Ok(()),
+        Err(ledger::LedgerError::Storage(e)) => Err(HandleError::Storage(e)),
+        // Stripe sent numbers that cannot be posted (a negative fee, an
+        // unknown currency): the event is wrong, not our storage.
+        Err(e) => Err(HandleError::MissingField(format!(
+            "data.object amounts: {e}"
+        ))),
+    }
+}
+
+/// Whose ledger a payment belongs to: the application's tenant, else the
+/// connected account, else the platform's own.
+pub fn ledger_tenant(tenant: Option<&str>, account: Option<&str>) -> String {
+    tenant
+        .or(account)
+        .unwrap_or(ledger::PLATFORM_TENANT)
+        .to_string()
 }
 
 fn payment_failed(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
@@ -242,6 +286,23 @@ mod tests {
                "metadata": {"tenant_id": "t_1", "invoice_id": "inv-42"},
                "last_payment_error": {"code": "card_declined", "decline_code": "insufficient_funds",
                                       "message": "Your card has insufficient funds."}})
+    }
+
+    #[test]
+    fn a_payment_is_posted_to_the_tenants_ledger_once() {
+        let mut s = MemoryState::default();
+        let body = event("evt_1", "payment_intent.succeeded", 10, pi("succeeded"));
+        handle(&body, &mut s).unwrap();
+        // A second event about the same payment intent (Stripe resends under
+        // a new id, for example) must not post it again.
+        let again = event("evt_2", "payment_intent.succeeded", 11, pi("succeeded"));
+        handle(&again, &mut s).unwrap();
+        let book = ledger::book(&mut s, "t_1").unwrap();
+        let usd = &book.balances["usd"];
+        assert_eq!(usd["customer"], -10_000);
+        assert_eq!(usd["tenant"], 9_750);
+        assert_eq!(usd["platform"], 250);
+        assert_eq!(ledger::transactions(&mut s, "t_1", 0, 10).unwrap().len(), 1);
     }
 
     #[test]

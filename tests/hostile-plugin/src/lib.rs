@@ -8,6 +8,9 @@
 //! - `test.recurse`: recurses without bound (stack overflow trap);
 //! - `test.escape`: tries to read the environment and a file (must find nothing).
 //!
+//! Its fee math loops or traps, and its ledger `post` stages a write and
+//! traps, `balances` loops.
+//!
 //! Any other type is handled by the real mapping.
 
 #[cfg(target_arch = "wasm32")]
@@ -20,6 +23,7 @@ mod glue {
     });
 
     use exports::psa::billing::fees::{self, FeeError, Quote, QuoteRequest};
+    use exports::psa::billing::ledger;
     use exports::psa::billing::webhooks::{
         self, Delivery, Effect, Envelope, EventIgnored, HandleError, VerifyError,
     };
@@ -82,6 +86,32 @@ mod glue {
         }
         fn parse_amount(_: String, _: String) -> Result<Money, FeeError> {
             Err(FeeError::InvalidAmount("hostile plugin".into()))
+        }
+    }
+
+    impl exports::psa::billing::ledger::Guest for Hostile {
+        fn post(
+            id: String,
+            _: String,
+            _: String,
+            _: String,
+            _: Vec<psa::billing::types::Movement>,
+        ) -> Result<ledger::Transaction, ledger::LedgerError> {
+            // Stage a write, then trap: the host must commit nothing.
+            let _ = psa::billing::storage::put("ledger_books", &id, "half-posted");
+            panic!("hostile plugin trapped on purpose while posting")
+        }
+        fn balances(_: String) -> Result<Vec<ledger::Balance>, ledger::LedgerError> {
+            loop {
+                std::hint::black_box(());
+            }
+        }
+        fn transactions(
+            _: String,
+            _: u64,
+            _: u32,
+        ) -> Result<Vec<ledger::Transaction>, ledger::LedgerError> {
+            Ok(Vec::new())
         }
     }
 

@@ -1,0 +1,434 @@
+//! A double-entry ledger per tenant, kept through the storage capability.
+//!
+//! Every movement of money ("`from` pays `to`", the same parties as the fee
+//! lines and escrow plans) becomes two legs of a transaction: a credit to the
+//! payer's account and a debit to the payee's. An account's balance is its
+//! debits minus its credits, i.e. what it holds: the customer account goes
+//! negative by what customers paid, the tenant account holds what the tenant
+//! is owed. Invariants, checked on every post:
+//! - a transaction is in one currency and its debits equal its credits, so
+//!   each tenant's balances in a currency always sum to zero;
+//! - amounts are positive minor units and accounts come from [`ACCOUNTS`];
+//! - a transaction id is posted once per tenant (a repeat returns the first).
+//!
+//! Storage layout: `ledger_books/<tenant>` holds the balances and the next
+//! sequence number; `ledger_tx/<tenant>/<seq>` each transaction;
+//! `ledger_ids/<tenant>/<id>` the sequence of an id. One book per tenant means
+//! two events of the same tenant are applied one after the other (the host's
+//! optimistic concurrency redoes the later one), never interleaved.
+
+use crate::money;
+use crate::state::StateStore;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+const BOOKS: &str = "ledger_books";
+const TRANSACTIONS: &str = "ledger_tx";
+const IDS: &str = "ledger_ids";
+
+/// The accounts of a tenant's ledger.
+pub const ACCOUNTS: [&str; 6] = [
+    // Whoever pays: goes negative by what customers paid.
+    "customer",
+    // Stripe's processing fees.
+    "processor",
+    // Platform revenue: application, platform and service fees.
+    "platform",
+    // The tenant's balance: what the connected account is owed.
+    "tenant",
+    // Money held for a marketplace offer until it completes or is cancelled.
+    "escrow",
+    // What a marketplace contractor is owed until it is paid out.
+    "contractor",
+];
+
+/// The ledger of payments made to the platform account itself (no tenant).
+pub const PLATFORM_TENANT: &str = "_platform";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    #[error("invalid ledger transaction: {0}")]
+    Invalid(String),
+    #[error("unbalanced ledger transaction: {0}")]
+    Unbalanced(String),
+    #[error("ledger storage failed: {0}")]
+    Storage(String),
+}
+
+/// One movement to post: `from` pays `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer {
+    pub from: String,
+    pub to: String,
+    pub amount: i64,
+}
+
+impl Transfer {
+    pub fn new(from: &str, to: &str, amount: i64) -> Transfer {
+        Transfer {
+            from: from.into(),
+            to: to.into(),
+            amount,
+        }
+    }
+}
+
+/// One side of a transaction: exactly one of `debit` and `credit` is positive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leg {
+    pub account: String,
+    pub debit: i64,
+    pub credit: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transaction {
+    /// Unique per tenant; posting the same id again changes nothing.
+    pub id: String,
+    pub tenant: String,
+    /// Position in the tenant's ledger, from 1.
+    pub seq: u64,
+    pub currency: String,
+    pub description: String,
+    /// Unix seconds.
+    pub at: i64,
+    pub legs: Vec<Leg>,
+}
+
+/// A tenant's balances: currency → account → debits − credits.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Book {
+    pub balances: BTreeMap<String, BTreeMap<String, i64>>,
+    pub next_seq: u64,
+}
+
+/// What to post: `post` validates it and turns it into a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Posting {
+    pub id: String,
+    pub tenant: String,
+    pub currency: String,
+    pub description: String,
+    pub at: i64,
+    pub transfers: Vec<Transfer>,
+}
+
+/// Turns transfers into legs and checks every invariant but uniqueness.
+pub fn legs(posting: &Posting) -> Result<Vec<Leg>, LedgerError> {
+    let invalid = |m: String| LedgerError::Invalid(m);
+    if posting.id.is_empty() || posting.tenant.is_empty() {
+        return Err(invalid("id and tenant must not be empty".into()));
+    }
+    money::currency(&posting.currency).map_err(|e| invalid(e.to_string()))?;
+    if posting.transfers.is_empty() {
+        return Err(invalid(
+            "a transaction moves some money: no movements".into(),
+        ));
+    }
+    let mut legs = Vec::with_capacity(posting.transfers.len() * 2);
+    for t in &posting.transfers {
+        for account in [&t.from, &t.to] {
+            if !ACCOUNTS.contains(&account.as_str()) {
+                return Err(invalid(format!(
+                    "unknown account {account:?} (known: {})",
+                    ACCOUNTS.join(", ")
+                )));
+            }
+        }
+        if t.from == t.to {
+            return Err(invalid(format!("{} pays itself", t.from)));
+        }
+        if t.amount < 0 {
+            return Err(invalid(format!(
+                "{} → {}: amount {} is negative",
+                t.from, t.to, t.amount
+            )));
+        }
+        // A zero movement (a 0% fee) records nothing, but the posting
+        // still records that the stage happened.
+        if t.amount == 0 {
+            continue;
+        }
+        legs.push(Leg {
+            account: t.from.clone(),
+            debit: 0,
+            credit: t.amount,
+        });
+        legs.push(Leg {
+            account: t.to.clone(),
+            debit: t.amount,
+            credit: 0,
+        });
+    }
+    check_balanced(&legs)?;
+    Ok(legs)
+}
+
+/// Debits equal credits, each leg one-sided and non-negative.
+pub fn check_balanced(legs: &[Leg]) -> Result<(), LedgerError> {
+    let (mut debits, mut credits) = (0i64, 0i64);
+    for l in legs {
+        if l.debit < 0 || l.credit < 0 || (l.debit > 0) == (l.credit > 0) {
+            return Err(LedgerError::Unbalanced(format!(
+                "leg on {} must have exactly one positive side (debit {}, credit {})",
+                l.account, l.debit, l.credit
+            )));
+        }
+        let overflow = || LedgerError::Invalid("amounts overflow".into());
+        debits = debits.checked_add(l.debit).ok_or_else(overflow)?;
+        credits = credits.checked_add(l.credit).ok_or_else(overflow)?;
+    }
+    if debits != credits {
+        return Err(LedgerError::Unbalanced(format!(
+            "debits {debits} ≠ credits {credits}"
+        )));
+    }
+    Ok(())
+}
+
+fn storage(e: String) -> LedgerError {
+    LedgerError::Storage(e)
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(raw: &str, what: &str) -> Result<T, LedgerError> {
+    serde_json::from_str(raw).map_err(|e| LedgerError::Storage(format!("{what} is corrupt: {e}")))
+}
+
+/// The tenant's book (empty when nothing was posted).
+pub fn book(store: &mut dyn StateStore, tenant: &str) -> Result<Book, LedgerError> {
+    match store.get(BOOKS, tenant).map_err(storage)? {
+        Some(raw) => decode(&raw, "ledger book"),
+        None => Ok(Book::default()),
+    }
+}
+
+/// Posts a transaction and updates the tenant's balances. Returns the
+/// transaction and whether it was new (false: the id was posted before, and
+/// the first posting is returned unchanged).
+pub fn post(
+    store: &mut dyn StateStore,
+    posting: Posting,
+) -> Result<(Transaction, bool), LedgerError> {
+    let legs = legs(&posting)?;
+    let id_key = format!("{}/{}", posting.tenant, posting.id);
+    if let Some(seq) = store.get(IDS, &id_key).map_err(storage)? {
+        let seq: u64 = decode(&seq, "ledger id")?;
+        let tx = transaction(store, &posting.tenant, seq)?
+            .ok_or_else(|| LedgerError::Storage(format!("transaction {seq} is missing")))?;
+        return Ok((tx, false));
+    }
+    let mut book = book(store, &posting.tenant)?;
+    let balances = book.balances.entry(posting.currency.clone()).or_default();
+    for l in &legs {
+        let b = balances.entry(l.account.clone()).or_default();
+        *b = b
+            .checked_add(l.debit)
+            .and_then(|b| b.checked_sub(l.credit))
+            .ok_or_else(|| LedgerError::Invalid("balance overflows".into()))?;
+    }
+    book.next_seq = book.next_seq.max(1);
+    let tx = Transaction {
+        id: posting.id,
+        tenant: posting.tenant,
+        seq: book.next_seq,
+        currency: posting.currency,
+        description: posting.description,
+        at: posting.at,
+        legs,
+    };
+    book.next_seq += 1;
+    store
+        .put(TRANSACTIONS, &tx_key(&tx.tenant, tx.seq), &to_json(&tx))
+        .map_err(storage)?;
+    store
+        .put(IDS, &id_key, &tx.seq.to_string())
+        .map_err(storage)?;
+    store
+        .put(BOOKS, &tx.tenant, &to_json(&book))
+        .map_err(storage)?;
+    Ok((tx, true))
+}
+
+fn tx_key(tenant: &str, seq: u64) -> String {
+    format!("{tenant}/{seq}")
+}
+
+/// One transaction by its position.
+pub fn transaction(
+    store: &mut dyn StateStore,
+    tenant: &str,
+    seq: u64,
+) -> Result<Option<Transaction>, LedgerError> {
+    match store
+        .get(TRANSACTIONS, &tx_key(tenant, seq))
+        .map_err(storage)?
+    {
+        Some(raw) => decode(&raw, "ledger transaction").map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Transactions after position `after`, oldest first, at most `limit`.
+pub fn transactions(
+    store: &mut dyn StateStore,
+    tenant: &str,
+    after: u64,
+    limit: u32,
+) -> Result<Vec<Transaction>, LedgerError> {
+    let book = book(store, tenant)?;
+    let mut out = Vec::new();
+    let mut seq = after + 1;
+    while seq < book.next_seq && out.len() < limit as usize {
+        if let Some(tx) = transaction(store, tenant, seq)? {
+            out.push(tx);
+        }
+        seq += 1;
+    }
+    Ok(out)
+}
+
+/// The ledger's own types have string keys and integers: encoding cannot fail.
+fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("ledger types always serialise")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::MemoryState;
+    use proptest::prelude::*;
+
+    fn posting(id: &str, transfers: Vec<Transfer>) -> Posting {
+        Posting {
+            id: id.into(),
+            tenant: "t_1".into(),
+            currency: "usd".into(),
+            description: "test".into(),
+            at: 0,
+            transfers,
+        }
+    }
+
+    #[test]
+    fn the_seed_002_escrow_balances_at_every_stage() {
+        let mut s = MemoryState::default();
+        // $100 offer, 5% platform fee held, 20% service fee at completion.
+        post(
+            &mut s,
+            posting("hold", vec![Transfer::new("customer", "escrow", 10_500)]),
+        )
+        .unwrap();
+        post(
+            &mut s,
+            posting("accept", vec![Transfer::new("escrow", "platform", 500)]),
+        )
+        .unwrap();
+        post(
+            &mut s,
+            posting(
+                "complete",
+                vec![
+                    Transfer::new("escrow", "platform", 2_000),
+                    Transfer::new("escrow", "contractor", 8_000),
+                ],
+            ),
+        )
+        .unwrap();
+        let b = book(&mut s, "t_1").unwrap();
+        let usd = &b.balances["usd"];
+        assert_eq!(usd["customer"], -10_500);
+        assert_eq!(usd["escrow"], 0);
+        assert_eq!(usd["platform"], 2_500);
+        assert_eq!(usd["contractor"], 8_000);
+        assert_eq!(usd.values().sum::<i64>(), 0);
+        let txs = transactions(&mut s, "t_1", 0, 10).unwrap();
+        assert_eq!(
+            txs.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+            ["hold", "accept", "complete"]
+        );
+        assert_eq!(transactions(&mut s, "t_1", 2, 10).unwrap().len(), 1);
+        assert_eq!(transactions(&mut s, "t_1", 0, 1).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_zero_fee_stage_is_recorded_without_legs() {
+        let mut s = MemoryState::default();
+        let (tx, _) = post(
+            &mut s,
+            posting("accept", vec![Transfer::new("escrow", "platform", 0)]),
+        )
+        .unwrap();
+        assert!(tx.legs.is_empty());
+        assert_eq!(book(&mut s, "t_1").unwrap().next_seq, 2);
+    }
+
+    #[test]
+    fn a_repeated_id_is_posted_once() {
+        let mut s = MemoryState::default();
+        let p = posting("pi_1", vec![Transfer::new("customer", "tenant", 100)]);
+        let (first, new) = post(&mut s, p.clone()).unwrap();
+        assert!(new);
+        let (again, new) = post(&mut s, p).unwrap();
+        assert!(!new);
+        assert_eq!(first, again);
+        assert_eq!(book(&mut s, "t_1").unwrap().balances["usd"]["tenant"], 100);
+    }
+
+    #[test]
+    fn bad_postings_are_refused_and_change_nothing() {
+        let mut s = MemoryState::default();
+        for (transfers, says) in [
+            (
+                vec![Transfer::new("customer", "bank", 1)],
+                "unknown account",
+            ),
+            (vec![Transfer::new("tenant", "tenant", 1)], "pays itself"),
+            (vec![Transfer::new("customer", "tenant", -1)], "negative"),
+            (vec![], "moves some money"),
+        ] {
+            let err = post(&mut s, posting("x", transfers)).unwrap_err();
+            assert!(err.to_string().contains(says), "{err}");
+        }
+        let mut bad_currency = posting("x", vec![Transfer::new("customer", "tenant", 1)]);
+        bad_currency.currency = "zzz".into();
+        assert!(post(&mut s, bad_currency).is_err());
+        assert!(s.entries.is_empty());
+        let lopsided = [
+            Leg {
+                account: "tenant".into(),
+                debit: 5,
+                credit: 0,
+            },
+            Leg {
+                account: "customer".into(),
+                debit: 0,
+                credit: 4,
+            },
+        ];
+        assert!(matches!(
+            check_balanced(&lopsided),
+            Err(LedgerError::Unbalanced(_))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn balances_always_sum_to_zero(
+            moves in proptest::collection::vec((0usize..6, 0usize..6, 1i64..1_000_000), 1..40)
+        ) {
+            let mut s = MemoryState::default();
+            for (i, (from, to, amount)) in moves.iter().enumerate() {
+                if from == to { continue; }
+                let t = Transfer::new(ACCOUNTS[*from], ACCOUNTS[*to], *amount);
+                post(&mut s, posting(&format!("tx{i}"), vec![t])).unwrap();
+            }
+            let b = book(&mut s, "t_1").unwrap();
+            for per_account in b.balances.values() {
+                prop_assert_eq!(per_account.values().sum::<i64>(), 0);
+            }
+            for tx in transactions(&mut s, "t_1", 0, 100).unwrap() {
+                prop_assert!(check_balanced(&tx.legs).is_ok());
+            }
+        }
+    }
+}
