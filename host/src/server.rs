@@ -167,6 +167,21 @@ fn refuse_unauthorized(app: &AppState, headers: &HeaderMap) -> Option<Response> 
     }
 }
 
+/// The body of an authorized `/v1` request, or the answer refusing it.
+fn authorized_json<T>(
+    app: &AppState,
+    headers: &HeaderMap,
+    input: Result<Json<T>, axum::extract::rejection::JsonRejection>,
+) -> Result<T, Box<Response>> {
+    if let Some(r) = refuse_unauthorized(app, headers) {
+        return Err(Box::new(r));
+    }
+    match input {
+        Ok(Json(i)) => Ok(i),
+        Err(e) => Err(Box::new(error(e.status(), "bad_request", e.body_text()))),
+    }
+}
+
 #[derive(Deserialize)]
 struct EffectsQuery {
     #[serde(default)]
@@ -226,12 +241,9 @@ async fn quote(
     headers: HeaderMap,
     input: Result<Json<QuoteInput>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if let Some(r) = refuse_unauthorized(&app, &headers) {
-        return r;
-    }
-    let Json(input) = match input {
+    let input = match authorized_json(&app, &headers, input) {
         Ok(i) => i,
-        Err(e) => return error(e.status(), "bad_request", e.body_text()),
+        Err(refused) => return *refused,
     };
     quote_response(quoting::quote(app.pipeline.runtime(), app.rules.as_deref(), input).await)
 }
@@ -261,12 +273,9 @@ async fn quote_flow(
     headers: HeaderMap,
     input: Result<Json<serde_json::Value>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if let Some(r) = refuse_unauthorized(&app, &headers) {
-        return r;
-    }
-    let Json(input) = match input {
+    let input = match authorized_json(&app, &headers, input) {
         Ok(i) => i,
-        Err(e) => return error(e.status(), "bad_request", e.body_text()),
+        Err(refused) => return *refused,
     };
     let rt = app.pipeline.runtime();
     quote_response(quoting::flow(rt, app.rules.as_deref(), &flow, input).await)
@@ -338,12 +347,9 @@ async fn ledger_post(
     headers: HeaderMap,
     input: Result<Json<ledger::PostInput>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if let Some(r) = refuse_unauthorized(&app, &headers) {
-        return r;
-    }
-    let Json(input) = match input {
+    let input = match authorized_json(&app, &headers, input) {
         Ok(i) => i,
-        Err(e) => return error(e.status(), "bad_request", e.body_text()),
+        Err(refused) => return *refused,
     };
     let (rt, db) = (app.pipeline.runtime(), app.pipeline.db());
     ledger_response(ledger::post(rt, db, &tenant, input).await)
