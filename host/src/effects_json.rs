@@ -51,6 +51,19 @@ pub fn to_json(effect: &Effect) -> NewEffect {
                 "invoice_pdf": i.invoice_pdf,
             }),
         ),
+        Effect::RefundRecorded(r) => (
+            "refund.recorded",
+            json!({
+                "charge": r.charge,
+                "payment_intent": r.payment_intent,
+                "amount": money(&r.amount),
+                "total_refunded": money(&r.total_refunded),
+                "full": r.full,
+                "tenant": r.tenant,
+                "account": r.account,
+                "reference": r.reference,
+            }),
+        ),
         Effect::EventIgnored(i) => (
             "event.ignored",
             json!({ "event_type": i.event_type, "reason": i.reason }),

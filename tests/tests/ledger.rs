@@ -23,7 +23,7 @@ fn sum(balances: &Value, currency: &str) -> i64 {
 }
 
 #[tokio::test]
-async fn a_payment_reaches_the_tenants_ledger_once() {
+async fn a_payment_and_its_refund_reach_the_tenants_ledger_once() {
     let s = TestServer::start(Options::default()).await;
     let body = event(
         "evt_pay_1",
@@ -53,6 +53,20 @@ async fn a_payment_reaches_the_tenants_ledger_once() {
     assert_eq!(txs.len(), 1, "{:?}", t.body);
     assert_eq!(txs[0]["id"], "pi_l1:payment");
     assert_eq!(txs[0]["legs"].as_array().unwrap().len(), 4);
+    // A partial refund on the payment's charge (no tenant metadata on it).
+    let mut charge = stripe_object("charge");
+    charge["id"] = json!("ch_l1");
+    charge["amount"] = json!(10000);
+    charge["amount_refunded"] = json!(4000);
+    charge["currency"] = json!("usd");
+    charge["payment_intent"] = json!("pi_l1");
+    charge["metadata"] = json!({});
+    let refund = event("evt_refund_1", "charge.refunded", charge);
+    assert_eq!(s.deliver_signed(&refund).await.status, 200);
+    let b = s.get("/v1/ledger/tenant-1/balances", Some(API_TOKEN)).await;
+    assert_eq!(amount(&b.body, "usd", "customer"), -6_000);
+    assert_eq!(amount(&b.body, "usd", "tenant"), 5_750);
+    assert_eq!(sum(&b.body, "usd"), 0);
     // Another tenant's ledger is untouched.
     let other = s.get("/v1/ledger/tenant-2/balances", Some(API_TOKEN)).await;
     assert_eq!(other.body["balances"], json!({}));

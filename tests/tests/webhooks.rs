@@ -24,8 +24,8 @@ async fn a_valid_delivery_is_stored_with_its_effects() {
     assert_eq!(rec.status, "processed");
     assert_eq!(rec.event_type, "payment_intent.succeeded");
     assert_eq!(rec.attempts, 1);
-    // State: the payment intent's status, and the ledger's book, transaction and id.
-    assert_eq!(counts(&s).await, (1, 4, 1));
+    // State: the payment intent's status and ledger owner, and the ledger's book, transaction and id.
+    assert_eq!(counts(&s).await, (1, 5, 1));
 
     let fx = s.get("/v1/effects?after=0", Some(API_TOKEN)).await;
     assert_eq!(fx.status, 200);
@@ -57,7 +57,7 @@ async fn a_duplicate_delivery_applies_nothing_twice() {
     let again = s.deliver_signed(&body).await;
     assert_eq!(again.status, 200);
     assert_eq!(again.body["status"], "duplicate");
-    assert_eq!(counts(&s).await, (1, 4, 1));
+    assert_eq!(counts(&s).await, (1, 5, 1));
     assert_eq!(s.db.event("evt_dup").await.unwrap().unwrap().attempts, 1);
 }
 

@@ -492,6 +492,16 @@ fn wit_effect(e: fx::Effect) -> Effect {
                 invoice_pdf: i.invoice_pdf,
             })
         }
+        fx::Effect::RefundRecorded(r) => Effect::RefundRecorded(w::RefundRecorded {
+            charge: r.charge,
+            payment_intent: r.payment_intent,
+            amount: wit_money(r.amount),
+            total_refunded: wit_money(r.total_refunded),
+            full: r.full,
+            tenant: r.tenant,
+            account: r.account,
+            reference: r.reference,
+        }),
         fx::Effect::EventIgnored(i) => Effect::EventIgnored(w::EventIgnored {
             event_type: i.event_type,
             reason: i.reason,

@@ -8,6 +8,7 @@ pub enum Effect {
     PaymentSucceeded(PaymentSucceeded),
     PaymentFailed(PaymentFailed),
     InvoiceStatusChanged(InvoiceStatusChanged),
+    RefundRecorded(RefundRecorded),
     EventIgnored(EventIgnored),
 }
 
@@ -46,6 +47,22 @@ pub struct InvoiceStatusChanged {
     pub subscription: Option<String>,
     pub hosted_invoice_url: Option<String>,
     pub invoice_pdf: Option<String>,
+}
+
+/// Money returned on a charge since the last refund the plugin applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundRecorded {
+    pub charge: String,
+    pub payment_intent: Option<String>,
+    /// Refunded by this event (the growth of the charge's total).
+    pub amount: Money,
+    /// Refunded on the charge so far, this event included.
+    pub total_refunded: Money,
+    /// The whole charge is refunded.
+    pub full: bool,
+    pub tenant: Option<String>,
+    pub account: Option<String>,
+    pub reference: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -42,6 +42,7 @@ pub fn handle(body: &[u8], store: &mut dyn StateStore) -> Result<Vec<Effect>, Ha
         "payment_intent.succeeded" => payment_succeeded,
         "payment_intent.payment_failed" => payment_failed,
         "invoice.paid" => |ctx, store| invoice_status(ctx, store, "paid"),
+        "charge.refunded" => refund_recorded,
         other => return Ok(vec![ignored(other, "type not used")]),
     };
     let ctx = Ctx {
@@ -178,9 +179,15 @@ fn post_payment(
     at: i64,
 ) -> Result<(), HandleError> {
     let fee = p.application_fee.as_ref().map_or(0, |f| f.amount);
+    let tenant = ledger_tenant(p.tenant.as_deref(), p.account.as_deref());
+    // Remember whose ledger the payment went to, for its refunds.
+    let owner = json!({ "tenant": p.tenant, "ledger": tenant });
+    store
+        .put(LEDGER_OWNERS, &p.payment_intent, &owner.to_string())
+        .map_err(HandleError::Storage)?;
     let posting = ledger::Posting {
         id: format!("{}:payment", p.payment_intent),
-        tenant: ledger_tenant(p.tenant.as_deref(), p.account.as_deref()),
+        tenant,
         currency: p.amount.currency.clone(),
         description: format!("payment {}", p.payment_intent),
         at,
@@ -189,6 +196,10 @@ fn post_payment(
             ledger::Transfer::new("tenant", "platform", fee),
         ],
     };
+    post_to_ledger(store, posting)
+}
+
+fn post_to_ledger(store: &mut dyn StateStore, posting: ledger::Posting) -> Result<(), HandleError> {
     match ledger::post(store, posting) {
         Ok(_) => Ok(()),
         Err(ledger::LedgerError::Storage(e)) => Err(HandleError::Storage(e)),
@@ -198,6 +209,84 @@ fn post_payment(
             "data.object amounts: {e}"
         ))),
     }
+}
+
+/// Where the refunded total last applied per charge is kept.
+pub const REFUNDS: &str = "refunds";
+/// Payment intent → the ledger tenant its payment was posted to.
+const LEDGER_OWNERS: &str = "ledger_owners";
+
+/// `charge.refunded` carries the charge's cumulative `amount_refunded`, so
+/// the refund applied is its growth since the last one applied: partial
+/// refunds accumulate, a repeat applies nothing, and an older total arriving
+/// late is stale. The tenant pays the customer back in the ledger.
+fn refund_recorded(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
+    let id = ctx.req_str("id")?;
+    let total = ctx.money("amount_refunded")?;
+    let charged = ctx.req_i64("amount")?;
+    let before: i64 = match store.get(REFUNDS, &id).map_err(HandleError::Storage)? {
+        Some(raw) => raw
+            .parse()
+            .map_err(|e| HandleError::Storage(format!("refund state of {id} is corrupt: {e}")))?,
+        None => 0,
+    };
+    if total.amount <= before {
+        return Ok(Err(format!(
+            "stale: charge {id} already has {before} refunded, this event says {}",
+            total.amount
+        )));
+    }
+    if total.amount > charged {
+        return Err(HandleError::MissingField(format!(
+            "data.object.amount_refunded: {} exceeds the charge's amount {charged}",
+            total.amount
+        )));
+    }
+    store
+        .put(REFUNDS, &id, &total.amount.to_string())
+        .map_err(HandleError::Storage)?;
+    let payment_intent = id_at(ctx.object, &["payment_intent"]);
+    // Charges do not always repeat the payment's metadata: fall back on
+    // what the payment was posted under.
+    let owner: Option<Value> = match (ctx.tenant(), &payment_intent) {
+        (None, Some(pi)) => match store.get(LEDGER_OWNERS, pi).map_err(HandleError::Storage)? {
+            Some(raw) => serde_json::from_str(&raw).ok(),
+            None => None,
+        },
+        _ => None,
+    };
+    let owner_field = |f: &str| {
+        owner
+            .as_ref()
+            .and_then(|o| o[f].as_str())
+            .map(str::to_string)
+    };
+    let effect = RefundRecorded {
+        charge: id.clone(),
+        payment_intent,
+        amount: Money::new(total.amount - before, total.currency.clone()),
+        full: total.amount == charged,
+        total_refunded: total,
+        tenant: ctx.tenant().or_else(|| owner_field("tenant")),
+        account: ctx.account.clone(),
+        reference: ctx.reference(),
+    };
+    let tenant = owner_field("ledger")
+        .unwrap_or_else(|| ledger_tenant(effect.tenant.as_deref(), effect.account.as_deref()));
+    let posting = ledger::Posting {
+        id: format!("{id}:refunded:{}", effect.total_refunded.amount),
+        tenant,
+        currency: effect.amount.currency.clone(),
+        description: format!("refund on {id}"),
+        at: ctx.created,
+        transfers: vec![ledger::Transfer::new(
+            "tenant",
+            "customer",
+            effect.amount.amount,
+        )],
+    };
+    post_to_ledger(store, posting)?;
+    Ok(Ok(Effect::RefundRecorded(effect)))
 }
 
 /// Whose ledger a payment belongs to: the application's tenant, else the
@@ -303,6 +392,64 @@ mod tests {
         assert_eq!(usd["tenant"], 9_750);
         assert_eq!(usd["platform"], 250);
         assert_eq!(ledger::transactions(&mut s, "t_1", 0, 10).unwrap().len(), 1);
+    }
+
+    fn charge(refunded: i64) -> Value {
+        json!({"id": "ch_1", "object": "charge", "amount": 10000, "amount_refunded": refunded,
+               "currency": "usd", "payment_intent": "pi_1", "refunded": refunded == 10000,
+               "metadata": {}})
+    }
+
+    #[test]
+    fn refunds_accumulate_in_any_order_and_reach_the_payments_ledger() {
+        let mut s = MemoryState::default();
+        handle(
+            &event("evt_p", "payment_intent.succeeded", 10, pi("succeeded")),
+            &mut s,
+        )
+        .unwrap();
+        let partial = event("evt_r1", "charge.refunded", 20, charge(3_000));
+        let full = event("evt_r2", "charge.refunded", 30, charge(10_000));
+        let fx = handle(&partial, &mut s).unwrap();
+        match &fx[0] {
+            Effect::RefundRecorded(r) => {
+                assert_eq!(
+                    (r.amount.amount, r.total_refunded.amount, r.full),
+                    (3_000, 3_000, false)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let fx = handle(&full, &mut s).unwrap();
+        assert!(matches!(&fx[0], Effect::RefundRecorded(r) if r.amount.amount == 7_000 && r.full));
+        // The partial one again, late: stale, nothing posted twice.
+        let fx = handle(&partial, &mut s).unwrap();
+        assert!(matches!(&fx[0], Effect::EventIgnored(i) if i.reason.starts_with("stale")));
+        // The charge has no tenant metadata: the refund follows the payment's ledger.
+        let usd = &ledger::book(&mut s, "t_1").unwrap().balances["usd"];
+        assert_eq!(usd["customer"], 0);
+        assert_eq!(usd["tenant"], -250);
+        assert_eq!(usd["platform"], 250);
+
+        // Delivered the other way round, the full refund alone accounts for everything.
+        let mut s2 = MemoryState::default();
+        handle(
+            &event("evt_p", "payment_intent.succeeded", 10, pi("succeeded")),
+            &mut s2,
+        )
+        .unwrap();
+        handle(&full, &mut s2).unwrap();
+        let fx = handle(&partial, &mut s2).unwrap();
+        assert!(matches!(&fx[0], Effect::EventIgnored(_)));
+        assert_eq!(
+            ledger::book(&mut s2, "t_1").unwrap().balances,
+            ledger::book(&mut s, "t_1").unwrap().balances
+        );
+        let over = event("evt_r3", "charge.refunded", 40, charge(10_001));
+        assert!(matches!(
+            handle(&over, &mut s2),
+            Err(HandleError::MissingField(_))
+        ));
     }
 
     #[test]
