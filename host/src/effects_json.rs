@@ -2,11 +2,22 @@
 //! `GET /v1/effects`: the WIT record's fields in snake_case plus a `kind`.
 
 use crate::db::NewEffect;
-use crate::runtime::{Effect, Money};
+use crate::runtime::{Effect, Money, PaymentUpdate};
 use serde_json::{Value, json};
 
 fn money(m: &Money) -> Value {
     json!({ "amount": m.amount, "currency": m.currency })
+}
+
+fn update(u: &PaymentUpdate) -> Value {
+    json!({
+        "payment_intent": u.payment_intent,
+        "amount": money(&u.amount),
+        "tenant": u.tenant,
+        "account": u.account,
+        "reference": u.reference,
+        "cancellation_reason": u.cancellation_reason,
+    })
 }
 
 pub fn to_json(effect: &Effect) -> NewEffect {
@@ -36,6 +47,9 @@ pub fn to_json(effect: &Effect) -> NewEffect {
                 "message": p.message,
             }),
         ),
+        Effect::PaymentProcessing(u) => ("payment.processing", update(u)),
+        Effect::PaymentRequiresAction(u) => ("payment.requires_action", update(u)),
+        Effect::PaymentCanceled(u) => ("payment.canceled", update(u)),
         Effect::InvoiceStatusChanged(i) => (
             "invoice.status_changed",
             json!({

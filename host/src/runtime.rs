@@ -31,7 +31,7 @@ pub use bindings::exports::psa::billing::fees::{
 };
 pub use bindings::exports::psa::billing::ledger::{Balance, LedgerError, Leg, Transaction};
 pub use bindings::exports::psa::billing::webhooks::{
-    Delivery, Effect, Envelope, HandleError, VerifyError,
+    Delivery, Effect, Envelope, HandleError, PaymentUpdate, VerifyError,
 };
 pub use bindings::psa::billing::types::{FeeLine, Money, Movement};
 use bindings::{BillingPlugin, BillingPluginPre};

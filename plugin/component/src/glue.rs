@@ -456,6 +456,17 @@ impl webhooks::Guest for Plugin {
     }
 }
 
+fn wit_update(u: fx::PaymentUpdate) -> webhooks::PaymentUpdate {
+    webhooks::PaymentUpdate {
+        payment_intent: u.payment_intent,
+        amount: wit_money(u.amount),
+        tenant: u.tenant,
+        account: u.account,
+        reference: u.reference,
+        cancellation_reason: u.cancellation_reason,
+    }
+}
+
 fn wit_effect(e: fx::Effect) -> Effect {
     use webhooks as w;
     match e {
@@ -478,6 +489,9 @@ fn wit_effect(e: fx::Effect) -> Effect {
             decline_code: p.decline_code,
             message: p.message,
         }),
+        fx::Effect::PaymentProcessing(u) => Effect::PaymentProcessing(wit_update(u)),
+        fx::Effect::PaymentRequiresAction(u) => Effect::PaymentRequiresAction(wit_update(u)),
+        fx::Effect::PaymentCanceled(u) => Effect::PaymentCanceled(wit_update(u)),
         fx::Effect::InvoiceStatusChanged(i) => {
             Effect::InvoiceStatusChanged(w::InvoiceStatusChanged {
                 invoice: i.invoice,

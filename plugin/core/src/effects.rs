@@ -7,6 +7,9 @@ use crate::money::Money;
 pub enum Effect {
     PaymentSucceeded(PaymentSucceeded),
     PaymentFailed(PaymentFailed),
+    PaymentProcessing(PaymentUpdate),
+    PaymentRequiresAction(PaymentUpdate),
+    PaymentCanceled(PaymentUpdate),
     InvoiceStatusChanged(InvoiceStatusChanged),
     RefundRecorded(RefundRecorded),
     EventIgnored(EventIgnored),
@@ -33,6 +36,18 @@ pub struct PaymentFailed {
     pub code: Option<String>,
     pub decline_code: Option<String>,
     pub message: Option<String>,
+}
+
+/// A payment intent that moved to processing, requires_action or canceled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentUpdate {
+    pub payment_intent: String,
+    pub amount: Money,
+    pub tenant: Option<String>,
+    pub account: Option<String>,
+    pub reference: Option<String>,
+    /// Stripe's `cancellation_reason` for a canceled payment.
+    pub cancellation_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -41,6 +41,11 @@ pub fn handle(body: &[u8], store: &mut dyn StateStore) -> Result<Vec<Effect>, Ha
     let map: fn(&Ctx, &mut dyn StateStore) -> Mapped = match env.event_type.as_str() {
         "payment_intent.succeeded" => payment_succeeded,
         "payment_intent.payment_failed" => payment_failed,
+        "payment_intent.processing" => |ctx, store| payment_update(ctx, store, "processing"),
+        "payment_intent.requires_action" => {
+            |ctx, store| payment_update(ctx, store, "requires_action")
+        }
+        "payment_intent.canceled" => |ctx, store| payment_update(ctx, store, "canceled"),
         "invoice.paid" => |ctx, store| invoice_status(ctx, store, "paid"),
         "charge.refunded" => refund_recorded,
         other => return Ok(vec![ignored(other, "type not used")]),
@@ -101,6 +106,9 @@ fn ignored(event_type: &str, reason: &str) -> Effect {
     })
 }
 
+/// The rank of a status an object never leaves.
+const FINAL: u8 = 3;
+
 /// How far along its life an object is; a status never follows a higher rank.
 fn rank(kind: &str, status: &str) -> u8 {
     match (kind, status) {
@@ -130,7 +138,13 @@ fn advance(
         let last_status = last["status"].as_str().unwrap_or_default();
         let last_created = last["created"].as_i64().unwrap_or_default();
         let (old, new) = (rank(kind, last_status), rank(kind, status));
-        if old > new || (old == new && last_created > created && last_status != status) {
+        // A final status (rank 3) never changes into another final one: a
+        // succeeded payment is not canceled, a paid invoice not voided.
+        let other_final = old == FINAL && last_status != status;
+        if old > new
+            || other_final
+            || (old == new && last_created > created && last_status != status)
+        {
             return Ok(Err(format!("stale: {kind} {id} is already {last_status}")));
         }
     }
@@ -323,6 +337,29 @@ fn payment_failed(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
     })))
 }
 
+/// A payment intent moving to `status` without money changing hands yet
+/// (processing, requires_action) or for good (canceled).
+fn payment_update(ctx: &Ctx, store: &mut dyn StateStore, status: &str) -> Mapped {
+    let id = ctx.req_str("id")?;
+    let amount = ctx.money("amount")?;
+    if let Err(stale) = advance(store, "payment_intent", &id, status, ctx.created)? {
+        return Ok(Err(stale));
+    }
+    let update = PaymentUpdate {
+        payment_intent: id,
+        amount,
+        tenant: ctx.tenant(),
+        account: ctx.account.clone(),
+        reference: ctx.reference(),
+        cancellation_reason: ctx.opt_str(&["cancellation_reason"]),
+    };
+    Ok(Ok(match status {
+        "processing" => Effect::PaymentProcessing(update),
+        "requires_action" => Effect::PaymentRequiresAction(update),
+        _ => Effect::PaymentCanceled(update),
+    }))
+}
+
 fn invoice_status(ctx: &Ctx, store: &mut dyn StateStore, status: &str) -> Mapped {
     let id = ctx.req_str("id")?;
     let amount_paid = ctx.money("amount_paid")?;
@@ -450,6 +487,67 @@ mod tests {
             handle(&over, &mut s2),
             Err(HandleError::MissingField(_))
         ));
+    }
+
+    #[test]
+    fn payment_intent_lifecycle_never_moves_backwards() {
+        let mut s = MemoryState::default();
+        let kinds = |fx: Vec<Effect>| match &fx[0] {
+            Effect::PaymentRequiresAction(_) => "requires_action",
+            Effect::PaymentProcessing(_) => "processing",
+            Effect::PaymentSucceeded(_) => "succeeded",
+            Effect::PaymentCanceled(_) => "canceled",
+            Effect::EventIgnored(i) if i.reason.starts_with("stale") => "stale",
+            other => panic!("{other:?}"),
+        };
+        let mut step = |id: &str, kind: &str, created: i64, status: &str| {
+            kinds(handle(&event(id, kind, created, pi(status)), &mut s).unwrap())
+        };
+        assert_eq!(
+            step(
+                "e1",
+                "payment_intent.requires_action",
+                10,
+                "requires_action"
+            ),
+            "requires_action"
+        );
+        assert_eq!(
+            step("e2", "payment_intent.processing", 20, "processing"),
+            "processing"
+        );
+        assert_eq!(
+            step("e3", "payment_intent.succeeded", 30, "succeeded"),
+            "succeeded"
+        );
+        // Late arrivals of earlier states are stale; a cancel after success too.
+        assert_eq!(
+            step("e4", "payment_intent.processing", 20, "processing"),
+            "stale"
+        );
+        assert_eq!(
+            step(
+                "e5",
+                "payment_intent.requires_action",
+                10,
+                "requires_action"
+            ),
+            "stale"
+        );
+        assert_eq!(
+            step("e6", "payment_intent.canceled", 40, "canceled"),
+            "stale"
+        );
+        let mut fresh = MemoryState::default();
+        let mut canceled = pi("canceled");
+        canceled["cancellation_reason"] = json!("abandoned");
+        let fx = handle(
+            &event("c1", "payment_intent.canceled", 5, canceled),
+            &mut fresh,
+        )
+        .unwrap();
+        assert!(matches!(&fx[0], Effect::PaymentCanceled(u)
+            if u.cancellation_reason.as_deref() == Some("abandoned") && u.tenant.as_deref() == Some("t_1")));
     }
 
     #[test]
