@@ -78,6 +78,23 @@ pub fn to_json(effect: &Effect) -> NewEffect {
                 "reference": r.reference,
             }),
         ),
+        Effect::SubscriptionChanged(c) => (
+            "subscription.changed",
+            json!({
+                "subscription": c.subscription,
+                "status": c.status,
+                "quantity": c.quantity,
+                "current_period_end": c.current_period_end,
+                "cancel_at_period_end": c.cancel_at_period_end,
+                "tenant": c.tenant,
+                "account": c.account,
+                "customer": c.customer,
+            }),
+        ),
+        Effect::LicenseCountSet(l) => (
+            "license.count_set",
+            json!({ "subscription": l.subscription, "tenant": l.tenant, "count": l.count }),
+        ),
         Effect::EventIgnored(i) => (
             "event.ignored",
             json!({ "event_type": i.event_type, "reason": i.reason }),

@@ -516,6 +516,21 @@ fn wit_effect(e: fx::Effect) -> Effect {
             account: r.account,
             reference: r.reference,
         }),
+        fx::Effect::SubscriptionChanged(c) => Effect::SubscriptionChanged(w::SubscriptionChanged {
+            subscription: c.subscription,
+            status: c.status,
+            quantity: c.quantity,
+            current_period_end: c.current_period_end,
+            cancel_at_period_end: c.cancel_at_period_end,
+            tenant: c.tenant,
+            account: c.account,
+            customer: c.customer,
+        }),
+        fx::Effect::LicenseCountSet(l) => Effect::LicenseCountSet(w::LicenseCountSet {
+            subscription: l.subscription,
+            tenant: l.tenant,
+            count: l.count,
+        }),
         fx::Effect::EventIgnored(i) => Effect::EventIgnored(w::EventIgnored {
             event_type: i.event_type,
             reason: i.reason,

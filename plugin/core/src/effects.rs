@@ -12,6 +12,8 @@ pub enum Effect {
     PaymentCanceled(PaymentUpdate),
     InvoiceStatusChanged(InvoiceStatusChanged),
     RefundRecorded(RefundRecorded),
+    SubscriptionChanged(SubscriptionChanged),
+    LicenseCountSet(LicenseCountSet),
     EventIgnored(EventIgnored),
 }
 
@@ -78,6 +80,30 @@ pub struct RefundRecorded {
     pub tenant: Option<String>,
     pub account: Option<String>,
     pub reference: Option<String>,
+}
+
+/// A subscription created, updated or deleted (its latest state).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionChanged {
+    pub subscription: String,
+    /// Stripe's status: trialing, active, past_due, canceled, unpaid, paused...
+    pub status: String,
+    /// Sum of the items' quantities.
+    pub quantity: i64,
+    /// Unix seconds; per item since API 2025-03-31, top-level before.
+    pub current_period_end: Option<i64>,
+    pub cancel_at_period_end: bool,
+    pub tenant: Option<String>,
+    pub account: Option<String>,
+    pub customer: Option<String>,
+}
+
+/// Seed 004: the tenant's license count is the subscription's quantity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LicenseCountSet {
+    pub subscription: String,
+    pub tenant: Option<String>,
+    pub count: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -48,6 +48,11 @@ pub fn handle(body: &[u8], store: &mut dyn StateStore) -> Result<Vec<Effect>, Ha
         "payment_intent.canceled" => |ctx, store| payment_update(ctx, store, "canceled"),
         "invoice.paid" => |ctx, store| invoice_status(ctx, store, "paid"),
         "charge.refunded" => refund_recorded,
+        "customer.subscription.created"
+        | "customer.subscription.updated"
+        | "customer.subscription.deleted" => {
+            return subscription_changed(&event, &env, store);
+        }
         other => return Ok(vec![ignored(other, "type not used")]),
     };
     let ctx = Ctx {
@@ -223,6 +228,87 @@ fn post_to_ledger(store: &mut dyn StateStore, posting: ledger::Posting) -> Resul
             "data.object amounts: {e}"
         ))),
     }
+}
+
+/// Where the license count last announced per subscription is kept.
+const LICENSES: &str = "licenses";
+
+/// Subscriptions move back and forth (active, past_due, active...), so their
+/// events apply in `created` order: an older one arriving late is stale,
+/// whatever it says. `canceled` is final. A `license.count_set` follows
+/// whenever the quantity differs from the count last announced.
+fn subscription_changed(
+    event: &Value,
+    env: &event::Envelope,
+    store: &mut dyn StateStore,
+) -> Result<Vec<Effect>, HandleError> {
+    let object = at(event, &["data", "object"])
+        .filter(|o| o.is_object())
+        .ok_or_else(|| HandleError::MissingField("data.object".into()))?;
+    let ctx = Ctx {
+        object,
+        account: env.account.clone(),
+        created: env.created,
+    };
+    let id = ctx.req_str("id")?;
+    let status = ctx.req_str("status")?;
+    let items = at(object, &["items", "data"])
+        .and_then(Value::as_array)
+        .ok_or_else(|| HandleError::MissingField("data.object.items.data".into()))?;
+    let mut quantity = 0i64;
+    for item in items {
+        // An item without quantity (metered prices) counts for nothing.
+        quantity = quantity
+            .checked_add(item.get("quantity").and_then(Value::as_i64).unwrap_or(0))
+            .ok_or_else(|| HandleError::MissingField("data.object.items.data.quantity".into()))?;
+    }
+    let period_end = items
+        .iter()
+        .filter_map(|i| i.get("current_period_end").and_then(Value::as_i64))
+        .max()
+        .or_else(|| object.get("current_period_end").and_then(Value::as_i64));
+    let key = format!("subscription/{id}");
+    if let Some(raw) = store.get(OBJECTS, &key).map_err(HandleError::Storage)? {
+        let last: Value = serde_json::from_str(&raw)
+            .map_err(|e| HandleError::Storage(format!("state {key} is corrupt: {e}")))?;
+        let last_status = last["status"].as_str().unwrap_or_default();
+        let last_created = last["created"].as_i64().unwrap_or_default();
+        if last_created > env.created || (last_status == "canceled" && status != "canceled") {
+            let reason =
+                format!("stale: subscription {id} already applied a newer state ({last_status})");
+            return Ok(vec![ignored(&env.event_type, &reason)]);
+        }
+    }
+    let record = json!({ "status": status, "created": env.created });
+    store
+        .put(OBJECTS, &key, &record.to_string())
+        .map_err(HandleError::Storage)?;
+    let tenant = ctx.tenant();
+    let mut effects = vec![Effect::SubscriptionChanged(SubscriptionChanged {
+        subscription: id.clone(),
+        status,
+        quantity,
+        current_period_end: period_end,
+        cancel_at_period_end: object
+            .get("cancel_at_period_end")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        tenant: tenant.clone(),
+        account: ctx.account.clone(),
+        customer: id_at(object, &["customer"]),
+    })];
+    let announced = store.get(LICENSES, &id).map_err(HandleError::Storage)?;
+    if announced.as_deref() != Some(quantity.to_string().as_str()) {
+        store
+            .put(LICENSES, &id, &quantity.to_string())
+            .map_err(HandleError::Storage)?;
+        effects.push(Effect::LicenseCountSet(LicenseCountSet {
+            subscription: id,
+            tenant,
+            count: quantity,
+        }));
+    }
+    Ok(effects)
 }
 
 /// Where the refunded total last applied per charge is kept.
@@ -548,6 +634,79 @@ mod tests {
         .unwrap();
         assert!(matches!(&fx[0], Effect::PaymentCanceled(u)
             if u.cancellation_reason.as_deref() == Some("abandoned") && u.tenant.as_deref() == Some("t_1")));
+    }
+
+    fn subscription(status: &str, quantity: i64) -> Value {
+        json!({"id": "sub_1", "object": "subscription", "status": status, "customer": "cus_1",
+               "cancel_at_period_end": false, "metadata": {"tenant_id": "t_1"},
+               "items": {"data": [{"id": "si_1", "quantity": quantity, "current_period_end": 2000}]}})
+    }
+
+    fn kinds(fx: &[Effect]) -> Vec<String> {
+        fx.iter()
+            .map(|e| match e {
+                Effect::SubscriptionChanged(s) => format!("changed:{}:{}", s.status, s.quantity),
+                Effect::LicenseCountSet(l) => format!("count:{}", l.count),
+                Effect::EventIgnored(i) => format!("ignored:{}", &i.reason[..5]),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn subscriptions_apply_in_event_order_and_set_the_license_count() {
+        let mut s = MemoryState::default();
+        let created = event(
+            "e1",
+            "customer.subscription.created",
+            10,
+            subscription("active", 5),
+        );
+        let more = event(
+            "e2",
+            "customer.subscription.updated",
+            20,
+            subscription("active", 8),
+        );
+        let past_due = event(
+            "e3",
+            "customer.subscription.updated",
+            30,
+            subscription("past_due", 8),
+        );
+        let deleted = event(
+            "e4",
+            "customer.subscription.deleted",
+            40,
+            subscription("canceled", 8),
+        );
+        // .updated before .created: the late .created does not undo it.
+        assert_eq!(
+            kinds(&handle(&more, &mut s).unwrap()),
+            ["changed:active:8", "count:8"]
+        );
+        assert_eq!(kinds(&handle(&created, &mut s).unwrap()), ["ignored:stale"]);
+        // Same quantity: the status changes, the count is not announced again.
+        assert_eq!(
+            kinds(&handle(&past_due, &mut s).unwrap()),
+            ["changed:past_due:8"]
+        );
+        assert_eq!(
+            kinds(&handle(&deleted, &mut s).unwrap()),
+            ["changed:canceled:8"]
+        );
+        let revived = event(
+            "e5",
+            "customer.subscription.updated",
+            50,
+            subscription("active", 9),
+        );
+        assert_eq!(kinds(&handle(&revived, &mut s).unwrap()), ["ignored:stale"]);
+        let no_items = json!({"id": "sub_2", "status": "active"});
+        let bad = event("e6", "customer.subscription.updated", 60, no_items);
+        assert!(
+            matches!(handle(&bad, &mut s), Err(HandleError::MissingField(f)) if f.contains("items"))
+        );
     }
 
     #[test]
