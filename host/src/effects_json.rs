@@ -2,7 +2,7 @@
 //! `GET /v1/effects`: the WIT record's fields in snake_case plus a `kind`.
 
 use crate::db::NewEffect;
-use crate::runtime::{Effect, Money, PaymentUpdate};
+use crate::runtime::{DisputeFunds, DisputeUpdate, Effect, Money, PaymentUpdate};
 use serde_json::{Value, json};
 
 fn money(m: &Money) -> Value {
@@ -17,6 +17,31 @@ fn update(u: &PaymentUpdate) -> Value {
         "account": u.account,
         "reference": u.reference,
         "cancellation_reason": u.cancellation_reason,
+    })
+}
+
+fn dispute(d: &DisputeUpdate) -> Value {
+    json!({
+        "dispute": d.dispute,
+        "charge": d.charge,
+        "payment_intent": d.payment_intent,
+        "amount": money(&d.amount),
+        "reason": d.reason,
+        "status": d.status,
+        "evidence_due_by": d.evidence_due_by,
+        "tenant": d.tenant,
+        "account": d.account,
+    })
+}
+
+fn funds(f: &DisputeFunds) -> Value {
+    json!({
+        "dispute": f.dispute,
+        "charge": f.charge,
+        "amount": money(&f.amount),
+        "fee": f.fee.as_ref().map(money),
+        "tenant": f.tenant,
+        "account": f.account,
     })
 }
 
@@ -91,6 +116,11 @@ pub fn to_json(effect: &Effect) -> NewEffect {
                 "customer": c.customer,
             }),
         ),
+        Effect::DisputeOpened(d) => ("dispute.opened", dispute(d)),
+        Effect::DisputeUpdated(d) => ("dispute.updated", dispute(d)),
+        Effect::DisputeClosed(d) => ("dispute.closed", dispute(d)),
+        Effect::DisputeFundsWithdrawn(f) => ("dispute.funds_withdrawn", funds(f)),
+        Effect::DisputeFundsReinstated(f) => ("dispute.funds_reinstated", funds(f)),
         Effect::LicenseCountSet(l) => (
             "license.count_set",
             json!({ "subscription": l.subscription, "tenant": l.tenant, "count": l.count }),

@@ -31,7 +31,8 @@ pub use bindings::exports::psa::billing::fees::{
 };
 pub use bindings::exports::psa::billing::ledger::{Balance, LedgerError, Leg, Transaction};
 pub use bindings::exports::psa::billing::webhooks::{
-    Delivery, Effect, Envelope, HandleError, PaymentUpdate, VerifyError,
+    Delivery, DisputeFunds, DisputeUpdate, Effect, Envelope, HandleError, PaymentUpdate,
+    VerifyError,
 };
 pub use bindings::psa::billing::types::{FeeLine, Money, Movement};
 use bindings::{BillingPlugin, BillingPluginPre};

@@ -467,6 +467,31 @@ fn wit_update(u: fx::PaymentUpdate) -> webhooks::PaymentUpdate {
     }
 }
 
+fn wit_dispute(d: fx::DisputeUpdate) -> webhooks::DisputeUpdate {
+    webhooks::DisputeUpdate {
+        dispute: d.dispute,
+        charge: d.charge,
+        payment_intent: d.payment_intent,
+        amount: wit_money(d.amount),
+        reason: d.reason,
+        status: d.status,
+        evidence_due_by: d.evidence_due_by,
+        tenant: d.tenant,
+        account: d.account,
+    }
+}
+
+fn wit_funds(f: fx::DisputeFunds) -> webhooks::DisputeFunds {
+    webhooks::DisputeFunds {
+        dispute: f.dispute,
+        charge: f.charge,
+        amount: wit_money(f.amount),
+        fee: f.fee.map(wit_money),
+        tenant: f.tenant,
+        account: f.account,
+    }
+}
+
 fn wit_effect(e: fx::Effect) -> Effect {
     use webhooks as w;
     match e {
@@ -526,6 +551,11 @@ fn wit_effect(e: fx::Effect) -> Effect {
             account: c.account,
             customer: c.customer,
         }),
+        fx::Effect::DisputeOpened(d) => Effect::DisputeOpened(wit_dispute(d)),
+        fx::Effect::DisputeUpdated(d) => Effect::DisputeUpdated(wit_dispute(d)),
+        fx::Effect::DisputeClosed(d) => Effect::DisputeClosed(wit_dispute(d)),
+        fx::Effect::DisputeFundsWithdrawn(f) => Effect::DisputeFundsWithdrawn(wit_funds(f)),
+        fx::Effect::DisputeFundsReinstated(f) => Effect::DisputeFundsReinstated(wit_funds(f)),
         fx::Effect::LicenseCountSet(l) => Effect::LicenseCountSet(w::LicenseCountSet {
             subscription: l.subscription,
             tenant: l.tenant,

@@ -13,6 +13,11 @@ pub enum Effect {
     InvoiceStatusChanged(InvoiceStatusChanged),
     RefundRecorded(RefundRecorded),
     SubscriptionChanged(SubscriptionChanged),
+    DisputeOpened(DisputeUpdate),
+    DisputeUpdated(DisputeUpdate),
+    DisputeClosed(DisputeUpdate),
+    DisputeFundsWithdrawn(DisputeFunds),
+    DisputeFundsReinstated(DisputeFunds),
     LicenseCountSet(LicenseCountSet),
     EventIgnored(EventIgnored),
 }
@@ -96,6 +101,35 @@ pub struct SubscriptionChanged {
     pub tenant: Option<String>,
     pub account: Option<String>,
     pub customer: Option<String>,
+}
+
+/// A dispute's latest state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisputeUpdate {
+    pub dispute: String,
+    pub charge: Option<String>,
+    pub payment_intent: Option<String>,
+    pub amount: Money,
+    /// Stripe's reason: fraudulent, product_not_received, general...
+    pub reason: String,
+    /// needs_response, under_review, won, lost, warning_* ...
+    pub status: String,
+    /// Unix seconds by which evidence must be submitted.
+    pub evidence_due_by: Option<i64>,
+    pub tenant: Option<String>,
+    pub account: Option<String>,
+}
+
+/// Disputed funds taken from, or given back to, the balance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisputeFunds {
+    pub dispute: String,
+    pub charge: Option<String>,
+    pub amount: Money,
+    /// Stripe's dispute fee, when its balance transaction says so.
+    pub fee: Option<Money>,
+    pub tenant: Option<String>,
+    pub account: Option<String>,
 }
 
 /// Seed 004: the tenant's license count is the subscription's quantity.

@@ -48,6 +48,11 @@ pub fn handle(body: &[u8], store: &mut dyn StateStore) -> Result<Vec<Effect>, Ha
         "payment_intent.canceled" => |ctx, store| payment_update(ctx, store, "canceled"),
         "invoice.paid" => |ctx, store| invoice_status(ctx, store, "paid"),
         "charge.refunded" => refund_recorded,
+        "charge.dispute.created" => |ctx, store| dispute_update(ctx, store, Effect::DisputeOpened),
+        "charge.dispute.updated" => |ctx, store| dispute_update(ctx, store, Effect::DisputeUpdated),
+        "charge.dispute.closed" => |ctx, store| dispute_update(ctx, store, Effect::DisputeClosed),
+        "charge.dispute.funds_withdrawn" => |ctx, store| dispute_funds(ctx, store, true),
+        "charge.dispute.funds_reinstated" => |ctx, store| dispute_funds(ctx, store, false),
         "customer.subscription.created"
         | "customer.subscription.updated"
         | "customer.subscription.deleted" => {
@@ -121,6 +126,9 @@ fn rank(kind: &str, status: &str) -> u8 {
         ("payment_intent", "processing") => 2,
         ("payment_intent", _) => 1,
         ("invoice", "paid" | "void") => 3,
+        ("dispute", "won" | "lost" | "warning_closed" | "prevented") => 3,
+        ("dispute", "under_review" | "warning_under_review") => 2,
+        ("dispute", _) => 1,
         ("invoice", "uncollectible") => 2,
         ("invoice", "open") => 1,
         _ => 0,
@@ -311,6 +319,119 @@ fn subscription_changed(
     Ok(effects)
 }
 
+/// Who a payment-related object belongs to: its own `metadata.tenant_id`,
+/// else the tenant and ledger its payment intent was posted under, else
+/// the connected account or the platform. Returns (tenant, ledger tenant).
+fn owner_of(
+    ctx: &Ctx,
+    store: &mut dyn StateStore,
+    payment_intent: Option<&str>,
+) -> Result<(Option<String>, String), HandleError> {
+    if let Some(t) = ctx.tenant() {
+        return Ok((Some(t.clone()), t));
+    }
+    if let Some(pi) = payment_intent
+        && let Some(raw) = store.get(LEDGER_OWNERS, pi).map_err(HandleError::Storage)?
+        && let Ok(owner) = serde_json::from_str::<Value>(&raw)
+        && let Some(ledger) = owner["ledger"].as_str()
+    {
+        let tenant = owner["tenant"].as_str().map(str::to_string);
+        return Ok((tenant, ledger.to_string()));
+    }
+    Ok((None, ledger_tenant(None, ctx.account.as_deref())))
+}
+
+fn dispute_update(
+    ctx: &Ctx,
+    store: &mut dyn StateStore,
+    kind: fn(DisputeUpdate) -> Effect,
+) -> Mapped {
+    let id = ctx.req_str("id")?;
+    let status = ctx.req_str("status")?;
+    let payment_intent = id_at(ctx.object, &["payment_intent"]);
+    if let Err(stale) = advance(store, "dispute", &id, &status, ctx.created)? {
+        return Ok(Err(stale));
+    }
+    let (tenant, _) = owner_of(ctx, store, payment_intent.as_deref())?;
+    Ok(Ok(kind(DisputeUpdate {
+        dispute: id,
+        charge: id_at(ctx.object, &["charge"]),
+        payment_intent,
+        amount: ctx.money("amount")?,
+        reason: ctx.opt_str(&["reason"]).unwrap_or_default(),
+        status,
+        evidence_due_by: at(ctx.object, &["evidence_details", "due_by"]).and_then(Value::as_i64),
+        tenant,
+        account: ctx.account.clone(),
+    })))
+}
+
+/// Funds withdrawn for a dispute leave the tenant's balance (with Stripe's
+/// dispute fee when the balance transaction shows it); reinstated funds come
+/// back. Each is posted once per dispute, so withdrawn-then-reinstated nets
+/// out in any order and a repeat is stale.
+fn dispute_funds(ctx: &Ctx, store: &mut dyn StateStore, withdrawn: bool) -> Mapped {
+    let id = ctx.req_str("id")?;
+    let amount = ctx.money("amount")?;
+    let payment_intent = id_at(ctx.object, &["payment_intent"]);
+    let (tenant, ledger_owner) = owner_of(ctx, store, payment_intent.as_deref())?;
+    let fee = at(ctx.object, &["balance_transactions"])
+        .and_then(Value::as_array)
+        .map(|txs| {
+            txs.iter()
+                .filter(|t| (t["amount"].as_i64().unwrap_or(0) < 0) == withdrawn)
+                .filter_map(|t| t["fee"].as_i64())
+                .sum::<i64>()
+        })
+        .filter(|f| *f != 0)
+        .map(|f| Money::new(f, amount.currency.clone()));
+    let (stage, from, to) = if withdrawn {
+        ("withdrawn", "tenant", "customer")
+    } else {
+        ("reinstated", "customer", "tenant")
+    };
+    let mut transfers = vec![ledger::Transfer::new(from, to, amount.amount)];
+    if let Some(f) = &fee {
+        // A positive fee is charged; a negative one is a fee given back.
+        transfers.push(if f.amount > 0 {
+            ledger::Transfer::new("tenant", "processor", f.amount)
+        } else {
+            ledger::Transfer::new("processor", "tenant", -f.amount)
+        });
+    }
+    let posting = ledger::Posting {
+        id: format!("{id}:{stage}"),
+        tenant: ledger_owner,
+        currency: amount.currency.clone(),
+        description: format!("dispute {id} funds {stage}"),
+        at: ctx.created,
+        transfers,
+    };
+    match ledger::post(store, posting) {
+        Ok((_, true)) => {}
+        Ok((_, false)) => return Ok(Err(format!("stale: dispute {id} funds already {stage}"))),
+        Err(ledger::LedgerError::Storage(e)) => return Err(HandleError::Storage(e)),
+        Err(e) => {
+            return Err(HandleError::MissingField(format!(
+                "data.object amounts: {e}"
+            )));
+        }
+    }
+    let funds = DisputeFunds {
+        dispute: id,
+        charge: id_at(ctx.object, &["charge"]),
+        amount,
+        fee,
+        tenant,
+        account: ctx.account.clone(),
+    };
+    Ok(Ok(if withdrawn {
+        Effect::DisputeFundsWithdrawn(funds)
+    } else {
+        Effect::DisputeFundsReinstated(funds)
+    }))
+}
+
 /// Where the refunded total last applied per charge is kept.
 pub const REFUNDS: &str = "refunds";
 /// Payment intent → the ledger tenant its payment was posted to.
@@ -346,36 +467,21 @@ fn refund_recorded(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
         .put(REFUNDS, &id, &total.amount.to_string())
         .map_err(HandleError::Storage)?;
     let payment_intent = id_at(ctx.object, &["payment_intent"]);
-    // Charges do not always repeat the payment's metadata: fall back on
-    // what the payment was posted under.
-    let owner: Option<Value> = match (ctx.tenant(), &payment_intent) {
-        (None, Some(pi)) => match store.get(LEDGER_OWNERS, pi).map_err(HandleError::Storage)? {
-            Some(raw) => serde_json::from_str(&raw).ok(),
-            None => None,
-        },
-        _ => None,
-    };
-    let owner_field = |f: &str| {
-        owner
-            .as_ref()
-            .and_then(|o| o[f].as_str())
-            .map(str::to_string)
-    };
+    // Charges do not always repeat the payment's metadata.
+    let (tenant, ledger_owner) = owner_of(ctx, store, payment_intent.as_deref())?;
     let effect = RefundRecorded {
         charge: id.clone(),
         payment_intent,
         amount: Money::new(total.amount - before, total.currency.clone()),
         full: total.amount == charged,
         total_refunded: total,
-        tenant: ctx.tenant().or_else(|| owner_field("tenant")),
+        tenant,
         account: ctx.account.clone(),
         reference: ctx.reference(),
     };
-    let tenant = owner_field("ledger")
-        .unwrap_or_else(|| ledger_tenant(effect.tenant.as_deref(), effect.account.as_deref()));
     let posting = ledger::Posting {
         id: format!("{id}:refunded:{}", effect.total_refunded.amount),
-        tenant,
+        tenant: ledger_owner,
         currency: effect.amount.currency.clone(),
         description: format!("refund on {id}"),
         at: ctx.created,
@@ -707,6 +813,64 @@ mod tests {
         assert!(
             matches!(handle(&bad, &mut s), Err(HandleError::MissingField(f)) if f.contains("items"))
         );
+    }
+
+    fn dispute(status: &str) -> Value {
+        json!({"id": "dp_1", "object": "dispute", "amount": 10000, "currency": "usd",
+               "charge": "ch_1", "payment_intent": "pi_1", "reason": "fraudulent",
+               "status": status, "evidence_details": {"due_by": 99}, "metadata": {},
+               "balance_transactions": [{"amount": -10000, "fee": 1500}]})
+    }
+
+    #[test]
+    fn disputes_never_reopen_and_their_funds_net_out_in_any_order() {
+        let mut s = MemoryState::default();
+        handle(
+            &event("evt_p", "payment_intent.succeeded", 10, pi("succeeded")),
+            &mut s,
+        )
+        .unwrap();
+        let opened = event(
+            "d1",
+            "charge.dispute.created",
+            20,
+            dispute("needs_response"),
+        );
+        let withdrawn = event(
+            "d2",
+            "charge.dispute.funds_withdrawn",
+            21,
+            dispute("needs_response"),
+        );
+        let closed = event("d3", "charge.dispute.closed", 40, dispute("won"));
+        let mut won = dispute("won");
+        won["balance_transactions"] = json!([{"amount": 10000, "fee": 0}]);
+        let reinstated = event("d4", "charge.dispute.funds_reinstated", 41, won);
+        // Closed first, then the opening arrives late.
+        assert!(
+            matches!(&handle(&closed, &mut s).unwrap()[0], Effect::DisputeClosed(d) if d.status == "won" && d.tenant.as_deref() == Some("t_1"))
+        );
+        assert!(matches!(
+            &handle(&opened, &mut s).unwrap()[0],
+            Effect::EventIgnored(_)
+        ));
+        // Reinstated before withdrawn: both apply once and net out.
+        assert!(
+            matches!(&handle(&reinstated, &mut s).unwrap()[0], Effect::DisputeFundsReinstated(f) if f.fee.is_none())
+        );
+        assert!(
+            matches!(&handle(&withdrawn, &mut s).unwrap()[0], Effect::DisputeFundsWithdrawn(f) if f.fee.as_ref().map(|f| f.amount) == Some(1500))
+        );
+        assert!(
+            matches!(&handle(&withdrawn, &mut s).unwrap()[0], Effect::EventIgnored(i) if i.reason.starts_with("stale"))
+        );
+        let usd = &ledger::book(&mut s, "t_1").unwrap().balances["usd"];
+        // The payment (customer −100, tenant +97.50, platform +2.50) stands;
+        // the dispute cost the tenant only Stripe's $15 fee.
+        assert_eq!(usd["customer"], -10_000);
+        assert_eq!(usd["tenant"], 9_750 - 1_500);
+        assert_eq!(usd["processor"], 1_500);
+        assert_eq!(usd.values().sum::<i64>(), 0);
     }
 
     #[test]
