@@ -81,6 +81,7 @@ fn describe_handle_error(e: &HandleError) -> String {
         HandleError::MalformedPayload(m) => format!("malformed event: {m}"),
         HandleError::MissingField(f) => format!("required field {f} is missing or invalid"),
         HandleError::Storage(m) => format!("storage failed: {m}"),
+        HandleError::NotReady(m) => format!("not ready: {m}"),
     }
 }
 

@@ -205,3 +205,47 @@ async fn a_plugin_that_traps_while_posting_commits_nothing() {
     let ok = s.get("/v1/ledger/t/transactions", Some(API_TOKEN)).await;
     assert_eq!(ok.status, 200, "{:?}", ok.body);
 }
+
+#[tokio::test]
+async fn a_refund_before_its_payment_fails_until_the_payment_arrives() {
+    let s = TestServer::start(Options::default()).await;
+    let mut charge = stripe_object("charge");
+    charge["id"] = json!("ch_early");
+    charge["amount"] = json!(10000);
+    charge["amount_refunded"] = json!(10000);
+    charge["currency"] = json!("usd");
+    charge["payment_intent"] = json!("pi_early");
+    charge["metadata"] = json!({});
+    let refund = event("evt_refund_early", "charge.refunded", charge);
+    let first = s.deliver_signed(&refund).await;
+    assert_eq!(first.status, 500, "{:?}", first.body);
+    assert!(
+        first.body["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("pi_early") && r.contains("not seen yet")),
+        "{:?}",
+        first.body
+    );
+    let rec = s.db.event("evt_refund_early").await.unwrap().unwrap();
+    assert_eq!(rec.status, "failed");
+    // The payment arrives; Stripe's retry of the refund then applies.
+    let pay = event(
+        "evt_pay_early",
+        "payment_intent.succeeded",
+        succeeded_payment("pi_early"),
+    );
+    assert_eq!(s.deliver_signed(&pay).await.status, 200);
+    let retried = s.deliver_signed(&refund).await;
+    assert_eq!(retried.status, 200, "{:?}", retried.body);
+    let b = s.get("/v1/ledger/tenant-1/balances", Some(API_TOKEN)).await;
+    assert_eq!(amount(&b.body, "usd", "customer"), 0);
+    assert_eq!(amount(&b.body, "usd", "tenant"), -250);
+    assert_eq!(
+        s.db.event("evt_refund_early")
+            .await
+            .unwrap()
+            .unwrap()
+            .attempts,
+        2
+    );
+}

@@ -450,6 +450,7 @@ impl webhooks::Guest for Plugin {
                 mapping::HandleError::Malformed(m) => HandleError::MalformedPayload(m),
                 mapping::HandleError::MissingField(f) => HandleError::MissingField(f),
                 mapping::HandleError::Storage(m) => HandleError::Storage(m),
+                mapping::HandleError::NotReady(m) => HandleError::NotReady(m),
             }
         })?;
         Ok(effects.into_iter().map(wit_effect).collect())
