@@ -22,6 +22,19 @@ fn sum(balances: &Value, currency: &str) -> i64 {
         .sum()
 }
 
+/// Stripe's sample charge for a $100 payment with `refunded` cents refunded
+/// and no tenant metadata of its own.
+fn refunded_charge(payment_intent: &str, refunded: i64) -> Value {
+    let mut charge = stripe_object("charge");
+    charge["id"] = json!(format!("ch_{payment_intent}"));
+    charge["amount"] = json!(10000);
+    charge["amount_refunded"] = json!(refunded);
+    charge["currency"] = json!("usd");
+    charge["payment_intent"] = json!(payment_intent);
+    charge["metadata"] = json!({});
+    charge
+}
+
 #[tokio::test]
 async fn a_payment_and_its_refund_reach_the_tenants_ledger_once() {
     let s = TestServer::start(Options::default()).await;
@@ -54,14 +67,11 @@ async fn a_payment_and_its_refund_reach_the_tenants_ledger_once() {
     assert_eq!(txs[0]["id"], "pi_l1:payment");
     assert_eq!(txs[0]["legs"].as_array().unwrap().len(), 4);
     // A partial refund on the payment's charge (no tenant metadata on it).
-    let mut charge = stripe_object("charge");
-    charge["id"] = json!("ch_l1");
-    charge["amount"] = json!(10000);
-    charge["amount_refunded"] = json!(4000);
-    charge["currency"] = json!("usd");
-    charge["payment_intent"] = json!("pi_l1");
-    charge["metadata"] = json!({});
-    let refund = event("evt_refund_1", "charge.refunded", charge);
+    let refund = event(
+        "evt_refund_1",
+        "charge.refunded",
+        refunded_charge("pi_l1", 4000),
+    );
     assert_eq!(s.deliver_signed(&refund).await.status, 200);
     let b = s.get("/v1/ledger/tenant-1/balances", Some(API_TOKEN)).await;
     assert_eq!(amount(&b.body, "usd", "customer"), -6_000);
@@ -209,14 +219,11 @@ async fn a_plugin_that_traps_while_posting_commits_nothing() {
 #[tokio::test]
 async fn a_refund_before_its_payment_fails_until_the_payment_arrives() {
     let s = TestServer::start(Options::default()).await;
-    let mut charge = stripe_object("charge");
-    charge["id"] = json!("ch_early");
-    charge["amount"] = json!(10000);
-    charge["amount_refunded"] = json!(10000);
-    charge["currency"] = json!("usd");
-    charge["payment_intent"] = json!("pi_early");
-    charge["metadata"] = json!({});
-    let refund = event("evt_refund_early", "charge.refunded", charge);
+    let refund = event(
+        "evt_refund_early",
+        "charge.refunded",
+        refunded_charge("pi_early", 10000),
+    );
     let first = s.deliver_signed(&refund).await;
     assert_eq!(first.status, 500, "{:?}", first.body);
     assert!(
