@@ -50,7 +50,19 @@ pub fn handle(body: &[u8], store: &mut dyn StateStore) -> Result<Vec<Effect>, Ha
             |ctx, store| payment_update(ctx, store, "requires_action")
         }
         "payment_intent.canceled" => |ctx, store| payment_update(ctx, store, "canceled"),
-        "invoice.paid" => |ctx, store| invoice_status(ctx, store, "paid"),
+        "invoice.paid" | "invoice.payment_succeeded" => {
+            |ctx, store| invoice_status(ctx, store, "paid")
+        }
+        "invoice.voided" => |ctx, store| invoice_status(ctx, store, "void"),
+        "invoice.marked_uncollectible" => |ctx, store| invoice_status(ctx, store, "uncollectible"),
+        // The invoice object says where it stands (draft, open...).
+        "invoice.created"
+        | "invoice.finalized"
+        | "invoice.payment_failed"
+        | "invoice.payment_action_required" => |ctx, store| {
+            let status = ctx.req_str("status")?;
+            invoice_status(ctx, store, &status)
+        },
         "charge.refunded" => refund_recorded,
         "charge.dispute.created" => |ctx, store| dispute_update(ctx, store, Effect::DisputeOpened),
         "charge.dispute.updated" => |ctx, store| dispute_update(ctx, store, Effect::DisputeUpdated),
@@ -886,6 +898,44 @@ mod tests {
         assert_eq!(usd.values().sum::<i64>(), 0);
     }
 
+    fn invoice(status: &str) -> Value {
+        json!({"id": "in_1", "object": "invoice", "status": status, "currency": "usd",
+               "amount_due": 5000, "amount_paid": if status == "paid" { 5000 } else { 0 },
+               "customer": "cus_1", "metadata": {"tenant_id": "t_1"}})
+    }
+
+    #[test]
+    fn an_invoice_never_leaves_paid_or_void() {
+        let mut s = MemoryState::default();
+        let status_of = |fx: Vec<Effect>| match &fx[0] {
+            Effect::InvoiceStatusChanged(i) => i.status.clone(),
+            Effect::EventIgnored(i) => i.reason[..5].to_string(),
+            other => panic!("{other:?}"),
+        };
+        let mut step = |kind: &str, created: i64, status: &str| {
+            status_of(handle(&event("e", kind, created, invoice(status)), &mut s).unwrap())
+        };
+        assert_eq!(step("invoice.created", 10, "draft"), "draft");
+        assert_eq!(step("invoice.finalized", 20, "open"), "open");
+        assert_eq!(step("invoice.payment_failed", 30, "open"), "open");
+        assert_eq!(step("invoice.payment_succeeded", 40, "paid"), "paid");
+        assert_eq!(step("invoice.paid", 40, "paid"), "paid");
+        // Late or contradicting: finalized after paid, voided after paid.
+        assert_eq!(step("invoice.finalized", 20, "open"), "stale");
+        assert_eq!(step("invoice.voided", 50, "void"), "stale");
+        assert_eq!(
+            step("invoice.marked_uncollectible", 50, "uncollectible"),
+            "stale"
+        );
+        let mut other = MemoryState::default();
+        let fx = handle(
+            &event("v", "invoice.voided", 5, invoice("void")),
+            &mut other,
+        )
+        .unwrap();
+        assert_eq!(status_of(fx), "void");
+    }
+
     #[test]
     fn payment_intent_succeeded() {
         let mut s = MemoryState::default();
@@ -1000,8 +1050,10 @@ mod tests {
         );
     }
 
-    /// Everything the events of one tenant's payment, refunds, dispute and
-    /// subscription do, in the order Stripe created them.
+    const LIFECYCLE: usize = 17;
+
+    /// Everything the events of one tenant's payment, refunds, dispute,
+    /// subscription and invoice do, in the order Stripe created them.
     fn lifecycle() -> Vec<Vec<u8>> {
         let mut charge_meta = charge(3_000);
         charge_meta["metadata"] = json!({});
@@ -1057,6 +1109,10 @@ mod tests {
                 40,
                 subscription("active", 6),
             ),
+            event("i1", "invoice.created", 10, invoice("draft")),
+            event("i2", "invoice.finalized", 20, invoice("open")),
+            event("i3", "invoice.payment_failed", 30, invoice("open")),
+            event("i4", "invoice.paid", 40, invoice("paid")),
         ]
     }
 
@@ -1117,6 +1173,7 @@ mod tests {
                 }
                 Effect::SubscriptionChanged(c) => (&c.subscription, c.status.clone()),
                 Effect::LicenseCountSet(l) => (&l.subscription, format!("count {}", l.count)),
+                Effect::InvoiceStatusChanged(i) => (&i.invoice, i.status.clone()),
                 _ => continue,
             };
             let key = match e {
@@ -1132,8 +1189,8 @@ mod tests {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
         #[test]
         fn any_order_with_repeats_ends_in_the_in_order_state(
-            order in proptest::strategy::Strategy::prop_shuffle(proptest::strategy::Just((0..13).collect::<Vec<usize>>())),
-            repeats in proptest::collection::vec(0usize..13, 0..5),
+            order in proptest::strategy::Strategy::prop_shuffle(proptest::strategy::Just((0..LIFECYCLE).collect::<Vec<usize>>())),
+            repeats in proptest::collection::vec(0usize..LIFECYCLE, 0..5),
         ) {
             let events = lifecycle();
             let in_order: Vec<usize> = (0..events.len()).collect();
@@ -1150,12 +1207,13 @@ mod tests {
 
     #[test]
     fn the_in_order_lifecycle_ends_where_stripe_would() {
-        let (mut s, fx) = deliver(&lifecycle(), &(0..13).collect::<Vec<_>>());
+        let (mut s, fx) = deliver(&lifecycle(), &(0..LIFECYCLE).collect::<Vec<_>>());
         let last = last_statuses(&fx);
         assert_eq!(last["pi_1"], "succeeded");
         assert_eq!(last["dp_1"], "lost");
         assert_eq!(last["sub_1"], "active");
         assert_eq!(last["sub_1/count"], "count 6");
+        assert_eq!(last["in_1"], "paid");
         let usd = &ledger::book(&mut s, "t_1").unwrap().balances["usd"];
         // Paid 100.00 (fee 2.50), refunded 60.00, then the dispute lost took
         // 100.00 more plus Stripe's 15.00 fee.
