@@ -116,6 +116,22 @@ pub fn to_json(effect: &Effect) -> NewEffect {
                 "customer": c.customer,
             }),
         ),
+        Effect::AccountStatusChanged(a) => (
+            "account.status_changed",
+            json!({
+                "account": a.account,
+                "charges_enabled": a.charges_enabled,
+                "payouts_enabled": a.payouts_enabled,
+                "details_submitted": a.details_submitted,
+                "requirements_due": a.requirements_due,
+                "disabled_reason": a.disabled_reason,
+                "tenant": a.tenant,
+            }),
+        ),
+        Effect::AccountDeauthorized(a) => (
+            "account.deauthorized",
+            json!({ "account": a.account, "application": a.application }),
+        ),
         Effect::DisputeOpened(d) => ("dispute.opened", dispute(d)),
         Effect::DisputeUpdated(d) => ("dispute.updated", dispute(d)),
         Effect::DisputeClosed(d) => ("dispute.closed", dispute(d)),

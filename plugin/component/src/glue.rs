@@ -552,6 +552,21 @@ fn wit_effect(e: fx::Effect) -> Effect {
             account: c.account,
             customer: c.customer,
         }),
+        fx::Effect::AccountStatusChanged(a) => {
+            Effect::AccountStatusChanged(w::AccountStatusChanged {
+                account: a.account,
+                charges_enabled: a.charges_enabled,
+                payouts_enabled: a.payouts_enabled,
+                details_submitted: a.details_submitted,
+                requirements_due: a.requirements_due,
+                disabled_reason: a.disabled_reason,
+                tenant: a.tenant,
+            })
+        }
+        fx::Effect::AccountDeauthorized(a) => Effect::AccountDeauthorized(w::AccountDeauthorized {
+            account: a.account,
+            application: a.application,
+        }),
         fx::Effect::DisputeOpened(d) => Effect::DisputeOpened(wit_dispute(d)),
         fx::Effect::DisputeUpdated(d) => Effect::DisputeUpdated(wit_dispute(d)),
         fx::Effect::DisputeClosed(d) => Effect::DisputeClosed(wit_dispute(d)),

@@ -13,6 +13,8 @@ pub enum Effect {
     InvoiceStatusChanged(InvoiceStatusChanged),
     RefundRecorded(RefundRecorded),
     SubscriptionChanged(SubscriptionChanged),
+    AccountStatusChanged(AccountStatusChanged),
+    AccountDeauthorized(AccountDeauthorized),
     DisputeOpened(DisputeUpdate),
     DisputeUpdated(DisputeUpdate),
     DisputeClosed(DisputeUpdate),
@@ -101,6 +103,27 @@ pub struct SubscriptionChanged {
     pub tenant: Option<String>,
     pub account: Option<String>,
     pub customer: Option<String>,
+}
+
+/// A connected account's ability to take charges and receive payouts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountStatusChanged {
+    pub account: String,
+    pub charges_enabled: bool,
+    pub payouts_enabled: bool,
+    pub details_submitted: bool,
+    /// `requirements.currently_due`: what the tenant still has to provide.
+    pub requirements_due: Vec<String>,
+    pub disabled_reason: Option<String>,
+    pub tenant: Option<String>,
+}
+
+/// The connected account disconnected the platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountDeauthorized {
+    pub account: String,
+    /// The platform's application (`ca_...`).
+    pub application: Option<String>,
 }
 
 /// A dispute's latest state.

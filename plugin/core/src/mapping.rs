@@ -64,6 +64,8 @@ pub fn handle(body: &[u8], store: &mut dyn StateStore) -> Result<Vec<Effect>, Ha
             invoice_status(ctx, store, &status)
         },
         "charge.refunded" => refund_recorded,
+        "account.updated" => account_updated,
+        "account.application.deauthorized" => account_deauthorized,
         "charge.dispute.created" => |ctx, store| dispute_update(ctx, store, Effect::DisputeOpened),
         "charge.dispute.updated" => |ctx, store| dispute_update(ctx, store, Effect::DisputeUpdated),
         "charge.dispute.closed" => |ctx, store| dispute_update(ctx, store, Effect::DisputeClosed),
@@ -254,6 +256,81 @@ fn post_to_ledger(store: &mut dyn StateStore, posting: ledger::Posting) -> Resul
     }
 }
 
+/// For objects whose status moves back and forth (subscriptions, accounts):
+/// events apply in `created` order, so an older one arriving late is stale
+/// whatever it says; `final_status`, once applied, is never left.
+fn advance_in_time(
+    store: &mut dyn StateStore,
+    kind: &str,
+    id: &str,
+    status: &str,
+    created: i64,
+    final_status: Option<&str>,
+) -> Result<Result<(), String>, HandleError> {
+    let key = format!("{kind}/{id}");
+    if let Some(raw) = store.get(OBJECTS, &key).map_err(HandleError::Storage)? {
+        let last: Value = serde_json::from_str(&raw)
+            .map_err(|e| HandleError::Storage(format!("state {key} is corrupt: {e}")))?;
+        let last_status = last["status"].as_str().unwrap_or_default();
+        let last_created = last["created"].as_i64().unwrap_or_default();
+        let left_final = final_status == Some(last_status) && status != last_status;
+        if last_created > created || left_final {
+            return Ok(Err(format!(
+                "stale: {kind} {id} already applied a newer state ({last_status})"
+            )));
+        }
+    }
+    let record = json!({ "status": status, "created": created });
+    store
+        .put(OBJECTS, &key, &record.to_string())
+        .map_err(HandleError::Storage)?;
+    Ok(Ok(()))
+}
+
+/// A connected account's capabilities changed (seed 000's onboarding).
+fn account_updated(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
+    let id = ctx.req_str("id")?;
+    let flag = |f: &str| ctx.object.get(f).and_then(Value::as_bool).unwrap_or(false);
+    let (charges, payouts, details) = (
+        flag("charges_enabled"),
+        flag("payouts_enabled"),
+        flag("details_submitted"),
+    );
+    let status = format!("charges={charges},payouts={payouts},details={details}");
+    if let Err(stale) = advance_in_time(store, "account", &id, &status, ctx.created, None)? {
+        return Ok(Err(stale));
+    }
+    let due = at(ctx.object, &["requirements", "currently_due"])
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Ok(Effect::AccountStatusChanged(AccountStatusChanged {
+        account: id,
+        charges_enabled: charges,
+        payouts_enabled: payouts,
+        details_submitted: details,
+        requirements_due: due,
+        disabled_reason: ctx.opt_str(&["requirements", "disabled_reason"]),
+        tenant: ctx.tenant(),
+    })))
+}
+
+/// The connected account disconnected the platform's application.
+fn account_deauthorized(ctx: &Ctx, _: &mut dyn StateStore) -> Mapped {
+    let account = ctx
+        .account
+        .clone()
+        .ok_or_else(|| HandleError::MissingField("account".into()))?;
+    Ok(Ok(Effect::AccountDeauthorized(AccountDeauthorized {
+        account,
+        application: ctx.opt_str(&["id"]),
+    })))
+}
+
 /// Where the license count last announced per subscription is kept.
 const LICENSES: &str = "licenses";
 
@@ -291,22 +368,16 @@ fn subscription_changed(
         .filter_map(|i| i.get("current_period_end").and_then(Value::as_i64))
         .max()
         .or_else(|| object.get("current_period_end").and_then(Value::as_i64));
-    let key = format!("subscription/{id}");
-    if let Some(raw) = store.get(OBJECTS, &key).map_err(HandleError::Storage)? {
-        let last: Value = serde_json::from_str(&raw)
-            .map_err(|e| HandleError::Storage(format!("state {key} is corrupt: {e}")))?;
-        let last_status = last["status"].as_str().unwrap_or_default();
-        let last_created = last["created"].as_i64().unwrap_or_default();
-        if last_created > env.created || (last_status == "canceled" && status != "canceled") {
-            let reason =
-                format!("stale: subscription {id} already applied a newer state ({last_status})");
-            return Ok(vec![ignored(&env.event_type, &reason)]);
-        }
+    if let Err(stale) = advance_in_time(
+        store,
+        "subscription",
+        &id,
+        &status,
+        env.created,
+        Some("canceled"),
+    )? {
+        return Ok(vec![ignored(&env.event_type, &stale)]);
     }
-    let record = json!({ "status": status, "created": env.created });
-    store
-        .put(OBJECTS, &key, &record.to_string())
-        .map_err(HandleError::Storage)?;
     let tenant = ctx.tenant();
     let mut effects = vec![Effect::SubscriptionChanged(SubscriptionChanged {
         subscription: id.clone(),
@@ -934,6 +1005,44 @@ mod tests {
         )
         .unwrap();
         assert_eq!(status_of(fx), "void");
+    }
+
+    #[test]
+    fn account_onboarding_applies_in_event_order() {
+        let mut s = MemoryState::default();
+        let account = |charges: bool| {
+            json!({"id": "acct_1", "object": "account", "charges_enabled": charges,
+                   "payouts_enabled": charges, "details_submitted": true,
+                   "requirements": {"currently_due": if charges { json!([]) } else { json!(["external_account"]) },
+                                    "disabled_reason": if charges { Value::Null } else { json!("requirements.past_due") }},
+                   "metadata": {"tenant_id": "t_1"}})
+        };
+        let enabled = event("a2", "account.updated", 20, account(true));
+        let pending = event("a1", "account.updated", 10, account(false));
+        let fx = handle(&enabled, &mut s).unwrap();
+        assert!(matches!(&fx[0], Effect::AccountStatusChanged(a)
+            if a.charges_enabled && a.requirements_due.is_empty() && a.tenant.as_deref() == Some("t_1")));
+        // The older "still pending" state arrives late: stale.
+        assert!(matches!(
+            &handle(&pending, &mut s).unwrap()[0],
+            Effect::EventIgnored(_)
+        ));
+        let mut fresh = MemoryState::default();
+        let fx = handle(&pending, &mut fresh).unwrap();
+        assert!(matches!(&fx[0], Effect::AccountStatusChanged(a)
+            if a.requirements_due == ["external_account"] && a.disabled_reason.is_some()));
+        let mut deauth = json!({"id": "evt_d", "object": "event", "type": "account.application.deauthorized",
+                                "created": 30, "account": "acct_1",
+                                "data": {"object": {"id": "ca_1", "object": "application", "name": "PSA"}}});
+        let fx = handle(deauth.to_string().as_bytes(), &mut s).unwrap();
+        assert!(
+            matches!(&fx[0], Effect::AccountDeauthorized(d) if d.account == "acct_1" && d.application.as_deref() == Some("ca_1"))
+        );
+        deauth.as_object_mut().unwrap().remove("account");
+        assert!(matches!(
+            handle(deauth.to_string().as_bytes(), &mut s),
+            Err(HandleError::MissingField(_))
+        ));
     }
 
     #[test]
