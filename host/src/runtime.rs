@@ -95,24 +95,30 @@ pub enum CallError {
     FeeRules(Box<CallError>),
 }
 
-/// One call to an export of `$pre` without storage: a fresh instance, the
-/// call, its result. The closure's captures are moved into the call's future.
+/// One call on a fresh instance of `$pre` with `$state`: the result and
+/// the state back. The closure's captures are moved into the call's future.
+macro_rules! instance_call {
+    ($rt:ident, $pre:ident, $state:expr, |$p:ident, $s:ident| $call:expr) => {{
+        let rt = $rt.clone();
+        $rt.call($state, move |mut $s| {
+            Box::pin(async move {
+                let $p = match rt.inner.$pre().instantiate_async(&mut $s).await {
+                    Ok(p) => p,
+                    Err(e) => return (Err(e), $s),
+                };
+                let r = $call.await;
+                (r, $s)
+            })
+        })
+        .await
+    }};
+}
+
+/// One call to an export of `$pre` (the billing plugin by default) without storage.
 macro_rules! plugin_call {
     ($rt:ident, $pre:ident, |$p:ident, $s:ident| $call:expr) => {{
         let state = CallState::new(&$rt.inner.limits, None);
-        let rt = $rt.clone();
-        let (r, _) = $rt
-            .call(state, move |mut $s| {
-                Box::pin(async move {
-                    let $p = match rt.inner.$pre().instantiate_async(&mut $s).await {
-                        Ok(p) => p,
-                        Err(e) => return (Err(e), $s),
-                    };
-                    let r = $call.await;
-                    (r, $s)
-                })
-            })
-            .await?;
+        let (r, _) = instance_call!($rt, $pre, state, |$p, $s| $call)?;
         Ok(r)
     }};
     ($rt:ident, |$p:ident, $s:ident| $call:expr) => {
@@ -125,19 +131,8 @@ macro_rules! plugin_call {
 macro_rules! storage_call {
     ($rt:ident, $staged:ident, |$p:ident, $s:ident| $call:expr) => {{
         let state = CallState::new(&$rt.inner.limits, Some($staged));
-        let rt = $rt.clone();
-        $rt.call(state, move |mut $s| {
-            Box::pin(async move {
-                let $p = match rt.inner.pre.instantiate_async(&mut $s).await {
-                    Ok(p) => p,
-                    Err(e) => return (Err(e), $s),
-                };
-                let r = $call.await;
-                (r, $s)
-            })
-        })
-        .await
-        .map(|(r, state)| (r, state.into_staged().expect("called with storage")))
+        instance_call!($rt, billing_pre, state, |$p, $s| $call)
+            .map(|(r, state)| (r, state.into_staged().expect("called with storage")))
     }};
 }
 

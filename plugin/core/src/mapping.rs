@@ -73,9 +73,7 @@ pub fn handle(body: &[u8], store: &mut dyn StateStore) -> Result<Vec<Effect>, Ha
         "charge.dispute.funds_reinstated" => |ctx, store| dispute_funds(ctx, store, false),
         "customer.subscription.created"
         | "customer.subscription.updated"
-        | "customer.subscription.deleted" => {
-            return subscription_changed(&event, &env, store);
-        }
+        | "customer.subscription.deleted" => subscription_changed,
         other => return Ok(vec![ignored(other, "type not used")]),
     };
     let ctx = Ctx {
@@ -85,12 +83,11 @@ pub fn handle(body: &[u8], store: &mut dyn StateStore) -> Result<Vec<Effect>, Ha
         account: env.account.clone(),
         created: env.created,
     };
-    let effect = map(&ctx, store)?.unwrap_or_else(|stale| ignored(&env.event_type, &stale));
-    Ok(vec![effect])
+    Ok(map(&ctx, store)?.unwrap_or_else(|stale| vec![ignored(&env.event_type, &stale)]))
 }
 
 /// Mapping result: the effect, or the reason the event is stale.
-type Mapped = Result<Result<Effect, String>, HandleError>;
+type Mapped = Result<Result<Vec<Effect>, String>, HandleError>;
 
 struct Ctx<'a> {
     object: &'a Value,
@@ -163,11 +160,8 @@ fn advance(
     created: i64,
 ) -> Result<Result<(), String>, HandleError> {
     let key = format!("{kind}/{id}");
-    if let Some(raw) = store.get(OBJECTS, &key).map_err(HandleError::Storage)? {
-        let last: Value = serde_json::from_str(&raw)
-            .map_err(|e| HandleError::Storage(format!("state {key} is corrupt: {e}")))?;
-        let last_status = last["status"].as_str().unwrap_or_default();
-        let last_created = last["created"].as_i64().unwrap_or_default();
+    if let Some((last_status, last_created)) = last_applied(store, &key)? {
+        let last_status = last_status.as_str();
         let (old, new) = (rank(kind, last_status), rank(kind, status));
         // A final status (rank 3) never changes into another final one: a
         // succeeded payment is not canceled, a paid invoice not voided.
@@ -179,9 +173,32 @@ fn advance(
             return Ok(Err(format!("stale: {kind} {id} is already {last_status}")));
         }
     }
+    record_applied(store, &key, status, created)
+}
+
+/// The status and event time last applied to an object.
+fn last_applied(
+    store: &mut dyn StateStore,
+    key: &str,
+) -> Result<Option<(String, i64)>, HandleError> {
+    let Some(raw) = store.get(OBJECTS, key).map_err(HandleError::Storage)? else {
+        return Ok(None);
+    };
+    let last: Value = serde_json::from_str(&raw)
+        .map_err(|e| HandleError::Storage(format!("state {key} is corrupt: {e}")))?;
+    let status = last["status"].as_str().unwrap_or_default().to_string();
+    Ok(Some((status, last["created"].as_i64().unwrap_or_default())))
+}
+
+fn record_applied(
+    store: &mut dyn StateStore,
+    key: &str,
+    status: &str,
+    created: i64,
+) -> Result<Result<(), String>, HandleError> {
     let record = json!({ "status": status, "created": created });
     store
-        .put(OBJECTS, &key, &record.to_string())
+        .put(OBJECTS, key, &record.to_string())
         .map_err(HandleError::Storage)?;
     Ok(Ok(()))
 }
@@ -211,7 +228,7 @@ fn payment_succeeded(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
         application_fee,
     };
     post_payment(store, &effect, ctx.created)?;
-    Ok(Ok(Effect::PaymentSucceeded(effect)))
+    Ok(Ok(vec![Effect::PaymentSucceeded(effect)]))
 }
 
 /// The ledger's view of a payment: the customer pays the tenant the amount
@@ -241,12 +258,16 @@ fn post_payment(
             ledger::Transfer::new("tenant", "platform", fee),
         ],
     };
-    post_to_ledger(store, posting)
+    post_to_ledger(store, posting).map(drop)
 }
 
-fn post_to_ledger(store: &mut dyn StateStore, posting: ledger::Posting) -> Result<(), HandleError> {
+/// Posts to the ledger; `false` when the posting's id was applied before.
+fn post_to_ledger(
+    store: &mut dyn StateStore,
+    posting: ledger::Posting,
+) -> Result<bool, HandleError> {
     match ledger::post(store, posting) {
-        Ok(_) => Ok(()),
+        Ok((_, new)) => Ok(new),
         Err(ledger::LedgerError::Storage(e)) => Err(HandleError::Storage(e)),
         // Stripe sent numbers that cannot be posted (a negative fee, an
         // unknown currency): the event is wrong, not our storage.
@@ -268,23 +289,15 @@ fn advance_in_time(
     final_status: Option<&str>,
 ) -> Result<Result<(), String>, HandleError> {
     let key = format!("{kind}/{id}");
-    if let Some(raw) = store.get(OBJECTS, &key).map_err(HandleError::Storage)? {
-        let last: Value = serde_json::from_str(&raw)
-            .map_err(|e| HandleError::Storage(format!("state {key} is corrupt: {e}")))?;
-        let last_status = last["status"].as_str().unwrap_or_default();
-        let last_created = last["created"].as_i64().unwrap_or_default();
-        let left_final = final_status == Some(last_status) && status != last_status;
+    if let Some((last_status, last_created)) = last_applied(store, &key)? {
+        let left_final = final_status == Some(last_status.as_str()) && status != last_status;
         if last_created > created || left_final {
             return Ok(Err(format!(
                 "stale: {kind} {id} already applied a newer state ({last_status})"
             )));
         }
     }
-    let record = json!({ "status": status, "created": created });
-    store
-        .put(OBJECTS, &key, &record.to_string())
-        .map_err(HandleError::Storage)?;
-    Ok(Ok(()))
+    record_applied(store, &key, status, created)
 }
 
 /// A connected account's capabilities changed (seed 000's onboarding).
@@ -308,15 +321,17 @@ fn account_updated(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
                 .collect()
         })
         .unwrap_or_default();
-    Ok(Ok(Effect::AccountStatusChanged(AccountStatusChanged {
-        account: id,
-        charges_enabled: charges,
-        payouts_enabled: payouts,
-        details_submitted: details,
-        requirements_due: due,
-        disabled_reason: ctx.opt_str(&["requirements", "disabled_reason"]),
-        tenant: ctx.tenant(),
-    })))
+    Ok(Ok(vec![Effect::AccountStatusChanged(
+        AccountStatusChanged {
+            account: id,
+            charges_enabled: charges,
+            payouts_enabled: payouts,
+            details_submitted: details,
+            requirements_due: due,
+            disabled_reason: ctx.opt_str(&["requirements", "disabled_reason"]),
+            tenant: ctx.tenant(),
+        },
+    )]))
 }
 
 /// The connected account disconnected the platform's application.
@@ -325,10 +340,10 @@ fn account_deauthorized(ctx: &Ctx, _: &mut dyn StateStore) -> Mapped {
         .account
         .clone()
         .ok_or_else(|| HandleError::MissingField("account".into()))?;
-    Ok(Ok(Effect::AccountDeauthorized(AccountDeauthorized {
+    Ok(Ok(vec![Effect::AccountDeauthorized(AccountDeauthorized {
         account,
         application: ctx.opt_str(&["id"]),
-    })))
+    })]))
 }
 
 /// Where the license count last announced per subscription is kept.
@@ -338,19 +353,8 @@ const LICENSES: &str = "licenses";
 /// events apply in `created` order: an older one arriving late is stale,
 /// whatever it says. `canceled` is final. A `license.count_set` follows
 /// whenever the quantity differs from the count last announced.
-fn subscription_changed(
-    event: &Value,
-    env: &event::Envelope,
-    store: &mut dyn StateStore,
-) -> Result<Vec<Effect>, HandleError> {
-    let object = at(event, &["data", "object"])
-        .filter(|o| o.is_object())
-        .ok_or_else(|| HandleError::MissingField("data.object".into()))?;
-    let ctx = Ctx {
-        object,
-        account: env.account.clone(),
-        created: env.created,
-    };
+fn subscription_changed(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
+    let object = ctx.object;
     let id = ctx.req_str("id")?;
     let status = ctx.req_str("status")?;
     let items = at(object, &["items", "data"])
@@ -373,10 +377,10 @@ fn subscription_changed(
         "subscription",
         &id,
         &status,
-        env.created,
+        ctx.created,
         Some("canceled"),
     )? {
-        return Ok(vec![ignored(&env.event_type, &stale)]);
+        return Ok(Err(stale));
     }
     let tenant = ctx.tenant();
     let mut effects = vec![Effect::SubscriptionChanged(SubscriptionChanged {
@@ -403,7 +407,7 @@ fn subscription_changed(
             count: quantity,
         }));
     }
-    Ok(effects)
+    Ok(Ok(effects))
 }
 
 /// Who a payment-related object belongs to: its own `metadata.tenant_id`,
@@ -448,7 +452,7 @@ fn dispute_update(
         return Ok(Err(stale));
     }
     let (tenant, _) = owner_of(ctx, store, payment_intent.as_deref())?;
-    Ok(Ok(kind(DisputeUpdate {
+    Ok(Ok(vec![kind(DisputeUpdate {
         dispute: id,
         charge: id_at(ctx.object, &["charge"]),
         payment_intent,
@@ -458,7 +462,7 @@ fn dispute_update(
         evidence_due_by: at(ctx.object, &["evidence_details", "due_by"]).and_then(Value::as_i64),
         tenant,
         account: ctx.account.clone(),
-    })))
+    })]))
 }
 
 /// Funds withdrawn for a dispute leave the tenant's balance (with Stripe's
@@ -520,11 +524,11 @@ fn dispute_funds(ctx: &Ctx, store: &mut dyn StateStore, withdrawn: bool) -> Mapp
         tenant,
         account: ctx.account.clone(),
     };
-    Ok(Ok(if withdrawn {
+    Ok(Ok(vec![if withdrawn {
         Effect::DisputeFundsWithdrawn(funds)
     } else {
         Effect::DisputeFundsReinstated(funds)
-    }))
+    }]))
 }
 
 /// Where the refunded total last applied per charge is kept.
@@ -587,7 +591,7 @@ fn refund_recorded(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
         )],
     };
     post_to_ledger(store, posting)?;
-    Ok(Ok(Effect::RefundRecorded(effect)))
+    Ok(Ok(vec![Effect::RefundRecorded(effect)]))
 }
 
 /// Whose ledger a payment belongs to: the application's tenant, else the
@@ -612,7 +616,7 @@ fn payment_failed(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
         return Ok(Err(stale));
     }
     let error = |field: &str| ctx.opt_str(&["last_payment_error", field]);
-    Ok(Ok(Effect::PaymentFailed(PaymentFailed {
+    Ok(Ok(vec![Effect::PaymentFailed(PaymentFailed {
         payment_intent: id,
         amount,
         tenant: ctx.tenant(),
@@ -621,7 +625,7 @@ fn payment_failed(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
         code: error("code"),
         decline_code: error("decline_code"),
         message: error("message"),
-    })))
+    })]))
 }
 
 /// A payment intent moving to `status` without money changing hands yet
@@ -640,11 +644,11 @@ fn payment_update(ctx: &Ctx, store: &mut dyn StateStore, status: &str) -> Mapped
         reference: ctx.reference(),
         cancellation_reason: ctx.opt_str(&["cancellation_reason"]),
     };
-    Ok(Ok(match status {
+    Ok(Ok(vec![match status {
         "processing" => Effect::PaymentProcessing(update),
         "requires_action" => Effect::PaymentRequiresAction(update),
         _ => Effect::PaymentCanceled(update),
-    }))
+    }]))
 }
 
 fn invoice_status(ctx: &Ctx, store: &mut dyn StateStore, status: &str) -> Mapped {
@@ -665,18 +669,20 @@ fn invoice_status(ctx: &Ctx, store: &mut dyn StateStore, status: &str) -> Mapped
         ctx.opt_str(&["subscription_details", "metadata", "tenant_id"])
             .or_else(|| ctx.opt_str(&["parent", "subscription_details", "metadata", "tenant_id"]))
     });
-    Ok(Ok(Effect::InvoiceStatusChanged(InvoiceStatusChanged {
-        invoice: id,
-        status: status.to_string(),
-        amount_paid,
-        amount_due,
-        tenant,
-        account: ctx.account.clone(),
-        customer: id_at(ctx.object, &["customer"]),
-        subscription,
-        hosted_invoice_url: ctx.opt_str(&["hosted_invoice_url"]),
-        invoice_pdf: ctx.opt_str(&["invoice_pdf"]),
-    })))
+    Ok(Ok(vec![Effect::InvoiceStatusChanged(
+        InvoiceStatusChanged {
+            invoice: id,
+            status: status.to_string(),
+            amount_paid,
+            amount_due,
+            tenant,
+            account: ctx.account.clone(),
+            customer: id_at(ctx.object, &["customer"]),
+            subscription,
+            hosted_invoice_url: ctx.opt_str(&["hosted_invoice_url"]),
+            invoice_pdf: ctx.opt_str(&["invoice_pdf"]),
+        },
+    )]))
 }
 
 #[cfg(test)]
