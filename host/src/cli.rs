@@ -36,6 +36,73 @@ enum Command {
     Sign(SignArgs),
     /// Read or post a tenant's double-entry ledger.
     Ledger(LedgerArgs),
+    /// Register which tenant each connected account (acct_...) belongs to;
+    /// Connect events are routed by it.
+    Tenants(TenantsArgs),
+}
+
+#[derive(Args)]
+struct TenantsArgs {
+    #[command(subcommand)]
+    action: TenantsAction,
+    /// Database URL.
+    #[arg(
+        long,
+        global = true,
+        env = "PSA_BILLING_DATABASE_URL",
+        default_value = "sqlite://psa-billing.db"
+    )]
+    database_url: String,
+    #[command(flatten)]
+    plugin: PluginArgs,
+}
+
+#[derive(Subcommand)]
+enum TenantsAction {
+    /// Register (or move) a connected account to a tenant.
+    Register { account: String, tenant: String },
+    /// Forget a connected account.
+    Unregister { account: String },
+    /// Print the tenant of a connected account.
+    Lookup { account: String },
+    /// Print every registered account and its tenant.
+    List,
+}
+
+/// How events find the application's tenant and records, and which Stripe
+/// API version they should carry.
+#[derive(Args)]
+struct RoutingArgs {
+    /// Metadata keys naming the tenant, first present wins (default tenant_id).
+    #[arg(
+        long = "tenant-key",
+        env = "PSA_BILLING_TENANT_KEYS",
+        value_delimiter = ','
+    )]
+    tenant_keys: Vec<String>,
+    /// Metadata keys naming the application's record (default reference, invoice_id).
+    #[arg(
+        long = "reference-key",
+        env = "PSA_BILLING_REFERENCE_KEYS",
+        value_delimiter = ','
+    )]
+    reference_keys: Vec<String>,
+    /// The Stripe API version of the webhook endpoint; a mismatch is logged.
+    #[arg(long, env = "PSA_BILLING_STRIPE_API_VERSION")]
+    api_version: Option<String>,
+    /// Refuse (500, recorded as failed, retried by Stripe) events of another API version.
+    #[arg(long, env = "PSA_BILLING_STRICT_API_VERSION", requires = "api_version")]
+    strict_api_version: bool,
+}
+
+impl RoutingArgs {
+    fn apply(&self, pipeline: Pipeline) -> Pipeline {
+        let pipeline = pipeline.with_routing(self.tenant_keys.clone(), self.reference_keys.clone());
+        match &self.api_version {
+            Some(v) => pipeline.with_api_version(v.clone(), self.strict_api_version),
+            None => pipeline,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -157,6 +224,8 @@ struct ServeArgs {
     #[arg(long, env = "PSA_BILLING_RULES")]
     rules: Option<PathBuf>,
     #[command(flatten)]
+    routing: RoutingArgs,
+    #[command(flatten)]
     plugin: PluginArgs,
 }
 
@@ -239,6 +308,8 @@ struct ReplayArgs {
     #[arg(long, requires = "expect")]
     bless: bool,
     #[command(flatten)]
+    routing: RoutingArgs,
+    #[command(flatten)]
     plugin: PluginArgs,
 }
 
@@ -271,6 +342,7 @@ pub fn main() -> Result<()> {
             Command::Replay(a) => replay(a).await,
             Command::Sign(a) => sign(a),
             Command::Ledger(a) => ledger(a).await,
+            Command::Tenants(a) => tenants(a).await,
         }
     })
 }
@@ -298,7 +370,12 @@ async fn serve(a: ServeArgs) -> Result<()> {
     let runtime = a.plugin.runtime()?;
     let rules = load_rules(&runtime, &a.rules).await?;
     let db = Db::open(&a.database_url).await?;
-    let pipeline = Pipeline::new(runtime, db.clone(), secrets, a.tolerance_seconds);
+    let pipeline = a.routing.apply(Pipeline::new(
+        runtime,
+        db.clone(),
+        secrets,
+        a.tolerance_seconds,
+    ));
     let app = server::router(
         pipeline,
         ServerOptions {
@@ -401,6 +478,35 @@ async fn ledger(a: LedgerArgs) -> Result<()> {
     Ok(())
 }
 
+async fn tenants(a: TenantsArgs) -> Result<()> {
+    use crate::tenants;
+    let runtime = a.plugin.runtime()?;
+    let db = Db::open(&a.database_url).await?;
+    let out = match a.action {
+        TenantsAction::Register { account, tenant } => {
+            tenants::register(&runtime, &db, &account, &tenant)
+                .await
+                .map(|()| json!({ "account": account, "tenant": tenant }))
+        }
+        TenantsAction::Unregister { account } => tenants::unregister(&runtime, &db, &account)
+            .await
+            .map(|()| json!({ "account": account, "tenant": null })),
+        TenantsAction::Lookup { account } => tenants::lookup(&runtime, &db, &account)
+            .await
+            .map(|tenant| json!({ "account": account, "tenant": tenant })),
+        TenantsAction::List => tenants::list(&db).await.map(|list| {
+            let list: Vec<Value> = list
+                .into_iter()
+                .map(|(account, tenant)| json!({ "account": account, "tenant": tenant }))
+                .collect();
+            json!({ "tenants": list })
+        }),
+    };
+    db.close().await;
+    println!("{}", serde_json::to_string_pretty(&out?)?);
+    Ok(())
+}
+
 /// Reads a file, or standard input for `-`.
 fn read_input(path: &Path) -> Result<String> {
     if path.as_os_str() == "-" {
@@ -455,7 +561,10 @@ async fn replay(a: ReplayArgs) -> Result<()> {
     for path in &a.paths {
         let (scenario, files) = scenario_files(path)?;
         let db = Db::open("sqlite::memory:").await?;
-        let pipeline = Pipeline::new(runtime.clone(), db, Vec::new(), 0);
+        register_scenario_tenants(&runtime, &db, path).await?;
+        let pipeline = a
+            .routing
+            .apply(Pipeline::new(runtime.clone(), db, Vec::new(), 0));
         for file in files {
             let body =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
@@ -494,6 +603,30 @@ async fn replay(a: ReplayArgs) -> Result<()> {
     }
     if differences > 0 {
         bail!("{differences} event(s) differ from the expected effects");
+    }
+    Ok(())
+}
+
+/// A scenario directory's `registry.txt`: one `acct_... tenant` per line,
+/// registered before its events run.
+async fn register_scenario_tenants(runtime: &Runtime, db: &Db, scenario: &Path) -> Result<()> {
+    let file = scenario.join("registry.txt");
+    if !file.is_file() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(&file)?;
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let Some((account, tenant)) = line.split_once(char::is_whitespace) else {
+            bail!(
+                "{}: expected `acct_... tenant`, got {line:?}",
+                file.display()
+            );
+        };
+        crate::tenants::register(runtime, db, account, tenant.trim()).await?;
     }
     Ok(())
 }

@@ -130,6 +130,16 @@ impl Db {
     }
 
     /// The status of an event already in the log.
+    /// Every key and value of one plugin state collection, by key.
+    pub async fn state_entries(&self, collection: &str) -> Result<Vec<(String, String)>> {
+        let rows =
+            sqlx::query("SELECT key, value FROM plugin_state WHERE collection = ? ORDER BY key")
+                .bind(collection)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     pub async fn event_status(&self, id: &str) -> Result<Option<String>> {
         Ok(sqlx::query_scalar("SELECT status FROM events WHERE id = ?")
             .bind(id)

@@ -36,7 +36,7 @@ pub struct MovementInput {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum LedgerFailure {
+pub enum ApiFailure {
     /// The caller's to fix: unknown account, bad amount, empty posting.
     #[error("{0}")]
     Invalid(String),
@@ -49,10 +49,10 @@ pub enum LedgerFailure {
 /// How often a posting is redone when events keep changing the book.
 const MAX_CONFLICT_RETRIES: usize = 16;
 
-fn refused(e: LedgerError) -> LedgerFailure {
+fn refused(e: LedgerError) -> ApiFailure {
     match e {
-        LedgerError::Invalid(m) | LedgerError::Unbalanced(m) => LedgerFailure::Invalid(m),
-        LedgerError::Storage(m) => LedgerFailure::Database(anyhow::anyhow!(m)),
+        LedgerError::Invalid(m) | LedgerError::Unbalanced(m) => ApiFailure::Invalid(m),
+        LedgerError::Storage(m) => ApiFailure::Database(anyhow::anyhow!(m)),
     }
 }
 
@@ -66,14 +66,14 @@ pub async fn post(
     db: &Db,
     tenant: &str,
     input: PostInput,
-) -> Result<Value, LedgerFailure> {
+) -> Result<Value, ApiFailure> {
     let mut movements = Vec::with_capacity(input.movements.len());
     for m in input.movements {
         let amount = runtime
             .parse_amount(&m.amount, &input.currency)
             .await?
             .map_err(|e| {
-                LedgerFailure::Invalid(format!("{} → {}: {}", m.from, m.to, fee_error_text(e)))
+                ApiFailure::Invalid(format!("{} → {}: {}", m.from, m.to, fee_error_text(e)))
             })?;
         movements.push(Movement {
             from: m.from,
@@ -97,19 +97,19 @@ pub async fn post(
         match db
             .commit_state(&staged)
             .await
-            .map_err(LedgerFailure::Database)?
+            .map_err(ApiFailure::Database)?
         {
             CommitOutcome::Conflict => continue,
             _ => return Ok(transaction_json(&tx)),
         }
     }
-    Err(LedgerFailure::Database(anyhow::anyhow!(
+    Err(ApiFailure::Database(anyhow::anyhow!(
         "the ledger of {tenant} kept changing under concurrent postings; try again"
     )))
 }
 
 /// `tenant`'s balances: currency → account → amount.
-pub async fn balances(runtime: &Runtime, db: &Db, tenant: &str) -> Result<Value, LedgerFailure> {
+pub async fn balances(runtime: &Runtime, db: &Db, tenant: &str) -> Result<Value, ApiFailure> {
     let list = runtime
         .ledger_balances(staged(db, tenant), tenant.to_string())
         .await?
@@ -134,7 +134,7 @@ pub async fn transactions(
     tenant: &str,
     after: u64,
     limit: u32,
-) -> Result<Value, LedgerFailure> {
+) -> Result<Value, ApiFailure> {
     let list = runtime
         .ledger_transactions(staged(db, tenant), tenant.to_string(), after, limit)
         .await?

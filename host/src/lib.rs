@@ -24,6 +24,7 @@ pub mod pipeline;
 pub mod quoting;
 pub mod runtime;
 pub mod server;
+pub mod tenants;
 
 pub use capabilities::StagedState;
 pub use db::Db;

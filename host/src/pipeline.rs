@@ -5,7 +5,7 @@
 use crate::capabilities::StagedState;
 use crate::db::{CommitOutcome, Db, EventMeta, NewEffect};
 use crate::effects_json;
-use crate::runtime::{Delivery, Envelope, HandleError, Runtime, VerifyError};
+use crate::runtime::{Delivery, Envelope, HandleError, Routing, Runtime, VerifyError};
 use std::fmt;
 
 /// How many times an event is re-handled when its state changed under it.
@@ -92,6 +92,16 @@ pub struct Pipeline {
     db: Db,
     secrets: Vec<String>,
     tolerance_seconds: u32,
+    routing: Routing,
+    api_version: Option<ApiVersion>,
+}
+
+/// The Stripe API version the deployment expects its events in.
+#[derive(Debug, Clone)]
+struct ApiVersion {
+    version: String,
+    /// Refuse (and keep for retry) rather than warn.
+    strict: bool,
 }
 
 impl Pipeline {
@@ -101,7 +111,32 @@ impl Pipeline {
             db,
             secrets,
             tolerance_seconds,
+            routing: Routing {
+                tenant_keys: vec![],
+                reference_keys: vec![],
+            },
+            api_version: None,
         }
+    }
+
+    /// Metadata keys naming the tenant and the application's reference,
+    /// first present wins; empty lists keep the plugin's defaults
+    /// (`tenant_id`; `reference`, `invoice_id`).
+    pub fn with_routing(mut self, tenant_keys: Vec<String>, reference_keys: Vec<String>) -> Self {
+        self.routing = Routing {
+            tenant_keys,
+            reference_keys,
+        };
+        self
+    }
+
+    /// The API version events should carry (the endpoint's, in Stripe's
+    /// dashboard). A mismatch is logged; with `strict` the event is refused
+    /// with a 5xx, recorded as failed, so Stripe keeps retrying until the
+    /// configuration is fixed and nothing is lost.
+    pub fn with_api_version(mut self, version: String, strict: bool) -> Self {
+        self.api_version = Some(ApiVersion { version, strict });
+        self
     }
 
     pub fn db(&self) -> &Db {
@@ -143,6 +178,7 @@ impl Pipeline {
     }
 
     async fn process(&self, envelope: Envelope, body: &[u8]) -> Result<Outcome, DeliveryError> {
+        let api_version = envelope.api_version;
         let event = EventMeta {
             id: envelope.id,
             event_type: envelope.event_type,
@@ -158,9 +194,25 @@ impl Pipeline {
             }
             _ => {}
         }
+        if let Some(expected) = &self.api_version
+            && api_version.as_deref() != Some(expected.version.as_str())
+        {
+            let got = api_version.as_deref().unwrap_or("none");
+            let reason = format!(
+                "api_version {got} differs from the configured {}",
+                expected.version
+            );
+            if expected.strict {
+                return Err(self
+                    .fail(&event, body, format!("{reason} (strict mode)"))
+                    .await);
+            }
+            tracing::warn!(event = %event.id, %reason, "handling it anyway: fields may have moved");
+        }
         for _ in 0..MAX_CONFLICT_RETRIES {
             let staged = StagedState::new(self.db.clone(), event.id.clone());
-            let (handled, staged) = match self.runtime.handle(body, staged).await {
+            let handled = self.runtime.handle(body, &self.routing, staged).await;
+            let (handled, staged) = match handled {
                 Ok(r) => r,
                 Err(e) => return Err(self.fail(&event, body, e.to_string()).await),
             };

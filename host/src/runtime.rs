@@ -22,6 +22,8 @@ pub(crate) mod bindings {
         world: "billing-plugin",
         imports: { default: async | trappable },
         exports: { default: async },
+        // Effects are stored as JSON: derived, so it cannot drift from the WIT.
+        additional_derives: [serde::Serialize],
     });
 }
 
@@ -31,8 +33,7 @@ pub use bindings::exports::psa::billing::fees::{
 };
 pub use bindings::exports::psa::billing::ledger::{Balance, LedgerError, Leg, Transaction};
 pub use bindings::exports::psa::billing::webhooks::{
-    Delivery, DisputeFunds, DisputeUpdate, Effect, Envelope, HandleError, PaymentUpdate,
-    VerifyError,
+    Delivery, Effect, Envelope, HandleError, Routing, VerifyError,
 };
 pub use bindings::psa::billing::types::{FeeLine, Money, Movement};
 use bindings::{BillingPlugin, BillingPluginPre};
@@ -53,6 +54,10 @@ mod fee_rules_bindings {
 }
 use fee_rules_bindings::exports::psa::billing::fee_rules::FeeContext;
 use fee_rules_bindings::{FeeRulesPlugin, FeeRulesPluginPre};
+
+/// The plugin state collection of the tenant registry (see `wit/billing.wit`,
+/// interface `tenants`).
+pub const TENANTS_COLLECTION: &str = "tenants";
 
 /// The default plugin, built from `plugin/component` by the build script.
 pub static DEFAULT_PLUGIN: &[u8] =
@@ -272,12 +277,49 @@ impl Runtime {
     pub async fn handle(
         &self,
         body: &[u8],
+        routing: &Routing,
         staged: StagedState,
     ) -> Result<(Result<Vec<Effect>, HandleError>, StagedState), CallError> {
         let body = body.to_vec();
+        let routing = routing.clone();
         storage_call!(self, staged, |p, s| p
             .psa_billing_webhooks()
-            .call_handle(&mut s, &body))
+            .call_handle(&mut s, &body, &routing))
+    }
+
+    /// Registers a connected account to a tenant (staged; the caller commits).
+    pub async fn register_tenant(
+        &self,
+        staged: StagedState,
+        account: String,
+        tenant: String,
+    ) -> Result<(Result<(), String>, StagedState), CallError> {
+        storage_call!(self, staged, |p, s| p
+            .psa_billing_tenants()
+            .call_register(&mut s, &account, &tenant))
+    }
+
+    /// Forgets a connected account (staged; the caller commits).
+    pub async fn unregister_tenant(
+        &self,
+        staged: StagedState,
+        account: String,
+    ) -> Result<(Result<(), String>, StagedState), CallError> {
+        storage_call!(self, staged, |p, s| p
+            .psa_billing_tenants()
+            .call_unregister(&mut s, &account))
+    }
+
+    /// The tenant a connected account is registered to (reads only).
+    pub async fn lookup_tenant(
+        &self,
+        staged: StagedState,
+        account: String,
+    ) -> Result<Result<Option<String>, String>, CallError> {
+        let (r, _) = storage_call!(self, staged, |p, s| p
+            .psa_billing_tenants()
+            .call_lookup(&mut s, &account))?;
+        Ok(r)
     }
 
     /// Posts movements to a tenant's ledger with storage staged in `staged`;

@@ -1,11 +1,12 @@
-//! The HTTP surface: `POST /webhooks/stripe`, `GET /v1/effects`, quotes
+//! The HTTP surface: `POST /webhooks/stripe`, `GET /v1/effects`, tenants, quotes
 //! (`POST /v1/quote[/{flow}]`), the ledger (`/v1/ledger/{tenant}/...`) and
 //! `GET /healthz`.
 
-use crate::ledger::{self, LedgerFailure};
+use crate::ledger::{self, ApiFailure};
 use crate::pipeline::{DeliveryError, Outcome, Pipeline, describe_rejection, rejection_code};
 use crate::quoting::{self, QuoteFailure, QuoteInput};
 use crate::runtime::CallError;
+use crate::tenants;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -66,6 +67,13 @@ pub fn router(pipeline: Pipeline, options: ServerOptions) -> Router {
         .route(
             "/v1/ledger/{tenant}/transactions",
             get(ledger_transactions).post(ledger_post),
+        )
+        .route("/v1/tenants", get(tenants_list))
+        .route(
+            "/v1/tenants/{account}",
+            get(tenant_lookup)
+                .put(tenant_register)
+                .delete(tenant_unregister),
         )
         .route("/healthz", get(healthz))
         .with_state(state)
@@ -281,18 +289,21 @@ async fn quote_flow(
     quote_response(quoting::flow(rt, app.rules.as_deref(), &flow, input).await)
 }
 
-fn ledger_response(result: Result<serde_json::Value, LedgerFailure>) -> Response {
+fn ledger_response(result: Result<serde_json::Value, ApiFailure>) -> Response {
+    api_response(result, "invalid_posting")
+}
+
+/// `invalid` names what the caller sent wrong, for a 422.
+fn api_response(result: Result<serde_json::Value, ApiFailure>, invalid: &str) -> Response {
     match result {
         Ok(v) => Json(v).into_response(),
-        Err(LedgerFailure::Invalid(m)) => {
-            error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_posting", m)
-        }
-        Err(LedgerFailure::Plugin(e)) => error(
+        Err(ApiFailure::Invalid(m)) => error(StatusCode::UNPROCESSABLE_ENTITY, invalid, m),
+        Err(ApiFailure::Plugin(e)) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "plugin_failed",
             e.to_string(),
         ),
-        Err(e @ LedgerFailure::Database(_)) => {
+        Err(e @ ApiFailure::Database(_)) => {
             error(StatusCode::SERVICE_UNAVAILABLE, "database", e.to_string())
         }
     }
@@ -353,4 +364,80 @@ async fn ledger_post(
     };
     let (rt, db) = (app.pipeline.runtime(), app.pipeline.db());
     ledger_response(ledger::post(rt, db, &tenant, input).await)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantInput {
+    tenant: String,
+}
+
+async fn tenants_list(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Some(r) = refuse_unauthorized(&app, &headers) {
+        return r;
+    }
+    let list = tenants::list(app.pipeline.db()).await.map(|list| {
+        let list: Vec<serde_json::Value> = list
+            .into_iter()
+            .map(|(account, tenant)| json!({ "account": account, "tenant": tenant }))
+            .collect();
+        json!({ "tenants": list })
+    });
+    api_response(list, "invalid_tenant")
+}
+
+async fn tenant_lookup(
+    State(app): State<Arc<AppState>>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = refuse_unauthorized(&app, &headers) {
+        return r;
+    }
+    let (rt, db) = (app.pipeline.runtime(), app.pipeline.db());
+    match tenants::lookup(rt, db, &account).await {
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            "not_registered",
+            format!("{account} is not registered to a tenant"),
+        ),
+        found => api_response(
+            found.map(|t| json!({ "account": account, "tenant": t })),
+            "invalid_tenant",
+        ),
+    }
+}
+
+async fn tenant_register(
+    State(app): State<Arc<AppState>>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    input: Result<Json<TenantInput>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let input = match authorized_json(&app, &headers, input) {
+        Ok(i) => i,
+        Err(refused) => return *refused,
+    };
+    let (rt, db) = (app.pipeline.runtime(), app.pipeline.db());
+    let done = tenants::register(rt, db, &account, &input.tenant).await;
+    api_response(
+        done.map(|()| json!({ "account": account, "tenant": input.tenant })),
+        "invalid_tenant",
+    )
+}
+
+async fn tenant_unregister(
+    State(app): State<Arc<AppState>>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = refuse_unauthorized(&app, &headers) {
+        return r;
+    }
+    let (rt, db) = (app.pipeline.runtime(), app.pipeline.db());
+    let done = tenants::unregister(rt, db, &account).await;
+    api_response(
+        done.map(|()| json!({ "account": account, "tenant": null })),
+        "invalid_tenant",
+    )
 }

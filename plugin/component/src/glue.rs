@@ -1,8 +1,8 @@
 //! wit-bindgen glue: WIT types <-> core types.
 
 use psa_billing_core::{
-    effects as fx, escrow, event, fees as core_fees, invoice, ledger as core_ledger, mapping,
-    money, refunds, rules, seats, signature, state,
+    escrow, event, fees as core_fees, invoice, ledger as core_ledger, mapping, money, refunds,
+    rules, seats, signature, state,
 };
 
 wit_bindgen::generate!({
@@ -20,7 +20,7 @@ struct Plugin;
 
 export!(Plugin);
 
-fn wit_money(m: money::Money) -> Money {
+pub(crate) fn wit_money(m: money::Money) -> Money {
     Money {
         amount: m.amount,
         currency: m.currency,
@@ -443,8 +443,9 @@ impl webhooks::Guest for Plugin {
             .map_err(parse_error)
     }
 
-    fn handle(body: Vec<u8>) -> Result<Vec<Effect>, HandleError> {
-        let effects = mapping::handle(&body, &mut HostState).map_err(|e| {
+    fn handle(body: Vec<u8>, routing: webhooks::Routing) -> Result<Vec<Effect>, HandleError> {
+        let routing = mapping::Routing::or_defaults(routing.tenant_keys, routing.reference_keys);
+        let effects = mapping::handle_with(&body, &routing, &mut HostState).map_err(|e| {
             log::log(log::Level::Warn, &e.to_string());
             match e {
                 mapping::HandleError::Malformed(m) => HandleError::MalformedPayload(m),
@@ -453,133 +454,21 @@ impl webhooks::Guest for Plugin {
                 mapping::HandleError::NotReady(m) => HandleError::NotReady(m),
             }
         })?;
-        Ok(effects.into_iter().map(wit_effect).collect())
+        Ok(effects
+            .into_iter()
+            .map(crate::effect_glue::wit_effect)
+            .collect())
     }
 }
 
-fn wit_update(u: fx::PaymentUpdate) -> webhooks::PaymentUpdate {
-    webhooks::PaymentUpdate {
-        payment_intent: u.payment_intent,
-        amount: wit_money(u.amount),
-        tenant: u.tenant,
-        account: u.account,
-        reference: u.reference,
-        cancellation_reason: u.cancellation_reason,
+impl exports::psa::billing::tenants::Guest for Plugin {
+    fn register(account: String, tenant: String) -> Result<(), String> {
+        mapping::register_tenant(&mut HostState, &account, &tenant)
     }
-}
-
-fn wit_dispute(d: fx::DisputeUpdate) -> webhooks::DisputeUpdate {
-    webhooks::DisputeUpdate {
-        dispute: d.dispute,
-        charge: d.charge,
-        payment_intent: d.payment_intent,
-        amount: wit_money(d.amount),
-        reason: d.reason,
-        status: d.status,
-        evidence_due_by: d.evidence_due_by,
-        tenant: d.tenant,
-        account: d.account,
+    fn unregister(account: String) -> Result<(), String> {
+        state::StateStore::delete(&mut HostState, mapping::TENANTS, &account)
     }
-}
-
-fn wit_funds(f: fx::DisputeFunds) -> webhooks::DisputeFunds {
-    webhooks::DisputeFunds {
-        dispute: f.dispute,
-        charge: f.charge,
-        amount: wit_money(f.amount),
-        fee: f.fee.map(wit_money),
-        tenant: f.tenant,
-        account: f.account,
-    }
-}
-
-fn wit_effect(e: fx::Effect) -> Effect {
-    use webhooks as w;
-    match e {
-        fx::Effect::PaymentSucceeded(p) => Effect::PaymentSucceeded(w::PaymentSucceeded {
-            payment_intent: p.payment_intent,
-            amount: wit_money(p.amount),
-            tenant: p.tenant,
-            account: p.account,
-            customer: p.customer,
-            reference: p.reference,
-            application_fee: p.application_fee.map(wit_money),
-        }),
-        fx::Effect::PaymentFailed(p) => Effect::PaymentFailed(w::PaymentFailed {
-            payment_intent: p.payment_intent,
-            amount: wit_money(p.amount),
-            tenant: p.tenant,
-            account: p.account,
-            reference: p.reference,
-            code: p.code,
-            decline_code: p.decline_code,
-            message: p.message,
-        }),
-        fx::Effect::PaymentProcessing(u) => Effect::PaymentProcessing(wit_update(u)),
-        fx::Effect::PaymentRequiresAction(u) => Effect::PaymentRequiresAction(wit_update(u)),
-        fx::Effect::PaymentCanceled(u) => Effect::PaymentCanceled(wit_update(u)),
-        fx::Effect::InvoiceStatusChanged(i) => {
-            Effect::InvoiceStatusChanged(w::InvoiceStatusChanged {
-                invoice: i.invoice,
-                status: i.status,
-                amount_paid: wit_money(i.amount_paid),
-                amount_due: wit_money(i.amount_due),
-                tenant: i.tenant,
-                account: i.account,
-                customer: i.customer,
-                subscription: i.subscription,
-                hosted_invoice_url: i.hosted_invoice_url,
-                invoice_pdf: i.invoice_pdf,
-            })
-        }
-        fx::Effect::RefundRecorded(r) => Effect::RefundRecorded(w::RefundRecorded {
-            charge: r.charge,
-            payment_intent: r.payment_intent,
-            amount: wit_money(r.amount),
-            total_refunded: wit_money(r.total_refunded),
-            full: r.full,
-            tenant: r.tenant,
-            account: r.account,
-            reference: r.reference,
-        }),
-        fx::Effect::SubscriptionChanged(c) => Effect::SubscriptionChanged(w::SubscriptionChanged {
-            subscription: c.subscription,
-            status: c.status,
-            quantity: c.quantity,
-            current_period_end: c.current_period_end,
-            cancel_at_period_end: c.cancel_at_period_end,
-            tenant: c.tenant,
-            account: c.account,
-            customer: c.customer,
-        }),
-        fx::Effect::AccountStatusChanged(a) => {
-            Effect::AccountStatusChanged(w::AccountStatusChanged {
-                account: a.account,
-                charges_enabled: a.charges_enabled,
-                payouts_enabled: a.payouts_enabled,
-                details_submitted: a.details_submitted,
-                requirements_due: a.requirements_due,
-                disabled_reason: a.disabled_reason,
-                tenant: a.tenant,
-            })
-        }
-        fx::Effect::AccountDeauthorized(a) => Effect::AccountDeauthorized(w::AccountDeauthorized {
-            account: a.account,
-            application: a.application,
-        }),
-        fx::Effect::DisputeOpened(d) => Effect::DisputeOpened(wit_dispute(d)),
-        fx::Effect::DisputeUpdated(d) => Effect::DisputeUpdated(wit_dispute(d)),
-        fx::Effect::DisputeClosed(d) => Effect::DisputeClosed(wit_dispute(d)),
-        fx::Effect::DisputeFundsWithdrawn(f) => Effect::DisputeFundsWithdrawn(wit_funds(f)),
-        fx::Effect::DisputeFundsReinstated(f) => Effect::DisputeFundsReinstated(wit_funds(f)),
-        fx::Effect::LicenseCountSet(l) => Effect::LicenseCountSet(w::LicenseCountSet {
-            subscription: l.subscription,
-            tenant: l.tenant,
-            count: l.count,
-        }),
-        fx::Effect::EventIgnored(i) => Effect::EventIgnored(w::EventIgnored {
-            event_type: i.event_type,
-            reason: i.reason,
-        }),
+    fn lookup(account: String) -> Result<Option<String>, String> {
+        state::StateStore::get(&mut HostState, mapping::TENANTS, &account)
     }
 }

@@ -6,4 +6,6 @@
 //! on any other target this crate is empty.
 
 #[cfg(target_arch = "wasm32")]
+mod effect_glue;
+#[cfg(target_arch = "wasm32")]
 mod glue;

@@ -13,15 +13,72 @@ pub enum Effect {
     InvoiceStatusChanged(InvoiceStatusChanged),
     RefundRecorded(RefundRecorded),
     SubscriptionChanged(SubscriptionChanged),
+    PaymentCapturable(PaymentUpdate),
+    PaymentPartiallyFunded(PaymentUpdate),
     AccountStatusChanged(AccountStatusChanged),
-    AccountDeauthorized(AccountDeauthorized),
+    AccountAuthorized(AccountApplication),
+    AccountDeauthorized(AccountApplication),
     DisputeOpened(DisputeUpdate),
     DisputeUpdated(DisputeUpdate),
     DisputeClosed(DisputeUpdate),
     DisputeFundsWithdrawn(DisputeFunds),
     DisputeFundsReinstated(DisputeFunds),
     LicenseCountSet(LicenseCountSet),
+    CheckoutCompleted(CheckoutSession),
+    CheckoutPaymentFailed(CheckoutSession),
+    CheckoutExpired(CheckoutSession),
+    RefundUpdated(RefundUpdate),
+    RefundFailed(RefundUpdate),
+    PayoutChanged(Payout),
+    TransferChanged(Transfer),
+    FraudWarning(FraudWarning),
+    ReviewOpened(Review),
+    ReviewClosed(Review),
+    CustomerChanged(Customer),
+    PaymentMethodChanged(PaymentMethod),
+    WalletDepositConfirmed(WalletDeposit),
     EventIgnored(EventIgnored),
+}
+
+impl Effect {
+    /// The effect's `kind` in JSON and in the event catalog.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Effect::PaymentSucceeded(_) => "payment.succeeded",
+            Effect::PaymentFailed(_) => "payment.failed",
+            Effect::PaymentProcessing(_) => "payment.processing",
+            Effect::PaymentRequiresAction(_) => "payment.requires_action",
+            Effect::PaymentCanceled(_) => "payment.canceled",
+            Effect::InvoiceStatusChanged(_) => "invoice.status_changed",
+            Effect::RefundRecorded(_) => "refund.recorded",
+            Effect::SubscriptionChanged(_) => "subscription.changed",
+            Effect::PaymentCapturable(_) => "payment.capturable",
+            Effect::PaymentPartiallyFunded(_) => "payment.partially_funded",
+            Effect::AccountStatusChanged(_) => "account.status_changed",
+            Effect::AccountAuthorized(_) => "account.authorized",
+            Effect::AccountDeauthorized(_) => "account.deauthorized",
+            Effect::DisputeOpened(_) => "dispute.opened",
+            Effect::DisputeUpdated(_) => "dispute.updated",
+            Effect::DisputeClosed(_) => "dispute.closed",
+            Effect::DisputeFundsWithdrawn(_) => "dispute.funds_withdrawn",
+            Effect::DisputeFundsReinstated(_) => "dispute.funds_reinstated",
+            Effect::LicenseCountSet(_) => "license.count_set",
+            Effect::CheckoutCompleted(_) => "checkout.completed",
+            Effect::CheckoutPaymentFailed(_) => "checkout.payment_failed",
+            Effect::CheckoutExpired(_) => "checkout.expired",
+            Effect::RefundUpdated(_) => "refund.updated",
+            Effect::RefundFailed(_) => "refund.failed",
+            Effect::PayoutChanged(_) => "payout.changed",
+            Effect::TransferChanged(_) => "transfer.changed",
+            Effect::FraudWarning(_) => "fraud.warning",
+            Effect::ReviewOpened(_) => "review.opened",
+            Effect::ReviewClosed(_) => "review.closed",
+            Effect::CustomerChanged(_) => "customer.changed",
+            Effect::PaymentMethodChanged(_) => "payment_method.changed",
+            Effect::WalletDepositConfirmed(_) => "wallet.deposit_confirmed",
+            Effect::EventIgnored(_) => "event.ignored",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,12 +175,13 @@ pub struct AccountStatusChanged {
     pub tenant: Option<String>,
 }
 
-/// The connected account disconnected the platform.
+/// The connected account connected or disconnected the platform.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccountDeauthorized {
+pub struct AccountApplication {
     pub account: String,
     /// The platform's application (`ca_...`).
     pub application: Option<String>,
+    pub tenant: Option<String>,
 }
 
 /// A dispute's latest state.
@@ -167,4 +225,123 @@ pub struct LicenseCountSet {
 pub struct EventIgnored {
     pub event_type: String,
     pub reason: String,
+}
+
+/// A Checkout Session's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckoutSession {
+    pub session: String,
+    pub mode: String,
+    pub status: String,
+    /// paid, unpaid (an asynchronous method still settling), no_payment_required.
+    pub payment_status: String,
+    pub amount_total: Option<Money>,
+    pub customer: Option<String>,
+    pub payment_intent: Option<String>,
+    pub subscription: Option<String>,
+    pub invoice: Option<String>,
+    pub tenant: Option<String>,
+    pub account: Option<String>,
+    pub reference: Option<String>,
+}
+
+/// A refund object's latest state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundUpdate {
+    pub refund: String,
+    pub charge: Option<String>,
+    pub payment_intent: Option<String>,
+    pub amount: Money,
+    pub status: String,
+    pub reason: Option<String>,
+    pub failure_reason: Option<String>,
+    pub tenant: Option<String>,
+    pub account: Option<String>,
+    pub reference: Option<String>,
+}
+
+/// Money leaving a Stripe balance for a bank account or card.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payout {
+    pub payout: String,
+    pub amount: Money,
+    pub status: String,
+    pub arrival_date: Option<i64>,
+    pub destination: Option<String>,
+    pub failure_code: Option<String>,
+    pub failure_message: Option<String>,
+    pub tenant: Option<String>,
+    pub account: Option<String>,
+}
+
+/// A transfer from the platform to a connected account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer {
+    pub transfer: String,
+    pub amount: Money,
+    pub amount_reversed: Money,
+    pub reversed: bool,
+    pub destination: Option<String>,
+    pub transfer_group: Option<String>,
+    pub tenant: Option<String>,
+    pub reference: Option<String>,
+}
+
+/// An early fraud warning from the card networks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FraudWarning {
+    pub warning: String,
+    pub charge: Option<String>,
+    pub payment_intent: Option<String>,
+    pub fraud_type: String,
+    pub actionable: bool,
+    pub tenant: Option<String>,
+    pub account: Option<String>,
+}
+
+/// A Radar review opened or closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Review {
+    pub review: String,
+    pub charge: Option<String>,
+    pub payment_intent: Option<String>,
+    pub reason: String,
+    pub tenant: Option<String>,
+    pub account: Option<String>,
+}
+
+/// A Stripe customer created, changed or deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Customer {
+    pub customer: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub deleted: bool,
+    pub tenant: Option<String>,
+    pub account: Option<String>,
+}
+
+/// A way to pay attached to, changed on, or detached from a customer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentMethod {
+    pub payment_method: String,
+    pub customer: Option<String>,
+    pub change: String,
+    pub method_type: Option<String>,
+    pub brand: Option<String>,
+    pub last4: Option<String>,
+    pub exp_month: Option<i64>,
+    pub exp_year: Option<i64>,
+    pub tenant: Option<String>,
+    pub account: Option<String>,
+}
+
+/// Seed 002: a wallet deposit arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalletDeposit {
+    pub wallet: Option<String>,
+    pub payment_intent: String,
+    pub amount: Money,
+    pub tenant: Option<String>,
+    pub reference: Option<String>,
 }

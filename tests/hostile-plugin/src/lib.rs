@@ -122,6 +122,21 @@ mod glue {
         recurse(frame[0] + 1) + frame[31]
     }
 
+    /// The registry hangs: a host must survive a stuck registration.
+    impl exports::psa::billing::tenants::Guest for Hostile {
+        fn register(_: String, _: String) -> Result<(), String> {
+            loop {
+                std::hint::black_box(());
+            }
+        }
+        fn unregister(_: String) -> Result<(), String> {
+            Err("hostile plugin forgets nothing".into())
+        }
+        fn lookup(_: String) -> Result<Option<String>, String> {
+            panic!("hostile plugin trapped on purpose")
+        }
+    }
+
     impl webhooks::Guest for Hostile {
         fn verify(d: Delivery) -> Result<Envelope, VerifyError> {
             signature::verify(
@@ -148,7 +163,7 @@ mod glue {
             })
         }
 
-        fn handle(body: Vec<u8>) -> Result<Vec<Effect>, HandleError> {
+        fn handle(body: Vec<u8>, _: webhooks::Routing) -> Result<Vec<Effect>, HandleError> {
             let e = event::parse_envelope(&body)
                 .map_err(|e| HandleError::MalformedPayload(e.to_string()))?;
             // Stage a write first: the host must roll it back when the call fails.

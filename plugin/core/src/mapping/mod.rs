@@ -35,64 +35,120 @@ impl From<EventError> for HandleError {
     }
 }
 
+mod catalog;
+mod customers;
+mod money_out;
+mod risk;
+
+pub use catalog::{CATALOG, Class, Entry, catalog_markdown, entry};
+
 /// Where objects' last applied statuses are kept.
 pub const OBJECTS: &str = "objects";
+/// The registry of connected accounts: `acct_...` → the application's tenant.
+pub const TENANTS: &str = "tenants";
+
+/// Where the application keeps its tenant and references in `metadata`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routing {
+    /// First present wins.
+    pub tenant_keys: Vec<String>,
+    /// First present wins.
+    pub reference_keys: Vec<String>,
+}
+
+impl Default for Routing {
+    fn default() -> Self {
+        Routing {
+            tenant_keys: vec!["tenant_id".into()],
+            reference_keys: vec!["reference".into(), "invoice_id".into()],
+        }
+    }
+}
+
+impl Routing {
+    /// Empty lists fall back to the defaults, so a host may leave them out.
+    pub fn or_defaults(tenant_keys: Vec<String>, reference_keys: Vec<String>) -> Routing {
+        let d = Routing::default();
+        Routing {
+            tenant_keys: if tenant_keys.is_empty() {
+                d.tenant_keys
+            } else {
+                tenant_keys
+            },
+            reference_keys: if reference_keys.is_empty() {
+                d.reference_keys
+            } else {
+                reference_keys
+            },
+        }
+    }
+}
+
+/// Registers (or moves) a connected account to a tenant.
+pub fn register_tenant(
+    store: &mut dyn StateStore,
+    account: &str,
+    tenant: &str,
+) -> Result<(), String> {
+    if !account.starts_with("acct_") || tenant.trim().is_empty() {
+        return Err(format!(
+            "expected an account id (acct_...) and a non-empty tenant, got {account:?} and {tenant:?}"
+        ));
+    }
+    store.put(TENANTS, account, tenant)
+}
+
+/// Handles one event body with the default routing.
+pub fn handle(body: &[u8], store: &mut dyn StateStore) -> Result<Vec<Effect>, HandleError> {
+    handle_with(body, &Routing::default(), store)
+}
 
 /// Handles one event body.
-pub fn handle(body: &[u8], store: &mut dyn StateStore) -> Result<Vec<Effect>, HandleError> {
+pub fn handle_with(
+    body: &[u8],
+    routing: &Routing,
+    store: &mut dyn StateStore,
+) -> Result<Vec<Effect>, HandleError> {
     let event = event::parse_json(body)?;
     let env = event::envelope_of(&event)?;
-    let map: fn(&Ctx, &mut dyn StateStore) -> Mapped = match env.event_type.as_str() {
-        "payment_intent.succeeded" => payment_succeeded,
-        "payment_intent.payment_failed" => payment_failed,
-        "payment_intent.processing" => |ctx, store| payment_update(ctx, store, "processing"),
-        "payment_intent.requires_action" => {
-            |ctx, store| payment_update(ctx, store, "requires_action")
-        }
-        "payment_intent.canceled" => |ctx, store| payment_update(ctx, store, "canceled"),
-        "invoice.paid" | "invoice.payment_succeeded" => {
-            |ctx, store| invoice_status(ctx, store, "paid")
-        }
-        "invoice.voided" => |ctx, store| invoice_status(ctx, store, "void"),
-        "invoice.marked_uncollectible" => |ctx, store| invoice_status(ctx, store, "uncollectible"),
-        // The invoice object says where it stands (draft, open...).
-        "invoice.created"
-        | "invoice.finalized"
-        | "invoice.payment_failed"
-        | "invoice.payment_action_required" => |ctx, store| {
-            let status = ctx.req_str("status")?;
-            invoice_status(ctx, store, &status)
-        },
-        "charge.refunded" => refund_recorded,
-        "account.updated" => account_updated,
-        "account.application.deauthorized" => account_deauthorized,
-        "charge.dispute.created" => |ctx, store| dispute_update(ctx, store, Effect::DisputeOpened),
-        "charge.dispute.updated" => |ctx, store| dispute_update(ctx, store, Effect::DisputeUpdated),
-        "charge.dispute.closed" => |ctx, store| dispute_update(ctx, store, Effect::DisputeClosed),
-        "charge.dispute.funds_withdrawn" => |ctx, store| dispute_funds(ctx, store, true),
-        "charge.dispute.funds_reinstated" => |ctx, store| dispute_funds(ctx, store, false),
-        "customer.subscription.created"
-        | "customer.subscription.updated"
-        | "customer.subscription.deleted" => subscription_changed,
-        other => return Ok(vec![ignored(other, "type not used")]),
+    let Some(entry) = entry(&env.event_type) else {
+        return Ok(vec![ignored(&env.event_type, "type not used")]);
     };
-    let ctx = Ctx {
-        object: at(&event, &["data", "object"])
-            .filter(|o| o.is_object())
-            .ok_or_else(|| HandleError::MissingField("data.object".into()))?,
+    let Some(map) = entry.map else {
+        return Ok(vec![ignored(
+            &env.event_type,
+            &format!("no effect by design: {}", entry.notes),
+        )]);
+    };
+    let object = at(&event, &["data", "object"])
+        .filter(|o| o.is_object())
+        .ok_or_else(|| HandleError::MissingField("data.object".into()))?;
+    let registered = match &env.account {
+        Some(acct) => store.get(TENANTS, acct).map_err(HandleError::Storage)?,
+        None => None,
+    };
+    let mut ctx = Ctx {
+        object,
         account: env.account.clone(),
         created: env.created,
+        routing,
+        tenant: None,
     };
+    ctx.tenant = registered.or_else(|| ctx.metadata(&["metadata"], &routing.tenant_keys));
     Ok(map(&ctx, store)?.unwrap_or_else(|stale| vec![ignored(&env.event_type, &stale)]))
 }
 
 /// Mapping result: the effect, or the reason the event is stale.
 type Mapped = Result<Result<Vec<Effect>, String>, HandleError>;
+type MapFn = fn(&Ctx, &mut dyn StateStore) -> Mapped;
 
 struct Ctx<'a> {
     object: &'a Value,
     account: Option<String>,
     created: i64,
+    routing: &'a Routing,
+    /// The registered tenant of the event's account, else the object's metadata's.
+    tenant: Option<String>,
 }
 
 impl Ctx<'_> {
@@ -110,17 +166,33 @@ impl Ctx<'_> {
     fn opt_str(&self, path: &[&str]) -> Option<String> {
         str_at(self.object, path).map(str::to_string)
     }
+    fn opt_i64(&self, path: &[&str]) -> Option<i64> {
+        at(self.object, path).and_then(Value::as_i64)
+    }
+    fn flag(&self, field: &str) -> bool {
+        self.object
+            .get(field)
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
     fn money(&self, field: &str) -> Result<Money, HandleError> {
         Ok(Money::new(self.req_i64(field)?, self.req_str("currency")?))
     }
-    /// The application's tenant: `metadata.tenant_id` (seed 004 calls it critical).
+    /// The first of `keys` present (and not empty) in the metadata at `path`.
+    fn metadata(&self, path: &[&str], keys: &[String]) -> Option<String> {
+        let metadata = at(self.object, path)?;
+        keys.iter()
+            .filter_map(|k| metadata.get(k.as_str()).and_then(Value::as_str))
+            .find(|v| !v.is_empty())
+            .map(str::to_string)
+    }
+    /// The application's tenant (see [`handle_with`]).
     fn tenant(&self) -> Option<String> {
-        self.opt_str(&["metadata", "tenant_id"])
+        self.tenant.clone()
     }
     /// The application's own reference for the object.
     fn reference(&self) -> Option<String> {
-        self.opt_str(&["metadata", "reference"])
-            .or_else(|| self.opt_str(&["metadata", "invoice_id"]))
+        self.metadata(&["metadata"], &self.routing.reference_keys)
     }
 }
 
@@ -138,7 +210,7 @@ const FINAL: u8 = 3;
 fn rank(kind: &str, status: &str) -> u8 {
     match (kind, status) {
         ("payment_intent", "succeeded" | "canceled") => 3,
-        ("payment_intent", "processing") => 2,
+        ("payment_intent", "processing" | "requires_capture") => 2,
         ("payment_intent", _) => 1,
         ("invoice", "paid" | "void") => 3,
         ("dispute", "won" | "lost" | "warning_closed" | "prevented") => 3,
@@ -146,6 +218,19 @@ fn rank(kind: &str, status: &str) -> u8 {
         ("dispute", _) => 1,
         ("invoice", "uncollectible") => 2,
         ("invoice", "open") => 1,
+        // A payout reported paid can still fail days later.
+        ("payout", "failed" | "canceled") => 3,
+        ("payout", "paid") => 2,
+        ("payout", "in_transit") => 1,
+        ("refund", "failed" | "canceled") => 3,
+        ("refund", "succeeded") => 2,
+        ("refund", _) => 1,
+        ("review", "closed") => 3,
+        ("review", _) => 1,
+        // A completed session whose asynchronous payment is still settling
+        // can still succeed or fail.
+        ("checkout_session", "complete:unpaid") => 1,
+        ("checkout_session", _) => 3,
         _ => 0,
     }
 }
@@ -228,7 +313,21 @@ fn payment_succeeded(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
         application_fee,
     };
     post_payment(store, &effect, ctx.created)?;
-    Ok(Ok(vec![Effect::PaymentSucceeded(effect)]))
+    let mut effects = vec![];
+    // Seed 002 marks wallet deposits in the payment's metadata.
+    if ctx.opt_str(&["metadata", "type"]).as_deref() == Some("deposit") {
+        effects.push(Effect::WalletDepositConfirmed(WalletDeposit {
+            wallet: ctx
+                .opt_str(&["metadata", "walletId"])
+                .or_else(|| ctx.opt_str(&["metadata", "wallet_id"])),
+            payment_intent: effect.payment_intent.clone(),
+            amount: effect.amount.clone(),
+            tenant: effect.tenant.clone(),
+            reference: effect.reference.clone(),
+        }));
+    }
+    effects.insert(0, Effect::PaymentSucceeded(effect));
+    Ok(Ok(effects))
 }
 
 /// The ledger's view of a payment: the customer pays the tenant the amount
@@ -303,11 +402,10 @@ fn advance_in_time(
 /// A connected account's capabilities changed (seed 000's onboarding).
 fn account_updated(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
     let id = ctx.req_str("id")?;
-    let flag = |f: &str| ctx.object.get(f).and_then(Value::as_bool).unwrap_or(false);
     let (charges, payouts, details) = (
-        flag("charges_enabled"),
-        flag("payouts_enabled"),
-        flag("details_submitted"),
+        ctx.flag("charges_enabled"),
+        ctx.flag("payouts_enabled"),
+        ctx.flag("details_submitted"),
     );
     let status = format!("charges={charges},payouts={payouts},details={details}");
     if let Err(stale) = advance_in_time(store, "account", &id, &status, ctx.created, None)? {
@@ -334,16 +432,32 @@ fn account_updated(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
     )]))
 }
 
-/// The connected account disconnected the platform's application.
-fn account_deauthorized(ctx: &Ctx, _: &mut dyn StateStore) -> Mapped {
+/// The connected account connected or disconnected the platform's
+/// application; the later of the two (by event time) stands.
+fn account_application(ctx: &Ctx, store: &mut dyn StateStore, authorized: bool) -> Mapped {
     let account = ctx
         .account
         .clone()
         .ok_or_else(|| HandleError::MissingField("account".into()))?;
-    Ok(Ok(vec![Effect::AccountDeauthorized(AccountDeauthorized {
+    let status = if authorized {
+        "authorized"
+    } else {
+        "deauthorized"
+    };
+    if let Err(stale) = advance_in_time(store, "application", &account, status, ctx.created, None)?
+    {
+        return Ok(Err(stale));
+    }
+    let link = AccountApplication {
         account,
         application: ctx.opt_str(&["id"]),
-    })]))
+        tenant: ctx.tenant(),
+    };
+    Ok(Ok(vec![if authorized {
+        Effect::AccountAuthorized(link)
+    } else {
+        Effect::AccountDeauthorized(link)
+    }]))
 }
 
 /// Where the license count last announced per subscription is kept.
@@ -438,6 +552,25 @@ fn owner_of(
     let tenant = owner["tenant"].as_str().map(str::to_string);
     let ledger = owner["ledger"].as_str().unwrap_or(ledger::PLATFORM_TENANT);
     Ok((tenant, ledger.to_string()))
+}
+
+/// The tenant of an object about a payment, for effects that post nothing:
+/// its own routing, else its payment's, else unknown (never not-ready).
+fn soft_tenant(
+    ctx: &Ctx,
+    store: &mut dyn StateStore,
+    payment_intent: Option<&str>,
+) -> Result<Option<String>, HandleError> {
+    if ctx.tenant.is_some() {
+        return Ok(ctx.tenant());
+    }
+    let Some(pi) = payment_intent else {
+        return Ok(None);
+    };
+    let raw = store.get(LEDGER_OWNERS, pi).map_err(HandleError::Storage)?;
+    Ok(raw
+        .and_then(|raw| serde_json::from_str::<Value>(&raw).ok())
+        .and_then(|owner| owner["tenant"].as_str().map(str::to_string)))
 }
 
 fn dispute_update(
@@ -647,11 +780,19 @@ fn payment_update(ctx: &Ctx, store: &mut dyn StateStore, status: &str) -> Mapped
     Ok(Ok(vec![match status {
         "processing" => Effect::PaymentProcessing(update),
         "requires_action" => Effect::PaymentRequiresAction(update),
+        "requires_capture" => Effect::PaymentCapturable(update),
+        "partially_funded" => Effect::PaymentPartiallyFunded(update),
         _ => Effect::PaymentCanceled(update),
     }]))
 }
 
-fn invoice_status(ctx: &Ctx, store: &mut dyn StateStore, status: &str) -> Mapped {
+/// An invoice moving to `status`, or to the status the object states.
+fn invoice_status(ctx: &Ctx, store: &mut dyn StateStore, status: Option<&str>) -> Mapped {
+    let status = match status {
+        Some(s) => s.to_string(),
+        None => ctx.req_str("status")?,
+    };
+    let status = status.as_str();
     let id = ctx.req_str("id")?;
     let amount_paid = ctx.money("amount_paid")?;
     let amount_due = ctx.money("amount_due")?;
@@ -665,9 +806,11 @@ fn invoice_status(ctx: &Ctx, store: &mut dyn StateStore, status: &str) -> Mapped
             &["parent", "subscription_details", "subscription"],
         )
     });
+    // Subscription invoices carry the subscription's metadata, not their own.
+    let keys = &ctx.routing.tenant_keys;
     let tenant = ctx.tenant().or_else(|| {
-        ctx.opt_str(&["subscription_details", "metadata", "tenant_id"])
-            .or_else(|| ctx.opt_str(&["parent", "subscription_details", "metadata", "tenant_id"]))
+        ctx.metadata(&["subscription_details", "metadata"], keys)
+            .or_else(|| ctx.metadata(&["parent", "subscription_details", "metadata"], keys))
     });
     Ok(Ok(vec![Effect::InvoiceStatusChanged(
         InvoiceStatusChanged {
