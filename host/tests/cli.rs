@@ -418,3 +418,33 @@ fn ledger_post_then_balances_on_a_database_file() {
     assert_eq!(b["balances"]["usd"]["escrow"]["amount"], 10_500);
     assert_eq!(b["balances"]["usd"]["customer"]["display"], "-105.00");
 }
+
+#[test]
+fn tenants_register_lookup_list_and_unregister_on_a_database_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("tenants.db").display());
+    let run = |args: &[&str]| {
+        bin()
+            .arg("tenants")
+            .args(args)
+            .args(["--database-url", &url])
+            .output()
+            .unwrap()
+    };
+    let out = run(&["register", "acct_1Cli", "tenant-cli"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let looked: Value = serde_json::from_str(&stdout(&run(&["lookup", "acct_1Cli"]))).unwrap();
+    assert_eq!(looked["tenant"], "tenant-cli");
+    let list: Value = serde_json::from_str(&stdout(&run(&["list"]))).unwrap();
+    assert_eq!(
+        list["tenants"],
+        serde_json::json!([{"account": "acct_1Cli", "tenant": "tenant-cli"}])
+    );
+    // Not an account id: refused with the reason, nothing stored.
+    let bad = run(&["register", "cus_1", "tenant-cli"]);
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("acct_"), "{}", stderr(&bad));
+    assert!(run(&["unregister", "acct_1Cli"]).status.success());
+    let list: Value = serde_json::from_str(&stdout(&run(&["list"]))).unwrap();
+    assert_eq!(list["tenants"], serde_json::json!([]));
+}

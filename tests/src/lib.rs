@@ -24,6 +24,10 @@ pub struct Options {
     pub runtime: Option<Runtime>,
     /// Fee rules (TOML) for `/v1/quote`.
     pub rules: Option<String>,
+    /// Metadata keys naming the tenant (empty: the plugin's default).
+    pub tenant_keys: Vec<String>,
+    /// Expected Stripe API version, and whether a mismatch is refused.
+    pub api_version: Option<(String, bool)>,
 }
 
 impl Default for Options {
@@ -33,6 +37,8 @@ impl Default for Options {
             max_body_bytes: server::DEFAULT_MAX_BODY_BYTES,
             runtime: None,
             rules: None,
+            tenant_keys: vec![],
+            api_version: None,
         }
     }
 }
@@ -65,7 +71,11 @@ impl TestServer {
         let url = format!("sqlite://{}", dir.path().join("billing.db").display());
         let db = Db::open(&url).await.unwrap();
         let runtime = opts.runtime.unwrap_or_else(default_runtime);
-        let pipeline = Pipeline::new(runtime, db.clone(), opts.secrets, 300);
+        let mut pipeline = Pipeline::new(runtime, db.clone(), opts.secrets, 300)
+            .with_routing(opts.tenant_keys, vec![]);
+        if let Some((version, strict)) = opts.api_version {
+            pipeline = pipeline.with_api_version(version, strict);
+        }
         let app = server::router(
             pipeline,
             ServerOptions {
@@ -117,6 +127,31 @@ impl TestServer {
             .bearer_auth(API_TOKEN)
             .json(body);
         answer(req.send().await.unwrap()).await
+    }
+
+    /// PUTs JSON to a `/v1` path with the test token.
+    pub async fn put_json(&self, path: &str, body: &Value) -> Answer {
+        let req = self
+            .client
+            .put(self.url(path))
+            .bearer_auth(API_TOKEN)
+            .json(body);
+        answer(req.send().await.unwrap()).await
+    }
+
+    /// DELETEs a `/v1` path with the test token.
+    pub async fn delete(&self, path: &str) -> Answer {
+        let req = self.client.delete(self.url(path)).bearer_auth(API_TOKEN);
+        answer(req.send().await.unwrap()).await
+    }
+
+    /// The effects stored so far, oldest first.
+    pub async fn effects(&self) -> Vec<Value> {
+        let a = self
+            .get("/v1/effects?after=0&limit=1000", Some(API_TOKEN))
+            .await;
+        assert_eq!(a.status, 200, "{:?}", a.body);
+        a.body["effects"].as_array().unwrap().clone()
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Answer {

@@ -1308,6 +1308,81 @@ mod tests {
         );
     }
 
+    #[test]
+    fn tenants_come_from_the_registry_then_the_configured_metadata_keys() {
+        let mut s = MemoryState::default();
+        let mut object = pi("succeeded");
+        object["metadata"] = json!({"orgId": "org-7", "reservationId": "res-9"});
+        let body = |id: &str| {
+            let mut e: Value =
+                serde_json::from_slice(&event(id, "payment_intent.succeeded", 1, object.clone()))
+                    .unwrap();
+            e["account"] = json!("acct_1");
+            e.to_string().into_bytes()
+        };
+        let tenant_of = |fx: &[Effect]| match &fx[0] {
+            Effect::PaymentSucceeded(p) => (p.tenant.clone(), p.reference.clone()),
+            other => panic!("{other:?}"),
+        };
+        // Default keys: neither orgId nor reservationId is known.
+        let fx = handle(&body("e1"), &mut s).unwrap();
+        assert_eq!(tenant_of(&fx), (None, None));
+        let aliases = Routing::or_defaults(
+            vec!["tenant_id".into(), "orgId".into()],
+            vec!["reservationId".into()],
+        );
+        let fx = handle_with(&body("e2"), &aliases, &mut MemoryState::default()).unwrap();
+        assert_eq!(tenant_of(&fx), (Some("org-7".into()), Some("res-9".into())));
+        // A registered account wins over metadata.
+        let mut registered = MemoryState::default();
+        register_tenant(&mut registered, "acct_1", "t_registered").unwrap();
+        let fx = handle_with(&body("e3"), &aliases, &mut registered).unwrap();
+        assert_eq!(tenant_of(&fx).0.as_deref(), Some("t_registered"));
+        assert!(register_tenant(&mut registered, "cus_1", "t").is_err());
+        assert!(register_tenant(&mut registered, "acct_1", " ").is_err());
+    }
+
+    #[test]
+    fn a_payout_reported_paid_can_still_fail_but_never_goes_back() {
+        let mut s = MemoryState::default();
+        let payout = |status: &str| {
+            json!({"id": "po_1", "object": "payout", "amount": 500, "currency": "jpy",
+                   "status": status, "destination": "ba_1"})
+        };
+        let mut step = |id: &str, created: i64, status: &str| match &handle(
+            &event(id, "payout.updated", created, payout(status)),
+            &mut s,
+        )
+        .unwrap()[0]
+        {
+            Effect::PayoutChanged(p) => p.status.clone(),
+            Effect::EventIgnored(i) => i.reason.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(step("a", 30, "paid"), "paid");
+        assert_eq!(
+            step("b", 10, "pending"),
+            "stale: payout po_1 is already paid"
+        );
+        assert_eq!(step("c", 40, "failed"), "failed");
+        assert_eq!(
+            step("d", 50, "paid"),
+            "stale: payout po_1 is already failed"
+        );
+    }
+
+    #[test]
+    fn a_deposit_also_confirms_the_wallet() {
+        let mut s = MemoryState::default();
+        let mut object = pi("succeeded");
+        object["metadata"] = json!({"tenant_id": "t_1", "walletId": "w_1", "type": "deposit"});
+        let fx = handle(&event("e", "payment_intent.succeeded", 1, object), &mut s).unwrap();
+        assert!(
+            matches!(&fx[..], [Effect::PaymentSucceeded(_), Effect::WalletDepositConfirmed(w)]
+            if w.wallet.as_deref() == Some("w_1") && w.amount.amount == 10_000)
+        );
+    }
+
     const LIFECYCLE: usize = 17;
 
     /// Everything the events of one tenant's payment, refunds, dispute,
