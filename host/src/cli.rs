@@ -45,16 +45,8 @@ enum Command {
 struct TenantsArgs {
     #[command(subcommand)]
     action: TenantsAction,
-    /// Database URL.
-    #[arg(
-        long,
-        global = true,
-        env = "PSA_BILLING_DATABASE_URL",
-        default_value = "sqlite://psa-billing.db"
-    )]
-    database_url: String,
     #[command(flatten)]
-    plugin: PluginArgs,
+    store: StoreArgs,
 }
 
 #[derive(Subcommand)]
@@ -109,6 +101,13 @@ impl RoutingArgs {
 struct LedgerArgs {
     #[command(subcommand)]
     action: LedgerAction,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// Where a command that reads or writes the plugin's state finds it.
+#[derive(Args)]
+struct StoreArgs {
     /// Database URL.
     #[arg(
         long,
@@ -119,6 +118,12 @@ struct LedgerArgs {
     database_url: String,
     #[command(flatten)]
     plugin: PluginArgs,
+}
+
+impl StoreArgs {
+    async fn open(&self) -> Result<(Runtime, Db)> {
+        Ok((self.plugin.runtime()?, Db::open(&self.database_url).await?))
+    }
 }
 
 #[derive(Subcommand)]
@@ -458,8 +463,7 @@ async fn quote_flow(flow: Flow) -> Result<()> {
 }
 
 async fn ledger(a: LedgerArgs) -> Result<()> {
-    let runtime = a.plugin.runtime()?;
-    let db = Db::open(&a.database_url).await?;
+    let (runtime, db) = a.store.open().await?;
     let out = match a.action {
         LedgerAction::Balances { tenant } => crate::ledger::balances(&runtime, &db, &tenant).await,
         LedgerAction::Transactions {
@@ -480,8 +484,7 @@ async fn ledger(a: LedgerArgs) -> Result<()> {
 
 async fn tenants(a: TenantsArgs) -> Result<()> {
     use crate::tenants;
-    let runtime = a.plugin.runtime()?;
-    let db = Db::open(&a.database_url).await?;
+    let (runtime, db) = a.store.open().await?;
     let out = match a.action {
         TenantsAction::Register { account, tenant } => {
             tenants::register(&runtime, &db, &account, &tenant)

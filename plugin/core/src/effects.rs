@@ -40,6 +40,49 @@ pub enum Effect {
     EventIgnored(EventIgnored),
 }
 
+/// Each variant's name (the same in WIT, in the host's bindings and in
+/// serde) and its `kind`: hosts name the effects they receive through it.
+pub const KINDS: &[(&str, &str)] = &[
+    ("PaymentSucceeded", "payment.succeeded"),
+    ("PaymentFailed", "payment.failed"),
+    ("PaymentProcessing", "payment.processing"),
+    ("PaymentRequiresAction", "payment.requires_action"),
+    ("PaymentCanceled", "payment.canceled"),
+    ("InvoiceStatusChanged", "invoice.status_changed"),
+    ("RefundRecorded", "refund.recorded"),
+    ("SubscriptionChanged", "subscription.changed"),
+    ("PaymentCapturable", "payment.capturable"),
+    ("PaymentPartiallyFunded", "payment.partially_funded"),
+    ("AccountStatusChanged", "account.status_changed"),
+    ("AccountAuthorized", "account.authorized"),
+    ("AccountDeauthorized", "account.deauthorized"),
+    ("DisputeOpened", "dispute.opened"),
+    ("DisputeUpdated", "dispute.updated"),
+    ("DisputeClosed", "dispute.closed"),
+    ("DisputeFundsWithdrawn", "dispute.funds_withdrawn"),
+    ("DisputeFundsReinstated", "dispute.funds_reinstated"),
+    ("LicenseCountSet", "license.count_set"),
+    ("CheckoutCompleted", "checkout.completed"),
+    ("CheckoutPaymentFailed", "checkout.payment_failed"),
+    ("CheckoutExpired", "checkout.expired"),
+    ("RefundUpdated", "refund.updated"),
+    ("RefundFailed", "refund.failed"),
+    ("PayoutChanged", "payout.changed"),
+    ("TransferChanged", "transfer.changed"),
+    ("FraudWarning", "fraud.warning"),
+    ("ReviewOpened", "review.opened"),
+    ("ReviewClosed", "review.closed"),
+    ("CustomerChanged", "customer.changed"),
+    ("PaymentMethodChanged", "payment_method.changed"),
+    ("WalletDepositConfirmed", "wallet.deposit_confirmed"),
+    ("EventIgnored", "event.ignored"),
+];
+
+/// The `kind` of the effect variant named `variant` (e.g. "PaymentSucceeded").
+pub fn kind_of_variant(variant: &str) -> Option<&'static str> {
+    KINDS.iter().find(|(v, _)| *v == variant).map(|(_, k)| *k)
+}
+
 impl Effect {
     /// The effect's `kind` in JSON and in the event catalog.
     pub fn kind(&self) -> &'static str {

@@ -1,7 +1,7 @@
 //! The event catalog against Stripe's lists and sample objects
 //! (`../shared/stripe/`), and `docs/events.md` against the catalog.
 
-use psa_billing_core::effects::Effect;
+use psa_billing_core::effects::{Effect, KINDS, kind_of_variant};
 use psa_billing_core::mapping::{self, CATALOG, Class, HandleError, catalog_markdown};
 use psa_billing_core::state::MemoryState;
 use serde_json::{Value, json};
@@ -140,6 +140,10 @@ fn each_row_emits_only_its_declared_effects_from_stripes_sample_object() {
             .unwrap_or_else(|e| panic!("{}: {e}", entry.event_type));
         assert!(!effects.is_empty(), "{}", entry.event_type);
         for fx in &effects {
+            // Hosts name effects by their variant through KINDS.
+            let debug = format!("{fx:?}");
+            let variant = debug.split('(').next().unwrap();
+            assert_eq!(kind_of_variant(variant), Some(fx.kind()), "{variant}");
             assert!(
                 entry.effects.contains(&fx.kind()),
                 "{} emitted {} (declared {:?}): {fx:?}",
@@ -207,4 +211,17 @@ fn docs_events_md_is_generated_from_the_catalog() {
         current == generated,
         "docs/events.md is out of date: run `BLESS=1 cargo test -p psa-billing-core --test catalog` and commit it"
     );
+}
+
+#[test]
+fn kinds_name_each_variant_once() {
+    let variants: BTreeSet<&str> = KINDS.iter().map(|(v, _)| *v).collect();
+    let kinds: BTreeSet<&str> = KINDS.iter().map(|(_, k)| *k).collect();
+    assert_eq!((variants.len(), kinds.len()), (KINDS.len(), KINDS.len()));
+    // Every kind the catalog promises exists.
+    for e in CATALOG {
+        for k in e.effects {
+            assert!(kinds.contains(k), "{}: no effect kind {k}", e.event_type);
+        }
+    }
 }
