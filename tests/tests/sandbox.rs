@@ -148,3 +148,25 @@ async fn a_plugin_that_loops_or_traps_in_fee_math_fails_that_quote_only() {
         .await;
     assert_eq!(ok.status, 200);
 }
+
+#[tokio::test]
+async fn a_registry_call_that_loops_or_traps_fails_alone_and_stores_nothing() {
+    let s = hostile_server().await;
+    // The hostile plugin loops in `register` and traps in `lookup`.
+    let put = s
+        .put_json("/v1/tenants/acct_1Hostile", &json!({"tenant": "t"}))
+        .await;
+    assert_eq!(put.status, 500, "{:?}", put.body);
+    assert_eq!(put.body["error"], "plugin_failed");
+    assert!(
+        put.body["reason"].as_str().unwrap().contains("deadline"),
+        "{:?}",
+        put.body
+    );
+    let get = s.get("/v1/tenants/acct_1Hostile", Some(API_TOKEN)).await;
+    assert_eq!(get.status, 500, "{:?}", get.body);
+    assert_eq!(s.db.counts().await.unwrap(), (0, 0, 0));
+    // The server goes on answering.
+    assert_eq!(s.get("/v1/tenants", Some(API_TOKEN)).await.status, 200);
+    assert_eq!(s.get("/healthz", None).await.status, 200);
+}
