@@ -82,6 +82,25 @@ impl StagedState {
     }
 }
 
+impl StagedState {
+    /// Reads a key as this transaction sees it: its own write, else the
+    /// database (whose version the commit will check).
+    pub async fn read(&mut self, key: StateKey) -> anyhow::Result<Option<String>> {
+        if let Some(w) = self.writes.get(&key) {
+            return Ok(w.clone());
+        }
+        let found = self.db.read_state(&key).await?;
+        let version = found.as_ref().map(|(_, v)| *v);
+        self.reads.entry(key).or_insert(version);
+        Ok(found.map(|(value, _)| value))
+    }
+
+    /// Stages a write (`None`: delete) for the commit.
+    pub fn write(&mut self, key: StateKey, value: Option<String>) {
+        self.writes.insert(key, value);
+    }
+}
+
 fn state_key(collection: String, key: String) -> Result<StateKey, storage::StorageError> {
     if collection.is_empty() || key.is_empty() {
         return Err(storage::StorageError::InvalidKey(
@@ -120,15 +139,8 @@ impl storage::Host for CallState {
             Ok(k) => k,
             Err(e) => return Ok(Err(e)),
         };
-        if let Some(w) = staged.writes.get(&key) {
-            return Ok(Ok(w.clone()));
-        }
-        match staged.db.read_state(&key).await {
-            Ok(found) => {
-                let version = found.as_ref().map(|(_, v)| *v);
-                staged.reads.entry(key).or_insert(version);
-                Ok(Ok(found.map(|(value, _)| value)))
-            }
+        match staged.read(key).await {
+            Ok(found) => Ok(Ok(found)),
             Err(e) => Ok(Err(storage::StorageError::Unavailable(format!("{e:#}")))),
         }
     }

@@ -43,4 +43,44 @@ pub mod testing {
     /// Path of the example custom fee-rules component.
     pub const VOLUME_DISCOUNT_RULES_PATH: &str =
         concat!(env!("OUT_DIR"), "/volume_discount_rules.wasm");
+
+    /// The PostgreSQL server the tests use (`PSA_BILLING_TEST_POSTGRES_URL`,
+    /// default the local `test` database).
+    pub fn postgres_base_url() -> String {
+        std::env::var("PSA_BILLING_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    }
+
+    /// A URL on a fresh, empty schema of the test PostgreSQL server, so that
+    /// tests and runs never see each other's rows. Panics, loudly, when the
+    /// server is unreachable: PostgreSQL is part of what is tested.
+    pub async fn fresh_postgres_url(label: &str) -> String {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let base = postgres_base_url();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let schema = format!(
+            "t_{label}_{}_{}_{nanos}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let pool = sqlx::PgPool::connect(&base).await.unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is unreachable at {base} ({e}); start it with \
+                 `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` \
+                 or set PSA_BILLING_TEST_POSTGRES_URL"
+            )
+        });
+        // The name is ours (letters, digits, underscores), not input.
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        let sep = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{sep}options=-c%20search_path%3D{schema}")
+    }
 }

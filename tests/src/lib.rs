@@ -28,6 +28,8 @@ pub struct Options {
     pub tenant_keys: Vec<String>,
     /// Expected Stripe API version, and whether a mismatch is refused.
     pub api_version: Option<(String, bool)>,
+    /// A fresh PostgreSQL schema instead of a temporary SQLite file.
+    pub postgres: bool,
 }
 
 impl Default for Options {
@@ -39,6 +41,7 @@ impl Default for Options {
             rules: None,
             tenant_keys: vec![],
             api_version: None,
+            postgres: false,
         }
     }
 }
@@ -68,7 +71,11 @@ pub struct Answer {
 impl TestServer {
     pub async fn start(opts: Options) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("billing.db").display());
+        let url = if opts.postgres {
+            psa_billing::testing::fresh_postgres_url("server").await
+        } else {
+            format!("sqlite://{}", dir.path().join("billing.db").display())
+        };
         let db = Db::open(&url).await.unwrap();
         let runtime = opts.runtime.unwrap_or_else(default_runtime);
         let mut pipeline = Pipeline::new(runtime, db.clone(), opts.secrets, 300)

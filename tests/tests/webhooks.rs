@@ -10,7 +10,20 @@ async fn counts(s: &TestServer) -> (i64, i64, i64) {
 
 #[tokio::test]
 async fn a_valid_delivery_is_stored_with_its_effects() {
-    let s = TestServer::start(Options::default()).await;
+    a_valid_delivery_is_stored_with_its_effects_on(Options::default()).await;
+}
+
+#[tokio::test]
+async fn a_valid_delivery_is_stored_with_its_effects_on_postgres() {
+    a_valid_delivery_is_stored_with_its_effects_on(Options {
+        postgres: true,
+        ..Options::default()
+    })
+    .await;
+}
+
+async fn a_valid_delivery_is_stored_with_its_effects_on(options: Options) {
+    let s = TestServer::start(options).await;
     let body = event(
         "evt_ok",
         "payment_intent.succeeded",
@@ -63,7 +76,20 @@ async fn a_duplicate_delivery_applies_nothing_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_duplicates_apply_once() {
-    let s = TestServer::start(Options::default()).await;
+    concurrent_duplicates_apply_once_on(Options::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_duplicates_apply_once_on_postgres() {
+    concurrent_duplicates_apply_once_on(Options {
+        postgres: true,
+        ..Options::default()
+    })
+    .await;
+}
+
+async fn concurrent_duplicates_apply_once_on(options: Options) {
+    let s = TestServer::start(options).await;
     let body = event("evt_race", "invoice.paid", {
         let mut inv = stripe_object("invoice");
         inv["status"] = json!("paid");

@@ -1,0 +1,219 @@
+//! The storage contract, run against both databases: SQLite (a temporary
+//! file) and PostgreSQL (a fresh schema on the local server). The same
+//! assertions hold for each.
+
+use psa_billing::StagedState;
+use psa_billing::db::{CommitOutcome, Db, EventMeta, NewEffect};
+use psa_billing::testing::fresh_postgres_url;
+use serde_json::json;
+
+/// Both backends; the temporary directory lives as long as the SQLite one.
+async fn backends(label: &str) -> Vec<(Db, Option<tempfile::TempDir>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Db::open(&format!("sqlite://{}", dir.path().join("s.db").display()))
+        .await
+        .unwrap();
+    let pg = Db::open(&fresh_postgres_url(label).await).await.unwrap();
+    assert_eq!((sqlite.backend(), pg.backend()), ("sqlite", "postgres"));
+    vec![(sqlite, Some(dir)), (pg, None)]
+}
+
+fn meta(id: &str) -> EventMeta {
+    EventMeta {
+        id: id.into(),
+        event_type: "payment_intent.succeeded".into(),
+        account: Some("acct_1".into()),
+        created: 1_763_800_000,
+        livemode: false,
+    }
+}
+
+fn effects(n: usize) -> Vec<NewEffect> {
+    (0..n)
+        .map(|i| NewEffect {
+            kind: "payment.succeeded".into(),
+            body: json!({"kind": "payment.succeeded", "n": i}),
+        })
+        .collect()
+}
+
+fn key(k: &str) -> (String, String) {
+    ("objects".into(), k.into())
+}
+
+#[tokio::test]
+async fn an_event_commits_once_with_its_state_and_effects() {
+    for (db, _dir) in backends("once").await {
+        let mut staged = StagedState::new(db.clone(), "evt_1");
+        assert_eq!(staged.read(key("pi_1")).await.unwrap(), None);
+        staged.write(key("pi_1"), Some("succeeded".into()));
+        let out = db
+            .commit(&meta("evt_1"), b"{}", &staged, &effects(2), "processed")
+            .await
+            .unwrap();
+        assert_eq!(out, CommitOutcome::Committed, "{}", db.backend());
+        let again = db
+            .commit(&meta("evt_1"), b"{}", &staged, &effects(2), "processed")
+            .await
+            .unwrap();
+        assert_eq!(again, CommitOutcome::Duplicate, "{}", db.backend());
+        assert_eq!(db.counts().await.unwrap(), (1, 1, 2), "{}", db.backend());
+        let rec = db.event("evt_1").await.unwrap().unwrap();
+        assert_eq!((rec.status.as_str(), rec.attempts), ("processed", 1));
+        assert_eq!(rec.account.as_deref(), Some("acct_1"));
+        let fx = db.effects_after(0, 10).await.unwrap();
+        assert_eq!(fx.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(fx[1].effect["n"], 1);
+        assert_eq!(db.effects_after(1, 10).await.unwrap().len(), 1);
+        assert_eq!(
+            db.read_state(&key("pi_1")).await.unwrap(),
+            Some(("succeeded".into(), 1))
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_stale_read_conflicts_and_writes_nothing() {
+    for (db, _dir) in backends("conflict").await {
+        // Two events read the same absent key, then both write it.
+        let mut first = StagedState::new(db.clone(), "evt_a");
+        let mut second = StagedState::new(db.clone(), "evt_b");
+        first.read(key("sub_1")).await.unwrap();
+        second.read(key("sub_1")).await.unwrap();
+        first.write(key("sub_1"), Some("active".into()));
+        second.write(key("sub_1"), Some("canceled".into()));
+        let a = db
+            .commit(&meta("evt_a"), b"a", &first, &effects(1), "processed")
+            .await;
+        assert_eq!(a.unwrap(), CommitOutcome::Committed);
+        let b = db
+            .commit(&meta("evt_b"), b"b", &second, &effects(1), "processed")
+            .await;
+        assert_eq!(b.unwrap(), CommitOutcome::Conflict, "{}", db.backend());
+        // Nothing of the conflicting event stayed: not its row, not its effect.
+        assert_eq!(db.counts().await.unwrap(), (1, 1, 1), "{}", db.backend());
+        assert_eq!(
+            db.read_state(&key("sub_1")).await.unwrap().unwrap().0,
+            "active"
+        );
+        // commit_state checks the same way.
+        let mut late = StagedState::new(db.clone(), "ledger:t");
+        late.write(key("sub_1"), None);
+        let mut stale = StagedState::new(db.clone(), "ledger:t");
+        stale.read(key("sub_1")).await.unwrap();
+        stale.write(key("sub_1"), Some("x".into()));
+        assert_eq!(
+            db.commit_state(&late).await.unwrap(),
+            CommitOutcome::Committed
+        );
+        assert_eq!(
+            db.commit_state(&stale).await.unwrap(),
+            CommitOutcome::Conflict
+        );
+        assert_eq!(db.read_state(&key("sub_1")).await.unwrap(), None);
+    }
+}
+
+#[tokio::test]
+async fn a_failure_is_recorded_and_a_later_success_replaces_it() {
+    for (db, _dir) in backends("failure").await {
+        db.record_failure(&meta("evt_f"), b"body", "plugin trapped")
+            .await
+            .unwrap();
+        db.record_failure(&meta("evt_f"), b"body", "plugin trapped again")
+            .await
+            .unwrap();
+        let rec = db.event("evt_f").await.unwrap().unwrap();
+        assert_eq!((rec.status.as_str(), rec.attempts), ("failed", 2));
+        assert_eq!(rec.last_error.as_deref(), Some("plugin trapped again"));
+        assert_eq!(db.counts().await.unwrap(), (1, 0, 0));
+        let staged = StagedState::new(db.clone(), "evt_f");
+        let out = db
+            .commit(&meta("evt_f"), b"body", &staged, &effects(1), "processed")
+            .await
+            .unwrap();
+        assert_eq!(out, CommitOutcome::Committed);
+        let rec = db.event("evt_f").await.unwrap().unwrap();
+        assert_eq!((rec.status.as_str(), rec.attempts), ("processed", 3));
+        assert_eq!(rec.last_error, None);
+        // A processed event never goes back to failed.
+        db.record_failure(&meta("evt_f"), b"body", "late")
+            .await
+            .unwrap();
+        assert_eq!(
+            db.event_status("evt_f").await.unwrap().as_deref(),
+            Some("processed")
+        );
+    }
+}
+
+/// Many tasks bump one counter under optimistic concurrency while others
+/// commit events: no update is lost and the outbox numbers have no gaps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_commits_lose_nothing_and_number_the_outbox_without_gaps() {
+    for (db, _dir) in backends("concurrent").await {
+        let tasks: Vec<_> = (0..24)
+            .map(|i| {
+                let db = db.clone();
+                tokio::spawn(async move {
+                    loop {
+                        let mut staged = StagedState::new(db.clone(), format!("evt_{i}"));
+                        let n: i64 = staged
+                            .read(key("counter"))
+                            .await
+                            .unwrap()
+                            .map_or(0, |v| v.parse().unwrap());
+                        staged.write(key("counter"), Some((n + 1).to_string()));
+                        let out = db
+                            .commit(
+                                &meta(&format!("evt_{i}")),
+                                b"{}",
+                                &staged,
+                                &effects(3),
+                                "processed",
+                            )
+                            .await
+                            .unwrap();
+                        match out {
+                            CommitOutcome::Committed => break,
+                            CommitOutcome::Conflict => continue,
+                            CommitOutcome::Duplicate => panic!("evt_{i} is new"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let counter = db.read_state(&key("counter")).await.unwrap().unwrap();
+        assert_eq!(counter.0, "24", "{}", db.backend());
+        let seqs: Vec<i64> = db
+            .effects_after(0, 1000)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(seqs, (1..=72).collect::<Vec<i64>>(), "{}", db.backend());
+    }
+}
+
+#[tokio::test]
+async fn an_unsupported_or_unreachable_database_is_a_clear_error() {
+    let err = Db::open("mysql://localhost/x")
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("unsupported database URL"), "{err}");
+    let err = format!(
+        "{:#}",
+        Db::open("postgres://someone:secret@127.0.0.1:1/none")
+            .await
+            .err()
+            .unwrap()
+    );
+    assert!(err.contains("connecting to"), "{err}");
+    assert!(!err.contains("secret"), "the password leaked: {err}");
+}
