@@ -82,6 +82,12 @@ fn payment(i: usize) -> Vec<u8> {
     .into_bytes()
 }
 
+/// GETs a `/v1` URL with the token, as JSON.
+async fn get_json(client: &reqwest::Client, url: String) -> Value {
+    let r = client.get(url).bearer_auth(TOKEN).send().await.unwrap();
+    r.json().await.unwrap()
+}
+
 /// Delivers like Stripe: until a 2xx (a 5xx is retried).
 async fn deliver(client: reqwest::Client, url: String, body: Vec<u8>) -> String {
     for _ in 0..50 {
@@ -121,15 +127,8 @@ async fn two_serve_processes_on_one_postgres_apply_each_event_once() {
             let mut after = 0;
             let deadline = Instant::now() + Duration::from_secs(120);
             while seen.len() < EVENTS && Instant::now() < deadline {
-                let page: Value = client
-                    .get(format!("{base}/v1/effects?after={after}&limit=7"))
-                    .bearer_auth(TOKEN)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
+                let page: Value =
+                    get_json(&client, format!("{base}/v1/effects?after={after}&limit=7")).await;
                 for e in page["effects"].as_array().unwrap() {
                     seen.push(e["seq"].as_i64().unwrap());
                 }
@@ -164,15 +163,7 @@ async fn two_serve_processes_on_one_postgres_apply_each_event_once() {
     assert_eq!(seen, (1..=EVENTS as i64).collect::<Vec<_>>());
 
     // Process B serves the same outbox: one effect per event.
-    let all: Value = client
-        .get(format!("{}/v1/effects?after=0&limit=1000", b.base))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all: Value = get_json(&client, format!("{}/v1/effects?after=0&limit=1000", b.base)).await;
     let mut events: Vec<String> = all["effects"]
         .as_array()
         .unwrap()
@@ -185,15 +176,8 @@ async fn two_serve_processes_on_one_postgres_apply_each_event_once() {
 
     // Each tenant's ledger holds its payments once.
     for t in 0..TENANTS {
-        let balances: Value = client
-            .get(format!("{}/v1/ledger/tenant-{t}/balances", a.base))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let balances: Value =
+            get_json(&client, format!("{}/v1/ledger/tenant-{t}/balances", a.base)).await;
         let paid: i64 = (0..EVENTS)
             .filter(|i| i % TENANTS == t)
             .map(|i| 1000 + i as i64)
