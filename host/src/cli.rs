@@ -39,6 +39,21 @@ enum Command {
     /// Register which tenant each connected account (acct_...) belongs to;
     /// Connect events are routed by it.
     Tenants(TenantsArgs),
+    /// Check a component: its world, imports, size, and its answers to a
+    /// fixed set of quotes. Exits 1 when it cannot be used.
+    CheckPlugin {
+        /// The component file (.wasm).
+        file: PathBuf,
+        /// Run the sample quotes as this tenant (for rules priced per tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Write the built-in billing plugin component to a file (for other
+    /// hosts, e.g. Node.js through jco).
+    Component {
+        /// Where to write it.
+        out: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -348,6 +363,17 @@ pub fn main() -> Result<()> {
             Command::Sign(a) => sign(a),
             Command::Ledger(a) => ledger(a).await,
             Command::Tenants(a) => tenants(a).await,
+            Command::CheckPlugin { file, tenant } => check_plugin(&file, tenant.as_deref()).await,
+            Command::Component { out } => {
+                std::fs::write(&out, crate::DEFAULT_PLUGIN)
+                    .with_context(|| format!("writing {}", out.display()))?;
+                eprintln!(
+                    "wrote {} ({} bytes)",
+                    out.display(),
+                    crate::DEFAULT_PLUGIN.len()
+                );
+                Ok(())
+            }
         }
     })
 }
@@ -507,6 +533,23 @@ async fn tenants(a: TenantsArgs) -> Result<()> {
     };
     db.close().await;
     println!("{}", serde_json::to_string_pretty(&out?)?);
+    Ok(())
+}
+
+async fn check_plugin(file: &Path, tenant: Option<&str>) -> Result<()> {
+    let wasm = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let report = crate::inspect::check(&wasm, tenant).await;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if let Some(e) = report["error"].as_str() {
+        bail!("{}: {e}", file.display());
+    }
+    if report["violations"].as_u64().unwrap_or(0) > 0 {
+        bail!(
+            "{}: {} of the sample quotes broke the rules or failed (see above)",
+            file.display(),
+            report["violations"]
+        );
+    }
     Ok(())
 }
 

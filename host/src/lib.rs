@@ -19,6 +19,7 @@ mod capabilities;
 pub mod cli;
 pub mod db;
 mod effects_json;
+pub mod inspect;
 pub mod ledger;
 pub mod pipeline;
 pub mod quoting;

@@ -59,6 +59,10 @@ use fee_rules_bindings::{FeeRulesPlugin, FeeRulesPluginPre};
 /// interface `tenants`).
 pub const TENANTS_COLLECTION: &str = "tenants";
 
+/// How a custom fee-rules component's own refusal of a quote begins (as
+/// opposed to the billing plugin refusing its breakdown).
+pub const CUSTOM_RULES_DECLINED: &str = "custom fee rules refused the quote: ";
+
 /// The default plugin, built from `plugin/component` by the build script.
 pub static DEFAULT_PLUGIN: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/psa_billing_plugin.wasm"));
@@ -405,7 +409,7 @@ impl Runtime {
             Ok(Ok(lines)) => lines,
             Ok(Err(why)) => {
                 return Ok(Err(FeeError::InvalidRules(format!(
-                    "custom fee rules refused the quote: {why}"
+                    "{CUSTOM_RULES_DECLINED}{why}"
                 ))));
             }
             Err(e) => {

@@ -448,3 +448,82 @@ fn tenants_register_lookup_list_and_unregister_on_a_database_file() {
     let list: Value = serde_json::from_str(&stdout(&run(&["list"]))).unwrap();
     assert_eq!(list["tenants"], serde_json::json!([]));
 }
+
+fn check_plugin(path: &Path) -> (Output, Value) {
+    check_plugin_as(path, &[])
+}
+
+fn check_plugin_as(path: &Path, args: &[&str]) -> (Output, Value) {
+    let out = bin()
+        .arg("check-plugin")
+        .arg(path)
+        .args(args)
+        .output()
+        .unwrap();
+    let report = serde_json::from_str(&stdout(&out)).unwrap_or(Value::Null);
+    (out, report)
+}
+
+#[test]
+fn check_plugin_names_the_world_and_runs_the_sample_quotes() {
+    let (out, report) = check_plugin(Path::new(psa_billing::testing::VOLUME_DISCOUNT_RULES_PATH));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(report["world"], "psa:billing/fee-rules-plugin");
+    assert_eq!(report["violations"], 0);
+    assert_eq!(report["quotes"].as_array().unwrap().len(), 6);
+    // 1.5% above the $10,000 monthly volume: 1.50 on 100.00.
+    assert_eq!(
+        report["quotes"][0]["result"]["application_fee"]["amount"],
+        150
+    );
+
+    // The built-in plugin, written out by `component`, is a billing plugin.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plugin.wasm");
+    let written = bin().arg("component").arg(&file).output().unwrap();
+    assert!(written.status.success(), "{}", stderr(&written));
+    let (out, report) = check_plugin(&file);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(report["world"], "psa:billing/billing-plugin");
+    assert!(
+        report["exports"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("psa:billing/webhooks@0.1.0"))
+    );
+}
+
+#[test]
+fn check_plugin_refuses_what_it_cannot_use_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let (out, report) = check_plugin(&core);
+    assert!(!out.status.success());
+    assert_eq!(report["binary"], "core module");
+    assert!(stderr(&out).contains("wasm32-wasip2"), "{}", stderr(&out));
+
+    let text = dir.path().join("text.wasm");
+    std::fs::write(&text, b"not wasm at all").unwrap();
+    let (out, report) = check_plugin(&text);
+    assert!(!out.status.success());
+    assert_eq!(report["binary"], "not WebAssembly");
+
+    // Fee rules that leak a cent, or loop, for one tenant: reported, exit 1.
+    let hostile = Path::new(psa_billing::testing::HOSTILE_FEE_RULES_PATH);
+    let (out, report) = check_plugin(hostile);
+    assert!(
+        out.status.success(),
+        "well-behaved for other tenants: {report}"
+    );
+    for (tenant, what) in [("leak", "refused"), ("loop", "failed")] {
+        let (out, report) = check_plugin_as(hostile, &["--tenant", tenant]);
+        assert!(!out.status.success(), "{tenant}");
+        assert_eq!(report["world"], "psa:billing/fee-rules-plugin");
+        assert_eq!(report["violations"], 6, "{tenant}: {report}");
+        assert!(
+            report["quotes"][0].get(what).is_some(),
+            "{tenant}: {report}"
+        );
+    }
+}
