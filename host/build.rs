@@ -24,6 +24,7 @@ fn main() {
         "tests/hostile-plugin",
         "tests/hostile-fee-rules",
         "examples/volume-discount-rules",
+        "examples/fee-rules-template",
         "wit",
         "Cargo.lock",
     ] {
@@ -45,6 +46,8 @@ fn main() {
             "psa-billing-hostile-fee-rules",
             "-p",
             "volume-discount-rules",
+            "-p",
+            "fee-rules-template",
         ])
         .args(["--target", TARGET])
         .arg("--target-dir")
@@ -85,6 +88,7 @@ fn main() {
         "psa_billing_hostile_plugin.wasm",
         "psa_billing_hostile_fee_rules.wasm",
         "volume_discount_rules.wasm",
+        "fee_rules_template.wasm",
     ] {
         let built = target_dir.join(TARGET).join("release").join(name);
         std::fs::copy(&built, out_dir.join(name))

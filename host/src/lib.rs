@@ -44,6 +44,8 @@ pub mod testing {
     /// Path of the example custom fee-rules component.
     pub const VOLUME_DISCOUNT_RULES_PATH: &str =
         concat!(env!("OUT_DIR"), "/volume_discount_rules.wasm");
+    /// Path of the plugin authors' template component.
+    pub const FEE_RULES_TEMPLATE_PATH: &str = concat!(env!("OUT_DIR"), "/fee_rules_template.wasm");
 
     /// The PostgreSQL server the tests use (`PSA_BILLING_TEST_POSTGRES_URL`,
     /// default the local `test` database).

@@ -527,3 +527,21 @@ fn check_plugin_refuses_what_it_cannot_use_and_says_why() {
         );
     }
 }
+
+#[test]
+fn the_template_builds_loads_and_quotes_as_its_readme_says() {
+    let template = Path::new(psa_billing::testing::FEE_RULES_TEMPLATE_PATH);
+    let (out, report) = check_plugin(template);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(report["world"], "psa:billing/fee-rules-plugin");
+    let out = bin()
+        .args(["quote", "--amount", "100.00", "--fee-rules"])
+        .arg(template)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let q: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(q["processor_fee"]["display"], "3.20");
+    assert_eq!(q["application_fee"]["display"], "2.00");
+    assert_eq!(q["net"]["display"], "94.80");
+}
