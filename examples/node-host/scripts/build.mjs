@@ -26,6 +26,24 @@ execFileSync(
   { stdio: 'inherit' },
 );
 
+// Custom fee rules: `--fee-rules file.wasm`, else the plugin authors'
+// template (examples/fee-rules-template), built for wasm32-wasip2 here.
+const given = process.argv.indexOf('--fee-rules');
+let feeRules = given > 0 ? process.argv[given + 1] : null;
+if (!feeRules) {
+  execFileSync(
+    'cargo',
+    ['build', '-q', '--release', '-p', 'fee-rules-template', '--target', 'wasm32-wasip2'],
+    { cwd: repo, stdio: 'inherit' },
+  );
+  feeRules = join(repo, 'target', 'wasm32-wasip2', 'release', 'fee_rules_template.wasm');
+}
+execFileSync(
+  jco,
+  ['transpile', feeRules, '-o', join(build, 'fee-rules'), '--name', 'fee_rules', '--quiet', ...map('log')],
+  { stdio: 'inherit' },
+);
+
 // psa_billing_core::effects::KINDS: ("PaymentSucceeded", "payment.succeeded"), ...
 const source = readFileSync(join(repo, 'plugin', 'core', 'src', 'effects.rs'), 'utf8');
 const table = source.slice(source.indexOf('pub const KINDS'), source.indexOf('];', source.indexOf('pub const KINDS')));
@@ -36,4 +54,4 @@ for (const [, variant, kind] of table.matchAll(/\("(\w+)", "([^"]+)"\)/g)) {
 }
 if (Object.keys(kinds).length < 30) throw new Error('could not read the effect kinds from effects.rs');
 writeFileSync(join(build, 'kinds.json'), JSON.stringify(kinds, null, 2));
-console.error(`built ${wasm} and build/plugin (${Object.keys(kinds).length} effect kinds)`);
+console.error(`built ${wasm} into build/plugin, fee rules ${feeRules} into build/fee-rules (${Object.keys(kinds).length} effect kinds)`);

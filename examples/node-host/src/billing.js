@@ -6,7 +6,7 @@ import Database from 'better-sqlite3';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { webhooks, tenants } from '../build/plugin/psa_billing_plugin.js';
+import { fees, webhooks, tenants } from '../build/plugin/psa_billing_plugin.js';
 import { withDatabase } from './host/storage.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -182,6 +182,33 @@ export class Billing {
     };
   }
 
+  /**
+   * A fee breakdown of `amount` minor units, like `psa-billing quote`: from
+   * the custom fee-rules component when `feeRules` (its jco module, see
+   * `loadFeeRules`) is given, checked by the billing plugin; else from the
+   * rules text (TOML; undefined: the defaults). Throws the fee error.
+   */
+  quote({ amount, currency, paymentMethod = 'card', tenant, international = false, converted = false, monthlyVolume }, { feeRules, rules } = {}) {
+    const request = {
+      amount: { amount: BigInt(amount), currency },
+      paymentMethod,
+      tenant,
+      international,
+      converted,
+      monthlyVolume: monthlyVolume === undefined ? undefined : BigInt(monthlyVolume),
+    };
+    try {
+      if (!feeRules) return plain(fees.computeQuote(rules, request));
+      const lines = feeRules.computeFees({
+        amount: request.amount, paymentMethod, tenant, international, converted,
+        monthlyVolume: request.monthlyVolume,
+      });
+      return plain(fees.checkBreakdown(request, lines));
+    } catch (e) {
+      throw Object.assign(new Error(`quote refused: ${JSON.stringify(plain(payloadOf(e)))}`), { payload: payloadOf(e) });
+    }
+  }
+
   /** Registers a connected account to a tenant (the plugin's registry). */
   registerTenant(account, tenant) {
     this.db.transaction(() => withDatabase(this.db, () => tenants.register(account, tenant)))();
@@ -207,4 +234,10 @@ export function replayLines(billing, body) {
   if (out.failed) return [{ event_id: out.eventId, failed: out.failed }];
   if (out.status === 'duplicate') return [{ event_id: out.eventId, duplicate: true }];
   return out.effects.map((effect) => ({ event_id: out.eventId, effect }));
+}
+
+/** The custom fee-rules component transpiled by `npm run build` (build/fee-rules). */
+export async function loadFeeRules() {
+  const module = await import('../build/fee-rules/fee_rules.js');
+  return module.feeRules;
 }
