@@ -2,16 +2,19 @@
 //! capabilities (storage in a real database, log, clock), and serves Stripe
 //! webhooks.
 //!
-//! Embedding in a Rust application:
+//! Embedding in a Rust application: build a [`Billing`] once, mount its
+//! router, and consume the effects it commits.
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
-//! use psa_billing::{Db, Limits, Pipeline, Runtime, DEFAULT_PLUGIN};
-//! let runtime = Runtime::new(DEFAULT_PLUGIN, Limits::default())?;
-//! let db = Db::open("sqlite://billing.db").await?;
-//! let pipeline = Pipeline::new(runtime, db, vec!["whsec_...".into()], 300);
-//! // In your webhook route, with the raw body and the Stripe-Signature header:
+//! let billing = psa_billing::Billing::builder()
+//!     .database("sqlite://billing.db")
+//!     .webhook_secrets(["whsec_..."])
+//!     .build()
+//!     .await?;
+//! let app = axum::Router::new().nest("/billing", billing.router());
+//! // Or, in your own webhook route, with the raw body and the Stripe-Signature header:
 //! # let (body, header) = (b"{}".to_vec(), Some("t=1,v1=00"));
-//! let outcome = pipeline.receive(&body, header).await;
+//! let outcome = billing.handle_delivery(&body, header).await;
 //! # Ok(()) }
 //! ```
 
@@ -19,6 +22,7 @@ mod capabilities;
 pub mod cli;
 pub mod db;
 mod effects_json;
+mod embed;
 pub mod inspect;
 pub mod ledger;
 pub mod pipeline;
@@ -29,6 +33,7 @@ pub mod tenants;
 
 pub use capabilities::StagedState;
 pub use db::Db;
+pub use embed::{Billing, BillingBuilder};
 pub use pipeline::{DeliveryError, Outcome, Pipeline};
 pub use runtime::{DEFAULT_PLUGIN, Limits, Runtime};
 

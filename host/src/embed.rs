@@ -1,0 +1,261 @@
+//! The embedding API: everything `psa-billing serve` does, as a value a
+//! Rust application builds once and uses from its own code and router.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let billing = psa_billing::Billing::builder()
+//!     .database("sqlite://billing.db")
+//!     .webhook_secrets(["whsec_..."])
+//!     .api_token("app-token")
+//!     .build()
+//!     .await?;
+//! let app = axum::Router::new().nest("/billing", billing.router());
+//! let mut effects = billing.subscribe(0); // effects after seq 0, as they commit
+//! # Ok(()) }
+//! ```
+
+use crate::db::{Db, StoredEffect};
+use crate::ledger::ApiFailure;
+use crate::pipeline::{DeliveryError, Outcome, Pipeline};
+use crate::quoting::{self, QuoteFailure, QuoteInput};
+use crate::runtime::{DEFAULT_PLUGIN, Limits, Runtime};
+use crate::server::{self, ServerOptions};
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the component comes from.
+enum Source {
+    BuiltIn,
+    Bytes(Vec<u8>),
+    File(PathBuf),
+}
+
+impl Source {
+    fn load(&self, what: &str) -> Result<std::borrow::Cow<'static, [u8]>> {
+        Ok(match self {
+            Source::BuiltIn => std::borrow::Cow::Borrowed(DEFAULT_PLUGIN),
+            Source::Bytes(b) => std::borrow::Cow::Owned(b.clone()),
+            Source::File(p) => std::borrow::Cow::Owned(
+                std::fs::read(p).with_context(|| format!("reading {what} {}", p.display()))?,
+            ),
+        })
+    }
+}
+
+/// Configures a [`Billing`]; every setting has the default `serve` has.
+pub struct BillingBuilder {
+    plugin: Source,
+    fee_rules: Option<Source>,
+    database_url: String,
+    secrets: Vec<String>,
+    tolerance_seconds: u32,
+    rules: Option<PathBuf>,
+    options: ServerOptions,
+    tenant_keys: Vec<String>,
+    reference_keys: Vec<String>,
+    api_version: Option<(String, bool)>,
+    limits: Limits,
+}
+
+impl BillingBuilder {
+    /// The billing plugin component, instead of the built-in one.
+    pub fn component_bytes(mut self, wasm: Vec<u8>) -> Self {
+        self.plugin = Source::Bytes(wasm);
+        self
+    }
+    /// The billing plugin component from a file.
+    pub fn component_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.plugin = Source::File(path.into());
+        self
+    }
+    /// A custom fee-rules component (world `fee-rules-plugin`) from a file.
+    pub fn fee_rules_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.fee_rules = Some(Source::File(path.into()));
+        self
+    }
+    /// A custom fee-rules component's bytes.
+    pub fn fee_rules_bytes(mut self, wasm: Vec<u8>) -> Self {
+        self.fee_rules = Some(Source::Bytes(wasm));
+        self
+    }
+    /// `sqlite://PATH` (default `sqlite://psa-billing.db`) or `postgres://...`.
+    pub fn database(mut self, url: impl Into<String>) -> Self {
+        self.database_url = url.into();
+        self
+    }
+    /// The endpoint secrets (`whsec_...`); several during a rotation.
+    pub fn webhook_secrets<S: Into<String>>(
+        mut self,
+        secrets: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.secrets = secrets.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Accepted signature age, both ways (default 300 s).
+    pub fn tolerance_seconds(mut self, seconds: u32) -> Self {
+        self.tolerance_seconds = seconds;
+        self
+    }
+    /// A fee rules file (TOML), checked at build time.
+    pub fn rules_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.rules = Some(path.into());
+        self
+    }
+    /// Bearer token of the `/v1` routes of [`Billing::router`]; without one they are closed.
+    pub fn api_token(mut self, token: impl Into<String>) -> Self {
+        self.options.api_token = Some(token.into());
+        self
+    }
+    /// Largest webhook body accepted (default 1 MiB).
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.options.max_body_bytes = bytes;
+        self
+    }
+    /// Metadata keys naming the tenant, first present wins (default `tenant_id`).
+    pub fn tenant_keys<S: Into<String>>(mut self, keys: impl IntoIterator<Item = S>) -> Self {
+        self.tenant_keys = keys.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Metadata keys naming the application's record (default `reference`, `invoice_id`).
+    pub fn reference_keys<S: Into<String>>(mut self, keys: impl IntoIterator<Item = S>) -> Self {
+        self.reference_keys = keys.into_iter().map(Into::into).collect();
+        self
+    }
+    /// The Stripe API version events should carry; `strict` refuses others.
+    pub fn api_version(mut self, version: impl Into<String>, strict: bool) -> Self {
+        self.api_version = Some((version.into(), strict));
+        self
+    }
+    /// Deadline and memory cap of every plugin call.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Compiles the components, opens (and migrates) the database, checks the rules.
+    pub async fn build(self) -> Result<Billing> {
+        anyhow::ensure!(
+            !self.secrets.is_empty(),
+            "no webhook secret: call webhook_secrets with the endpoint's whsec_... secret"
+        );
+        let plugin = self.plugin.load("plugin")?;
+        let fee_rules = match &self.fee_rules {
+            Some(s) => Some(s.load("fee rules")?),
+            None => None,
+        };
+        let runtime = Runtime::with_fee_rules(&plugin, fee_rules.as_deref(), self.limits)?;
+        let mut options = self.options;
+        if let Some(path) = &self.rules {
+            options.rules = Some(quoting::load_rules(&runtime, path).await?);
+        }
+        let db = Db::open(&self.database_url).await?;
+        let mut pipeline = Pipeline::new(runtime, db, self.secrets, self.tolerance_seconds)
+            .with_routing(self.tenant_keys, self.reference_keys);
+        if let Some((version, strict)) = self.api_version {
+            pipeline = pipeline.with_api_version(version, strict);
+        }
+        Ok(Billing { pipeline, options })
+    }
+}
+
+/// psa-billing inside an application: deliveries, quotes, the tenant
+/// registry, the effects outbox, and the HTTP routes of `serve`.
+#[derive(Clone)]
+pub struct Billing {
+    pipeline: Pipeline,
+    options: ServerOptions,
+}
+
+impl Billing {
+    pub fn builder() -> BillingBuilder {
+        BillingBuilder {
+            plugin: Source::BuiltIn,
+            fee_rules: None,
+            database_url: "sqlite://psa-billing.db".into(),
+            secrets: Vec::new(),
+            tolerance_seconds: psa_billing_core::signature::DEFAULT_TOLERANCE_SECONDS,
+            rules: None,
+            options: ServerOptions::default(),
+            tenant_keys: Vec::new(),
+            reference_keys: Vec::new(),
+            api_version: None,
+            limits: Limits::default(),
+        }
+    }
+
+    /// Handles one webhook delivery: the raw body and its `Stripe-Signature`.
+    pub async fn handle_delivery(
+        &self,
+        body: &[u8],
+        signature: Option<&str>,
+    ) -> Result<Outcome, DeliveryError> {
+        self.pipeline.receive(body, signature).await
+    }
+
+    /// A fee breakdown, like `POST /v1/quote`.
+    pub async fn quote(&self, input: QuoteInput) -> Result<serde_json::Value, QuoteFailure> {
+        quoting::quote(
+            self.pipeline.runtime(),
+            self.options.rules.as_deref(),
+            input,
+        )
+        .await
+    }
+
+    /// Registers a connected account (`acct_...`) to a tenant.
+    pub async fn register_tenant(&self, account: &str, tenant: &str) -> Result<(), ApiFailure> {
+        crate::tenants::register(self.pipeline.runtime(), self.pipeline.db(), account, tenant).await
+    }
+
+    /// A tenant's ledger balances, as `GET /v1/ledger/{tenant}/balances` answers.
+    pub async fn balances(&self, tenant: &str) -> Result<serde_json::Value, ApiFailure> {
+        crate::ledger::balances(self.pipeline.runtime(), self.pipeline.db(), tenant).await
+    }
+
+    /// Up to `limit` effects with a sequence number above `after`, in order.
+    pub async fn effects_after(&self, after: i64, limit: i64) -> Result<Vec<StoredEffect>> {
+        self.pipeline.db().effects_after(after, limit).await
+    }
+
+    /// Every effect after `after`, as it commits (the outbox is polled every
+    /// 200 ms; sequence numbers are gapless, so none is skipped). The
+    /// polling stops when the receiver is dropped.
+    pub fn subscribe(&self, after: i64) -> tokio::sync::mpsc::Receiver<StoredEffect> {
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let db = self.pipeline.db().clone();
+        tokio::spawn(async move {
+            let mut cursor = after;
+            loop {
+                match db.effects_after(cursor, 256).await {
+                    Ok(page) if !page.is_empty() => {
+                        for effect in page {
+                            cursor = effect.seq;
+                            if tx.send(effect).await.is_err() {
+                                return;
+                            }
+                        }
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %format!("{e:#}"), "reading the outbox"),
+                }
+                if tx.is_closed() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        rx
+    }
+
+    /// The routes of `serve` (webhooks, `/v1/...`, `/healthz`), to mount or nest.
+    pub fn router(&self) -> axum::Router {
+        server::router(self.pipeline.clone(), self.options.clone())
+    }
+
+    /// The pipeline, for what this API does not cover yet.
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+}
