@@ -25,6 +25,7 @@ mod effects_json;
 mod embed;
 pub mod inspect;
 pub mod ledger;
+pub mod metrics;
 pub mod pipeline;
 pub mod quoting;
 pub mod runtime;

@@ -5,6 +5,7 @@
 use crate::capabilities::StagedState;
 use crate::db::{CommitOutcome, Db, EventMeta, NewEffect};
 use crate::effects_json;
+use crate::metrics::Metrics;
 use crate::runtime::{Delivery, Envelope, HandleError, Routing, Runtime, VerifyError};
 use std::fmt;
 
@@ -94,6 +95,7 @@ pub struct Pipeline {
     tolerance_seconds: u32,
     routing: Routing,
     api_version: Option<ApiVersion>,
+    metrics: std::sync::Arc<Metrics>,
 }
 
 /// The Stripe API version the deployment expects its events in.
@@ -116,7 +118,13 @@ impl Pipeline {
                 reference_keys: vec![],
             },
             api_version: None,
+            metrics: Default::default(),
         }
+    }
+
+    /// What this pipeline has done, for `GET /metrics`.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Metadata keys naming the tenant and the application's reference,
@@ -159,7 +167,10 @@ impl Pipeline {
             secrets: self.secrets.clone(),
             tolerance_seconds: self.tolerance_seconds,
         };
-        let envelope = match self.runtime.verify(delivery).await {
+        let started = std::time::Instant::now();
+        let verified = self.runtime.verify(delivery).await;
+        self.metrics.plugin_call(started.elapsed());
+        let envelope = match verified {
             Ok(Ok(env)) => env,
             Ok(Err(e)) => return Err(DeliveryError::Rejected(e)),
             Err(e) => return Err(failed(None, e.to_string())),
@@ -211,7 +222,9 @@ impl Pipeline {
         }
         for _ in 0..MAX_CONFLICT_RETRIES {
             let staged = StagedState::new(self.db.clone(), event.id.clone());
+            let started = std::time::Instant::now();
             let handled = self.runtime.handle(body, &self.routing, staged).await;
+            self.metrics.plugin_call(started.elapsed());
             let (handled, staged) = match handled {
                 Ok(r) => r,
                 Err(e) => return Err(self.fail(&event, body, e.to_string()).await),

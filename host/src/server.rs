@@ -76,6 +76,7 @@ pub fn router(pipeline: Pipeline, options: ServerOptions) -> Router {
                 .delete(tenant_unregister),
         )
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .with_state(state)
 }
 
@@ -113,7 +114,19 @@ async fn webhook(
     let signature = headers
         .get("stripe-signature")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    match app.pipeline.receive(&body, signature.as_deref()).await {
+    let started = std::time::Instant::now();
+    let outcome = app.pipeline.receive(&body, signature.as_deref()).await;
+    let (label, reason) = match &outcome {
+        Ok(Outcome::Accepted { ignored: true, .. }) => ("ignored", None),
+        Ok(Outcome::Accepted { .. }) => ("accepted", None),
+        Ok(Outcome::Duplicate { .. }) => ("duplicate", None),
+        Err(DeliveryError::Rejected(e)) => ("rejected", Some(rejection_code(e))),
+        Err(DeliveryError::Failed { .. }) => ("failed", None),
+    };
+    app.pipeline
+        .metrics()
+        .delivery(label, reason, started.elapsed());
+    match outcome {
         Ok(Outcome::Accepted {
             event_id,
             effects,
@@ -231,6 +244,28 @@ async fn effects(
             format!("{e:#}"),
         ),
     }
+}
+
+/// Prometheus scrape: no tenant data, so open like `/healthz`.
+async fn metrics(State(app): State<Arc<AppState>>) -> Response {
+    let outbox = match app.pipeline.db().counts().await {
+        Ok((_, _, effects)) => effects,
+        Err(e) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database",
+                format!("{e:#}"),
+            );
+        }
+    };
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.pipeline.metrics().render(outbox),
+    )
+        .into_response()
 }
 
 async fn healthz(State(app): State<Arc<AppState>>) -> Response {

@@ -309,3 +309,52 @@ async fn the_effects_api_is_closed_without_the_token() {
     );
     assert_eq!(s.get("/healthz", None).await.status, 200);
 }
+
+#[tokio::test]
+async fn metrics_count_deliveries_by_outcome_and_reason() {
+    let s = TestServer::start(Options::default()).await;
+    let body = event(
+        "evt_m1",
+        "payment_intent.succeeded",
+        succeeded_payment("pi_m1"),
+    );
+    s.deliver_signed(&body).await;
+    s.deliver_signed(&body).await;
+    s.deliver(&body, Some(&sign_now(&body, SECRET, -10_000))).await;
+    s.deliver(&body, None).await;
+    let unused = event("evt_m2", "balance.available", json!({"object": "balance"}));
+    s.deliver_signed(&unused).await;
+    let failing = event(
+        "evt_m3",
+        "invoice.paid",
+        json!({"id": "in_m", "object": "invoice"}),
+    );
+    s.deliver_signed(&failing).await;
+
+    let resp = s.client.get(s.url("/metrics")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("openmetrics")
+    );
+    let text = resp.text().await.unwrap();
+    for line in [
+        r#"psa_billing_deliveries_total{outcome="accepted"} 1"#,
+        r#"psa_billing_deliveries_total{outcome="duplicate"} 1"#,
+        r#"psa_billing_deliveries_total{outcome="ignored"} 1"#,
+        r#"psa_billing_deliveries_total{outcome="failed"} 1"#,
+        r#"psa_billing_deliveries_total{outcome="rejected",reason="timestamp_too_old"} 1"#,
+        r#"psa_billing_deliveries_total{outcome="rejected",reason="missing_signature"} 1"#,
+        "psa_billing_delivery_seconds_count 6",
+        "psa_billing_outbox_effects 2",
+    ] {
+        assert!(text.contains(line), "no {line:?} in\n{text}");
+    }
+    // verify for the 4 signed-and-checked deliveries (+2 refused early), handle for 3.
+    assert!(
+        text.contains("psa_billing_plugin_call_seconds_count"),
+        "{text}"
+    );
+}

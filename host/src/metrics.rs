@@ -1,0 +1,81 @@
+//! `GET /metrics`: what the host has done, in the Prometheus/OpenMetrics
+//! text format (prometheus-client). Deliveries by outcome (and rejection
+//! reason), processing and plugin-call latency, and the outbox's length.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::time::Duration;
+
+/// Labels of a delivery: its outcome and, for a rejection, the reason code.
+type Labels = Vec<(&'static str, &'static str)>;
+
+pub struct Metrics {
+    registry: Registry,
+    deliveries: Family<Labels, Counter>,
+    processing: Histogram,
+    plugin_calls: Histogram,
+    outbox: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("psa_billing");
+        let deliveries = Family::<Labels, Counter>::default();
+        registry.register(
+            "deliveries",
+            "Webhook deliveries by outcome (accepted, ignored, duplicate, rejected with its reason, failed)",
+            deliveries.clone(),
+        );
+        // 0.1 ms to ~3 s.
+        let processing = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "delivery_seconds",
+            "Time from a delivery's arrival to its answer",
+            processing.clone(),
+        );
+        let plugin_calls = Histogram::new(exponential_buckets(0.00001, 2.0, 16));
+        registry.register(
+            "plugin_call_seconds",
+            "Time of one call into the billing plugin (verify or handle), storage included",
+            plugin_calls.clone(),
+        );
+        let outbox = Gauge::default();
+        registry.register("outbox_effects", "Effects in the outbox", outbox.clone());
+        Metrics {
+            registry,
+            deliveries,
+            processing,
+            plugin_calls,
+            outbox,
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts one delivery; `reason` only for a rejection.
+    pub fn delivery(&self, outcome: &'static str, reason: Option<&'static str>, took: Duration) {
+        let mut labels = vec![("outcome", outcome)];
+        if let Some(r) = reason {
+            labels.push(("reason", r));
+        }
+        self.deliveries.get_or_create(&labels).inc();
+        self.processing.observe(took.as_secs_f64());
+    }
+
+    pub fn plugin_call(&self, took: Duration) {
+        self.plugin_calls.observe(took.as_secs_f64());
+    }
+
+    /// The text exposition, with the outbox length read just before.
+    pub fn render(&self, outbox_effects: i64) -> String {
+        self.outbox.set(outbox_effects);
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
