@@ -320,7 +320,8 @@ async fn metrics_count_deliveries_by_outcome_and_reason() {
     );
     s.deliver_signed(&body).await;
     s.deliver_signed(&body).await;
-    s.deliver(&body, Some(&sign_now(&body, SECRET, -10_000))).await;
+    s.deliver(&body, Some(&sign_now(&body, SECRET, -10_000)))
+        .await;
     s.deliver(&body, None).await;
     let unused = event("evt_m2", "balance.available", json!({"object": "balance"}));
     s.deliver_signed(&unused).await;
