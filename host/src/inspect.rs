@@ -29,16 +29,12 @@ impl World {
 /// the smallest and a large amount, and the surcharge flags.
 pub fn sample_quotes(tenant: Option<&str>) -> Vec<QuoteInput> {
     let q = |amount: &str, currency: &str, international: bool, converted: bool| QuoteInput {
-        amount: amount.into(),
-        currency: currency.into(),
-        payment_method: "card".into(),
         tenant: tenant.map(str::to_string),
         international,
         converted,
-        application_fee_percent: None,
-        application_fee_fixed: None,
         // In the quote's currency; volume-priced rules see a busy month.
         monthly_volume: (currency == "usd").then(|| "12000.00".into()),
+        ..QuoteInput::new(amount, currency)
     };
     vec![
         q("100.00", "usd", false, false),

@@ -39,6 +39,24 @@ fn card() -> String {
     "card".into()
 }
 
+impl QuoteInput {
+    /// A card payment of `amount` (major units as text) in `currency`, with
+    /// everything else as the rules say; set the public fields to change it.
+    pub fn new(amount: impl Into<String>, currency: impl Into<String>) -> QuoteInput {
+        QuoteInput {
+            amount: amount.into(),
+            currency: currency.into(),
+            payment_method: card(),
+            tenant: None,
+            international: false,
+            converted: false,
+            application_fee_percent: None,
+            application_fee_fixed: None,
+            monthly_volume: None,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum QuoteFailure {
     /// The request or the rules are wrong: the caller's to fix.

@@ -84,20 +84,9 @@ async fn an_application_builds_mounts_delivers_and_subscribes() {
     assert_eq!(billing.effects_after(0, 10).await.unwrap().len(), 2);
 
     // Quotes with the builder's rules (the defaults here).
-    let q = billing
-        .quote(QuoteInput {
-            amount: "100.00".into(),
-            currency: "usd".into(),
-            payment_method: "card".into(),
-            tenant: None,
-            international: false,
-            converted: false,
-            application_fee_percent: Some("2.5".into()),
-            application_fee_fixed: None,
-            monthly_volume: None,
-        })
-        .await
-        .unwrap();
+    let mut input = QuoteInput::new("100.00", "usd");
+    input.application_fee_percent = Some("2.5".into());
+    let q = billing.quote(input).await.unwrap();
     assert_eq!(q["application_fee"]["amount"], 250);
 }
 

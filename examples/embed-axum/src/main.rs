@@ -73,17 +73,11 @@ async fn list(State(app): State<App>) -> Json<Value> {
 
 /// `GET /price?amount=100.00&currency=usd`: what the tenant keeps.
 async fn price(State(app): State<App>, Query(q): Query<BTreeMap<String, String>>) -> Json<Value> {
-    let input = QuoteInput {
-        amount: q.get("amount").cloned().unwrap_or_else(|| "100.00".into()),
-        currency: q.get("currency").cloned().unwrap_or_else(|| "usd".into()),
-        payment_method: "card".into(),
-        tenant: None,
-        international: false,
-        converted: false,
-        application_fee_percent: Some("2.5".into()),
-        application_fee_fixed: None,
-        monthly_volume: None,
-    };
+    let mut input = QuoteInput::new(
+        q.get("amount").map_or("100.00", String::as_str),
+        q.get("currency").map_or("usd", String::as_str),
+    );
+    input.application_fee_percent = Some("2.5".into());
     Json(match app.billing.quote(input).await {
         Ok(q) => q,
         Err(e) => json!({ "error": e.to_string() }),
