@@ -450,6 +450,16 @@ impl Db {
         }))
     }
 
+    /// How many effects the outbox holds: its last sequence number, since
+    /// numbers are gapless (an index lookup, not a count).
+    pub async fn outbox_len(&self) -> Result<i64> {
+        Ok(on_pool!(self, |p| sqlx::query_scalar(
+            "SELECT COALESCE(MAX(seq), 0) FROM effects"
+        )
+        .fetch_one(p)
+        .await?))
+    }
+
     /// Counts of the three tables, for tests and health checks.
     pub async fn counts(&self) -> Result<(i64, i64, i64)> {
         Ok(on_pool!(self, |p| {

@@ -55,10 +55,6 @@ mod fee_rules_bindings {
 use fee_rules_bindings::exports::psa::billing::fee_rules::FeeContext;
 use fee_rules_bindings::{FeeRulesPlugin, FeeRulesPluginPre};
 
-/// The plugin state collection of the tenant registry (see `wit/billing.wit`,
-/// interface `tenants`).
-pub const TENANTS_COLLECTION: &str = "tenants";
-
 /// How a custom fee-rules component's own refusal of a quote begins (as
 /// opposed to the billing plugin refusing its breakdown).
 pub const CUSTOM_RULES_DECLINED: &str = "custom fee rules refused the quote: ";

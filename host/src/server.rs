@@ -248,8 +248,8 @@ async fn effects(
 
 /// Prometheus scrape: no tenant data, so open like `/healthz`.
 async fn metrics(State(app): State<Arc<AppState>>) -> Response {
-    let outbox = match app.pipeline.db().counts().await {
-        Ok((_, _, effects)) => effects,
+    let outbox = match app.pipeline.db().outbox_len().await {
+        Ok(n) => n,
         Err(e) => {
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -20,30 +20,40 @@ pub async fn register(
     account: &str,
     tenant: &str,
 ) -> Result<(), ApiFailure> {
-    for _ in 0..MAX_CONFLICT_RETRIES {
-        let (r, staged) = runtime
-            .register_tenant(staged(db, account), account.into(), tenant.into())
-            .await?;
-        r.map_err(ApiFailure::Invalid)?;
-        if commit(db, &staged).await? {
-            return Ok(());
-        }
-    }
-    Err(conflict(account))
+    change(runtime, db, account, Some(tenant)).await
 }
 
 /// Forgets `account`: its later events are routed by metadata alone.
 pub async fn unregister(runtime: &Runtime, db: &Db, account: &str) -> Result<(), ApiFailure> {
+    change(runtime, db, account, None).await
+}
+
+/// Registers `account` to `tenant`, or forgets it (`None`), redone when a
+/// concurrent registration of the same account committed first.
+async fn change(
+    runtime: &Runtime,
+    db: &Db,
+    account: &str,
+    tenant: Option<&str>,
+) -> Result<(), ApiFailure> {
     for _ in 0..MAX_CONFLICT_RETRIES {
-        let (r, staged) = runtime
-            .unregister_tenant(staged(db, account), account.into())
-            .await?;
+        let staged = staged(db, account);
+        let (r, staged) = match tenant {
+            Some(t) => {
+                runtime
+                    .register_tenant(staged, account.into(), t.into())
+                    .await?
+            }
+            None => runtime.unregister_tenant(staged, account.into()).await?,
+        };
         r.map_err(ApiFailure::Invalid)?;
         if commit(db, &staged).await? {
             return Ok(());
         }
     }
-    Err(conflict(account))
+    Err(ApiFailure::Database(anyhow::anyhow!(
+        "{account} kept changing under concurrent registrations; try again"
+    )))
 }
 
 /// The tenant `account` is registered to.
@@ -58,8 +68,7 @@ pub async fn lookup(
         .map_err(|e| ApiFailure::Database(anyhow::anyhow!(e)))
 }
 
-/// Redone when another registration of the same account committed between
-/// our read and our write.
+/// How often a registration is redone.
 const MAX_CONFLICT_RETRIES: usize = 8;
 
 /// `false` on a conflict: the caller redoes the change.
@@ -71,15 +80,10 @@ async fn commit(db: &Db, staged: &StagedState) -> Result<bool, ApiFailure> {
     }
 }
 
-fn conflict(account: &str) -> ApiFailure {
-    ApiFailure::Database(anyhow::anyhow!(
-        "{account} kept changing under concurrent registrations; try again"
-    ))
-}
-
 /// Every registered account and its tenant, by account.
 pub async fn list(db: &Db) -> Result<Vec<(String, String)>, ApiFailure> {
-    db.state_entries(crate::runtime::TENANTS_COLLECTION)
+    // The plugin keeps the registry under this collection.
+    db.state_entries(psa_billing_core::mapping::TENANTS)
         .await
         .map_err(ApiFailure::Database)
 }

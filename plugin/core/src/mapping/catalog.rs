@@ -244,25 +244,25 @@ pub const CATALOG: &[Entry] = &[
         "checkout.session.completed",
         &["checkout.completed"],
         "mode, payment_status (unpaid while an asynchronous method settles), amount_total, customer, payment intent, subscription, invoice, client_reference_id or metadata reference.",
-        |c, s| customers::checkout(c, s, "complete"),
+        |c, s| customers::checkout(c, s, None, Effect::CheckoutCompleted),
     ),
     mapped(
         "checkout.session.async_payment_succeeded",
         &["checkout.completed"],
         "payment_status paid. Final.",
-        |c, s| customers::checkout(c, s, "complete"),
+        |c, s| customers::checkout(c, s, None, Effect::CheckoutCompleted),
     ),
     mapped(
         "checkout.session.async_payment_failed",
         &["checkout.payment_failed"],
         "The asynchronous payment of a completed session failed. Final.",
-        |c, s| customers::checkout(c, s, "payment_failed"),
+        |c, s| customers::checkout(c, s, Some("payment_failed"), Effect::CheckoutPaymentFailed),
     ),
     mapped(
         "checkout.session.expired",
         &["checkout.expired"],
         "Never paid. Final.",
-        |c, s| customers::checkout(c, s, "expired"),
+        |c, s| customers::checkout(c, s, Some("expired"), Effect::CheckoutExpired),
     ),
     // Invoices.
     mapped("invoice.created", INVOICE, INVOICE_NOTES, |c, s| {

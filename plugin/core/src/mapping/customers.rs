@@ -1,6 +1,6 @@
 //! Customers, their ways to pay, and Checkout Sessions.
 
-use super::{Ctx, HandleError, Mapped, advance, advance_in_time};
+use super::{Ctx, Mapped, advance, advance_in_time};
 use crate::effects::*;
 use crate::event::id_at;
 use crate::money::Money;
@@ -51,13 +51,12 @@ pub(super) fn payment_method(ctx: &Ctx, store: &mut dyn StateStore, change: &str
     let method_type = ctx
         .opt_str(&["type"])
         .or_else(|| ctx.opt_str(&["object"]).filter(|o| o != "source"));
+    let nested = method_type.as_deref().unwrap_or("card");
     let details = |field: &str| {
-        let nested = method_type.as_deref().unwrap_or("card");
         ctx.opt_str(&[nested, field])
             .or_else(|| ctx.opt_str(&[field]))
     };
     let number = |field: &str| {
-        let nested = method_type.as_deref().unwrap_or("card");
         ctx.opt_i64(&[nested, field])
             .or_else(|| ctx.opt_i64(&[field]))
     };
@@ -76,13 +75,19 @@ pub(super) fn payment_method(ctx: &Ctx, store: &mut dyn StateStore, change: &str
 }
 
 /// A Checkout Session completed (paid, or unpaid while an asynchronous
-/// method settles), then paid, failed or expired.
-pub(super) fn checkout(ctx: &Ctx, store: &mut dyn StateStore, outcome: &str) -> Mapped {
+/// method settles), then paid, failed or expired. `outcome` is the status
+/// the event sets, `None` for a completion (ranked by its payment status).
+pub(super) fn checkout(
+    ctx: &Ctx,
+    store: &mut dyn StateStore,
+    outcome: Option<&str>,
+    effect: fn(CheckoutSession) -> Effect,
+) -> Mapped {
     let id = ctx.req_str("id")?;
     let payment_status = ctx.req_str("payment_status")?;
     let status = match outcome {
-        "complete" => format!("complete:{payment_status}"),
-        other => other.to_string(),
+        None => format!("complete:{payment_status}"),
+        Some(other) => other.to_string(),
     };
     if let Err(stale) = advance(store, "checkout_session", &id, &status, ctx.created)? {
         return Ok(Err(stale));
@@ -108,14 +113,5 @@ pub(super) fn checkout(ctx: &Ctx, store: &mut dyn StateStore, outcome: &str) -> 
             .opt_str(&["client_reference_id"])
             .or_else(|| ctx.reference()),
     };
-    Ok(Ok(vec![match outcome {
-        "complete" => Effect::CheckoutCompleted(session),
-        "payment_failed" => Effect::CheckoutPaymentFailed(session),
-        "expired" => Effect::CheckoutExpired(session),
-        other => {
-            return Err(HandleError::Malformed(format!(
-                "no checkout outcome {other}"
-            )));
-        }
-    }]))
+    Ok(Ok(vec![effect(session)]))
 }

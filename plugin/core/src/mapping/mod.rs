@@ -123,10 +123,7 @@ pub fn handle_with(
     let object = at(&event, &["data", "object"])
         .filter(|o| o.is_object())
         .ok_or_else(|| HandleError::MissingField("data.object".into()))?;
-    let registered = match &env.account {
-        Some(acct) => store.get(TENANTS, acct).map_err(HandleError::Storage)?,
-        None => None,
-    };
+    let registered = registered_tenant(store, env.account.as_deref())?;
     let mut ctx = Ctx {
         object,
         account: env.account.clone(),
@@ -538,16 +535,11 @@ fn owner_of(
     let Some(pi) = payment_intent else {
         return Ok((None, ledger_tenant(None, ctx.account.as_deref())));
     };
-    let raw = store.get(LEDGER_OWNERS, pi).map_err(HandleError::Storage)?;
-    let owner: Value = match raw {
-        Some(raw) => serde_json::from_str(&raw)
-            .map_err(|e| HandleError::Storage(format!("owner of {pi} is corrupt: {e}")))?,
-        // Posting under a guess would split one payment over two ledgers.
-        None => {
-            return Err(HandleError::NotReady(format!(
-                "payment {pi} not seen yet and no metadata.tenant_id to route by; Stripe's retry will apply this after it"
-            )));
-        }
+    // Posting under a guess would split one payment over two ledgers.
+    let Some(owner) = recorded_owner(store, pi)? else {
+        return Err(HandleError::NotReady(format!(
+            "payment {pi} not seen yet and no metadata.tenant_id to route by; Stripe's retry will apply this after it"
+        )));
     };
     let tenant = owner["tenant"].as_str().map(str::to_string);
     let ledger = owner["ledger"].as_str().unwrap_or(ledger::PLATFORM_TENANT);
@@ -567,10 +559,28 @@ fn soft_tenant(
     let Some(pi) = payment_intent else {
         return Ok(None);
     };
-    let raw = store.get(LEDGER_OWNERS, pi).map_err(HandleError::Storage)?;
-    Ok(raw
-        .and_then(|raw| serde_json::from_str::<Value>(&raw).ok())
-        .and_then(|owner| owner["tenant"].as_str().map(str::to_string)))
+    Ok(recorded_owner(store, pi)?.and_then(|owner| owner["tenant"].as_str().map(str::to_string)))
+}
+
+/// Whose tenant and ledger a payment intent was posted under, if it was.
+fn recorded_owner(store: &mut dyn StateStore, pi: &str) -> Result<Option<Value>, HandleError> {
+    let Some(raw) = store.get(LEDGER_OWNERS, pi).map_err(HandleError::Storage)? else {
+        return Ok(None);
+    };
+    serde_json::from_str(&raw)
+        .map(Some)
+        .map_err(|e| HandleError::Storage(format!("owner of {pi} is corrupt: {e}")))
+}
+
+/// The tenant a connected account is registered to, if any.
+fn registered_tenant(
+    store: &mut dyn StateStore,
+    account: Option<&str>,
+) -> Result<Option<String>, HandleError> {
+    match account {
+        Some(acct) => store.get(TENANTS, acct).map_err(HandleError::Storage),
+        None => Ok(None),
+    }
 }
 
 fn dispute_update(

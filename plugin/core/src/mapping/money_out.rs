@@ -1,6 +1,8 @@
 //! Money going out: refund objects, payouts and transfers.
 
-use super::{Ctx, HandleError, Mapped, advance, last_applied, record_applied, soft_tenant};
+use super::{
+    Ctx, HandleError, Mapped, advance, last_applied, record_applied, registered_tenant, soft_tenant,
+};
 use crate::effects::*;
 use crate::event::id_at;
 use crate::money::Money;
@@ -84,12 +86,7 @@ pub(super) fn transfer(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
     // The destination is a connected account: route by the registry when
     // the application registered it.
     let destination = id_at(ctx.object, &["destination"]);
-    let registered = match &destination {
-        Some(acct) => store
-            .get(super::TENANTS, acct)
-            .map_err(HandleError::Storage)?,
-        None => None,
-    };
+    let registered = registered_tenant(store, destination.as_deref())?;
     Ok(Ok(vec![Effect::TransferChanged(Transfer {
         transfer: id,
         amount_reversed: Money::new(reversed, amount.currency.clone()),
