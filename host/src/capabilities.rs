@@ -3,7 +3,8 @@
 
 use crate::db::{Db, StateKey};
 use crate::runtime::Limits;
-use crate::runtime::bindings::psa::billing::{clock, log, storage, types};
+use crate::runtime::bindings::psa::billing::{clock, log, storage, stripe, types};
+use crate::stripe_api::StripeApi;
 use std::collections::{BTreeMap, HashMap};
 use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
@@ -22,6 +23,28 @@ pub struct CallState {
     staged: Option<StagedState>,
     /// Tags log lines with the event being handled.
     log_context: String,
+    stripe: StripeAccess,
+    /// Wall-clock time spent in Stripe calls not yet given back to the
+    /// guest's deadline, in epoch ticks: the deadline bounds the plugin's
+    /// own work, the Stripe client's timeouts and retries bound the calls.
+    pub(crate) host_ticks: u64,
+    /// Stripe calls made by this plugin call (capped: a plugin must not
+    /// turn one operation into a flood).
+    stripe_calls: u32,
+}
+
+/// Stripe calls one plugin call may make.
+pub const MAX_STRIPE_CALLS: u32 = 16;
+
+/// Whether a call may use the `stripe` import.
+#[derive(Clone, Default)]
+pub enum StripeAccess {
+    /// No key configured.
+    #[default]
+    Unconfigured,
+    /// Webhook handling and reads: mapping depends on the event alone.
+    NotHere,
+    Api(StripeApi),
 }
 
 impl CallState {
@@ -42,7 +65,20 @@ impl CallState {
                 .build(),
             staged,
             log_context,
+            stripe: StripeAccess::NotHere,
+            host_ticks: 0,
+            stripe_calls: 0,
         }
+    }
+
+    /// Lets this call use Stripe (operations only).
+    pub(crate) fn with_stripe(mut self, access: StripeAccess) -> CallState {
+        self.stripe = access;
+        self
+    }
+
+    pub(crate) fn stripe_access(&self) -> &StripeAccess {
+        &self.stripe
     }
 
     pub(crate) fn into_staged(self) -> Option<StagedState> {
@@ -196,5 +232,179 @@ impl log::Host for CallState {
 impl clock::Host for CallState {
     async fn now(&mut self) -> wasmtime::Result<i64> {
         Ok(crate::db::unix_now())
+    }
+}
+
+impl CallState {
+    /// Runs one Stripe call, crediting its duration to the guest's deadline.
+    async fn stripe_call<T>(
+        &mut self,
+        call: impl AsyncFnOnce(StripeApi) -> Result<T, stripe::StripeError>,
+    ) -> wasmtime::Result<Result<T, stripe::StripeError>> {
+        let api = match &self.stripe {
+            StripeAccess::Api(api) => api.clone(),
+            StripeAccess::Unconfigured => {
+                return Ok(Err(stripe::StripeError::Denied(
+                    "no Stripe key is configured (STRIPE_SECRET_KEY)".into(),
+                )));
+            }
+            StripeAccess::NotHere => {
+                return Ok(Err(stripe::StripeError::Denied(
+                    "Stripe is not available while a webhook is handled".into(),
+                )));
+            }
+        };
+        if self.stripe_calls >= MAX_STRIPE_CALLS {
+            return Ok(Err(stripe::StripeError::Denied(format!(
+                "a plugin call may make at most {MAX_STRIPE_CALLS} Stripe calls"
+            ))));
+        }
+        self.stripe_calls += 1;
+        let started = std::time::Instant::now();
+        let r = call(api).await;
+        self.host_ticks += crate::runtime::ticks(started.elapsed());
+        Ok(r)
+    }
+}
+
+impl stripe::Host for CallState {
+    async fn retrieve_event(
+        &mut self,
+        id: String,
+        account: Option<String>,
+    ) -> wasmtime::Result<Result<String, stripe::StripeError>> {
+        self.stripe_call(async |s| s.retrieve_event(&id, account.as_deref()).await)
+            .await
+    }
+
+    async fn retrieve_thin_event(
+        &mut self,
+        id: String,
+    ) -> wasmtime::Result<Result<String, stripe::StripeError>> {
+        self.stripe_call(async |s| s.retrieve_thin_event(&id).await)
+            .await
+    }
+
+    async fn retrieve_payment_intent(
+        &mut self,
+        id: String,
+        account: Option<String>,
+    ) -> wasmtime::Result<Result<stripe::PaymentIntent, stripe::StripeError>> {
+        self.stripe_call(async |s| s.retrieve_payment_intent(&id, account.as_deref()).await)
+            .await
+    }
+
+    async fn retrieve_charge(
+        &mut self,
+        id: String,
+        account: Option<String>,
+    ) -> wasmtime::Result<Result<stripe::Charge, stripe::StripeError>> {
+        self.stripe_call(async |s| s.retrieve_charge(&id, account.as_deref()).await)
+            .await
+    }
+
+    async fn retrieve_invoice(
+        &mut self,
+        id: String,
+        account: Option<String>,
+    ) -> wasmtime::Result<Result<stripe::Invoice, stripe::StripeError>> {
+        self.stripe_call(async |s| s.retrieve_invoice(&id, account.as_deref()).await)
+            .await
+    }
+
+    async fn retrieve_subscription(
+        &mut self,
+        id: String,
+        account: Option<String>,
+    ) -> wasmtime::Result<Result<stripe::Subscription, stripe::StripeError>> {
+        self.stripe_call(async |s| s.retrieve_subscription(&id, account.as_deref()).await)
+            .await
+    }
+
+    async fn retrieve_account(
+        &mut self,
+        id: String,
+    ) -> wasmtime::Result<Result<stripe::Account, stripe::StripeError>> {
+        self.stripe_call(async |s| s.retrieve_account(&id).await)
+            .await
+    }
+
+    async fn create_payment_intent(
+        &mut self,
+        params: stripe::PaymentIntentParams,
+        account: Option<String>,
+        idempotency_key: String,
+    ) -> wasmtime::Result<Result<stripe::PaymentIntent, stripe::StripeError>> {
+        self.stripe_call(async |s| {
+            s.create_payment_intent(params, account.as_deref(), &idempotency_key)
+                .await
+        })
+        .await
+    }
+
+    async fn create_refund(
+        &mut self,
+        params: stripe::RefundParams,
+        account: Option<String>,
+        idempotency_key: String,
+    ) -> wasmtime::Result<Result<stripe::Refund, stripe::StripeError>> {
+        self.stripe_call(async |s| {
+            s.create_refund(params, account.as_deref(), &idempotency_key)
+                .await
+        })
+        .await
+    }
+
+    async fn create_transfer(
+        &mut self,
+        params: stripe::TransferParams,
+        idempotency_key: String,
+    ) -> wasmtime::Result<Result<stripe::Transfer, stripe::StripeError>> {
+        self.stripe_call(async |s| s.create_transfer(params, &idempotency_key).await)
+            .await
+    }
+
+    async fn update_subscription_quantity(
+        &mut self,
+        subscription: String,
+        item: String,
+        quantity: u64,
+        account: Option<String>,
+        idempotency_key: String,
+    ) -> wasmtime::Result<Result<stripe::Subscription, stripe::StripeError>> {
+        self.stripe_call(async |s| {
+            s.update_subscription_quantity(
+                &subscription,
+                &item,
+                quantity,
+                account.as_deref(),
+                &idempotency_key,
+            )
+            .await
+        })
+        .await
+    }
+
+    async fn create_account(
+        &mut self,
+        params: stripe::AccountParams,
+        idempotency_key: String,
+    ) -> wasmtime::Result<Result<stripe::Account, stripe::StripeError>> {
+        self.stripe_call(async |s| s.create_account(params, &idempotency_key).await)
+            .await
+    }
+
+    async fn create_account_link(
+        &mut self,
+        account: String,
+        refresh_url: String,
+        return_url: String,
+        idempotency_key: String,
+    ) -> wasmtime::Result<Result<stripe::AccountLink, stripe::StripeError>> {
+        self.stripe_call(async |s| {
+            s.create_account_link(&account, &refresh_url, &return_url, &idempotency_key)
+                .await
+        })
+        .await
     }
 }

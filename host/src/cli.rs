@@ -5,6 +5,7 @@ use crate::pipeline::{DeliveryError, Outcome, Pipeline, describe_rejection, reje
 use crate::quoting::{self, QuoteInput};
 use crate::runtime::{Limits, Runtime};
 use crate::server::{self, ServerOptions};
+use crate::stripe_api::{StripeApi, StripeConfig};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
@@ -247,6 +248,37 @@ struct ServeArgs {
     routing: RoutingArgs,
     #[command(flatten)]
     plugin: PluginArgs,
+    #[command(flatten)]
+    stripe: StripeArgs,
+}
+
+#[derive(Args)]
+struct StripeArgs {
+    /// Stripe secret key for operations and thin events; it stays in the
+    /// host. Without it every Stripe call is refused (`denied`).
+    #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true)]
+    stripe_secret_key: Option<String>,
+    /// Stripe API base URL (a local fake in tests).
+    #[arg(long, env = "PSA_BILLING_STRIPE_URL")]
+    stripe_url: Option<String>,
+    /// Stripe operations this deployment allows, comma-separated WIT names
+    /// (create-refund,retrieve-charge...); default: all.
+    #[arg(long, env = "PSA_BILLING_STRIPE_ALLOW")]
+    stripe_allow: Option<String>,
+}
+
+impl StripeArgs {
+    fn api(&self) -> Result<Option<StripeApi>> {
+        let Some(key) = self.stripe_secret_key.as_deref().filter(|k| !k.is_empty()) else {
+            return Ok(None);
+        };
+        let mut config = StripeConfig::new(key);
+        config.base_url = self.stripe_url.clone();
+        if let Some(list) = &self.stripe_allow {
+            config.allow = Some(StripeConfig::parse_allow(list)?);
+        }
+        StripeApi::new(config).map(Some)
+    }
 }
 
 #[derive(Args)]
@@ -398,7 +430,7 @@ pub fn parse_secrets(raw: Option<&str>) -> Result<Vec<String>> {
 
 async fn serve(a: ServeArgs) -> Result<()> {
     let secrets = parse_secrets(a.webhook_secret.as_deref())?;
-    let runtime = a.plugin.runtime()?;
+    let runtime = a.plugin.runtime()?.with_stripe(a.stripe.api()?);
     let rules = load_rules(&runtime, &a.rules).await?;
     let db = Db::open(&a.database_url).await?;
     let pipeline = a.routing.apply(Pipeline::new(

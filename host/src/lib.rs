@@ -26,13 +26,15 @@ mod embed;
 pub mod inspect;
 pub mod ledger;
 pub mod metrics;
+pub mod operations;
 pub mod pipeline;
 pub mod quoting;
 pub mod runtime;
 pub mod server;
+pub mod stripe_api;
 pub mod tenants;
 
-pub use capabilities::StagedState;
+pub use capabilities::{MAX_STRIPE_CALLS, StagedState};
 pub use db::Db;
 pub use embed::{Billing, BillingBuilder};
 pub use pipeline::{DeliveryError, Outcome, Pipeline};

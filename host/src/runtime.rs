@@ -6,7 +6,7 @@
 //! grants nothing (no files, environment, sockets or stdio): only the
 //! `psa:billing` imports below do anything.
 
-use crate::capabilities::{CallState, StagedState};
+use crate::capabilities::{CallState, StagedState, StripeAccess};
 use anyhow::{Context, Result};
 use std::future::Future;
 use std::pin::Pin;
@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
+};
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
@@ -32,8 +34,16 @@ pub use bindings::exports::psa::billing::fees::{
     QuoteRequest, RefundSplit, SeatChange, TaxRate, WalletMove,
 };
 pub use bindings::exports::psa::billing::ledger::{Balance, LedgerError, Leg, Transaction};
+pub use bindings::exports::psa::billing::operations::{
+    ChargeInvoiceRequest, ChargedInvoice, LicenseCountRequest, OnboardRequest, Onboarded,
+    OperationError, PaidWithdrawal, RefundRequest, Refunded, WithdrawRequest, Withdrawal,
+};
 pub use bindings::exports::psa::billing::webhooks::{
     Delivery, Effect, Envelope, HandleError, Routing, VerifyError,
+};
+pub use bindings::psa::billing::stripe::{
+    Account, AccountLink, PaymentIntent, StripeError, Subscription, SubscriptionItem,
+    Transfer as StripeTransfer,
 };
 pub use bindings::psa::billing::types::{FeeLine, Money, Movement};
 use bindings::{BillingPlugin, BillingPluginPre};
@@ -66,6 +76,11 @@ pub static DEFAULT_PLUGIN: &[u8] =
 /// How often the epoch advances; deadlines are counted in these ticks.
 const TICK: Duration = Duration::from_millis(2);
 
+/// `d` in epoch ticks, rounded up.
+pub(crate) fn ticks(d: Duration) -> u64 {
+    d.as_micros().div_ceil(TICK.as_micros()) as u64
+}
+
 /// Limits applied to every plugin call.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -75,6 +90,10 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Instances alive at once; further calls wait for a slot.
     pub max_instances: u32,
+    /// Wall-clock budget of one operation (charge, refund...), Stripe calls
+    /// and their retries included; the plugin's own work is still bounded
+    /// by `call_timeout`.
+    pub operation_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -83,6 +102,7 @@ impl Default for Limits {
             call_timeout: Duration::from_millis(250),
             memory_bytes: 64 << 20,
             max_instances: 64,
+            operation_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -141,6 +161,16 @@ macro_rules! storage_call {
     }};
 }
 
+/// One operation: storage staged in `$staged` and the Stripe capability.
+macro_rules! operation_call {
+    ($rt:ident, $staged:ident, |$p:ident, $s:ident| $call:expr) => {{
+        let state =
+            CallState::new(&$rt.inner.limits, Some($staged)).with_stripe($rt.inner.stripe.clone());
+        instance_call!($rt, billing_pre, state, |$p, $s| $call)
+            .map(|(r, state)| (r, state.into_staged().expect("called with storage")))
+    }};
+}
+
 #[derive(Clone)]
 pub struct Runtime {
     inner: Arc<Inner>,
@@ -153,7 +183,9 @@ struct Inner {
     /// rules file.
     fee_rules: Option<FeeRulesPluginPre<CallState>>,
     limits: Limits,
-    slots: Semaphore,
+    /// Shared by every runtime on this engine: the pool has this many slots.
+    slots: Arc<Semaphore>,
+    stripe: StripeAccess,
 }
 
 impl Runtime {
@@ -210,10 +242,30 @@ impl Runtime {
                 engine,
                 pre,
                 fee_rules,
-                slots: Semaphore::new(limits.max_instances as usize),
+                slots: Arc::new(Semaphore::new(limits.max_instances as usize)),
                 limits,
+                stripe: StripeAccess::Unconfigured,
             }),
         })
+    }
+
+    /// The same compiled plugin with a Stripe client for operations (none:
+    /// they are `denied`).
+    pub fn with_stripe(&self, api: Option<crate::stripe_api::StripeApi>) -> Runtime {
+        let i = &self.inner;
+        Runtime {
+            inner: Arc::new(Inner {
+                engine: i.engine.clone(),
+                pre: i.pre.clone(),
+                fee_rules: i.fee_rules.clone(),
+                limits: i.limits.clone(),
+                slots: i.slots.clone(),
+                stripe: match api {
+                    Some(api) => StripeAccess::Api(api),
+                    None => StripeAccess::Unconfigured,
+                },
+            }),
+        }
     }
 
     pub fn limits(&self) -> &Limits {
@@ -239,18 +291,31 @@ impl Runtime {
             .acquire()
             .await
             .expect("semaphore never closed");
+        let wall = if matches!(state.stripe_access(), StripeAccess::Api(_)) {
+            limits.operation_timeout
+        } else {
+            limits.call_timeout
+        };
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|s| &mut s.limits);
-        let ticks = limits.call_timeout.as_millis().div_ceil(TICK.as_millis()) as u64 + 1;
-        store.set_epoch_deadline(ticks);
+        store.set_epoch_deadline(ticks(limits.call_timeout) + 1);
+        // Time spent waiting on Stripe is given back to the guest's budget.
+        store.epoch_deadline_callback(|mut ctx| {
+            let credit = std::mem::take(&mut ctx.data_mut().host_ticks);
+            if credit > 0 {
+                Ok(UpdateDeadline::Continue(credit))
+            } else {
+                Err(wasmtime::Trap::Interrupt.into())
+            }
+        });
         let result = async {
             let (r, store) = f(store).await;
             r.map(|r| (r, store.into_data()))
         };
         // The epoch traps guest code; the timeout also bounds time spent in
         // host capability futures (a slow database).
-        match tokio::time::timeout(limits.call_timeout + TICK * 2, result).await {
-            Err(_) => Err(CallError::Timeout(limits.call_timeout)),
+        match tokio::time::timeout(wall + TICK * 2, result).await {
+            Err(_) => Err(CallError::Timeout(wall)),
             Ok(Err(e)) => Err(classify_trap(e, limits.call_timeout)),
             Ok(Ok(r)) => Ok(r),
         }
@@ -341,6 +406,67 @@ impl Runtime {
             &description,
             &movements
         ))
+    }
+
+    /// Charges an invoice (staged; the caller commits).
+    pub async fn charge_invoice(
+        &self,
+        staged: StagedState,
+        rules: Option<String>,
+        request: ChargeInvoiceRequest,
+    ) -> Result<(Result<ChargedInvoice, OperationError>, StagedState), CallError> {
+        operation_call!(self, staged, |p, s| p
+            .psa_billing_operations()
+            .call_charge_invoice(&mut s, rules.as_deref(), &request))
+    }
+
+    /// Refunds a payment (staged; the caller commits).
+    pub async fn refund(
+        &self,
+        staged: StagedState,
+        rules: Option<String>,
+        request: RefundRequest,
+    ) -> Result<(Result<Refunded, OperationError>, StagedState), CallError> {
+        operation_call!(self, staged, |p, s| p.psa_billing_operations().call_refund(
+            &mut s,
+            rules.as_deref(),
+            &request
+        ))
+    }
+
+    /// One step of a withdrawal (staged; the caller commits, and calls
+    /// again while it is `reserved`).
+    pub async fn withdraw(
+        &self,
+        staged: StagedState,
+        rules: Option<String>,
+        request: WithdrawRequest,
+    ) -> Result<(Result<Withdrawal, OperationError>, StagedState), CallError> {
+        operation_call!(self, staged, |p, s| p
+            .psa_billing_operations()
+            .call_withdraw(&mut s, rules.as_deref(), &request))
+    }
+
+    /// Sets a subscription's license count.
+    pub async fn set_license_count(
+        &self,
+        staged: StagedState,
+        request: LicenseCountRequest,
+    ) -> Result<(Result<Subscription, OperationError>, StagedState), CallError> {
+        operation_call!(self, staged, |p, s| p
+            .psa_billing_operations()
+            .call_set_license_count(&mut s, &request))
+    }
+
+    /// Onboards a tenant (staged: its registration; the caller commits).
+    pub async fn onboard_tenant(
+        &self,
+        staged: StagedState,
+        request: OnboardRequest,
+    ) -> Result<(Result<Onboarded, OperationError>, StagedState), CallError> {
+        operation_call!(self, staged, |p, s| p
+            .psa_billing_operations()
+            .call_onboard_tenant(&mut s, &request))
     }
 
     /// A tenant's balances (reads only: `staged` is discarded).

@@ -3,9 +3,11 @@
 //! `GET /healthz`.
 
 use crate::ledger::{self, ApiFailure};
+use crate::operations::{self, OperationFailure};
 use crate::pipeline::{DeliveryError, Outcome, Pipeline, describe_rejection, rejection_code};
 use crate::quoting::{self, QuoteFailure, QuoteInput};
 use crate::runtime::CallError;
+use crate::runtime::{OperationError, StripeError};
 use crate::tenants;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -68,6 +70,7 @@ pub fn router(pipeline: Pipeline, options: ServerOptions) -> Router {
             "/v1/ledger/{tenant}/transactions",
             get(ledger_transactions).post(ledger_post),
         )
+        .route("/v1/operations/{operation}", post(operation))
         .route("/v1/tenants", get(tenants_list))
         .route(
             "/v1/tenants/{account}",
@@ -475,4 +478,89 @@ async fn tenant_unregister(
         done.map(|()| json!({ "account": account, "tenant": null })),
         "invalid_tenant",
     )
+}
+
+/// `POST /v1/operations/{charge-invoice|refund|withdraw|set-license-count|onboard-tenant}`.
+async fn operation(
+    State(app): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    input: Result<Json<serde_json::Value>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let input = match authorized_json(&app, &headers, input) {
+        Ok(i) => i,
+        Err(refused) => return *refused,
+    };
+    let (rt, db) = (app.pipeline.runtime(), app.pipeline.db());
+    let rules = app.rules.as_deref();
+    fn parse<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, Box<Response>> {
+        serde_json::from_value(v).map_err(|e| {
+            Box::new(error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "bad_request",
+                e.to_string(),
+            ))
+        })
+    }
+    macro_rules! run {
+        ($f:expr) => {
+            match parse(input) {
+                Ok(i) => $f(i).await,
+                Err(r) => return *r,
+            }
+        };
+    }
+    let result = match name.as_str() {
+        "charge-invoice" => run!(|i| operations::charge_invoice(rt, db, rules, i)),
+        "refund" => run!(|i| operations::refund(rt, db, rules, i)),
+        "withdraw" => run!(|i| operations::withdraw(rt, db, rules, i)),
+        "set-license-count" => run!(|i| operations::set_license_count(rt, db, i)),
+        "onboard-tenant" => run!(|i| operations::onboard_tenant(rt, db, i)),
+        _ => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "unknown_operation",
+                format!(
+                    "no operation {name:?}; there are charge-invoice, refund, withdraw, \
+                     set-license-count, onboard-tenant"
+                ),
+            );
+        }
+    };
+    operation_response(result)
+}
+
+fn operation_response(result: Result<serde_json::Value, OperationFailure>) -> Response {
+    let e = match result {
+        Ok(v) => return Json(v).into_response(),
+        Err(OperationFailure::Host(e)) => return api_response(Err(e), "invalid_request"),
+        Err(OperationFailure::Refused(e)) => e,
+    };
+    let why = operations::describe(&e);
+    let (status, code) = match &e {
+        OperationError::Invalid(_) | OperationError::Fees(_) => {
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request")
+        }
+        OperationError::Refused(_) => (StatusCode::CONFLICT, "refused"),
+        OperationError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage"),
+        OperationError::Stripe(s) => match s {
+            StripeError::CardDeclined(_) => (StatusCode::PAYMENT_REQUIRED, "card_declined"),
+            StripeError::InvalidRequest(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "stripe_invalid_request")
+            }
+            StripeError::Denied(_) => (StatusCode::FORBIDDEN, "stripe_denied"),
+            StripeError::Authentication(_) => (StatusCode::BAD_GATEWAY, "stripe_authentication"),
+            StripeError::RateLimited(_) | StripeError::Unreachable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "stripe_unavailable")
+            }
+            StripeError::Api(_) => (StatusCode::BAD_GATEWAY, "stripe_error"),
+        },
+    };
+    let mut body = json!({ "error": code, "reason": why });
+    if let OperationError::Stripe(StripeError::CardDeclined(d)) = &e {
+        body["card_declined"] = json!({
+            "code": d.code, "decline_code": d.decline_code, "message": d.message,
+        });
+    }
+    (status, Json(body)).into_response()
 }

@@ -8,6 +8,8 @@ use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
+pub mod fake_stripe;
+
 pub const SECRET: &str = "whsec_test_primary";
 pub const API_TOKEN: &str = "test-token";
 
@@ -30,6 +32,8 @@ pub struct Options {
     pub api_version: Option<(String, bool)>,
     /// A fresh PostgreSQL schema instead of a temporary SQLite file.
     pub postgres: bool,
+    /// The Stripe API the operations use (a [`fake_stripe::FakeStripe`]).
+    pub stripe: Option<psa_billing::stripe_api::StripeConfig>,
 }
 
 impl Default for Options {
@@ -42,6 +46,7 @@ impl Default for Options {
             tenant_keys: vec![],
             api_version: None,
             postgres: false,
+            stripe: None,
         }
     }
 }
@@ -78,6 +83,12 @@ impl TestServer {
         };
         let db = Db::open(&url).await.unwrap();
         let runtime = opts.runtime.unwrap_or_else(default_runtime);
+        let runtime = match opts.stripe {
+            Some(config) => runtime.with_stripe(Some(
+                psa_billing::stripe_api::StripeApi::new(config).unwrap(),
+            )),
+            None => runtime,
+        };
         let mut pipeline = Pipeline::new(runtime, db.clone(), opts.secrets, 300)
             .with_routing(opts.tenant_keys, vec![]);
         if let Some((version, strict)) = opts.api_version {

@@ -16,7 +16,7 @@ use exports::psa::billing::webhooks::{self, Delivery, Effect, Envelope, HandleEr
 use psa::billing::types::{FeeLine, Money, Movement};
 use psa::billing::{clock, log, storage};
 
-struct Plugin;
+pub(crate) struct Plugin;
 
 export!(Plugin);
 
@@ -37,7 +37,7 @@ fn core_request(req: QuoteRequest) -> core_fees::QuoteRequest {
     }
 }
 
-fn wit_quote(q: core_fees::Quote) -> Quote {
+pub(crate) fn wit_quote(q: core_fees::Quote) -> Quote {
     let m = |amount| Money {
         amount,
         currency: q.currency.clone(),
@@ -60,11 +60,11 @@ fn wit_quote(q: core_fees::Quote) -> Quote {
     }
 }
 
-fn core_money(m: Money) -> money::Money {
+pub(crate) fn core_money(m: Money) -> money::Money {
     money::Money::new(m.amount, m.currency)
 }
 
-fn fee_error(e: core_fees::FeeError) -> FeeError {
+pub(crate) fn fee_error(e: core_fees::FeeError) -> FeeError {
     use core_fees::FeeError as E;
     match e {
         E::UnknownCurrency(c) => FeeError::UnknownCurrency(c),
@@ -75,7 +75,7 @@ fn fee_error(e: core_fees::FeeError) -> FeeError {
     }
 }
 
-fn load_rules(text: Option<&str>) -> Result<rules::FeeRules, FeeError> {
+pub(crate) fn load_rules(text: Option<&str>) -> Result<rules::FeeRules, FeeError> {
     match text {
         Some(t) => rules::FeeRules::from_toml(t).map_err(FeeError::InvalidRules),
         None => Ok(rules::FeeRules::default()),
@@ -273,22 +273,26 @@ impl fees::Guest for Plugin {
             rules.rounding,
         )
         .map_err(fee_error)?;
-        Ok(fees::RefundSplit {
-            amount: Money {
-                amount: r.amount,
-                currency: original.gross.currency,
-            },
-            application_fee_refunded: r.application_fee_refunded,
-            tenant_debit: r.tenant_debit,
-            total_refunded: r.total_refunded,
-            full: r.full,
-        })
+        Ok(wit_refund_split(r, &original.gross.currency))
     }
 
     fn parse_amount(amount: String, currency: String) -> Result<Money, FeeError> {
         money::parse_amount(&amount, &currency)
             .map(wit_money)
             .map_err(|e| fee_error(e.into()))
+    }
+}
+
+pub(crate) fn wit_refund_split(r: refunds::Refund, currency: &str) -> fees::RefundSplit {
+    fees::RefundSplit {
+        amount: Money {
+            amount: r.amount,
+            currency: currency.to_string(),
+        },
+        application_fee_refunded: r.application_fee_refunded,
+        tenant_debit: r.tenant_debit,
+        total_refunded: r.total_refunded,
+        full: r.full,
     }
 }
 
@@ -311,7 +315,7 @@ fn parse_error(e: event::EventError) -> VerifyError {
 }
 
 /// The host's storage import as a core `StateStore`.
-struct HostState;
+pub(crate) struct HostState;
 
 impl state::StateStore for HostState {
     fn get(&mut self, collection: &str, key: &str) -> Result<Option<String>, String> {
@@ -334,7 +338,7 @@ fn ledger_error(e: core_ledger::LedgerError) -> LedgerError {
     }
 }
 
-fn wit_transaction(t: core_ledger::Transaction) -> ledger::Transaction {
+pub(crate) fn wit_transaction(t: core_ledger::Transaction) -> ledger::Transaction {
     ledger::Transaction {
         id: t.id,
         tenant: t.tenant,

@@ -9,3 +9,5 @@
 mod effect_glue;
 #[cfg(target_arch = "wasm32")]
 mod glue;
+#[cfg(target_arch = "wasm32")]
+mod operations;

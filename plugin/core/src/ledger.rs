@@ -27,7 +27,7 @@ const TRANSACTIONS: &str = "ledger_tx";
 const IDS: &str = "ledger_ids";
 
 /// The accounts of a tenant's ledger.
-pub const ACCOUNTS: [&str; 6] = [
+pub const ACCOUNTS: [&str; 8] = [
     // Whoever pays: goes negative by what customers paid.
     "customer",
     // Stripe's processing fees.
@@ -40,6 +40,10 @@ pub const ACCOUNTS: [&str; 6] = [
     "escrow",
     // What a marketplace contractor is owed until it is paid out.
     "contractor",
+    // Held for a withdrawal whose transfer is in flight.
+    "withdrawing",
+    // Transferred out to connected accounts.
+    "paid_out",
 ];
 
 /// The ledger of payments made to the platform account itself (no tenant).
@@ -251,6 +255,18 @@ pub fn post(
 
 fn tx_key(tenant: &str, seq: u64) -> String {
     format!("{tenant}/{seq}")
+}
+
+/// The transaction posted under `id` in a tenant's ledger, if any.
+pub fn transaction_by_id(
+    store: &mut dyn StateStore,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<Transaction>, LedgerError> {
+    match store.get(IDS, &format!("{tenant}/{id}")).map_err(storage)? {
+        Some(seq) => transaction(store, tenant, decode(&seq, "ledger id")?),
+        None => Ok(None),
+    }
 }
 
 /// One transaction by its position.

@@ -9,7 +9,9 @@
 //! - `test.escape`: tries to read the environment and a file (must find nothing).
 //!
 //! Its fee math loops or traps, and its ledger `post` stages a write and
-//! traps, `balances` loops.
+//! traps, `balances` loops. Operations: `onboard-tenant` spins after a
+//! Stripe call, `refund` calls Stripe without end (the host caps the
+//! calls), `withdraw` stages a write and traps, the others trap.
 //!
 //! Any other type is handled by the real mapping.
 
@@ -24,6 +26,7 @@ mod glue {
 
     use exports::psa::billing::fees::{self, FeeError, Quote, QuoteRequest};
     use exports::psa::billing::ledger;
+    use exports::psa::billing::operations as ops;
     use exports::psa::billing::webhooks::{
         self, Delivery, Effect, Envelope, EventIgnored, HandleError, VerifyError,
     };
@@ -123,6 +126,48 @@ mod glue {
     }
 
     /// The registry hangs: a host must survive a stuck registration.
+    impl exports::psa::billing::operations::Guest for Hostile {
+        fn charge_invoice(
+            _: Option<String>,
+            _: ops::ChargeInvoiceRequest,
+        ) -> Result<ops::ChargedInvoice, ops::OperationError> {
+            panic!("hostile plugin trapped on purpose")
+        }
+        fn refund(
+            _: Option<String>,
+            req: ops::RefundRequest,
+        ) -> Result<ops::Refunded, ops::OperationError> {
+            loop {
+                if let Err(e) =
+                    psa::billing::stripe::retrieve_payment_intent(&req.payment_intent, None)
+                {
+                    if let psa::billing::stripe::StripeError::Denied(_) = e {
+                        return Err(ops::OperationError::Stripe(e));
+                    }
+                }
+            }
+        }
+        fn withdraw(
+            _: Option<String>,
+            req: ops::WithdrawRequest,
+        ) -> Result<ops::Withdrawal, ops::OperationError> {
+            let _ = psa::billing::storage::put("ledger_books", &req.tenant, "half-withdrawn");
+            panic!("hostile plugin trapped on purpose while withdrawing")
+        }
+        fn set_license_count(
+            _: ops::LicenseCountRequest,
+        ) -> Result<psa::billing::stripe::Subscription, ops::OperationError> {
+            panic!("hostile plugin trapped on purpose")
+        }
+        fn onboard_tenant(_: ops::OnboardRequest) -> Result<ops::Onboarded, ops::OperationError> {
+            // Time spent in Stripe is given back; the spin after it is not.
+            let _ = psa::billing::stripe::retrieve_account("acct_1Hostile");
+            loop {
+                std::hint::black_box(());
+            }
+        }
+    }
+
     impl exports::psa::billing::tenants::Guest for Hostile {
         fn register(_: String, _: String) -> Result<(), String> {
             loop {

@@ -1,0 +1,652 @@
+//! The `stripe` capability: the plugin's typed Stripe operations, carried out
+//! by the host with async-stripe. The secret key never enters the guest.
+//!
+//! Every call: refused with `denied` unless the deployment allows the
+//! operation; `Stripe-Account` for connected accounts; the plugin's
+//! idempotency key on every write, the same on every attempt, so a retry
+//! never charges twice; 429, 5xx, timeouts and network failures retried
+//! with exponential back-off up to `max_attempts`; Stripe's error mapped to
+//! a typed error (card declined with its decline code, invalid request,
+//! authentication, rate limit, unreachable).
+//!
+//! async-stripe 1.0.0-rc.10 has no v2 API (its client puts `v1` before
+//! every path), so thin events (`GET /v2/core/events/{id}`) are fetched with
+//! reqwest, with the same key, base URL, retries and error mapping.
+
+use crate::runtime::bindings::psa::billing::stripe as wit;
+use crate::runtime::bindings::psa::billing::types::Money;
+use anyhow::{Context, Result};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use stripe::{Client, ClientBuilder, StripeError};
+use stripe_client_core::{
+    CustomizableStripeRequest, IdempotencyKey, RequestBuilder, RequestStrategy, StripeMethod,
+    StripeRequest,
+};
+use wit::StripeError as WitError;
+
+/// Every operation of the `stripe` interface, by its WIT name: what
+/// `PSA_BILLING_STRIPE_ALLOW` may list.
+pub const OPERATIONS: [&str; 13] = [
+    "retrieve-event",
+    "retrieve-thin-event",
+    "retrieve-payment-intent",
+    "retrieve-charge",
+    "retrieve-invoice",
+    "retrieve-subscription",
+    "retrieve-account",
+    "create-payment-intent",
+    "create-refund",
+    "create-transfer",
+    "update-subscription-quantity",
+    "create-account",
+    "create-account-link",
+];
+
+/// How the host talks to Stripe.
+#[derive(Clone)]
+pub struct StripeConfig {
+    /// `sk_live_...` / `sk_test_...` / a restricted `rk_...` key.
+    pub secret_key: String,
+    /// Where the API is; `None`: `https://api.stripe.com/`.
+    pub base_url: Option<String>,
+    /// Operations allowed (WIT names); `None`: all of them.
+    pub allow: Option<BTreeSet<String>>,
+    /// Attempts per call, the first included.
+    pub max_attempts: u32,
+    /// First back-off; doubled after each failed attempt.
+    pub backoff: Duration,
+    /// Budget of one HTTP attempt.
+    pub attempt_timeout: Duration,
+}
+
+impl std::fmt::Debug for StripeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StripeConfig")
+            .field("secret_key", &"<redacted>")
+            .field("base_url", &self.base_url)
+            .field("allow", &self.allow)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StripeConfig {
+    pub fn new(secret_key: impl Into<String>) -> StripeConfig {
+        StripeConfig {
+            secret_key: secret_key.into(),
+            base_url: None,
+            allow: None,
+            max_attempts: 4,
+            backoff: Duration::from_millis(250),
+            attempt_timeout: Duration::from_secs(20),
+        }
+    }
+
+    /// Parses an allow-list: operation names separated by commas.
+    pub fn parse_allow(list: &str) -> Result<BTreeSet<String>> {
+        let mut allow = BTreeSet::new();
+        for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            if !OPERATIONS.contains(&name) {
+                anyhow::bail!(
+                    "unknown Stripe operation {name:?} in the allow-list; known: {}",
+                    OPERATIONS.join(", ")
+                );
+            }
+            allow.insert(name.to_string());
+        }
+        Ok(allow)
+    }
+}
+
+/// A configured Stripe client, shared by every plugin call.
+#[derive(Clone)]
+pub struct StripeApi {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    /// For the v2 API, which async-stripe does not cover.
+    http: reqwest::Client,
+    base: String,
+    config: StripeConfig,
+}
+
+/// How one attempt failed.
+enum Attempt {
+    /// Worth another try (429, 5xx, network); the error if it was the last.
+    Retry(WitError),
+    Fail(WitError),
+}
+
+impl StripeApi {
+    pub fn new(config: StripeConfig) -> Result<StripeApi> {
+        if config.secret_key.trim().is_empty() {
+            anyhow::bail!("the Stripe secret key is empty");
+        }
+        let base = config
+            .base_url
+            .clone()
+            .unwrap_or_else(|| "https://api.stripe.com/".into());
+        let base = if base.ends_with('/') {
+            base
+        } else {
+            format!("{base}/")
+        };
+        let client = ClientBuilder::new(config.secret_key.clone())
+            .url(base.clone())
+            .timeout(config.attempt_timeout)
+            .app_info("psa-billing", Some(env!("CARGO_PKG_VERSION").into()), None)
+            .build()
+            .context("configuring the Stripe client")?;
+        let http = reqwest::Client::builder()
+            .timeout(config.attempt_timeout)
+            .build()
+            .context("configuring the HTTP client for Stripe's v2 API")?;
+        Ok(StripeApi {
+            inner: Arc::new(Inner {
+                client,
+                http,
+                base,
+                config,
+            }),
+        })
+    }
+
+    fn allowed(&self, operation: &str) -> Result<(), WitError> {
+        match &self.inner.config.allow {
+            Some(allow) if !allow.contains(operation) => Err(WitError::Denied(format!(
+                "this deployment does not allow {operation} (PSA_BILLING_STRIPE_ALLOW)"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Sends `request()` with retries; a write passes its idempotency key.
+    async fn send<T: miniserde::Deserialize>(
+        &self,
+        operation: &'static str,
+        account: Option<&str>,
+        idempotency_key: Option<&str>,
+        request: impl Fn() -> CustomizableStripeRequest<T>,
+    ) -> Result<T, WitError> {
+        self.allowed(operation)?;
+        let strategy = match idempotency_key {
+            Some(key) => RequestStrategy::Idempotent(
+                IdempotencyKey::new(key)
+                    .map_err(|e| invalid(format!("idempotency key: {e}"), None))?,
+            ),
+            None => RequestStrategy::Once,
+        };
+        if let Some(a) = account
+            && !a.starts_with("acct_")
+        {
+            return Err(invalid(
+                format!("{a:?} is not a connected account id"),
+                None,
+            ));
+        }
+        self.with_retries(operation, || async {
+            let mut req = request().request_strategy(strategy.clone());
+            if let Some(a) = account {
+                req = req.account_id(stripe_shared::AccountId::from(a));
+            }
+            req.send(&self.inner.client).await.map_err(classify)
+        })
+        .await
+    }
+
+    async fn with_retries<T, F, Fut>(&self, operation: &str, attempt: F) -> Result<T, WitError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Attempt>>,
+    {
+        let config = &self.inner.config;
+        let mut backoff = config.backoff;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match attempt().await {
+                Ok(t) => return Ok(t),
+                Err(Attempt::Fail(e)) => return Err(e),
+                Err(Attempt::Retry(e)) if tries >= config.max_attempts.max(1) => return Err(e),
+                Err(Attempt::Retry(e)) => {
+                    tracing::warn!(operation, attempt = tries, error = ?e, "Stripe call failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = backoff.saturating_mul(2);
+                }
+            }
+        }
+    }
+
+    /// A snapshot event as JSON (untyped: the plugin's mapper reads it).
+    pub async fn retrieve_event(
+        &self,
+        id: &str,
+        account: Option<&str>,
+    ) -> Result<String, WitError> {
+        check_id(id, "evt_")?;
+        let path = format!("/events/{id}");
+        let value: miniserde::json::Value = self
+            .send("retrieve-event", account, None, || {
+                RequestBuilder::new(StripeMethod::Get, path.clone()).customize()
+            })
+            .await?;
+        Ok(miniserde::json::to_string(&value))
+    }
+
+    /// A v2 event (`GET /v2/core/events/{id}`) as JSON.
+    pub async fn retrieve_thin_event(&self, id: &str) -> Result<String, WitError> {
+        self.allowed("retrieve-thin-event")?;
+        check_id(id, "evt_")?;
+        let url = format!("{}v2/core/events/{id}", self.inner.base);
+        self.with_retries("retrieve-thin-event", || async {
+            let response = self
+                .inner
+                .http
+                .get(&url)
+                .bearer_auth(&self.inner.config.secret_key)
+                .header("Stripe-Version", stripe_shared::version::VERSION.as_str())
+                .send()
+                .await
+                .map_err(|e| Attempt::Retry(WitError::Unreachable(e.without_url().to_string())))?;
+            let status = response.status().as_u16();
+            let body = response
+                .text()
+                .await
+                .map_err(|e| Attempt::Retry(WitError::Unreachable(e.without_url().to_string())))?;
+            if (200..300).contains(&status) {
+                return Ok(body);
+            }
+            Err(classify_v2(status, &body))
+        })
+        .await
+    }
+
+    pub async fn retrieve_payment_intent(
+        &self,
+        id: &str,
+        account: Option<&str>,
+    ) -> Result<wit::PaymentIntent, WitError> {
+        check_id(id, "pi_")?;
+        let req = stripe_core::payment_intent::RetrievePaymentIntent::new(id);
+        let pi = self
+            .send("retrieve-payment-intent", account, None, || req.customize())
+            .await?;
+        Ok(payment_intent(pi))
+    }
+
+    pub async fn retrieve_charge(
+        &self,
+        id: &str,
+        account: Option<&str>,
+    ) -> Result<wit::Charge, WitError> {
+        check_id(id, "ch_")?;
+        let req = stripe_core::charge::RetrieveCharge::new(id);
+        let c = self
+            .send("retrieve-charge", account, None, || req.customize())
+            .await?;
+        Ok(wit::Charge {
+            id: c.id.to_string(),
+            amount: money(c.amount, &c.currency),
+            amount_refunded: c.amount_refunded,
+            status: c.status.as_str().to_string(),
+            payment_intent: c.payment_intent.map(|p| p.id().to_string()),
+            application_fee_amount: c.application_fee_amount,
+            balance_transaction: c.balance_transaction.map(|b| b.id().to_string()),
+        })
+    }
+
+    pub async fn retrieve_invoice(
+        &self,
+        id: &str,
+        account: Option<&str>,
+    ) -> Result<wit::Invoice, WitError> {
+        check_id(id, "in_")?;
+        let req = stripe_billing::invoice::RetrieveInvoice::new(id);
+        let i = self
+            .send("retrieve-invoice", account, None, || req.customize())
+            .await?;
+        Ok(wit::Invoice {
+            id: i.id.map(|i| i.to_string()).unwrap_or_default(),
+            status: i.status.map(|s| s.as_str().to_string()),
+            amount_due: money(i.amount_due, &i.currency),
+            amount_paid: i.amount_paid,
+            amount_remaining: i.amount_remaining,
+            customer: i.customer.map(|c| c.id().to_string()),
+        })
+    }
+
+    pub async fn retrieve_subscription(
+        &self,
+        id: &str,
+        account: Option<&str>,
+    ) -> Result<wit::Subscription, WitError> {
+        check_id(id, "sub_")?;
+        let req = stripe_billing::subscription::RetrieveSubscription::new(id);
+        let s = self
+            .send("retrieve-subscription", account, None, || req.customize())
+            .await?;
+        Ok(subscription(s))
+    }
+
+    pub async fn retrieve_account(&self, id: &str) -> Result<wit::Account, WitError> {
+        check_id(id, "acct_")?;
+        let req = stripe_connect::account::RetrieveAccount::new(id);
+        let a = self
+            .send("retrieve-account", None, None, || req.customize())
+            .await?;
+        Ok(account(a))
+    }
+
+    pub async fn create_payment_intent(
+        &self,
+        p: wit::PaymentIntentParams,
+        account: Option<&str>,
+        key: &str,
+    ) -> Result<wit::PaymentIntent, WitError> {
+        let currency = currency(&p.amount.currency)?;
+        let mut req =
+            stripe_core::payment_intent::CreatePaymentIntent::new(p.amount.amount, currency)
+                .metadata(metadata(p.metadata));
+        if let Some(c) = p.customer {
+            req = req.customer(c);
+        }
+        if let Some(pm) = p.payment_method {
+            req = req.payment_method(pm);
+        }
+        if p.confirm {
+            req = req.confirm(true).off_session(
+                stripe_core::payment_intent::CreatePaymentIntentOffSession::Bool(true),
+            );
+        }
+        if let Some(d) = p.description {
+            req = req.description(d);
+        }
+        if let Some(fee) = p.application_fee_amount {
+            req = req.application_fee_amount(fee);
+        }
+        if let Some(dest) = p.transfer_destination {
+            req = req.transfer_data(
+                stripe_core::payment_intent::CreatePaymentIntentTransferData::new(dest),
+            );
+        }
+        let pi = self
+            .send("create-payment-intent", account, Some(key), || {
+                req.customize()
+            })
+            .await?;
+        Ok(payment_intent(pi))
+    }
+
+    pub async fn create_refund(
+        &self,
+        p: wit::RefundParams,
+        account: Option<&str>,
+        key: &str,
+    ) -> Result<wit::Refund, WitError> {
+        let mut req = stripe_core::refund::CreateRefund::new()
+            .payment_intent(p.payment_intent)
+            .metadata(metadata(p.metadata));
+        if let Some(a) = p.amount {
+            req = req.amount(a);
+        }
+        if p.refund_application_fee {
+            req = req.refund_application_fee(true);
+        }
+        if p.reverse_transfer {
+            req = req.reverse_transfer(true);
+        }
+        let r = self
+            .send("create-refund", account, Some(key), || req.customize())
+            .await?;
+        Ok(wit::Refund {
+            id: r.id.to_string(),
+            amount: money(r.amount, &r.currency),
+            status: r.status,
+            payment_intent: r.payment_intent.map(|p| p.id().to_string()),
+        })
+    }
+
+    pub async fn create_transfer(
+        &self,
+        p: wit::TransferParams,
+        key: &str,
+    ) -> Result<wit::Transfer, WitError> {
+        let mut req = stripe_connect::transfer::CreateTransfer::new(
+            currency(&p.amount.currency)?,
+            p.destination,
+        )
+        .amount(p.amount.amount)
+        .metadata(metadata(p.metadata));
+        if let Some(g) = p.transfer_group {
+            req = req.transfer_group(g);
+        }
+        let t = self
+            .send("create-transfer", None, Some(key), || req.customize())
+            .await?;
+        Ok(wit::Transfer {
+            id: t.id.to_string(),
+            amount: money(t.amount, &t.currency),
+            destination: t.destination.map(|d| d.id().to_string()),
+            amount_reversed: t.amount_reversed,
+        })
+    }
+
+    pub async fn update_subscription_quantity(
+        &self,
+        id: &str,
+        item: &str,
+        quantity: u64,
+        account: Option<&str>,
+        key: &str,
+    ) -> Result<wit::Subscription, WitError> {
+        check_id(id, "sub_")?;
+        let mut line = stripe_billing::subscription::UpdateSubscriptionItems::new();
+        line.id = Some(item.to_string());
+        line.quantity = Some(quantity);
+        let req = stripe_billing::subscription::UpdateSubscription::new(id).items(vec![line]);
+        let s = self
+            .send("update-subscription-quantity", account, Some(key), || {
+                req.customize()
+            })
+            .await?;
+        Ok(subscription(s))
+    }
+
+    pub async fn create_account(
+        &self,
+        p: wit::AccountParams,
+        key: &str,
+    ) -> Result<wit::Account, WitError> {
+        let mut req = stripe_connect::account::CreateAccount::new()
+            .type_(stripe_connect::account::CreateAccountType::Express)
+            .country(p.country)
+            .metadata(metadata(p.metadata));
+        if let Some(e) = p.email {
+            req = req.email(e);
+        }
+        let a = self
+            .send("create-account", None, Some(key), || req.customize())
+            .await?;
+        Ok(account(a))
+    }
+
+    pub async fn create_account_link(
+        &self,
+        account: &str,
+        refresh_url: &str,
+        return_url: &str,
+        key: &str,
+    ) -> Result<wit::AccountLink, WitError> {
+        check_id(account, "acct_")?;
+        let req = stripe_connect::account_link::CreateAccountLink::new(
+            account,
+            stripe_connect::account_link::CreateAccountLinkType::AccountOnboarding,
+        )
+        .refresh_url(refresh_url)
+        .return_url(return_url);
+        let l = self
+            .send("create-account-link", None, Some(key), || req.customize())
+            .await?;
+        Ok(wit::AccountLink {
+            url: l.url,
+            expires_at: l.expires_at,
+        })
+    }
+}
+
+fn invalid(message: String, param: Option<String>) -> WitError {
+    WitError::InvalidRequest(wit::InvalidRequest { message, param })
+}
+
+/// Ids go into URL paths: only Stripe's id alphabet is let through.
+fn check_id(id: &str, prefix: &str) -> Result<(), WitError> {
+    let ok = id.starts_with(prefix)
+        && id.len() <= 255
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            format!("{id:?} is not a {prefix}... id"),
+            Some("id".into()),
+        ))
+    }
+}
+
+fn currency(code: &str) -> Result<stripe_types::Currency, WitError> {
+    let c: stripe_types::Currency = code.to_ascii_lowercase().parse().expect("infallible");
+    if let stripe_types::Currency::Unknown(_) = c {
+        return Err(invalid(
+            format!("unknown currency {code:?}"),
+            Some("currency".into()),
+        ));
+    }
+    Ok(c)
+}
+
+fn money(amount: i64, currency: &stripe_types::Currency) -> Money {
+    Money {
+        amount,
+        currency: currency.to_string(),
+    }
+}
+
+fn metadata(pairs: Vec<(String, String)>) -> HashMap<String, String> {
+    pairs.into_iter().collect()
+}
+
+fn sorted(m: HashMap<String, String>) -> Vec<(String, String)> {
+    let mut v: Vec<_> = m.into_iter().collect();
+    v.sort();
+    v
+}
+
+fn payment_intent(pi: stripe_shared::PaymentIntent) -> wit::PaymentIntent {
+    wit::PaymentIntent {
+        id: pi.id.to_string(),
+        amount: money(pi.amount, &pi.currency),
+        status: pi.status.as_str().to_string(),
+        application_fee_amount: pi.application_fee_amount,
+        transfer_destination: pi.transfer_data.map(|t| t.destination.id().to_string()),
+        latest_charge: pi.latest_charge.map(|c| c.id().to_string()),
+        customer: pi.customer.map(|c| c.id().to_string()),
+        client_secret: pi.client_secret,
+        metadata: sorted(pi.metadata),
+    }
+}
+
+fn subscription(s: stripe_shared::Subscription) -> wit::Subscription {
+    wit::Subscription {
+        id: s.id.to_string(),
+        status: s.status.as_str().to_string(),
+        customer: s.customer.id().to_string(),
+        items: s
+            .items
+            .data
+            .into_iter()
+            .map(|i| wit::SubscriptionItem {
+                id: i.id.to_string(),
+                price: i.price.id.to_string(),
+                quantity: i.quantity,
+            })
+            .collect(),
+    }
+}
+
+fn account(a: stripe_shared::Account) -> wit::Account {
+    wit::Account {
+        id: a.id.to_string(),
+        charges_enabled: a.charges_enabled.unwrap_or(false),
+        payouts_enabled: a.payouts_enabled.unwrap_or(false),
+        details_submitted: a.details_submitted.unwrap_or(false),
+        country: a.country,
+        email: a.email,
+    }
+}
+
+/// Sorts an async-stripe failure into retry or typed error.
+fn classify(e: StripeError) -> Attempt {
+    match e {
+        StripeError::Stripe(err, status) => {
+            let message = err.message.clone().unwrap_or_default();
+            api_error(
+                status,
+                err.type_.as_str(),
+                err.code.as_ref().map(|c| c.as_str().to_string()),
+                err.decline_code.clone(),
+                message,
+                err.param.clone(),
+            )
+        }
+        StripeError::ClientError(m) => Attempt::Retry(WitError::Unreachable(m)),
+        StripeError::Timeout => Attempt::Retry(WitError::Unreachable("timed out".into())),
+        StripeError::JSONDeserialize(m) => Attempt::Fail(WitError::Api(wit::ApiFailure {
+            status: 200,
+            message: format!("Stripe's answer could not be read: {m}"),
+        })),
+        StripeError::ConfigError(m) => Attempt::Fail(WitError::Denied(m)),
+    }
+}
+
+/// The same mapping for the v2 API's error body (`{"error": {...}}`).
+fn classify_v2(status: u16, body: &str) -> Attempt {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let e = &v["error"];
+    let s = |k: &str| e[k].as_str().map(str::to_string);
+    api_error(
+        status,
+        &s("type").unwrap_or_default(),
+        s("code"),
+        s("decline_code"),
+        s("message").unwrap_or_else(|| format!("HTTP {status}")),
+        s("param"),
+    )
+}
+
+fn api_error(
+    status: u16,
+    kind: &str,
+    code: Option<String>,
+    decline_code: Option<String>,
+    message: String,
+    param: Option<String>,
+) -> Attempt {
+    match status {
+        429 => Attempt::Retry(WitError::RateLimited(message)),
+        500.. => Attempt::Retry(WitError::Unreachable(format!("HTTP {status}: {message}"))),
+        401 | 403 => Attempt::Fail(WitError::Authentication(message)),
+        _ if kind == "card_error" => Attempt::Fail(WitError::CardDeclined(wit::CardDecline {
+            code: code.unwrap_or_else(|| "card_declined".into()),
+            decline_code,
+            message,
+        })),
+        400 | 404 => Attempt::Fail(invalid(message, param)),
+        _ => Attempt::Fail(WitError::Api(wit::ApiFailure {
+            status,
+            message: format!("{kind}: {message}"),
+        })),
+    }
+}

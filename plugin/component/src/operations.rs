@@ -1,0 +1,460 @@
+//! The operations the application asks for (charge an invoice, refund,
+//! withdraw, set a license count, onboard a tenant): fee math from the core
+//! crate, Stripe calls through the host's `stripe` import.
+//!
+//! Idempotency: every Stripe write carries `psa-billing:<operation>:<request id>`
+//! (Stripe replays the first answer for 24 hours), and every completed
+//! operation is recorded under its request id, so a repeat returns the first
+//! result without creating anything again.
+
+use crate::glue::exports::psa::billing::operations::{
+    self as ops, ChargeInvoiceRequest, ChargedInvoice, LicenseCountRequest, OnboardRequest,
+    Onboarded, OperationError, PaidWithdrawal, RefundRequest, Refunded, WithdrawRequest,
+    Withdrawal,
+};
+use crate::glue::psa::billing::stripe::{
+    self, AccountParams, PaymentIntentParams, RefundParams, StripeError, Subscription,
+    TransferParams,
+};
+use crate::glue::psa::billing::{clock, log};
+use crate::glue::{
+    HostState, Plugin, core_money, fee_error, load_rules, wit_quote, wit_transaction,
+};
+use psa_billing_core::{
+    escrow, fees as core_fees, ledger, mapping, money, refunds, state::StateStore,
+};
+use serde_json::{Value, json};
+
+/// Where completed operations are recorded, by `<operation>/<request id>`.
+const OPERATIONS: &str = "operations";
+
+/// Stripe accepts idempotency keys up to 255 characters.
+const MAX_REQUEST_ID: usize = 200;
+
+fn invalid(why: impl Into<String>) -> OperationError {
+    OperationError::Invalid(why.into())
+}
+
+fn stripe_failed(e: StripeError) -> OperationError {
+    OperationError::Stripe(e)
+}
+
+fn storage(e: impl std::fmt::Display) -> OperationError {
+    OperationError::Storage(e.to_string())
+}
+
+/// The idempotency key of `operation`'s `step` for a request.
+fn idempotency_key(operation: &str, request_id: &str, step: &str) -> String {
+    format!("psa-billing:{operation}:{request_id}:{step}")
+}
+
+fn check_request(request_id: &str, tenant: &str) -> Result<(), OperationError> {
+    if request_id.is_empty() || request_id.len() > MAX_REQUEST_ID {
+        return Err(invalid(format!(
+            "request-id must be 1 to {MAX_REQUEST_ID} characters"
+        )));
+    }
+    if request_id.chars().any(|c| c.is_control()) {
+        return Err(invalid("request-id must not contain control characters"));
+    }
+    if tenant.is_empty() {
+        return Err(invalid("tenant must not be empty"));
+    }
+    Ok(())
+}
+
+fn check_account(field: &str, account: &str) -> Result<(), OperationError> {
+    if !account.starts_with("acct_") {
+        return Err(invalid(format!(
+            "{field} must be a connected account id (acct_...), not {account:?}"
+        )));
+    }
+    Ok(())
+}
+
+fn recorded(operation: &str, request_id: &str) -> Result<Option<Value>, OperationError> {
+    let key = format!("{operation}/{request_id}");
+    match HostState.get(OPERATIONS, &key).map_err(storage)? {
+        Some(raw) => serde_json::from_str(&raw).map(Some).map_err(storage),
+        None => Ok(None),
+    }
+}
+
+fn record(operation: &str, request_id: &str, value: Value) -> Result<(), OperationError> {
+    let key = format!("{operation}/{request_id}");
+    HostState
+        .put(OPERATIONS, &key, &value.to_string())
+        .map_err(storage)
+}
+
+/// The id a record stored under `field`.
+fn recorded_id(record: &Value, field: &str) -> Result<String, OperationError> {
+    record[field]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| storage(format!("operation record without {field}")))
+}
+
+impl ops::Guest for Plugin {
+    fn charge_invoice(
+        rules: Option<String>,
+        req: ChargeInvoiceRequest,
+    ) -> Result<ChargedInvoice, OperationError> {
+        check_request(&req.request_id, &req.tenant)?;
+        check_account("account", &req.account)?;
+        if req.invoice_id.is_empty() {
+            return Err(invalid("invoice-id must not be empty"));
+        }
+        if req.amount.amount <= 0 {
+            return Err(invalid(format!(
+                "an invoice of {} cannot be charged",
+                req.amount.amount
+            )));
+        }
+        let rules = load_rules(rules.as_deref()).map_err(OperationError::Fees)?;
+        let quote = core_fees::quote(
+            &rules,
+            &core_fees::QuoteRequest {
+                amount: core_money(req.amount.clone()),
+                payment_method: req.payment_method_type.clone(),
+                tenant: Some(req.tenant.clone()),
+                international: false,
+                converted: false,
+            },
+        )
+        .map_err(|e| OperationError::Fees(fee_error(e)))?;
+        if let Some(first) = recorded("charge-invoice", &req.request_id)? {
+            let id = recorded_id(&first, "payment_intent")?;
+            let on = (!req.destination).then_some(req.account.as_str());
+            let intent = stripe::retrieve_payment_intent(&id, on).map_err(stripe_failed)?;
+            return Ok(ChargedInvoice {
+                payment_intent: intent,
+                fees: wit_quote(quote),
+            });
+        }
+        let metadata = vec![
+            ("tenant_id".to_string(), req.tenant.clone()),
+            ("invoice_id".to_string(), req.invoice_id.clone()),
+            ("psa_billing_request".to_string(), req.request_id.clone()),
+        ];
+        let params = PaymentIntentParams {
+            amount: crate::glue::wit_money(money::Money::new(quote.gross, quote.currency.clone())),
+            customer: req.customer.clone(),
+            payment_method: req.payment_method.clone(),
+            confirm: req.payment_method.is_some(),
+            description: Some(format!("Invoice {}", req.invoice_id)),
+            application_fee_amount: (quote.application_fee > 0).then_some(quote.application_fee),
+            transfer_destination: req.destination.then(|| req.account.clone()),
+            metadata,
+        };
+        // Direct charge: on the tenant's account. Destination: on the platform.
+        let on = (!req.destination).then_some(req.account.as_str());
+        let key = idempotency_key("charge-invoice", &req.request_id, "payment_intent");
+        let intent = stripe::create_payment_intent(&params, on, &key).map_err(stripe_failed)?;
+        record(
+            "charge-invoice",
+            &req.request_id,
+            json!({ "payment_intent": intent.id }),
+        )?;
+        Ok(ChargedInvoice {
+            payment_intent: intent,
+            fees: wit_quote(quote),
+        })
+    }
+
+    fn refund(rules: Option<String>, req: RefundRequest) -> Result<Refunded, OperationError> {
+        check_request(&req.request_id, &req.tenant)?;
+        if let Some(a) = &req.account {
+            check_account("account", a)?;
+        }
+        let rules = load_rules(rules.as_deref()).map_err(OperationError::Fees)?;
+        let account = req.account.as_deref();
+        let intent =
+            stripe::retrieve_payment_intent(&req.payment_intent, account).map_err(stripe_failed)?;
+        let first = recorded("refund", &req.request_id)?;
+        if first.is_none() && intent.status != "succeeded" {
+            return Err(OperationError::Refused(format!(
+                "payment {} is {}, not succeeded: nothing to refund",
+                intent.id, intent.status
+            )));
+        }
+        let charge_id = intent.latest_charge.clone().ok_or_else(|| {
+            OperationError::Refused(format!("payment {} has no charge", intent.id))
+        })?;
+        let charge = stripe::retrieve_charge(&charge_id, account).map_err(stripe_failed)?;
+        let application_fee = intent.application_fee_amount.unwrap_or(0);
+        let gross = intent.amount.amount;
+        // What was refunded before this request (all of it, once it is recorded).
+        let before = match &first {
+            Some(f) => f["refunded_before"].as_i64().unwrap_or(0),
+            None => charge.amount_refunded,
+        };
+        // Stripe returns the fee per refund; earlier refunds are assumed to
+        // have returned their proportional share, as this operation does.
+        let fee_back_before = if req.refund_application_fee && before > 0 {
+            let whole = refunds::Charged {
+                gross,
+                application_fee,
+                refunded: 0,
+                application_fee_refunded: 0,
+            };
+            refunds::refund(&whole, before, true, rules.rounding)
+                .map(|r| r.application_fee_refunded)
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        let amount = req.amount.unwrap_or(gross - before);
+        let split = refunds::refund(
+            &refunds::Charged {
+                gross,
+                application_fee,
+                refunded: before,
+                application_fee_refunded: fee_back_before,
+            },
+            amount,
+            req.refund_application_fee,
+            rules.rounding,
+        )
+        .map_err(|e| OperationError::Refused(e.to_string()))?;
+        let params = RefundParams {
+            payment_intent: req.payment_intent.clone(),
+            amount: Some(amount),
+            refund_application_fee: req.refund_application_fee,
+            reverse_transfer: intent.transfer_destination.is_some(),
+            metadata: vec![
+                ("tenant_id".to_string(), req.tenant.clone()),
+                ("psa_billing_request".to_string(), req.request_id.clone()),
+            ],
+        };
+        let key = idempotency_key("refund", &req.request_id, "refund");
+        let refund = stripe::create_refund(&params, account, &key).map_err(stripe_failed)?;
+        if first.is_none() {
+            record(
+                "refund",
+                &req.request_id,
+                json!({ "refund": refund.id, "refunded_before": before }),
+            )?;
+        }
+        Ok(Refunded {
+            refund,
+            split: crate::glue::wit_refund_split(split, &intent.amount.currency),
+        })
+    }
+
+    fn withdraw(rules: Option<String>, req: WithdrawRequest) -> Result<Withdrawal, OperationError> {
+        check_request(&req.request_id, &req.tenant)?;
+        check_account("destination", &req.destination)?;
+        let rules = load_rules(rules.as_deref()).map_err(OperationError::Fees)?;
+        let amount = core_money(req.amount.clone());
+        money::currency(&amount.currency).map_err(|e| OperationError::Fees(fee_error(e.into())))?;
+        let hold_id = format!("withdraw:{}:hold", req.request_id);
+        let paid_id = format!("withdraw:{}:paid", req.request_id);
+        if let Some(tx) = posted(&req.tenant, &paid_id)? {
+            let first = recorded("withdraw", &req.request_id)?
+                .ok_or_else(|| storage("withdrawal paid without its record"))?;
+            let transfer = stripe_transfer_from_record(&first, &amount)?;
+            return Ok(Withdrawal::Paid(PaidWithdrawal {
+                transfer,
+                transaction: wit_transaction(tx),
+            }));
+        }
+        let Some(hold) = posted(&req.tenant, &hold_id)? else {
+            // Step 1: check and hold the amount; the host commits, then calls again.
+            let book = ledger::book(&mut HostState, &req.tenant).map_err(storage)?;
+            let available = book
+                .balances
+                .get(&amount.currency)
+                .and_then(|b| b.get("contractor"))
+                .copied()
+                .unwrap_or(0);
+            escrow::check_wallet_move(&rules, escrow::WalletMove::Withdrawal, &amount, available)
+                .map_err(|e| OperationError::Refused(e.to_string()))?;
+            post(
+                &req,
+                &hold_id,
+                "contractor",
+                "withdrawing",
+                "withdrawal held",
+            )?;
+            return Ok(Withdrawal::Reserved);
+        };
+        if hold.currency != amount.currency || hold_amount(&hold) != amount.amount {
+            return Err(invalid(format!(
+                "request {} was first made for another amount",
+                req.request_id
+            )));
+        }
+        // Step 2: the amount is held (committed); transfer it, then settle.
+        let params = TransferParams {
+            amount: req.amount.clone(),
+            destination: req.destination.clone(),
+            transfer_group: Some(format!("withdraw:{}", req.request_id)),
+            metadata: vec![
+                ("tenant_id".to_string(), req.tenant.clone()),
+                ("psa_billing_request".to_string(), req.request_id.clone()),
+            ],
+        };
+        let key = idempotency_key("withdraw", &req.request_id, "transfer");
+        match stripe::create_transfer(&params, &key) {
+            Ok(transfer) => {
+                let tx = post(&req, &paid_id, "withdrawing", "paid_out", "withdrawal paid")?;
+                record(
+                    "withdraw",
+                    &req.request_id,
+                    json!({ "transfer": transfer.id, "destination": req.destination }),
+                )?;
+                Ok(Withdrawal::Paid(PaidWithdrawal {
+                    transfer,
+                    transaction: wit_transaction(tx),
+                }))
+            }
+            // Stripe will not make this transfer: give the hold back.
+            Err(
+                e @ (StripeError::InvalidRequest(_)
+                | StripeError::Denied(_)
+                | StripeError::CardDeclined(_)),
+            ) => {
+                let release = format!("withdraw:{}:release", req.request_id);
+                post(
+                    &req,
+                    &release,
+                    "withdrawing",
+                    "contractor",
+                    "withdrawal released",
+                )?;
+                Err(OperationError::Stripe(e))
+            }
+            // Unknown outcome: keep the hold; the same request retries the transfer.
+            Err(e) => {
+                log::log(
+                    log::Level::Warn,
+                    &format!("withdrawal {} transfer pending: {e:?}", req.request_id),
+                );
+                Err(OperationError::Stripe(e))
+            }
+        }
+    }
+
+    fn set_license_count(req: LicenseCountRequest) -> Result<Subscription, OperationError> {
+        check_request(&req.request_id, &req.tenant)?;
+        if let Some(a) = &req.account {
+            check_account("account", a)?;
+        }
+        if req.count == 0 {
+            return Err(invalid(
+                "a license count of 0 would leave a paid subscription empty; cancel it instead",
+            ));
+        }
+        let account = req.account.as_deref();
+        let sub =
+            stripe::retrieve_subscription(&req.subscription, account).map_err(stripe_failed)?;
+        let item = match sub.items.as_slice() {
+            [item] => item.id.clone(),
+            items => {
+                return Err(invalid(format!(
+                    "subscription {} has {} items; the license count needs exactly one",
+                    sub.id,
+                    items.len()
+                )));
+            }
+        };
+        let key = idempotency_key("set-license-count", &req.request_id, "quantity");
+        let updated =
+            stripe::update_subscription_quantity(&sub.id, &item, req.count, account, &key)
+                .map_err(stripe_failed)?;
+        Ok(updated)
+    }
+
+    fn onboard_tenant(req: OnboardRequest) -> Result<Onboarded, OperationError> {
+        check_request(&req.request_id, &req.tenant)?;
+        if req.country.len() != 2 || !req.country.chars().all(|c| c.is_ascii_alphabetic()) {
+            return Err(invalid(format!(
+                "country must be a two-letter code, not {:?}",
+                req.country
+            )));
+        }
+        for (field, url) in [
+            ("refresh-url", &req.refresh_url),
+            ("return-url", &req.return_url),
+        ] {
+            if !url.starts_with("https://") && !url.starts_with("http://") {
+                return Err(invalid(format!("{field} must be an http(s) URL")));
+            }
+        }
+        let account = match recorded("onboard-tenant", &req.request_id)? {
+            Some(first) => {
+                stripe::retrieve_account(&recorded_id(&first, "account")?).map_err(stripe_failed)?
+            }
+            None => {
+                let params = AccountParams {
+                    country: req.country.to_ascii_uppercase(),
+                    email: req.email.clone(),
+                    metadata: vec![("tenant_id".to_string(), req.tenant.clone())],
+                };
+                let key = idempotency_key("onboard-tenant", &req.request_id, "account");
+                let account = stripe::create_account(&params, &key).map_err(stripe_failed)?;
+                record(
+                    "onboard-tenant",
+                    &req.request_id,
+                    json!({ "account": account.id }),
+                )?;
+                account
+            }
+        };
+        // Its events route to the tenant from now on.
+        mapping::register_tenant(&mut HostState, &account.id, &req.tenant).map_err(storage)?;
+        // A link expires within minutes: each request gets a fresh one.
+        let key = idempotency_key(
+            "onboard-tenant",
+            &req.request_id,
+            &format!("link:{}", clock::now()),
+        );
+        let link =
+            stripe::create_account_link(&account.id, &req.refresh_url, &req.return_url, &key)
+                .map_err(stripe_failed)?;
+        Ok(Onboarded { account, link })
+    }
+}
+
+/// The transaction posted under `id` in a tenant's ledger, if any.
+fn posted(tenant: &str, id: &str) -> Result<Option<ledger::Transaction>, OperationError> {
+    ledger::transaction_by_id(&mut HostState, tenant, id).map_err(storage)
+}
+
+fn post(
+    req: &WithdrawRequest,
+    id: &str,
+    from: &str,
+    to: &str,
+    description: &str,
+) -> Result<ledger::Transaction, OperationError> {
+    let posting = ledger::Posting {
+        id: id.to_string(),
+        tenant: req.tenant.clone(),
+        currency: req.amount.currency.to_ascii_lowercase(),
+        description: format!("{description} to {}", req.destination),
+        at: clock::now(),
+        transfers: vec![ledger::Transfer::new(from, to, req.amount.amount)],
+    };
+    ledger::post(&mut HostState, posting)
+        .map(|(tx, _)| tx)
+        .map_err(storage)
+}
+
+/// The amount a one-movement transaction moved.
+fn hold_amount(tx: &ledger::Transaction) -> i64 {
+    tx.legs.iter().map(|l| l.debit).sum()
+}
+
+fn stripe_transfer_from_record(
+    first: &Value,
+    amount: &money::Money,
+) -> Result<stripe::Transfer, OperationError> {
+    Ok(stripe::Transfer {
+        id: recorded_id(first, "transfer")?,
+        amount: crate::glue::wit_money(amount.clone()),
+        destination: first["destination"].as_str().map(str::to_string),
+        amount_reversed: 0,
+    })
+}

@@ -1,0 +1,521 @@
+//! A FAKE Stripe API for the tests, on 127.0.0.1 (Stripe itself cannot be
+//! reached from the test machines). The host's real client (async-stripe,
+//! reqwest for v2) talks to it through the configurable base URL.
+//!
+//! It parses form-encoded bodies, checks the bearer key, records every
+//! request (path, `Stripe-Account`, `Idempotency-Key`, form), replays the
+//! first answer for a repeated idempotency key (and refuses the key reused
+//! with other parameters, as Stripe does), keeps objects per account (an
+//! object created on a connected account is not found without its header),
+//! and answers the faults it is told to (429, 500, a card decline).
+//!
+//! What it does not model: balances (a transfer never fails for lack of
+//! funds), asynchronous payment states (a confirmed intent succeeds at
+//! once), webhooks it would send, pagination, expansion, and most
+//! validation of parameters beyond the ones psa-billing sends.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+pub const FAKE_KEY: &str = "sk_test_fake_key";
+
+/// One request the fake received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub account: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub form: BTreeMap<String, String>,
+    pub authorized: bool,
+}
+
+/// What the next request gets instead of its answer.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    Status(u16),
+    /// A 402 card error with this decline code.
+    CardDecline(&'static str),
+}
+
+#[derive(Default)]
+struct FakeState {
+    requests: Vec<Recorded>,
+    /// Idempotency key → (form, status, body).
+    replays: HashMap<(Option<String>, String), (BTreeMap<String, String>, u16, Value)>,
+    /// (account, id) → object.
+    objects: HashMap<(Option<String>, String), Value>,
+    faults: VecDeque<Fault>,
+    next: u64,
+}
+
+pub struct FakeStripe {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<FakeState>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeStripe {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeStripe {
+    pub async fn start() -> FakeStripe {
+        let state = Arc::new(Mutex::new(FakeState::default()));
+        let app = Router::new().fallback(handle).with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        FakeStripe { addr, state, task }
+    }
+
+    /// The base URL to configure the host with.
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    /// Requests to paths starting with `prefix` (`POST /v1/refunds`...).
+    pub fn requests_to(&self, method: &str, prefix: &str) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method == method && r.path.starts_with(prefix))
+            .collect()
+    }
+
+    /// The next requests answer these faults, in order.
+    pub fn fail_next(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.state.lock().unwrap().faults.extend(faults);
+    }
+
+    /// Stores an object (with its `id`) as seen from `account`.
+    pub fn insert(&self, account: Option<&str>, object: Value) {
+        let id = object["id"]
+            .as_str()
+            .expect("an object with an id")
+            .to_string();
+        self.state
+            .lock()
+            .unwrap()
+            .objects
+            .insert((account.map(str::to_string), id), object);
+    }
+
+    pub fn object(&self, account: Option<&str>, id: &str) -> Option<Value> {
+        self.state
+            .lock()
+            .unwrap()
+            .objects
+            .get(&(account.map(str::to_string), id.to_string()))
+            .cloned()
+    }
+}
+
+fn stripe_error(status: u16, kind: &str, message: &str, extra: Value) -> (u16, Value) {
+    let mut error = json!({ "type": kind, "message": message });
+    if let Value::Object(extra) = extra {
+        error.as_object_mut().unwrap().extend(extra);
+    }
+    (status, json!({ "error": error }))
+}
+
+async fn handle(
+    State(state): State<Arc<Mutex<FakeState>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let form: BTreeMap<String, String> = form_urlencoded::parse(&body)
+        .chain(form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let recorded = Recorded {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        account: header("stripe-account"),
+        idempotency_key: header("idempotency-key"),
+        authorized: header("authorization").as_deref() == Some(&format!("Bearer {FAKE_KEY}")),
+        form,
+    };
+    let mut s = state.lock().unwrap();
+    s.requests.push(recorded.clone());
+    let (status, body) = answer(&mut s, &recorded);
+    let mut response = (StatusCode::from_u16(status).unwrap(), axum::Json(body)).into_response();
+    if let Some(key) = &recorded.idempotency_key {
+        response
+            .headers_mut()
+            .insert("idempotency-key", key.parse().unwrap());
+    }
+    response
+}
+
+fn answer(s: &mut FakeState, r: &Recorded) -> (u16, Value) {
+    if !r.authorized {
+        return stripe_error(
+            401,
+            "invalid_request_error",
+            "Invalid API Key provided",
+            json!({}),
+        );
+    }
+    if let Some(fault) = s.faults.pop_front() {
+        return match fault {
+            Fault::Status(429) => stripe_error(
+                429,
+                "invalid_request_error",
+                "Too many requests hit the API too quickly.",
+                json!({ "code": "rate_limit" }),
+            ),
+            Fault::Status(code) => stripe_error(
+                code,
+                "api_error",
+                "Something went wrong on Stripe's end.",
+                json!({}),
+            ),
+            Fault::CardDecline(decline) => stripe_error(
+                402,
+                "card_error",
+                "Your card was declined.",
+                json!({ "code": "card_declined", "decline_code": decline }),
+            ),
+        };
+    }
+    let replay_key = r.idempotency_key.clone().map(|k| (r.account.clone(), k));
+    if r.method == "POST"
+        && let Some(key) = &replay_key
+        && let Some((form, status, body)) = s.replays.get(key)
+    {
+        if *form != r.form {
+            return stripe_error(
+                400,
+                "idempotency_error",
+                "Keys for idempotent requests can only be used with the same parameters they were first used with.",
+                json!({}),
+            );
+        }
+        return (*status, body.clone());
+    }
+    let (status, body) = route(s, r);
+    if r.method == "POST"
+        && let Some(key) = replay_key
+    {
+        s.replays
+            .insert(key, (r.form.clone(), status, body.clone()));
+    }
+    (status, body)
+}
+
+fn missing(id: &str) -> (u16, Value) {
+    stripe_error(
+        404,
+        "invalid_request_error",
+        &format!("No such object: '{id}'"),
+        json!({ "code": "resource_missing", "param": "id" }),
+    )
+}
+
+fn route(s: &mut FakeState, r: &Recorded) -> (u16, Value) {
+    let parts: Vec<&str> = r.path.trim_matches('/').split('/').collect();
+    let account = r.account.clone();
+    let get = |s: &FakeState, id: &str| s.objects.get(&(account.clone(), id.to_string())).cloned();
+    match (r.method.as_str(), parts.as_slice()) {
+        ("GET", ["v2", "core", "events", id]) | ("GET", ["v1", _, id]) => match get(s, id) {
+            Some(o) => (200, o),
+            None => missing(id),
+        },
+        ("POST", ["v1", "payment_intents"]) => create_payment_intent(s, r),
+        ("POST", ["v1", "refunds"]) => create_refund(s, r),
+        ("POST", ["v1", "transfers"]) => create_transfer(s, r),
+        ("POST", ["v1", "subscriptions", id]) => update_subscription(s, r, id),
+        ("POST", ["v1", "accounts"]) => create_account(s, r),
+        ("POST", ["v1", "account_links"]) => create_account_link(s, r),
+        _ => stripe_error(
+            404,
+            "invalid_request_error",
+            &format!("Unrecognized request URL ({} {})", r.method, r.path),
+            json!({}),
+        ),
+    }
+}
+
+fn new_id(s: &mut FakeState, prefix: &str) -> String {
+    s.next += 1;
+    format!("{prefix}_fake{:06}", s.next)
+}
+
+fn metadata(form: &BTreeMap<String, String>) -> Value {
+    let mut m = serde_json::Map::new();
+    for (k, v) in form {
+        if let Some(key) = k
+            .strip_prefix("metadata[")
+            .and_then(|k| k.strip_suffix(']'))
+        {
+            m.insert(key.to_string(), json!(v));
+        }
+    }
+    Value::Object(m)
+}
+
+fn int(form: &BTreeMap<String, String>, key: &str) -> Option<i64> {
+    form.get(key).and_then(|v| v.parse().ok())
+}
+
+fn required(form: &BTreeMap<String, String>, key: &str) -> Result<String, (u16, Value)> {
+    form.get(key).cloned().ok_or_else(|| {
+        stripe_error(
+            400,
+            "invalid_request_error",
+            &format!("Missing required param: {key}."),
+            json!({ "code": "parameter_missing", "param": key }),
+        )
+    })
+}
+
+fn store(s: &mut FakeState, account: &Option<String>, object: Value) -> (u16, Value) {
+    let id = object["id"].as_str().unwrap().to_string();
+    s.objects.insert((account.clone(), id), object.clone());
+    (200, object)
+}
+
+fn create_payment_intent(s: &mut FakeState, r: &Recorded) -> (u16, Value) {
+    let f = &r.form;
+    let (Some(amount), Ok(currency)) = (int(f, "amount"), required(f, "currency")) else {
+        return stripe_error(
+            400,
+            "invalid_request_error",
+            "Missing required param: amount.",
+            json!({ "param": "amount" }),
+        );
+    };
+    if amount < 1 {
+        return stripe_error(
+            400,
+            "invalid_request_error",
+            "Amount must be at least 1",
+            json!({ "param": "amount", "code": "amount_too_small" }),
+        );
+    }
+    let fee = int(f, "application_fee_amount");
+    if fee.is_some_and(|fee| fee > amount) {
+        return stripe_error(
+            400,
+            "invalid_request_error",
+            "The application fee cannot exceed the amount.",
+            json!({ "param": "application_fee_amount" }),
+        );
+    }
+    let destination = f.get("transfer_data[destination]").cloned();
+    if destination.is_some() && r.account.is_some() {
+        return stripe_error(
+            400,
+            "invalid_request_error",
+            "Destination charges are made on the platform, not with Stripe-Account.",
+            json!({ "param": "transfer_data[destination]" }),
+        );
+    }
+    let id = new_id(s, "pi");
+    let confirmed =
+        f.get("confirm").map(String::as_str) == Some("true") && f.contains_key("payment_method");
+    let mut pi = crate::stripe_object("payment_intent");
+    pi["id"] = json!(id);
+    pi["amount"] = json!(amount);
+    pi["amount_received"] = json!(if confirmed { amount } else { 0 });
+    pi["currency"] = json!(currency);
+    pi["application_fee_amount"] = json!(fee);
+    pi["customer"] = json!(f.get("customer"));
+    pi["payment_method"] = json!(f.get("payment_method"));
+    pi["description"] = json!(f.get("description"));
+    pi["metadata"] = metadata(f);
+    pi["client_secret"] = json!(format!("{id}_secret_fake"));
+    pi["transfer_data"] = match &destination {
+        Some(d) => json!({ "destination": d }),
+        None => Value::Null,
+    };
+    pi["status"] = json!(if confirmed {
+        "succeeded"
+    } else {
+        "requires_payment_method"
+    });
+    pi["latest_charge"] = Value::Null;
+    if confirmed {
+        let charge_id = new_id(s, "ch");
+        let mut ch = crate::stripe_object("charge");
+        ch["id"] = json!(charge_id);
+        ch["amount"] = json!(amount);
+        ch["amount_captured"] = json!(amount);
+        ch["amount_refunded"] = json!(0);
+        ch["refunded"] = json!(false);
+        ch["currency"] = json!(currency);
+        ch["payment_intent"] = json!(id);
+        ch["application_fee_amount"] = json!(fee);
+        ch["status"] = json!("succeeded");
+        ch["paid"] = json!(true);
+        store(s, &r.account, ch);
+        pi["latest_charge"] = json!(charge_id);
+    }
+    store(s, &r.account, pi)
+}
+
+fn create_refund(s: &mut FakeState, r: &Recorded) -> (u16, Value) {
+    let pi_id = match required(&r.form, "payment_intent") {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let Some(pi) = s.objects.get(&(r.account.clone(), pi_id.clone())).cloned() else {
+        return missing(&pi_id);
+    };
+    let Some(charge_id) = pi["latest_charge"].as_str().map(str::to_string) else {
+        return stripe_error(
+            400,
+            "invalid_request_error",
+            "This PaymentIntent does not have a successful charge to refund.",
+            json!({ "param": "payment_intent" }),
+        );
+    };
+    let key = (r.account.clone(), charge_id.clone());
+    let mut charge = s.objects[&key].clone();
+    let left = charge["amount"].as_i64().unwrap() - charge["amount_refunded"].as_i64().unwrap();
+    let amount = int(&r.form, "amount").unwrap_or(left);
+    if amount > left {
+        return stripe_error(
+            400,
+            "invalid_request_error",
+            &format!(
+                "Refund amount ({amount}) is greater than unrefunded amount on charge ({left})"
+            ),
+            json!({ "param": "amount", "code": "amount_too_large" }),
+        );
+    }
+    charge["amount_refunded"] = json!(charge["amount_refunded"].as_i64().unwrap() + amount);
+    charge["refunded"] = json!(amount == left);
+    s.objects.insert(key, charge);
+    let mut refund = crate::stripe_object("refund");
+    refund["id"] = json!(new_id(s, "re"));
+    refund["amount"] = json!(amount);
+    refund["currency"] = pi["currency"].clone();
+    refund["charge"] = json!(charge_id);
+    refund["payment_intent"] = json!(pi_id);
+    refund["status"] = json!("succeeded");
+    refund["metadata"] = metadata(&r.form);
+    store(s, &r.account, refund)
+}
+
+fn create_transfer(s: &mut FakeState, r: &Recorded) -> (u16, Value) {
+    let (Some(amount), Ok(currency), Ok(destination)) = (
+        int(&r.form, "amount"),
+        required(&r.form, "currency"),
+        required(&r.form, "destination"),
+    ) else {
+        return stripe_error(
+            400,
+            "invalid_request_error",
+            "amount, currency and destination are required",
+            json!({}),
+        );
+    };
+    if !s.objects.contains_key(&(None, destination.clone())) {
+        return stripe_error(
+            400,
+            "invalid_request_error",
+            &format!("No such destination: '{destination}'"),
+            json!({ "param": "destination", "code": "resource_missing" }),
+        );
+    }
+    let mut t = crate::stripe_object("transfer");
+    t["id"] = json!(new_id(s, "tr"));
+    t["amount"] = json!(amount);
+    t["amount_reversed"] = json!(0);
+    t["currency"] = json!(currency);
+    t["destination"] = json!(destination);
+    t["transfer_group"] = json!(r.form.get("transfer_group"));
+    t["metadata"] = metadata(&r.form);
+    store(s, &r.account, t)
+}
+
+fn update_subscription(s: &mut FakeState, r: &Recorded, id: &str) -> (u16, Value) {
+    let key = (r.account.clone(), id.to_string());
+    let Some(mut sub) = s.objects.get(&key).cloned() else {
+        return missing(id);
+    };
+    let (Some(item), Some(quantity)) = (
+        r.form.get("items[0][id]"),
+        int(&r.form, "items[0][quantity]"),
+    ) else {
+        return stripe_error(
+            400,
+            "invalid_request_error",
+            "items[0][id] and items[0][quantity] are required here",
+            json!({ "param": "items" }),
+        );
+    };
+    let items = sub["items"]["data"].as_array_mut().unwrap();
+    let Some(line) = items.iter_mut().find(|i| i["id"] == json!(item)) else {
+        return stripe_error(
+            400,
+            "invalid_request_error",
+            &format!("No such subscription item: '{item}'"),
+            json!({ "param": "items[0][id]" }),
+        );
+    };
+    line["quantity"] = json!(quantity);
+    store(s, &r.account, sub)
+}
+
+fn create_account(s: &mut FakeState, r: &Recorded) -> (u16, Value) {
+    let mut a = crate::stripe_object("account");
+    a["id"] = json!(new_id(s, "acct"));
+    a["type"] = json!(
+        r.form
+            .get("type")
+            .cloned()
+            .unwrap_or_else(|| "standard".into())
+    );
+    a["country"] = json!(r.form.get("country"));
+    a["email"] = json!(r.form.get("email"));
+    a["metadata"] = metadata(&r.form);
+    a["charges_enabled"] = json!(false);
+    a["payouts_enabled"] = json!(false);
+    a["details_submitted"] = json!(false);
+    store(s, &None, a)
+}
+
+fn create_account_link(s: &mut FakeState, r: &Recorded) -> (u16, Value) {
+    let account = match required(&r.form, "account") {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
+    if !s.objects.contains_key(&(None, account.clone())) {
+        return missing(&account);
+    }
+    let now = psa_billing::db::unix_now();
+    (
+        200,
+        json!({
+            "object": "account_link",
+            "created": now,
+            "expires_at": now + 300,
+            "url": format!("https://connect.stripe.com/setup/e/{account}/fake{}", s.next),
+        }),
+    )
+}

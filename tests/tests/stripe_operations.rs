@@ -1,0 +1,581 @@
+//! Operations through the Stripe capability, end to end: HTTP `/v1/operations`
+//! → the component → the host's async-stripe client → a FAKE Stripe server
+//! on 127.0.0.1 (see `fake_stripe`). The tests assert on the exact requests
+//! the client sent.
+
+use psa_billing::stripe_api::StripeConfig;
+use psa_billing::{Limits, Runtime};
+use psa_billing_tests::fake_stripe::{FAKE_KEY, FakeStripe, Fault};
+use psa_billing_tests::{Options, TestServer, stripe_object};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+const ACCOUNT: &str = "acct_1TenantA";
+
+fn config(fake: &FakeStripe) -> StripeConfig {
+    let mut c = StripeConfig::new(FAKE_KEY);
+    c.base_url = Some(fake.url());
+    c.backoff = Duration::from_millis(5);
+    c
+}
+
+/// A 2.5 % Connect application fee.
+const RULES: &str = "[platform]\npercent = \"2.5\"\n";
+
+async fn setup() -> (FakeStripe, TestServer) {
+    let fake = FakeStripe::start().await;
+    let server = TestServer::start(Options {
+        stripe: Some(config(&fake)),
+        rules: Some(RULES.into()),
+        ..Options::default()
+    })
+    .await;
+    (fake, server)
+}
+
+fn invoice(request_id: &str, pm: Option<&str>) -> Value {
+    json!({
+        "request_id": request_id, "tenant": "t1", "account": ACCOUNT,
+        "invoice_id": "inv-42", "amount": "100.00", "currency": "usd",
+        "payment_method": pm, "customer": "cus_123",
+    })
+}
+
+#[tokio::test]
+async fn charge_invoice_sends_a_direct_charge_with_the_rules_fee_once() {
+    let (fake, server) = setup().await;
+    let a = server
+        .post_json("/v1/operations/charge-invoice", &invoice("req-1", None))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let pi = &a.body["payment_intent"];
+    let fee = a.body["fees"]["application_fee"]["amount"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(fee, 250, "2.5 % of 100.00");
+    assert_eq!(pi["amount"]["amount"], 10_000);
+    assert_eq!(pi["status"], "requires_payment_method");
+
+    let sent = fake.requests_to("POST", "/v1/payment_intents");
+    assert_eq!(sent.len(), 1);
+    let r = &sent[0];
+    assert_eq!(
+        r.account.as_deref(),
+        Some(ACCOUNT),
+        "a direct charge is made on the tenant's account"
+    );
+    assert_eq!(
+        r.idempotency_key.as_deref(),
+        Some("psa-billing:charge-invoice:req-1:payment_intent")
+    );
+    assert_eq!(r.form["amount"], "10000");
+    assert_eq!(r.form["currency"], "usd");
+    assert_eq!(r.form["application_fee_amount"], fee.to_string());
+    assert_eq!(r.form["metadata[tenant_id]"], "t1");
+    assert_eq!(r.form["metadata[invoice_id]"], "inv-42");
+    assert_eq!(r.form["customer"], "cus_123");
+    assert!(!r.form.contains_key("transfer_data[destination]"));
+
+    // The same request again: the same intent, nothing created.
+    let again = server
+        .post_json("/v1/operations/charge-invoice", &invoice("req-1", None))
+        .await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.body["payment_intent"]["id"], pi["id"]);
+    assert_eq!(fake.requests_to("POST", "/v1/payment_intents").len(), 1);
+}
+
+#[tokio::test]
+async fn a_destination_charge_is_made_on_the_platform() {
+    let (fake, server) = setup().await;
+    let mut body = invoice("req-d", None);
+    body["destination"] = json!(true);
+    let a = server
+        .post_json("/v1/operations/charge-invoice", &body)
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["payment_intent"]["transfer_destination"], ACCOUNT);
+    let r = &fake.requests_to("POST", "/v1/payment_intents")[0];
+    assert_eq!(r.account, None);
+    assert_eq!(r.form["transfer_data[destination]"], ACCOUNT);
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_with_the_same_idempotency_key() {
+    let (fake, server) = setup().await;
+    fake.fail_next([Fault::Status(429), Fault::Status(500)]);
+    let a = server
+        .post_json("/v1/operations/charge-invoice", &invoice("req-r", None))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let sent = fake.requests_to("POST", "/v1/payment_intents");
+    assert_eq!(sent.len(), 3, "two failures, then success");
+    assert!(
+        sent.iter()
+            .all(|r| r.idempotency_key == sent[0].idempotency_key)
+    );
+
+    // Retries are bounded: four failures in a row exhaust them.
+    fake.fail_next(std::iter::repeat_n(Fault::Status(503), 4));
+    let a = server
+        .post_json("/v1/operations/charge-invoice", &invoice("req-x", None))
+        .await;
+    assert_eq!(a.status, 503, "{}", a.body);
+    assert_eq!(a.body["error"], "stripe_unavailable");
+    assert!(
+        a.body["reason"].as_str().unwrap().contains("503"),
+        "{}",
+        a.body
+    );
+    assert_eq!(fake.requests_to("POST", "/v1/payment_intents").len(), 3 + 4);
+}
+
+#[tokio::test]
+async fn a_declined_card_comes_back_typed_with_its_decline_code() {
+    let (fake, server) = setup().await;
+    fake.fail_next([Fault::CardDecline("insufficient_funds")]);
+    let a = server
+        .post_json(
+            "/v1/operations/charge-invoice",
+            &invoice("req-c", Some("pm_card")),
+        )
+        .await;
+    assert_eq!(a.status, 402, "{}", a.body);
+    assert_eq!(a.body["error"], "card_declined");
+    let decline = &a.body["card_declined"];
+    assert_eq!(decline["code"], "card_declined");
+    assert_eq!(decline["decline_code"], "insufficient_funds");
+    assert_eq!(
+        fake.requests_to("POST", "/v1/payment_intents").len(),
+        1,
+        "a decline is not retried"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_key_is_an_authentication_error_and_no_key_denies() {
+    let fake = FakeStripe::start().await;
+    let mut c = config(&fake);
+    c.secret_key = "sk_test_wrong".into();
+    let server = TestServer::start(Options {
+        stripe: Some(c),
+        ..Options::default()
+    })
+    .await;
+    let a = server
+        .post_json("/v1/operations/charge-invoice", &invoice("req-k", None))
+        .await;
+    assert_eq!(
+        (a.status, a.body["error"].as_str()),
+        (502, Some("stripe_authentication")),
+        "{}",
+        a.body
+    );
+    assert_eq!(fake.requests().len(), 1, "a refused key is not retried");
+
+    let unconfigured = TestServer::start(Options::default()).await;
+    let a = unconfigured
+        .post_json("/v1/operations/charge-invoice", &invoice("req-k", None))
+        .await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert!(
+        a.body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("STRIPE_SECRET_KEY"),
+        "{}",
+        a.body
+    );
+}
+
+#[tokio::test]
+async fn operations_outside_the_allow_list_are_denied_before_any_request() {
+    let fake = FakeStripe::start().await;
+    let mut c = config(&fake);
+    c.allow = Some(StripeConfig::parse_allow("retrieve-payment-intent,retrieve-charge").unwrap());
+    let server = TestServer::start(Options {
+        stripe: Some(c),
+        ..Options::default()
+    })
+    .await;
+    let a = server
+        .post_json("/v1/operations/charge-invoice", &invoice("req-a", None))
+        .await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert_eq!(a.body["error"], "stripe_denied");
+    assert!(
+        a.body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("create-payment-intent")
+    );
+    assert!(fake.requests().is_empty());
+    assert!(StripeConfig::parse_allow("create-refund,charge-everything").is_err());
+}
+
+/// A confirmed $100 charge with its fee; returns the payment intent id.
+async fn paid_invoice(server: &TestServer, request_id: &str) -> (String, i64) {
+    let a = server
+        .post_json(
+            "/v1/operations/charge-invoice",
+            &invoice(request_id, Some("pm_card_visa")),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["payment_intent"]["status"], "succeeded");
+    let fee = a.body["payment_intent"]["application_fee_amount"]
+        .as_i64()
+        .unwrap();
+    (
+        a.body["payment_intent"]["id"].as_str().unwrap().to_string(),
+        fee,
+    )
+}
+
+#[tokio::test]
+async fn refunds_split_the_fee_and_cannot_exceed_what_is_left() {
+    let (fake, server) = setup().await;
+    let (pi, fee) = paid_invoice(&server, "req-p").await;
+    let refund = |id: &str, amount: Option<&str>| {
+        json!({
+            "request_id": id, "tenant": "t1", "account": ACCOUNT, "payment_intent": pi,
+            "amount": amount, "currency": amount.map(|_| "usd"), "refund_application_fee": true,
+        })
+    };
+    let a = server
+        .post_json("/v1/operations/refund", &refund("ref-1", Some("30.00")))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let split = &a.body["split"];
+    assert_eq!(split["amount"]["amount"], 3_000);
+    assert_eq!(
+        split["application_fee_refunded"].as_i64().unwrap(),
+        fee * 3 / 10
+    );
+    assert_eq!(split["total_refunded"], 3_000);
+    let r = &fake.requests_to("POST", "/v1/refunds")[0];
+    assert_eq!(r.account.as_deref(), Some(ACCOUNT));
+    assert_eq!(r.form["payment_intent"], pi);
+    assert_eq!(r.form["amount"], "3000");
+    assert_eq!(r.form["refund_application_fee"], "true");
+    assert_eq!(
+        r.idempotency_key.as_deref(),
+        Some("psa-billing:refund:ref-1:refund")
+    );
+
+    // More than the 70.00 left: refused before Stripe is asked.
+    let a = server
+        .post_json("/v1/operations/refund", &refund("ref-2", Some("70.01")))
+        .await;
+    assert_eq!(
+        (a.status, a.body["error"].as_str()),
+        (409, Some("refused")),
+        "{}",
+        a.body
+    );
+    assert_eq!(fake.requests_to("POST", "/v1/refunds").len(), 1);
+
+    // The rest, without an amount: the split returns the whole fee.
+    let a = server
+        .post_json("/v1/operations/refund", &refund("ref-3", None))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["split"]["amount"]["amount"], 7_000);
+    assert_eq!(a.body["split"]["full"], true);
+    let back = a.body["split"]["application_fee_refunded"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(back + fee * 3 / 10, fee, "the fee comes back whole");
+    let charge = fake
+        .object(Some(ACCOUNT), &format!("ch_fake{:06}", 2))
+        .unwrap();
+    assert_eq!(charge["amount_refunded"], 10_000);
+}
+
+async fn fund_contractor(server: &TestServer, tenant: &str, amount: &str) {
+    let a = server
+        .post_json(
+            &format!("/v1/ledger/{tenant}/transactions"),
+            &json!({"id": "offer-1:complete", "currency": "usd",
+                    "movements": [{"from": "customer", "to": "contractor", "amount": amount}]}),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+}
+
+async fn balance(server: &TestServer, tenant: &str, account: &str) -> i64 {
+    let a = server
+        .get(
+            &format!("/v1/ledger/{tenant}/balances"),
+            Some(psa_billing_tests::API_TOKEN),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    a.body["balances"]["usd"][account]["amount"]
+        .as_i64()
+        .unwrap_or(0)
+}
+
+fn withdrawal(id: &str, destination: &str, amount: &str) -> Value {
+    json!({"request_id": id, "tenant": "market", "destination": destination,
+           "amount": amount, "currency": "usd"})
+}
+
+#[tokio::test]
+async fn withdrawals_hold_then_transfer_and_never_overdraw() {
+    let (fake, server) = setup().await;
+    let mut contractor = stripe_object("account");
+    contractor["id"] = json!("acct_1Contractor");
+    fake.insert(None, contractor);
+    fund_contractor(&server, "market", "80.00").await;
+
+    let a = server
+        .post_json(
+            "/v1/operations/withdraw",
+            &withdrawal("w-1", "acct_1Contractor", "50.00"),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["transfer"]["destination"], "acct_1Contractor");
+    let t = &fake.requests_to("POST", "/v1/transfers")[0];
+    assert_eq!(t.account, None, "a transfer is made from the platform");
+    assert_eq!(t.form["amount"], "5000");
+    assert_eq!(t.form["destination"], "acct_1Contractor");
+    assert_eq!(
+        t.idempotency_key.as_deref(),
+        Some("psa-billing:withdraw:w-1:transfer")
+    );
+    assert_eq!(balance(&server, "market", "contractor").await, 3_000);
+    assert_eq!(balance(&server, "market", "paid_out").await, 5_000);
+    assert_eq!(balance(&server, "market", "withdrawing").await, 0);
+
+    // The same request: the same transfer, nothing moves twice.
+    let again = server
+        .post_json(
+            "/v1/operations/withdraw",
+            &withdrawal("w-1", "acct_1Contractor", "50.00"),
+        )
+        .await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.body["transfer"]["id"], a.body["transfer"]["id"]);
+    assert_eq!(fake.requests_to("POST", "/v1/transfers").len(), 1);
+    assert_eq!(balance(&server, "market", "paid_out").await, 5_000);
+
+    // Beyond the 30.00 left: refused, no transfer.
+    let a = server
+        .post_json(
+            "/v1/operations/withdraw",
+            &withdrawal("w-2", "acct_1Contractor", "30.01"),
+        )
+        .await;
+    assert_eq!(
+        (a.status, a.body["error"].as_str()),
+        (409, Some("refused")),
+        "{}",
+        a.body
+    );
+    assert_eq!(fake.requests_to("POST", "/v1/transfers").len(), 1);
+
+    // Stripe refuses the transfer (no such destination): the hold is released.
+    let a = server
+        .post_json(
+            "/v1/operations/withdraw",
+            &withdrawal("w-3", "acct_1Unknown", "10.00"),
+        )
+        .await;
+    assert_eq!(a.status, 422, "{}", a.body);
+    assert_eq!(a.body["error"], "stripe_invalid_request");
+    assert_eq!(balance(&server, "market", "contractor").await, 3_000);
+    assert_eq!(balance(&server, "market", "withdrawing").await, 0);
+
+    // Stripe unreachable: the hold stays; the same request later completes it.
+    fake.fail_next(std::iter::repeat_n(Fault::Status(500), 4));
+    let a = server
+        .post_json(
+            "/v1/operations/withdraw",
+            &withdrawal("w-4", "acct_1Contractor", "20.00"),
+        )
+        .await;
+    assert_eq!(a.status, 503, "{}", a.body);
+    assert_eq!(balance(&server, "market", "withdrawing").await, 2_000);
+    assert_eq!(balance(&server, "market", "contractor").await, 1_000);
+    let a = server
+        .post_json(
+            "/v1/operations/withdraw",
+            &withdrawal("w-4", "acct_1Contractor", "20.00"),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(balance(&server, "market", "withdrawing").await, 0);
+    assert_eq!(balance(&server, "market", "paid_out").await, 7_000);
+}
+
+#[tokio::test]
+async fn set_license_count_updates_the_single_item_quantity() {
+    let (fake, server) = setup().await;
+    let sub = stripe_object("subscription");
+    let sub_id = sub["id"].as_str().unwrap().to_string();
+    let item = sub["items"]["data"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(sub["items"]["data"].as_array().unwrap().len(), 1);
+    fake.insert(Some(ACCOUNT), sub);
+    let body = json!({"request_id": "seats-1", "tenant": "t1", "account": ACCOUNT,
+                      "subscription": sub_id, "count": 7});
+    let a = server
+        .post_json("/v1/operations/set-license-count", &body)
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["items"][0]["quantity"], 7);
+    let r = &fake.requests_to("POST", "/v1/subscriptions/")[0];
+    assert_eq!(r.account.as_deref(), Some(ACCOUNT));
+    assert_eq!(r.form["items[0][id]"], item);
+    assert_eq!(r.form["items[0][quantity]"], "7");
+    assert_eq!(
+        r.idempotency_key.as_deref(),
+        Some("psa-billing:set-license-count:seats-1:quantity")
+    );
+
+    let zero = json!({"request_id": "seats-2", "tenant": "t1", "account": ACCOUNT,
+                      "subscription": sub_id, "count": 0});
+    let a = server
+        .post_json("/v1/operations/set-license-count", &zero)
+        .await;
+    assert_eq!(a.status, 422, "{}", a.body);
+}
+
+#[tokio::test]
+async fn onboarding_creates_the_account_registers_it_and_links() {
+    let (fake, server) = setup().await;
+    let body = json!({"request_id": "onb-1", "tenant": "t-new", "country": "us",
+                      "email": "owner@example.com",
+                      "refresh_url": "https://app.example/refresh",
+                      "return_url": "https://app.example/done"});
+    let a = server
+        .post_json("/v1/operations/onboard-tenant", &body)
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let account = a.body["account"]["id"].as_str().unwrap().to_string();
+    assert!(a.body["link"]["url"].as_str().unwrap().contains(&account));
+    let r = &fake.requests_to("POST", "/v1/accounts")[0];
+    assert_eq!(r.form["type"], "express");
+    assert_eq!(r.form["country"], "US");
+    assert_eq!(r.form["metadata[tenant_id]"], "t-new");
+    let link = &fake.requests_to("POST", "/v1/account_links")[0];
+    assert_eq!(link.form["account"], account);
+    assert_eq!(link.form["type"], "account_onboarding");
+
+    let looked = server
+        .get(
+            &format!("/v1/tenants/{account}"),
+            Some(psa_billing_tests::API_TOKEN),
+        )
+        .await;
+    assert_eq!(looked.body["tenant"], "t-new", "{}", looked.body);
+
+    // Again (the link expired): the same account, a fresh link.
+    let a = server
+        .post_json("/v1/operations/onboard-tenant", &body)
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["account"]["id"], account);
+    assert_eq!(fake.requests_to("POST", "/v1/accounts").len(), 1);
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_with_reasons() {
+    let (fake, server) = setup().await;
+    let mut bad = invoice("req-b", None);
+    bad["account"] = json!("tenant-a");
+    let a = server
+        .post_json("/v1/operations/charge-invoice", &bad)
+        .await;
+    assert_eq!(a.status, 422, "{}", a.body);
+    assert!(a.body["reason"].as_str().unwrap().contains("acct_"));
+    let a = server
+        .post_json("/v1/operations/charge-invoice", &json!({"request_id": "x"}))
+        .await;
+    assert_eq!(a.status, 422, "{}", a.body);
+    let a = server
+        .post_json("/v1/operations/charge-everything", &json!({}))
+        .await;
+    assert_eq!(a.status, 404, "{}", a.body);
+    let open = server
+        .client
+        .post(server.url("/v1/operations/charge-invoice"))
+        .json(&invoice("req-b", None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(open.status(), 401, "operations need the bearer token");
+    assert!(fake.requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_hostile_plugin_cannot_spin_or_flood_stripe_through_operations() {
+    let fake = FakeStripe::start().await;
+    let wasm = std::fs::read(psa_billing::testing::HOSTILE_PLUGIN_PATH).unwrap();
+    let limits = Limits {
+        call_timeout: Duration::from_millis(100),
+        ..Limits::default()
+    };
+    let server = TestServer::start(Options {
+        runtime: Some(Runtime::new(&wasm, limits).unwrap()),
+        stripe: Some(config(&fake)),
+        ..Options::default()
+    })
+    .await;
+    // Spins after a Stripe call: stopped by the deadline on its own work.
+    let started = Instant::now();
+    let onboard = json!({"request_id": "h-1", "tenant": "t", "country": "US",
+                         "refresh_url": "https://a.example/r", "return_url": "https://a.example/d"});
+    let a = server
+        .post_json("/v1/operations/onboard-tenant", &onboard)
+        .await;
+    assert_eq!(
+        (a.status, a.body["error"].as_str()),
+        (500, Some("plugin_failed")),
+        "{}",
+        a.body
+    );
+    assert!(
+        a.body["reason"].as_str().unwrap().contains("deadline"),
+        "{}",
+        a.body
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(fake.requests_to("GET", "/v1/accounts/").len(), 1);
+    // Calls Stripe without end: capped.
+    let a = server
+        .post_json(
+            "/v1/operations/refund",
+            &json!({"request_id": "h-2", "tenant": "t1", "payment_intent": "pi_1"}),
+        )
+        .await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert!(
+        a.body["reason"].as_str().unwrap().contains("at most"),
+        "{}",
+        a.body
+    );
+    assert_eq!(
+        fake.requests_to("GET", "/v1/payment_intents/").len(),
+        psa_billing::MAX_STRIPE_CALLS as usize
+    );
+    // Stages a write and traps: nothing is committed, the server still answers.
+    let a = server
+        .post_json(
+            "/v1/operations/set-license-count",
+            &json!({"request_id": "h-3", "tenant": "t", "subscription": "sub_1", "count": 2}),
+        )
+        .await;
+    assert_eq!(a.status, 500, "{}", a.body);
+    assert!(
+        server
+            .db
+            .state_entries("operations")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let a = server.get("/healthz", None).await;
+    assert_eq!(a.status, 200);
+}
