@@ -232,6 +232,9 @@ struct ServeArgs {
     /// Webhook endpoint secrets (whsec_...), comma-separated during rotation.
     #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
     webhook_secret: Option<String>,
+    /// Secrets of the thin-event destination (/webhooks/stripe/thin).
+    #[arg(long, env = "STRIPE_WEBHOOK_SECRET_THIN", hide_env_values = true)]
+    thin_webhook_secret: Option<String>,
     /// Accepted distance between a signature's timestamp and now, both ways.
     #[arg(long, env = "PSA_BILLING_TOLERANCE_SECONDS", default_value_t = psa_billing_core::signature::DEFAULT_TOLERANCE_SECONDS)]
     tolerance_seconds: u32,
@@ -433,12 +436,19 @@ async fn serve(a: ServeArgs) -> Result<()> {
     let runtime = a.plugin.runtime()?.with_stripe(a.stripe.api()?);
     let rules = load_rules(&runtime, &a.rules).await?;
     let db = Db::open(&a.database_url).await?;
-    let pipeline = a.routing.apply(Pipeline::new(
-        runtime,
-        db.clone(),
-        secrets,
-        a.tolerance_seconds,
-    ));
+    let thin_secrets = match a.thin_webhook_secret.as_deref() {
+        Some(s) if !s.is_empty() => parse_secrets(Some(s))?,
+        _ => vec![],
+    };
+    let pipeline = a
+        .routing
+        .apply(Pipeline::new(
+            runtime,
+            db.clone(),
+            secrets,
+            a.tolerance_seconds,
+        ))
+        .with_thin_secrets(thin_secrets);
     let app = server::router(
         pipeline,
         ServerOptions {

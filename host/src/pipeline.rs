@@ -92,6 +92,8 @@ pub struct Pipeline {
     runtime: Runtime,
     db: Db,
     secrets: Vec<String>,
+    /// Secrets of the thin-event endpoint (a separate Stripe destination).
+    thin_secrets: Vec<String>,
     tolerance_seconds: u32,
     routing: Routing,
     api_version: Option<ApiVersion>,
@@ -112,6 +114,7 @@ impl Pipeline {
             runtime,
             db,
             secrets,
+            thin_secrets: vec![],
             tolerance_seconds,
             routing: Routing {
                 tenant_keys: vec![],
@@ -147,6 +150,12 @@ impl Pipeline {
         self
     }
 
+    /// Endpoint secrets of the thin-event destination.
+    pub fn with_thin_secrets(mut self, secrets: Vec<String>) -> Self {
+        self.thin_secrets = secrets;
+        self
+    }
+
     pub fn db(&self) -> &Db {
         &self.db
     }
@@ -176,6 +185,73 @@ impl Pipeline {
             Err(e) => return Err(failed(None, e.to_string())),
         };
         self.process(envelope, body).await
+    }
+
+    /// A signed thin (v2) notification: verified, its event and related
+    /// object fetched through the Stripe capability, then processed as a
+    /// snapshot event. Stripe failures answer 5xx, so Stripe redelivers.
+    pub async fn receive_thin(
+        &self,
+        body: &[u8],
+        signature: Option<&str>,
+    ) -> Result<Outcome, DeliveryError> {
+        let delivery = Delivery {
+            body: body.to_vec(),
+            signature_header: signature.map(str::to_string),
+            secrets: self.thin_secrets.clone(),
+            tolerance_seconds: self.tolerance_seconds,
+        };
+        let thin = match self.runtime.verify_thin(delivery).await {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => return Err(DeliveryError::Rejected(e)),
+            Err(e) => return Err(failed(None, e.to_string())),
+        };
+        let id = thin.id.clone();
+        let db_failed = |e: anyhow::Error| failed(Some(id.clone()), format!("database: {e:#}"));
+        // Seen before: no need to ask Stripe again.
+        if let Some(s) = self.db.event_status(&thin.id).await.map_err(db_failed)?
+            && (s == "processed" || s == "ignored")
+        {
+            return Ok(Outcome::Duplicate { event_id: thin.id });
+        }
+        let Some(stripe) = self.runtime.stripe_api() else {
+            return Err(failed(
+                Some(thin.id),
+                "thin events are fetched from Stripe: configure STRIPE_SECRET_KEY".into(),
+            ));
+        };
+        let fetch_failed = |what: &str, e: crate::runtime::StripeError| {
+            failed(
+                Some(thin.id.clone()),
+                format!(
+                    "fetching {what}: {}",
+                    crate::operations::describe(&crate::runtime::OperationError::Stripe(e))
+                ),
+            )
+        };
+        let event = stripe
+            .retrieve_thin_event(&thin.id)
+            .await
+            .map_err(|e| fetch_failed("the event", e))?;
+        let related = match &thin.related_url {
+            Some(url) if thin.event_type.starts_with("v1.") => Some(
+                stripe
+                    .retrieve_related(url, thin.context.as_deref())
+                    .await
+                    .map_err(|e| fetch_failed("its related object", e))?,
+            ),
+            _ => None,
+        };
+        let snapshot = match self
+            .runtime
+            .snapshot_from_thin(event.into_bytes(), related.map(String::into_bytes))
+            .await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(failed(Some(thin.id), describe_rejection(&e))),
+            Err(e) => return Err(failed(Some(thin.id), e.to_string())),
+        };
+        self.receive_unsigned(&snapshot).await
     }
 
     /// An unsigned event (fixture replay): parsed, then processed as usual.

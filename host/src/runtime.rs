@@ -39,7 +39,7 @@ pub use bindings::exports::psa::billing::operations::{
     OperationError, PaidWithdrawal, RefundRequest, Refunded, WithdrawRequest, Withdrawal,
 };
 pub use bindings::exports::psa::billing::webhooks::{
-    Delivery, Effect, Envelope, HandleError, Routing, VerifyError,
+    Delivery, Effect, Envelope, HandleError, Routing, ThinEnvelope, VerifyError,
 };
 pub use bindings::psa::billing::stripe::{
     Account, AccountLink, PaymentIntent, StripeError, Subscription, SubscriptionItem,
@@ -328,6 +328,35 @@ impl Runtime {
         plugin_call!(self, |p, s| p
             .psa_billing_webhooks()
             .call_verify(&mut s, &delivery))
+    }
+
+    /// Checks a thin notification's signature and parses it.
+    pub async fn verify_thin(
+        &self,
+        delivery: Delivery,
+    ) -> Result<Result<ThinEnvelope, VerifyError>, CallError> {
+        plugin_call!(self, |p, s| p
+            .psa_billing_webhooks()
+            .call_verify_thin(&mut s, &delivery))
+    }
+
+    /// A snapshot-shaped event from a fetched v2 event and its related object.
+    pub async fn snapshot_from_thin(
+        &self,
+        event: Vec<u8>,
+        related: Option<Vec<u8>>,
+    ) -> Result<Result<Vec<u8>, VerifyError>, CallError> {
+        plugin_call!(self, |p, s| p
+            .psa_billing_webhooks()
+            .call_snapshot_from_thin(&mut s, &event, related.as_deref()))
+    }
+
+    /// The Stripe client, when one is configured.
+    pub fn stripe_api(&self) -> Option<&crate::stripe_api::StripeApi> {
+        match &self.inner.stripe {
+            StripeAccess::Api(api) => Some(api),
+            _ => None,
+        }
     }
 
     pub async fn parse(&self, body: &[u8]) -> Result<Result<Envelope, VerifyError>, CallError> {

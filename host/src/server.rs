@@ -1,4 +1,6 @@
-//! The HTTP surface: `POST /webhooks/stripe`, `GET /v1/effects`, tenants, quotes
+//! The HTTP surface: `POST /webhooks/stripe` (snapshot events) and
+//! `/webhooks/stripe/thin` (v2 notifications), `GET /v1/effects`, tenants,
+//! operations (`POST /v1/operations/{name}`), quotes
 //! (`POST /v1/quote[/{flow}]`), the ledger (`/v1/ledger/{tenant}/...`) and
 //! `GET /healthz`.
 
@@ -62,6 +64,10 @@ pub fn router(pipeline: Pipeline, options: ServerOptions) -> Router {
             "/webhooks/stripe",
             post(webhook).layer(DefaultBodyLimit::max(options.max_body_bytes)),
         )
+        .route(
+            "/webhooks/stripe/thin",
+            post(thin_webhook).layer(DefaultBodyLimit::max(options.max_body_bytes)),
+        )
         .route("/v1/effects", get(effects))
         .route("/v1/quote", post(quote))
         .route("/v1/quote/{flow}", post(quote_flow))
@@ -100,6 +106,24 @@ async fn webhook(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    delivery(app, headers, body, false).await
+}
+
+/// `POST /webhooks/stripe/thin`: API v2 event notifications.
+async fn thin_webhook(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    delivery(app, headers, body, true).await
+}
+
+async fn delivery(
+    app: Arc<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    thin: bool,
+) -> Response {
     let body = match body {
         Ok(b) => b,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -118,7 +142,11 @@ async fn webhook(
         .get("stripe-signature")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let started = std::time::Instant::now();
-    let outcome = app.pipeline.receive(&body, signature.as_deref()).await;
+    let outcome = if thin {
+        app.pipeline.receive_thin(&body, signature.as_deref()).await
+    } else {
+        app.pipeline.receive(&body, signature.as_deref()).await
+    };
     let (label, reason) = match &outcome {
         Ok(Outcome::Accepted { ignored: true, .. }) => ("ignored", None),
         Ok(Outcome::Accepted { .. }) => ("accepted", None),

@@ -236,6 +236,33 @@ impl StripeApi {
         Ok(miniserde::json::to_string(&value))
     }
 
+    /// The object at a `/v1/...` path (a thin event's related object) as
+    /// JSON, with the event's connected account.
+    pub async fn retrieve_related(
+        &self,
+        url: &str,
+        account: Option<&str>,
+    ) -> Result<String, WitError> {
+        let path = url
+            .strip_prefix("/v1/")
+            .filter(|p| {
+                p.split('/').all(|seg| {
+                    !seg.is_empty()
+                        && seg
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+                }) && !p.contains("..")
+            })
+            .ok_or_else(|| invalid(format!("{url:?} is not a /v1 object path"), None))?;
+        let path = format!("/{path}");
+        let value: miniserde::json::Value = self
+            .send("retrieve-thin-event", account, None, || {
+                RequestBuilder::new(StripeMethod::Get, path.clone()).customize()
+            })
+            .await?;
+        Ok(miniserde::json::to_string(&value))
+    }
+
     /// A v2 event (`GET /v2/core/events/{id}`) as JSON.
     pub async fn retrieve_thin_event(&self, id: &str) -> Result<String, WitError> {
         self.allowed("retrieve-thin-event")?;

@@ -12,6 +12,8 @@ pub mod fake_stripe;
 
 pub const SECRET: &str = "whsec_test_primary";
 pub const API_TOKEN: &str = "test-token";
+/// The thin-event endpoint's secret in the test servers.
+pub const THIN_SECRET: &str = "whsec_test_thin";
 
 /// The default component, compiled once per test binary.
 pub fn default_runtime() -> Runtime {
@@ -90,7 +92,8 @@ impl TestServer {
             None => runtime,
         };
         let mut pipeline = Pipeline::new(runtime, db.clone(), opts.secrets, 300)
-            .with_routing(opts.tenant_keys, vec![]);
+            .with_routing(opts.tenant_keys, vec![])
+            .with_thin_secrets(vec![THIN_SECRET.into()]);
         if let Some((version, strict)) = opts.api_version {
             pipeline = pipeline.with_api_version(version, strict);
         }
@@ -122,10 +125,12 @@ impl TestServer {
 
     /// POSTs a body to the webhook endpoint with an optional signature header.
     pub async fn deliver(&self, body: &[u8], signature: Option<&str>) -> Answer {
-        let mut req = self
-            .client
-            .post(self.url("/webhooks/stripe"))
-            .body(body.to_vec());
+        self.deliver_to("/webhooks/stripe", body, signature).await
+    }
+
+    /// POSTs a body to a webhook endpoint with an optional signature header.
+    pub async fn deliver_to(&self, path: &str, body: &[u8], signature: Option<&str>) -> Answer {
+        let mut req = self.client.post(self.url(path)).body(body.to_vec());
         if let Some(s) = signature {
             req = req.header("Stripe-Signature", s);
         }

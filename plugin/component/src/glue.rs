@@ -2,7 +2,7 @@
 
 use psa_billing_core::{
     escrow, event, fees as core_fees, invoice, ledger as core_ledger, mapping, money, refunds,
-    rules, seats, signature, state,
+    rules, seats, signature, state, thin,
 };
 
 wit_bindgen::generate!({
@@ -283,6 +283,26 @@ impl fees::Guest for Plugin {
     }
 }
 
+fn verify_signature(d: &Delivery) -> Result<(), VerifyError> {
+    use signature::SignatureError as S;
+    signature::verify(
+        &d.body,
+        d.signature_header.as_deref(),
+        &d.secrets,
+        d.tolerance_seconds,
+        clock::now(),
+    )
+    .map_err(|e| match e {
+        S::Missing => VerifyError::MissingSignature,
+        S::Malformed(m) => VerifyError::MalformedHeader(m),
+        S::NoMatch => VerifyError::NoMatchingSignature,
+        S::TooOld(s) => VerifyError::TimestampTooOld(s),
+        S::InFuture(s) => VerifyError::TimestampInFuture(s),
+        S::NoSecret => VerifyError::NoSecretConfigured,
+    })?;
+    Ok(())
+}
+
 pub(crate) fn wit_refund_split(r: refunds::Refund, currency: &str) -> fees::RefundSplit {
     fees::RefundSplit {
         amount: Money {
@@ -422,22 +442,7 @@ impl ledger::Guest for Plugin {
 
 impl webhooks::Guest for Plugin {
     fn verify(d: Delivery) -> Result<Envelope, VerifyError> {
-        use signature::SignatureError as S;
-        signature::verify(
-            &d.body,
-            d.signature_header.as_deref(),
-            &d.secrets,
-            d.tolerance_seconds,
-            clock::now(),
-        )
-        .map_err(|e| match e {
-            S::Missing => VerifyError::MissingSignature,
-            S::Malformed(m) => VerifyError::MalformedHeader(m),
-            S::NoMatch => VerifyError::NoMatchingSignature,
-            S::TooOld(s) => VerifyError::TimestampTooOld(s),
-            S::InFuture(s) => VerifyError::TimestampInFuture(s),
-            S::NoSecret => VerifyError::NoSecretConfigured,
-        })?;
+        verify_signature(&d)?;
         Self::parse(d.body)
     }
 
@@ -445,6 +450,25 @@ impl webhooks::Guest for Plugin {
         event::parse_envelope(&body)
             .map(wit_envelope)
             .map_err(parse_error)
+    }
+
+    fn verify_thin(d: Delivery) -> Result<webhooks::ThinEnvelope, VerifyError> {
+        verify_signature(&d)?;
+        thin::parse_thin(&d.body)
+            .map(|t| webhooks::ThinEnvelope {
+                id: t.id,
+                event_type: t.event_type,
+                context: t.context,
+                related_url: t.related_url,
+            })
+            .map_err(parse_error)
+    }
+
+    fn snapshot_from_thin(
+        event: Vec<u8>,
+        related: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, VerifyError> {
+        thin::snapshot_from_thin(&event, related.as_deref()).map_err(parse_error)
     }
 
     fn handle(body: Vec<u8>, routing: webhooks::Routing) -> Result<Vec<Effect>, HandleError> {

@@ -37,6 +37,13 @@ pub fn parse_envelope(body: &[u8]) -> Result<Envelope, EventError> {
 }
 
 pub fn envelope_of(event: &Value) -> Result<Envelope, EventError> {
+    if str_at(event, &["object"]) == Some(crate::thin::THIN_OBJECT) {
+        return Err(EventError::Malformed(
+            "this is a thin event notification (object v2.core.event): \
+             deliver it to the thin endpoint, /webhooks/stripe/thin"
+                .into(),
+        ));
+    }
     let id = required_str(event, "id")?;
     let event_type = required_str(event, "type")?;
     let created = event
@@ -56,7 +63,7 @@ pub fn envelope_of(event: &Value) -> Result<Envelope, EventError> {
     })
 }
 
-fn required_str<'a>(event: &'a Value, field: &str) -> Result<&'a str, EventError> {
+pub(crate) fn required_str<'a>(event: &'a Value, field: &str) -> Result<&'a str, EventError> {
     str_at(event, &[field])
         .filter(|s| !s.is_empty())
         .ok_or_else(|| EventError::MissingField(field.into()))

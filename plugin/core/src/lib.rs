@@ -17,3 +17,4 @@ pub mod rules;
 pub mod seats;
 pub mod signature;
 pub mod state;
+pub mod thin;

@@ -208,6 +208,16 @@ mod glue {
             })
         }
 
+        fn verify_thin(_: Delivery) -> Result<webhooks::ThinEnvelope, VerifyError> {
+            panic!("hostile plugin trapped on purpose")
+        }
+
+        fn snapshot_from_thin(_: Vec<u8>, _: Option<Vec<u8>>) -> Result<Vec<u8>, VerifyError> {
+            loop {
+                std::hint::black_box(());
+            }
+        }
+
         fn handle(body: Vec<u8>, _: webhooks::Routing) -> Result<Vec<Effect>, HandleError> {
             let e = event::parse_envelope(&body)
                 .map_err(|e| HandleError::MalformedPayload(e.to_string()))?;
