@@ -16,13 +16,18 @@
 
 use crate::db::{Db, StoredEffect};
 use crate::ledger::ApiFailure;
+use crate::operations::{self as ops, OperationFailure};
 use crate::pipeline::{DeliveryError, Outcome, Pipeline};
 use crate::quoting::{self, QuoteFailure, QuoteInput};
 use crate::runtime::{DEFAULT_PLUGIN, Limits, Runtime};
 use crate::server::{self, ServerOptions};
+use crate::stripe_api::{StripeApi, StripeConfig};
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// What an operation answers: its result as `/v1/operations` returns it.
+pub type OperationResult = Result<serde_json::Value, OperationFailure>;
 
 /// Where the component comes from.
 enum Source {
@@ -56,6 +61,8 @@ pub struct BillingBuilder {
     reference_keys: Vec<String>,
     api_version: Option<(String, bool)>,
     limits: Limits,
+    stripe: Option<StripeConfig>,
+    thin_secrets: Vec<String>,
 }
 
 impl BillingBuilder {
@@ -133,6 +140,22 @@ impl BillingBuilder {
         self
     }
 
+    /// The Stripe API for operations and thin events (key, base URL,
+    /// allow-list, retries); without it they are refused.
+    pub fn stripe(mut self, config: StripeConfig) -> Self {
+        self.stripe = Some(config);
+        self
+    }
+
+    /// Secrets of the thin-event destination (`/webhooks/stripe/thin`).
+    pub fn thin_webhook_secrets<S: Into<String>>(
+        mut self,
+        secrets: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.thin_secrets = secrets.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// Compiles the components, opens (and migrates) the database, checks the rules.
     pub async fn build(self) -> Result<Billing> {
         anyhow::ensure!(
@@ -144,14 +167,17 @@ impl BillingBuilder {
             Some(s) => Some(s.load("fee rules")?),
             None => None,
         };
-        let runtime = Runtime::with_fee_rules(&plugin, fee_rules.as_deref(), self.limits)?;
+        let stripe = self.stripe.map(StripeApi::new).transpose()?;
+        let runtime = Runtime::with_fee_rules(&plugin, fee_rules.as_deref(), self.limits)?
+            .with_stripe(stripe);
         let mut options = self.options;
         if let Some(path) = &self.rules {
             options.rules = Some(quoting::load_rules(&runtime, path).await?);
         }
         let db = Db::open(&self.database_url).await?;
         let mut pipeline = Pipeline::new(runtime, db, self.secrets, self.tolerance_seconds)
-            .with_routing(self.tenant_keys, self.reference_keys);
+            .with_routing(self.tenant_keys, self.reference_keys)
+            .with_thin_secrets(self.thin_secrets);
         if let Some((version, strict)) = self.api_version {
             pipeline = pipeline.with_api_version(version, strict);
         }
@@ -181,6 +207,8 @@ impl Billing {
             reference_keys: Vec::new(),
             api_version: None,
             limits: Limits::default(),
+            stripe: None,
+            thin_secrets: Vec::new(),
         }
     }
 
@@ -191,6 +219,43 @@ impl Billing {
         signature: Option<&str>,
     ) -> Result<Outcome, DeliveryError> {
         self.pipeline.receive(body, signature).await
+    }
+
+    /// Handles one thin (v2) notification: verified, fetched, mapped.
+    pub async fn handle_thin_delivery(
+        &self,
+        body: &[u8],
+        signature: Option<&str>,
+    ) -> Result<Outcome, DeliveryError> {
+        self.pipeline.receive_thin(body, signature).await
+    }
+
+    /// Charges an invoice on a tenant's account (`POST /v1/operations/charge-invoice`).
+    pub async fn charge_invoice(&self, input: ops::ChargeInvoiceInput) -> OperationResult {
+        let (rt, db) = (self.pipeline.runtime(), self.pipeline.db());
+        ops::charge_invoice(rt, db, self.options.rules.as_deref(), input).await
+    }
+
+    /// Refunds a payment, partly or fully.
+    pub async fn refund(&self, input: ops::RefundInput) -> OperationResult {
+        let (rt, db) = (self.pipeline.runtime(), self.pipeline.db());
+        ops::refund(rt, db, self.options.rules.as_deref(), input).await
+    }
+
+    /// Pays out a tenant's contractor balance to a connected account.
+    pub async fn withdraw(&self, input: ops::WithdrawInput) -> OperationResult {
+        let (rt, db) = (self.pipeline.runtime(), self.pipeline.db());
+        ops::withdraw(rt, db, self.options.rules.as_deref(), input).await
+    }
+
+    /// Sets a subscription's license count (its quantity).
+    pub async fn set_license_count(&self, input: ops::LicenseCountInput) -> OperationResult {
+        ops::set_license_count(self.pipeline.runtime(), self.pipeline.db(), input).await
+    }
+
+    /// Creates and registers a tenant's connected account; returns the onboarding link.
+    pub async fn onboard_tenant(&self, input: ops::OnboardInput) -> OperationResult {
+        ops::onboard_tenant(self.pipeline.runtime(), self.pipeline.db(), input).await
     }
 
     /// A fee breakdown, like `POST /v1/quote`.

@@ -579,3 +579,30 @@ async fn a_hostile_plugin_cannot_spin_or_flood_stripe_through_operations() {
     let a = server.get("/healthz", None).await;
     assert_eq!(a.status, 200);
 }
+
+#[tokio::test]
+async fn the_embedding_api_runs_operations_with_its_stripe_configuration() {
+    let fake = FakeStripe::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let billing = psa_billing::Billing::builder()
+        .database(format!("sqlite://{}", dir.path().join("b.db").display()))
+        .webhook_secrets(["whsec_embed"])
+        .stripe(config(&fake))
+        .build()
+        .await
+        .unwrap();
+    let input: psa_billing::operations::ChargeInvoiceInput =
+        serde_json::from_value(invoice("emb-1", Some("pm_card_visa"))).unwrap();
+    let charged = billing.charge_invoice(input).await.unwrap();
+    assert_eq!(charged["payment_intent"]["status"], "succeeded");
+    let sent = fake.requests_to("POST", "/v1/payment_intents");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].account.as_deref(), Some(ACCOUNT));
+
+    let seats: psa_billing::operations::LicenseCountInput = serde_json::from_value(
+        json!({"request_id": "emb-2", "tenant": "t1", "subscription": "sub_missing", "count": 3}),
+    )
+    .unwrap();
+    let err = billing.set_license_count(seats).await.unwrap_err();
+    assert!(err.to_string().contains("No such object"), "{err}");
+}
