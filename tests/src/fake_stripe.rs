@@ -45,13 +45,17 @@ pub enum Fault {
     CardDecline(&'static str),
 }
 
+/// An object or idempotency key as seen from an account (`None`: the platform).
+type Scoped = (Option<String>, String);
+type Form = BTreeMap<String, String>;
+
 #[derive(Default)]
 struct FakeState {
     requests: Vec<Recorded>,
-    /// Idempotency key → (form, status, body).
-    replays: HashMap<(Option<String>, String), (BTreeMap<String, String>, u16, Value)>,
+    /// Idempotency key → the first request's form, and its answer.
+    replays: HashMap<Scoped, (Form, u16, Value)>,
     /// (account, id) → object.
-    objects: HashMap<(Option<String>, String), Value>,
+    objects: HashMap<Scoped, Value>,
     faults: VecDeque<Fault>,
     next: u64,
 }

@@ -138,12 +138,10 @@ mod glue {
             req: ops::RefundRequest,
         ) -> Result<ops::Refunded, ops::OperationError> {
             loop {
-                if let Err(e) =
+                if let Err(e @ psa::billing::stripe::StripeError::Denied(_)) =
                     psa::billing::stripe::retrieve_payment_intent(&req.payment_intent, None)
                 {
-                    if let psa::billing::stripe::StripeError::Denied(_) = e {
-                        return Err(ops::OperationError::Stripe(e));
-                    }
+                    return Err(ops::OperationError::Stripe(e));
                 }
             }
         }
