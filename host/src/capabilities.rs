@@ -24,9 +24,10 @@ pub struct CallState {
     /// Tags log lines with the event being handled.
     log_context: String,
     stripe: StripeAccess,
-    /// Wall-clock time spent in Stripe calls not yet given back to the
-    /// guest's deadline, in epoch ticks: the deadline bounds the plugin's
-    /// own work, the Stripe client's timeouts and retries bound the calls.
+    /// Wall-clock time spent in host capabilities (database reads, Stripe)
+    /// not yet given back to the guest's deadline, in epoch ticks: the
+    /// deadline bounds the plugin's own work; the capabilities are bounded
+    /// by `capability_timeout` / `operation_timeout`.
     pub(crate) host_ticks: u64,
     /// Stripe calls made by this plugin call (capped: a plugin must not
     /// turn one operation into a flood).
@@ -175,7 +176,11 @@ impl storage::Host for CallState {
             Ok(k) => k,
             Err(e) => return Ok(Err(e)),
         };
-        match staged.read(key).await {
+        let started = std::time::Instant::now();
+        let read = staged.read(key).await;
+        // Waiting on the database is not the plugin's work.
+        self.host_ticks += crate::runtime::ticks(started.elapsed());
+        match read {
             Ok(found) => Ok(Ok(found)),
             Err(e) => Ok(Err(storage::StorageError::Unavailable(format!("{e:#}")))),
         }

@@ -1,6 +1,7 @@
 //! The `psa-billing` command line.
 
 use crate::db::Db;
+use crate::db::RetryPolicy;
 use crate::pipeline::{DeliveryError, Outcome, Pipeline, describe_rejection, rejection_code};
 use crate::quoting::{self, QuoteInput};
 use crate::runtime::{Limits, Runtime};
@@ -171,8 +172,9 @@ struct PluginArgs {
     /// The plugin component to load instead of the built-in one.
     #[arg(long, env = "PSA_BILLING_PLUGIN")]
     plugin: Option<PathBuf>,
-    /// Wall-clock budget of one plugin call, in milliseconds.
-    #[arg(long, env = "PSA_BILLING_CALL_TIMEOUT_MS", default_value_t = 250)]
+    /// Budget of the plugin's own work in one call, in milliseconds (time
+    /// spent waiting on the database or Stripe is not counted).
+    #[arg(long, env = "PSA_BILLING_CALL_TIMEOUT_MS", default_value_t = 50)]
     call_timeout_ms: u64,
     /// Memory one plugin instance may use, in MiB.
     #[arg(long, env = "PSA_BILLING_MEMORY_MIB", default_value_t = 64)]
@@ -232,6 +234,13 @@ struct ServeArgs {
     /// Webhook endpoint secrets (whsec_...), comma-separated during rotation.
     #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
     webhook_secret: Option<String>,
+    /// Attempts at a failed event (Stripe's redeliveries and the host's own
+    /// retries together) before it goes to the dead-letter list.
+    #[arg(long, env = "PSA_BILLING_MAX_ATTEMPTS", default_value_t = 8)]
+    max_attempts: i64,
+    /// First delay of the host's retries, in seconds; doubled each time, at most an hour.
+    #[arg(long, env = "PSA_BILLING_RETRY_BASE_SECONDS", default_value_t = 30)]
+    retry_base_seconds: u64,
     /// Secrets of the thin-event destination (/webhooks/stripe/thin).
     #[arg(long, env = "STRIPE_WEBHOOK_SECRET_THIN", hide_env_values = true)]
     thin_webhook_secret: Option<String>,
@@ -353,8 +362,19 @@ struct FlowArgs {
 struct ReplayArgs {
     /// Event files, or directories whose *.json files form one scenario (run
     /// in name order against one store). Each argument gets a fresh store.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "dead_letters")]
     paths: Vec<PathBuf>,
+    /// Reprocess the dead-letter list of the database instead (after fixing
+    /// what made them fail); exit 1 if any fails again.
+    #[arg(long, conflicts_with_all = ["paths", "expect"])]
+    dead_letters: bool,
+    /// The database, for --dead-letters.
+    #[arg(
+        long,
+        env = "PSA_BILLING_DATABASE_URL",
+        default_value = "sqlite://psa-billing.db"
+    )]
+    database_url: String,
     /// Compare with expected output in DIR (DIR/<scenario>/<event>.jsonl, or
     /// DIR/<event>.jsonl for a single file); exit 1 on any difference.
     #[arg(long, value_name = "DIR")]
@@ -448,7 +468,23 @@ async fn serve(a: ServeArgs) -> Result<()> {
             secrets,
             a.tolerance_seconds,
         ))
-        .with_thin_secrets(thin_secrets);
+        .with_thin_secrets(thin_secrets)
+        .with_retry_policy(RetryPolicy {
+            max_attempts: a.max_attempts.max(1),
+            base: Duration::from_secs(a.retry_base_seconds),
+            ..RetryPolicy::default()
+        });
+    let retrier = {
+        let pipeline = pipeline.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if let Err(e) = pipeline.retry_due().await {
+                    tracing::warn!(error = %format!("{e:#}"), "retrying failed events");
+                }
+            }
+        })
+    };
     let app = server::router(
         pipeline,
         ServerOptions {
@@ -464,6 +500,7 @@ async fn serve(a: ServeArgs) -> Result<()> {
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    retrier.abort();
     db.close().await;
     tracing::info!("stopped");
     Ok(())
@@ -645,6 +682,36 @@ pub async fn replay_event(pipeline: &Pipeline, body: &[u8]) -> Vec<Value> {
 
 async fn replay(a: ReplayArgs) -> Result<()> {
     let runtime = a.plugin.runtime()?;
+    if a.dead_letters {
+        let db = Db::open(&a.database_url).await?;
+        let pipeline = a
+            .routing
+            .apply(Pipeline::new(runtime, db.clone(), Vec::new(), 0));
+        let outcomes = pipeline.replay_dead_letters().await?;
+        let mut failed = 0;
+        for (id, outcome) in &outcomes {
+            let line = match outcome {
+                Ok(Outcome::Accepted { effects, .. }) => {
+                    json!({ "event_id": id, "status": "processed", "effects": effects.len() })
+                }
+                Ok(Outcome::Duplicate { .. }) => json!({ "event_id": id, "status": "duplicate" }),
+                Err(e) => {
+                    failed += 1;
+                    json!({ "event_id": id, "status": "failed", "reason": e.to_string() })
+                }
+            };
+            println!("{line}");
+        }
+        db.close().await;
+        eprintln!(
+            "{} dead letters replayed, {failed} failed again",
+            outcomes.len()
+        );
+        if failed > 0 {
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
     let mut differences = 0;
     for path in &a.paths {
         let (scenario, files) = scenario_files(path)?;

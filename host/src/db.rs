@@ -130,6 +130,39 @@ pub struct EventMeta {
     pub livemode: bool,
 }
 
+/// How failed events are retried by the host (besides Stripe's own
+/// redeliveries): exponential back-off, then the dead-letter list.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts before an event is dead-lettered, the first included.
+    pub max_attempts: i64,
+    /// Delay after the first failure; doubled after each.
+    pub base: std::time::Duration,
+    /// Longest delay between attempts.
+    pub cap: std::time::Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 8,
+            base: std::time::Duration::from_secs(30),
+            cap: std::time::Duration::from_secs(3600),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before the next attempt after `attempts` failures; `None`: dead-letter it.
+    pub fn delay_after(&self, attempts: i64) -> Option<std::time::Duration> {
+        if attempts >= self.max_attempts {
+            return None;
+        }
+        let doublings = (attempts - 1).clamp(0, 20) as u32;
+        Some(self.base.saturating_mul(1 << doublings).min(self.cap))
+    }
+}
+
 /// One effect ready for the outbox.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEffect {
@@ -372,20 +405,25 @@ impl Db {
     }
 
     /// Records a failed attempt (nothing else of it is kept) so that an
-    /// operator sees it and Stripe's retry starts from a clean slate.
+    /// operator sees it and a retry starts from a clean slate. Schedules the
+    /// next host-side attempt by `policy`, or moves the event to the
+    /// dead-letter list (`dead`) when its attempts are used up. Returns the
+    /// attempts so far.
     pub async fn record_failure(
         &self,
         event: &EventMeta,
         payload: &[u8],
         error: &str,
-    ) -> Result<()> {
+        policy: &RetryPolicy,
+    ) -> Result<i64> {
         let now = unix_now();
-        on_pool!(self, |p| {
-            sqlx::query(
+        let attempts: Option<i64> = on_pool!(self, |p| {
+            sqlx::query_scalar(
             "INSERT INTO events (id, type, account, created, livemode, received_at, status, attempts, last_error, payload)
              VALUES ($1, $2, $3, $4, $5, $6, 'failed', 1, $7, $8)
              ON CONFLICT (id) DO UPDATE SET attempts = events.attempts + 1, last_error = excluded.last_error
-             WHERE events.status NOT IN ('processed', 'ignored')",
+             WHERE events.status NOT IN ('processed', 'ignored')
+             RETURNING attempts",
         )
         .bind(&event.id)
         .bind(&event.event_type)
@@ -395,11 +433,82 @@ impl Db {
         .bind(now)
         .bind(error)
         .bind(payload)
-        .execute(p)
-        .await
-        .map(drop)?
+        .fetch_optional(p)
+        .await?
         });
-        Ok(())
+        // Processed meanwhile (a concurrent delivery won): nothing to schedule.
+        let Some(attempts) = attempts else {
+            return Ok(0);
+        };
+        let (status, retry_at) = match policy.delay_after(attempts) {
+            Some(delay) => ("failed", Some(now + delay.as_secs() as i64)),
+            None => ("dead", None),
+        };
+        on_pool!(self, |p| {
+            sqlx::query(
+                "UPDATE events SET status = $2, retry_at = $3
+                 WHERE id = $1 AND status NOT IN ('processed', 'ignored')",
+            )
+            .bind(&event.id)
+            .bind(status)
+            .bind(retry_at)
+            .execute(p)
+            .await
+            .map(drop)?
+        });
+        Ok(attempts)
+    }
+
+    /// Failed events whose next attempt is due, oldest first: id and payload.
+    pub async fn due_retries(&self, now: i64, limit: i64) -> Result<Vec<(String, Vec<u8>)>> {
+        Ok(on_pool!(self, |p| {
+            sqlx::query_as(
+                "SELECT id, payload FROM events WHERE status = 'failed' AND retry_at <= $1
+                 ORDER BY retry_at LIMIT $2",
+            )
+            .bind(now)
+            .bind(limit)
+            .fetch_all(p)
+            .await?
+        }))
+    }
+
+    /// The dead-letter list: events whose attempts are used up, with their payloads.
+    pub async fn dead_letters(&self) -> Result<Vec<(EventRecord, Vec<u8>)>> {
+        let rows: Vec<(
+            String,
+            String,
+            Option<String>,
+            i64,
+            String,
+            i64,
+            Option<String>,
+            i64,
+            Vec<u8>,
+        )> = on_pool!(self, |p| {
+            sqlx::query_as(
+                    "SELECT id, type, account, created, status, attempts, last_error, received_at, payload
+                     FROM events WHERE status = 'dead' ORDER BY received_at, id",
+                )
+                .fetch_all(p)
+                .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let record = EventRecord {
+                    id: r.0,
+                    event_type: r.1,
+                    account: r.2,
+                    created: r.3,
+                    status: r.4,
+                    attempts: r.5,
+                    last_error: r.6,
+                    received_at: r.7,
+                };
+                (record, r.8)
+            })
+            .collect())
     }
 
     /// Effects with a sequence number above `after`, in order.

@@ -19,6 +19,7 @@ pub struct Metrics {
     processing: Histogram,
     plugin_calls: Histogram,
     outbox: Gauge,
+    retries: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -45,12 +46,19 @@ impl Default for Metrics {
         );
         let outbox = Gauge::default();
         registry.register("outbox_effects", "Effects in the outbox", outbox.clone());
+        let retries = Family::<Labels, Counter>::default();
+        registry.register(
+            "event_failures",
+            "Failed attempts at an event by what followed: retry_scheduled or dead_lettered",
+            retries.clone(),
+        );
         Metrics {
             registry,
             deliveries,
             processing,
             plugin_calls,
             outbox,
+            retries,
         }
     }
 }
@@ -64,6 +72,16 @@ impl Metrics {
         }
         self.deliveries.get_or_create(&labels).inc();
         self.processing.observe(took.as_secs_f64());
+    }
+
+    /// Counts a failed attempt: `dead` when it went to the dead-letter list.
+    pub fn failure(&self, dead: bool) {
+        let next = if dead {
+            "dead_lettered"
+        } else {
+            "retry_scheduled"
+        };
+        self.retries.get_or_create(&vec![("next", next)]).inc();
     }
 
     pub fn plugin_call(&self, took: Duration) {

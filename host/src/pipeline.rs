@@ -3,7 +3,7 @@
 //! event, state and effects in one transaction.
 
 use crate::capabilities::StagedState;
-use crate::db::{CommitOutcome, Db, EventMeta, NewEffect};
+use crate::db::{CommitOutcome, Db, EventMeta, NewEffect, RetryPolicy};
 use crate::effects_json;
 use crate::metrics::Metrics;
 use crate::runtime::{Delivery, Envelope, HandleError, Routing, Runtime, VerifyError};
@@ -11,6 +11,12 @@ use std::fmt;
 
 /// How many times an event is re-handled when its state changed under it.
 const MAX_CONFLICT_RETRIES: usize = 8;
+
+/// Most effects one event may produce (the catalog's mappers emit one to a
+/// few); more is a misbehaving plugin, and the event fails.
+pub const MAX_EFFECTS_PER_EVENT: usize = 100;
+/// Most bytes of effect JSON one event may produce.
+pub const MAX_EFFECT_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
@@ -98,6 +104,7 @@ pub struct Pipeline {
     routing: Routing,
     api_version: Option<ApiVersion>,
     metrics: std::sync::Arc<Metrics>,
+    retry: RetryPolicy,
 }
 
 /// The Stripe API version the deployment expects its events in.
@@ -122,7 +129,39 @@ impl Pipeline {
             },
             api_version: None,
             metrics: Default::default(),
+            retry: RetryPolicy::default(),
         }
+    }
+
+    /// How failed events are retried before they are dead-lettered.
+    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Reprocesses the failed events whose next attempt is due (from their
+    /// stored payloads, verified when they arrived); returns how many were
+    /// tried. `serve` calls it every few seconds.
+    pub async fn retry_due(&self) -> anyhow::Result<usize> {
+        let due = self.db.due_retries(crate::db::unix_now(), 64).await?;
+        for (id, payload) in &due {
+            match self.receive_unsigned(payload).await {
+                Ok(_) => tracing::info!(event = %id, "retried event processed"),
+                Err(e) => tracing::warn!(event = %id, error = %e, "retried event failed again"),
+            }
+        }
+        Ok(due.len())
+    }
+
+    /// Reprocesses every dead-lettered event; the outcome of each.
+    pub async fn replay_dead_letters(
+        &self,
+    ) -> anyhow::Result<Vec<(String, Result<Outcome, DeliveryError>)>> {
+        let mut outcomes = Vec::new();
+        for (record, payload) in self.db.dead_letters().await? {
+            outcomes.push((record.id, self.receive_unsigned(&payload).await));
+        }
+        Ok(outcomes)
     }
 
     /// What this pipeline has done, for `GET /metrics`.
@@ -306,9 +345,23 @@ impl Pipeline {
                 Err(e) => return Err(self.fail(&event, body, e.to_string()).await),
             };
             let effects: Vec<NewEffect> = match handled {
+                Ok(effects) if effects.len() > MAX_EFFECTS_PER_EVENT => {
+                    let reason = format!(
+                        "the plugin returned {} effects; at most {MAX_EFFECTS_PER_EVENT} are accepted",
+                        effects.len()
+                    );
+                    return Err(self.fail(&event, body, reason).await);
+                }
                 Ok(effects) => effects.iter().map(effects_json::to_json).collect(),
                 Err(e) => return Err(self.fail(&event, body, describe_handle_error(&e)).await),
             };
+            let bytes: usize = effects.iter().map(|e| e.body.to_string().len()).sum();
+            if bytes > MAX_EFFECT_BYTES {
+                let reason = format!(
+                    "the plugin returned {bytes} bytes of effects; at most {MAX_EFFECT_BYTES} are accepted"
+                );
+                return Err(self.fail(&event, body, reason).await);
+            }
             let ignored = !effects.is_empty() && effects.iter().all(|e| e.kind == "event.ignored");
             let status = if ignored { "ignored" } else { "processed" };
             match self
@@ -342,8 +395,22 @@ impl Pipeline {
     /// Records the failure (best effort: the database may be what failed).
     async fn fail(&self, event: &EventMeta, body: &[u8], reason: String) -> DeliveryError {
         tracing::warn!(event = %event.id, r#type = %event.event_type, %reason, "event processing failed");
-        if let Err(e) = self.db.record_failure(event, body, &reason).await {
-            tracing::error!(event = %event.id, error = %format!("{e:#}"), "could not record the failure");
+        match self
+            .db
+            .record_failure(event, body, &reason, &self.retry)
+            .await
+        {
+            Ok(attempts) if attempts > 0 => {
+                let dead = attempts >= self.retry.max_attempts;
+                self.metrics.failure(dead);
+                if dead {
+                    tracing::error!(event = %event.id, attempts, %reason, "event dead-lettered: replay it with `psa-billing replay --dead-letters`");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(event = %event.id, error = %format!("{e:#}"), "could not record the failure")
+            }
         }
         failed(Some(event.id.clone()), reason)
     }

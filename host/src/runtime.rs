@@ -84,12 +84,17 @@ pub(crate) fn ticks(d: Duration) -> u64 {
 /// Limits applied to every plugin call.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Wall-clock budget of one call, host capability calls included.
+    /// Budget of the plugin's own work in one call (wall clock, epoch-checked).
+    /// Time the call spends waiting on host capabilities (the database,
+    /// Stripe) is given back, so a slow database does not trap the guest.
     pub call_timeout: Duration,
     /// Linear memory one instance may grow to.
     pub memory_bytes: usize,
     /// Instances alive at once; further calls wait for a slot.
     pub max_instances: u32,
+    /// Wall-clock bound of one call that cannot reach Stripe: its own work
+    /// plus its database reads.
+    pub capability_timeout: Duration,
     /// Wall-clock budget of one operation (charge, refund...), Stripe calls
     /// and their retries included; the plugin's own work is still bounded
     /// by `call_timeout`.
@@ -99,9 +104,10 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            call_timeout: Duration::from_millis(250),
+            call_timeout: Duration::from_millis(50),
             memory_bytes: 64 << 20,
             max_instances: 64,
+            capability_timeout: Duration::from_secs(5),
             operation_timeout: Duration::from_secs(120),
         }
     }
@@ -291,11 +297,12 @@ impl Runtime {
             .acquire()
             .await
             .expect("semaphore never closed");
-        let wall = if matches!(state.stripe_access(), StripeAccess::Api(_)) {
-            limits.operation_timeout
-        } else {
-            limits.call_timeout
-        };
+        let wall = limits.call_timeout
+            + if matches!(state.stripe_access(), StripeAccess::Api(_)) {
+                limits.operation_timeout
+            } else {
+                limits.capability_timeout
+            };
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(ticks(limits.call_timeout) + 1);
@@ -313,7 +320,7 @@ impl Runtime {
             r.map(|r| (r, store.into_data()))
         };
         // The epoch traps guest code; the timeout also bounds time spent in
-        // host capability futures (a slow database).
+        // host capability futures (a database that does not answer).
         match tokio::time::timeout(wall + TICK * 2, result).await {
             Err(_) => Err(CallError::Timeout(wall)),
             Ok(Err(e)) => Err(classify_trap(e, limits.call_timeout)),

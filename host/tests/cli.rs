@@ -545,3 +545,54 @@ fn the_template_builds_loads_and_quotes_as_its_readme_says() {
     assert_eq!(q["application_fee"]["display"], "2.00");
     assert_eq!(q["net"]["display"], "94.80");
 }
+
+#[tokio::test]
+async fn dead_letters_are_replayed_once_the_cause_is_fixed() {
+    use psa_billing::db::RetryPolicy;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("dead.db").display());
+    let db = psa_billing::Db::open(&url).await.unwrap();
+    // Misconfigured: a strict API version the events do not have, one attempt.
+    let runtime =
+        psa_billing::Runtime::new(psa_billing::DEFAULT_PLUGIN, Default::default()).unwrap();
+    let pipeline = psa_billing::Pipeline::new(runtime, db.clone(), vec![], 0)
+        .with_api_version("1999-01-01".into(), true)
+        .with_retry_policy(RetryPolicy {
+            max_attempts: 1,
+            ..RetryPolicy::default()
+        });
+    let body = std::fs::read(
+        repo()
+            .join("tests/fixtures/events/card-declined-then-paid/02-payment_intent_succeeded.json"),
+    )
+    .unwrap();
+    assert!(pipeline.receive_unsigned(&body).await.is_err());
+    let dead = db.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1, "one attempt allowed: dead-lettered at once");
+    let id = dead[0].0.id.clone();
+    db.close().await;
+
+    let out = bin()
+        .args(["replay", "--dead-letters", "--database-url", &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let line: Value = serde_json::from_str(stdout(&out).lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (line["event_id"].as_str(), line["status"].as_str()),
+        (Some(id.as_str()), Some("processed"))
+    );
+    let db = psa_billing::Db::open(&url).await.unwrap();
+    assert_eq!(
+        db.event_status(&id).await.unwrap().as_deref(),
+        Some("processed")
+    );
+    assert!(db.dead_letters().await.unwrap().is_empty());
+    // Nothing left: a second replay has nothing to do and succeeds.
+    let again = bin()
+        .args(["replay", "--dead-letters", "--database-url", &url])
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    assert!(stdout(&again).is_empty());
+}

@@ -117,12 +117,22 @@ async fn a_stale_read_conflicts_and_writes_nothing() {
 #[tokio::test]
 async fn a_failure_is_recorded_and_a_later_success_replaces_it() {
     for (db, _dir) in backends("failure").await {
-        db.record_failure(&meta("evt_f"), b"body", "plugin trapped")
-            .await
-            .unwrap();
-        db.record_failure(&meta("evt_f"), b"body", "plugin trapped again")
-            .await
-            .unwrap();
+        db.record_failure(
+            &meta("evt_f"),
+            b"body",
+            "plugin trapped",
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+        db.record_failure(
+            &meta("evt_f"),
+            b"body",
+            "plugin trapped again",
+            &Default::default(),
+        )
+        .await
+        .unwrap();
         let rec = db.event("evt_f").await.unwrap().unwrap();
         assert_eq!((rec.status.as_str(), rec.attempts), ("failed", 2));
         assert_eq!(rec.last_error.as_deref(), Some("plugin trapped again"));
@@ -137,13 +147,70 @@ async fn a_failure_is_recorded_and_a_later_success_replaces_it() {
         assert_eq!((rec.status.as_str(), rec.attempts), ("processed", 3));
         assert_eq!(rec.last_error, None);
         // A processed event never goes back to failed.
-        db.record_failure(&meta("evt_f"), b"body", "late")
+        db.record_failure(&meta("evt_f"), b"body", "late", &Default::default())
             .await
             .unwrap();
         assert_eq!(
             db.event_status("evt_f").await.unwrap().as_deref(),
             Some("processed")
         );
+    }
+}
+
+#[tokio::test]
+async fn failures_back_off_then_land_in_the_dead_letter_list() {
+    let policy = psa_billing::db::RetryPolicy {
+        max_attempts: 3,
+        base: std::time::Duration::from_secs(10),
+        cap: std::time::Duration::from_secs(15),
+    };
+    assert_eq!(
+        policy.delay_after(1),
+        Some(std::time::Duration::from_secs(10))
+    );
+    assert_eq!(
+        policy.delay_after(2),
+        Some(std::time::Duration::from_secs(15)),
+        "capped"
+    );
+    assert_eq!(policy.delay_after(3), None);
+    for (db, _dir) in backends("dead_letters").await {
+        let now = psa_billing::db::unix_now();
+        assert_eq!(
+            db.record_failure(&meta("evt_d"), b"body-d", "1", &policy)
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(
+            db.due_retries(now, 10).await.unwrap().is_empty(),
+            "not due yet"
+        );
+        let due = db.due_retries(now + 10, 10).await.unwrap();
+        assert_eq!(due, vec![("evt_d".to_string(), b"body-d".to_vec())]);
+        db.record_failure(&meta("evt_d"), b"body-d", "2", &policy)
+            .await
+            .unwrap();
+        assert!(db.dead_letters().await.unwrap().is_empty());
+        db.record_failure(&meta("evt_d"), b"body-d", "3", &policy)
+            .await
+            .unwrap();
+        let dead = db.dead_letters().await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!((dead[0].0.status.as_str(), dead[0].0.attempts), ("dead", 3));
+        assert_eq!(dead[0].1, b"body-d");
+        assert!(
+            db.due_retries(now + 3600, 10).await.unwrap().is_empty(),
+            "dead is not retried"
+        );
+        // A dead event can still be applied (a replay, or Stripe's redelivery).
+        let staged = StagedState::new(db.clone(), "evt_d");
+        let out = db
+            .commit(&meta("evt_d"), b"body-d", &staged, &effects(1), "processed")
+            .await
+            .unwrap();
+        assert_eq!(out, CommitOutcome::Committed);
+        assert!(db.dead_letters().await.unwrap().is_empty());
     }
 }
 

@@ -1,4 +1,4 @@
-//! A plugin that traps, loops, exhausts memory or tries to escape fails that
+//! A plugin that traps, loops, exhausts memory, floods its output or tries to escape fails that
 //! one call cleanly: the delivery is rolled back and answered 5xx, and the
 //! server goes on serving.
 
@@ -31,9 +31,16 @@ async fn hostile_server() -> TestServer {
 #[tokio::test]
 async fn each_misbehaviour_fails_one_delivery_and_the_next_succeeds() {
     let s = hostile_server().await;
-    for (i, kind) in ["test.trap", "test.loop", "test.oom", "test.recurse"]
-        .into_iter()
-        .enumerate()
+    for (i, kind) in [
+        "test.trap",
+        "test.loop",
+        "test.oom",
+        "test.recurse",
+        "test.huge",
+        "test.wide",
+    ]
+    .into_iter()
+    .enumerate()
     {
         let body = event(&format!("evt_bad_{i}"), kind, json!({}));
         let (_, state_before, effects_before) = s.db.counts().await.unwrap();
@@ -49,6 +56,8 @@ async fn each_misbehaviour_fails_one_delivery_and_the_next_succeeds() {
         let reason = rec.last_error.unwrap();
         if kind == "test.loop" {
             assert!(reason.contains("deadline"), "{reason}");
+        } else if kind == "test.huge" || kind == "test.wide" {
+            assert!(reason.contains("at most"), "{kind}: {reason}");
         } else {
             assert!(reason.contains("trap"), "{kind}: {reason}");
         }

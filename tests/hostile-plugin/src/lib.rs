@@ -6,6 +6,7 @@
 //! - `test.loop`: spins forever (the epoch deadline must stop it);
 //! - `test.oom`: grows memory without bound (the memory cap must stop it);
 //! - `test.recurse`: recurses without bound (stack overflow trap);
+//! - `test.huge` / `test.wide`: returns 20,000 effects / 640 KB of effects;
 //! - `test.escape`: tries to read the environment and a file (must find nothing).
 //!
 //! Its fee math loops or traps, and its ledger `post` stages a write and
@@ -238,6 +239,23 @@ mod glue {
                     recurse(0);
                     unreachable!()
                 }
+                // Output far beyond any real mapping: by count, then by size.
+                "test.huge" => Ok((0..20_000)
+                    .map(|_| {
+                        Effect::EventIgnored(EventIgnored {
+                            event_type: e.event_type.clone(),
+                            reason: "x".repeat(64),
+                        })
+                    })
+                    .collect()),
+                "test.wide" => Ok((0..40)
+                    .map(|_| {
+                        Effect::EventIgnored(EventIgnored {
+                            event_type: e.event_type.clone(),
+                            reason: "y".repeat(16 * 1024),
+                        })
+                    })
+                    .collect()),
                 "test.escape" => {
                     let env = std::env::vars().count();
                     let file = std::fs::read("/etc/passwd").is_ok();
