@@ -401,12 +401,18 @@ struct SignArgs {
 /// Entry point of the binary.
 pub fn main() -> Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    // One JSON object per line (with the delivery span's fields) for log
+    // pipelines; the default is text for people.
+    if std::env::var("PSA_BILLING_LOG_FORMAT").as_deref() == Ok("json") {
+        logs.json().with_current_span(true).init();
+    } else {
+        logs.init();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -303,7 +303,41 @@ impl Pipeline {
         self.process(envelope, body).await
     }
 
+    /// Processes one event inside a `delivery` span: every log line about
+    /// it (the plugin's included) carries the event id, type, account and,
+    /// once known, the tenant.
     async fn process(&self, envelope: Envelope, body: &[u8]) -> Result<Outcome, DeliveryError> {
+        use tracing::Instrument;
+        let span = tracing::info_span!(
+            "delivery",
+            event = %envelope.id,
+            r#type = %envelope.event_type,
+            account = envelope.account.as_deref().unwrap_or("-"),
+            tenant = tracing::field::Empty,
+        );
+        let outcome = self
+            .process_in_span(envelope, body)
+            .instrument(span.clone())
+            .await;
+        let _entered = span.enter();
+        match &outcome {
+            Ok(Outcome::Accepted {
+                effects, ignored, ..
+            }) => {
+                let status = if *ignored { "ignored" } else { "accepted" };
+                tracing::info!(status, effects = effects.len(), "delivery processed");
+            }
+            Ok(Outcome::Duplicate { .. }) => tracing::info!("duplicate delivery acknowledged"),
+            Err(_) => {} // logged where it failed
+        }
+        outcome
+    }
+
+    async fn process_in_span(
+        &self,
+        envelope: Envelope,
+        body: &[u8],
+    ) -> Result<Outcome, DeliveryError> {
         let api_version = envelope.api_version;
         let event = EventMeta {
             id: envelope.id,
@@ -361,6 +395,12 @@ impl Pipeline {
                     "the plugin returned {bytes} bytes of effects; at most {MAX_EFFECT_BYTES} are accepted"
                 );
                 return Err(self.fail(&event, body, reason).await);
+            }
+            if let Some(tenant) = effects
+                .iter()
+                .find_map(|e| e.body.get("tenant").and_then(serde_json::Value::as_str))
+            {
+                tracing::Span::current().record("tenant", tenant);
             }
             let ignored = !effects.is_empty() && effects.iter().all(|e| e.kind == "event.ignored");
             let status = if ignored { "ignored" } else { "processed" };

@@ -164,12 +164,10 @@ async fn delivery(
             ignored,
         }) => {
             let status = if ignored { "ignored" } else { "accepted" };
-            tracing::info!(event = %event_id, status, effects = effects.len(), "delivery processed");
             Json(json!({ "status": status, "event_id": event_id, "effects": effects.len() }))
                 .into_response()
         }
         Ok(Outcome::Duplicate { event_id }) => {
-            tracing::info!(event = %event_id, "duplicate delivery acknowledged");
             Json(json!({ "status": "duplicate", "event_id": event_id })).into_response()
         }
         Err(DeliveryError::Rejected(e)) => {

@@ -1,5 +1,7 @@
 //! The `psa-billing` binary as a user runs it.
 
+mod common;
+
 use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -595,4 +597,38 @@ async fn dead_letters_are_replayed_once_the_cause_is_fixed() {
         .unwrap();
     assert!(again.status.success());
     assert!(stdout(&again).is_empty());
+}
+
+#[tokio::test]
+async fn delivery_logs_carry_the_event_and_its_tenant_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let mut child = bin()
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env(
+            "PSA_BILLING_DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("l.db").display()),
+        )
+        .env("STRIPE_WEBHOOK_SECRET", common::SECRET)
+        .env("PSA_BILLING_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    common::wait_healthy(&client, &base).await;
+    let url = format!("{base}/webhooks/stripe");
+    let answer = common::deliver(client, url, common::payment("logs", 7, 3)).await;
+    assert_eq!(answer, "accepted");
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let line = stderr(&out)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["fields"]["message"] == "delivery processed")
+        .expect("a JSON line for the delivery");
+    assert_eq!(line["span"]["event"], "evt_logs_0007", "{line}");
+    assert_eq!(line["span"]["tenant"], "tenant-1", "{line}");
+    assert_eq!(line["span"]["type"], "payment_intent.succeeded", "{line}");
 }

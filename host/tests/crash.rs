@@ -82,7 +82,7 @@ async fn crash_and_recover(url: &str) {
 
     for round in 0..rounds {
         let server = start(url);
-        wait_healthy(&client, &server).await;
+        wait_healthy(&client, &server.base).await;
         let workers: Vec<_> = (0..WORKERS)
             .map(|w| tokio::spawn(load(server.base.clone(), acked.clone(), w)))
             .collect();
@@ -98,7 +98,7 @@ async fn crash_and_recover(url: &str) {
 
     // Stripe's retries: everything again until acknowledged.
     let server: Server = start(url);
-    wait_healthy(&client, &server).await;
+    wait_healthy(&client, &server.base).await;
     let sends: Vec<_> = (0..EVENTS)
         .map(|i| {
             let url = format!("{}/webhooks/stripe", server.base);

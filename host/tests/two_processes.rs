@@ -24,8 +24,8 @@ async fn two_serve_processes_on_one_postgres_apply_each_event_once() {
     // Migrations race too: both processes start at once.
     let (a, b) = (start(&url), start(&url));
     let client = reqwest::Client::new();
-    wait_healthy(&client, &a).await;
-    wait_healthy(&client, &b).await;
+    wait_healthy(&client, &a.base).await;
+    wait_healthy(&client, &b.base).await;
 
     // A reader following the outbox on process A while the load runs.
     let reader = {

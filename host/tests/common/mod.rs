@@ -61,15 +61,15 @@ pub fn start(database_url: &str) -> Server {
     start_on(database_url, 0)
 }
 
-pub async fn wait_healthy(client: &reqwest::Client, s: &Server) {
+pub async fn wait_healthy(client: &reqwest::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Ok(r) = client.get(format!("{}/healthz", s.base)).send().await
+        if let Ok(r) = client.get(format!("{base}/healthz")).send().await
             && r.status().is_success()
         {
             return;
         }
-        assert!(Instant::now() < deadline, "{} never became healthy", s.base);
+        assert!(Instant::now() < deadline, "{base} never became healthy");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
