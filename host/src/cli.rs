@@ -262,6 +262,36 @@ struct ServeArgs {
     plugin: PluginArgs,
     #[command(flatten)]
     stripe: StripeArgs,
+    #[command(flatten)]
+    http: HttpArgs,
+}
+
+#[derive(Args)]
+struct HttpArgs {
+    /// Connections open at once; more wait in the listen backlog.
+    #[arg(long, env = "PSA_BILLING_MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
+    /// Bytes of a request's line and headers (at least 8192).
+    #[arg(long, env = "PSA_BILLING_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
+    max_header_bytes: usize,
+    /// Seconds to answer one request; then 408.
+    #[arg(
+        long,
+        env = "PSA_BILLING_REQUEST_TIMEOUT_SECONDS",
+        default_value_t = 60
+    )]
+    request_timeout_seconds: u64,
+}
+
+impl HttpArgs {
+    fn limits(&self) -> crate::http_server::HttpLimits {
+        crate::http_server::HttpLimits {
+            max_connections: self.max_connections,
+            max_header_bytes: self.max_header_bytes,
+            request_timeout: Duration::from_secs(self.request_timeout_seconds),
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Args)]
@@ -503,9 +533,7 @@ async fn serve(a: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("listening on {}", a.listen))?;
     tracing::info!(addr = %listener.local_addr()?, database = %a.database_url, "psa-billing serving");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    crate::http_server::serve(listener, app, a.http.limits(), shutdown_signal()).await?;
     retrier.abort();
     db.close().await;
     tracing::info!("stopped");

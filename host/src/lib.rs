@@ -23,6 +23,7 @@ pub mod cli;
 pub mod db;
 mod effects_json;
 mod embed;
+pub mod http_server;
 pub mod inspect;
 pub mod ledger;
 pub mod metrics;

@@ -108,7 +108,7 @@ impl Default for Limits {
             memory_bytes: 64 << 20,
             max_instances: 64,
             capability_timeout: Duration::from_secs(5),
-            operation_timeout: Duration::from_secs(120),
+            operation_timeout: Duration::from_secs(50),
         }
     }
 }

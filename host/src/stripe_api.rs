@@ -79,7 +79,7 @@ impl StripeConfig {
             allow: None,
             max_attempts: 4,
             backoff: Duration::from_millis(250),
-            attempt_timeout: Duration::from_secs(20),
+            attempt_timeout: Duration::from_secs(10),
         }
     }
 
