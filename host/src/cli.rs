@@ -183,6 +183,10 @@ struct PluginArgs {
     /// that prices payments in place of the rules file.
     #[arg(long, env = "PSA_BILLING_FEE_RULES")]
     fee_rules: Option<PathBuf>,
+    /// Keep compiled components in this directory (writable by the service
+    /// alone: compiled code is trusted) so the next start skips compiling.
+    #[arg(long, env = "PSA_BILLING_COMPONENT_CACHE")]
+    component_cache: Option<PathBuf>,
 }
 
 impl PluginArgs {
@@ -209,7 +213,13 @@ impl PluginArgs {
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>()
             .join(" and ");
-        Runtime::with_fee_rules(&plugin, fee_rules.as_deref(), limits).with_context(|| {
+        Runtime::build(
+            &plugin,
+            fee_rules.as_deref(),
+            limits,
+            self.component_cache.as_deref(),
+        )
+        .with_context(|| {
             if what.is_empty() {
                 "loading the built-in plugin".to_string()
             } else {

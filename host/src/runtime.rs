@@ -210,6 +210,18 @@ impl Runtime {
         fee_rules: Option<&[u8]>,
         limits: Limits,
     ) -> Result<Runtime> {
+        Self::build(wasm, fee_rules, limits, None)
+    }
+
+    /// Like [`Runtime::with_fee_rules`], keeping the compiled native code in
+    /// `cache` (a directory only the service may write: loading compiled
+    /// code trusts it) so that the next start skips compilation.
+    pub fn build(
+        wasm: &[u8],
+        fee_rules: Option<&[u8]>,
+        limits: Limits,
+        cache: Option<&std::path::Path>,
+    ) -> Result<Runtime> {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(limits.max_instances)
             .total_core_instances(limits.max_instances * 4)
@@ -225,9 +237,7 @@ impl Runtime {
         if is_core_module(wasm) {
             anyhow::bail!("the plugin is a core WebAssembly module, not a component");
         }
-        let component = Component::new(&engine, wasm)
-            .map_err(anyhow::Error::from)
-            .context("compiling the plugin component")?;
+        let component = compile(&engine, wasm, cache).context("compiling the plugin component")?;
         let mut linker = Linker::<CallState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         BillingPlugin::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |s| s)?;
@@ -239,7 +249,7 @@ impl Runtime {
             .map_err(anyhow::Error::from)
             .context("the component does not implement the psa:billing/billing-plugin world")?;
         let fee_rules = match fee_rules {
-            Some(wasm) => Some(load_fee_rules(&engine, wasm)?),
+            Some(wasm) => Some(load_fee_rules(&engine, wasm, cache)?),
             None => None,
         };
         spawn_epoch_ticker(&engine);
@@ -695,13 +705,15 @@ impl Inner {
 type CallFuture<R> = Pin<Box<dyn Future<Output = (wasmtime::Result<R>, Store<CallState>)> + Send>>;
 
 /// Compiles and links a custom fee-rules component on the plugin's engine.
-fn load_fee_rules(engine: &Engine, wasm: &[u8]) -> Result<FeeRulesPluginPre<CallState>> {
+fn load_fee_rules(
+    engine: &Engine,
+    wasm: &[u8],
+    cache: Option<&std::path::Path>,
+) -> Result<FeeRulesPluginPre<CallState>> {
     if is_core_module(wasm) {
         anyhow::bail!("the fee rules are a core WebAssembly module, not a component");
     }
-    let component = Component::new(engine, wasm)
-        .map_err(anyhow::Error::from)
-        .context("compiling the fee rules component")?;
+    let component = compile(engine, wasm, cache).context("compiling the fee rules component")?;
     let exports: Vec<String> = component
         .component_type()
         .exports(engine)
@@ -727,6 +739,58 @@ fn load_fee_rules(engine: &Engine, wasm: &[u8]) -> Result<FeeRulesPluginPre<Call
     FeeRulesPluginPre::new(instance_pre)
         .map_err(anyhow::Error::from)
         .context("the component does not implement the psa:billing/fee-rules-plugin world")
+}
+
+/// Compiles a component, or loads its native code from `cache` where an
+/// earlier start left it. The file name is the SHA-256 of the component's
+/// bytes and of this engine's compatibility hash (wasmtime version, target,
+/// settings), so a changed component or engine never loads stale code.
+fn compile(engine: &Engine, wasm: &[u8], cache: Option<&std::path::Path>) -> Result<Component> {
+    use sha2::Digest;
+    use std::hash::{Hash, Hasher};
+    let Some(dir) = cache else {
+        return Component::new(engine, wasm).map_err(anyhow::Error::from);
+    };
+    struct Sha(sha2::Sha256);
+    impl Hasher for Sha {
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.update(bytes);
+        }
+        fn finish(&self) -> u64 {
+            0 // unused: the digest is read directly
+        }
+    }
+    let mut h = Sha(sha2::Sha256::new());
+    h.write(wasm);
+    engine.precompile_compatibility_hash().hash(&mut h);
+    let name: String = h.0.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let path = dir.join(format!("{name}.cwasm"));
+    // Read into memory rather than mapped: a file replaced while mapped
+    // would crash the process (SIGBUS).
+    if let Ok(bytes) = std::fs::read(&path) {
+        // SAFETY: loading compiled code trusts the file. It is in the
+        // operator's cache directory (documented: writable by the service
+        // alone), named by the component's hash, and wasmtime checks its
+        // header against this engine.
+        match unsafe { Component::deserialize(engine, &bytes) } {
+            Ok(c) => return Ok(c),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "ignoring a cached component")
+            }
+        }
+    }
+    let component = Component::new(engine, wasm).map_err(anyhow::Error::from)?;
+    let write = || -> Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join(format!("{name}.{}.tmp", std::process::id()));
+        std::fs::write(&tmp, component.serialize().map_err(anyhow::Error::from)?)?;
+        std::fs::rename(&tmp, &path)?; // atomic: a reader never sees half a file
+        Ok(())
+    };
+    if let Err(e) = write() {
+        tracing::warn!(dir = %dir.display(), error = %format!("{e:#}"), "could not cache the compiled component");
+    }
+    Ok(component)
 }
 
 fn classify_trap(e: wasmtime::Error, timeout: Duration) -> CallError {
@@ -760,6 +824,40 @@ fn spawn_epoch_ticker(engine: &Engine) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_cached_compilation_is_reused_and_gives_the_same_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let first =
+            Runtime::build(DEFAULT_PLUGIN, None, Limits::default(), Some(dir.path())).unwrap();
+        let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(files.len(), 1, "one compiled file");
+        let cached =
+            Runtime::build(DEFAULT_PLUGIN, None, Limits::default(), Some(dir.path())).unwrap();
+        let a = first.parse_amount("12.34", "usd").await.unwrap().unwrap();
+        let b = cached.parse_amount("12.34", "usd").await.unwrap().unwrap();
+        assert_eq!((a.amount, b.amount), (1234, 1234));
+        // A corrupt cache file is ignored and rewritten, not trusted.
+        let path = std::fs::read_dir(dir.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        std::fs::write(&path, b"not compiled code").unwrap();
+        let again =
+            Runtime::build(DEFAULT_PLUGIN, None, Limits::default(), Some(dir.path())).unwrap();
+        assert_eq!(
+            again
+                .parse_amount("1", "usd")
+                .await
+                .unwrap()
+                .unwrap()
+                .amount,
+            100
+        );
+        assert!(std::fs::metadata(&path).unwrap().len() > 1000);
+    }
 
     #[test]
     fn the_built_plugin_is_a_component() {
