@@ -1,37 +1,57 @@
-//! Load bench: starts the real webhook server (same router as `serve`) on a
-//! loopback port over a temporary SQLite file, sends `--events` distinct
-//! signed `payment_intent.succeeded` deliveries at `--concurrency`, and prints
-//! events per second and latency percentiles. Run it in release:
+//! The benchmark that explains itself. In one run, on one machine:
 //!
-//!   cargo run --release -p psa-billing-bench -- --events 5000 --concurrency 16
+//! 1. **floor**: the same durable work as a delivery without HTTP and without
+//!    the sandbox: native signature check, envelope parse, and one
+//!    transaction per delivery (event row + one effect), at concurrency 1
+//!    and `--concurrency`;
+//! 2. **sandbox**: verify + map + quote through the component against the
+//!    same code natively (the same storage reads on both sides), as a ratio;
+//! 3. **serve**: signed `payment_intent.succeeded` deliveries over loopback
+//!    to the real router, events per second and latency percentiles;
+//! 4. **start**: compiling the component, and loading it from the
+//!    compiled-component cache; resident memory at idle and after the load.
+//!
+//! It prints a table and writes a JSON report (`--report`). Run in release:
+//!
+//!   cargo run --release -p psa-billing-bench -- --events 3000 --concurrency 16 --synchronous full
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use clap::Parser;
+use psa_billing::db::{EventMeta, NewEffect, StateKey};
+use psa_billing::runtime::{Delivery, Money, QuoteRequest, Routing};
 use psa_billing::server::{self, ServerOptions};
-use psa_billing::{DEFAULT_PLUGIN, Db, Limits, Pipeline, Runtime};
-use serde_json::json;
+use psa_billing::{DEFAULT_PLUGIN, Db, Limits, Pipeline, Runtime, StagedState};
+use psa_billing_core::state::StateStore;
+use psa_billing_core::{event, fees, mapping, rules, signature};
+use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 struct Args {
-    /// Deliveries to send.
+    /// Deliveries per measured phase.
     #[arg(long, default_value_t = 2000)]
     events: usize,
     /// Deliveries in flight at once.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
+    /// SQLite durability: full (survives power loss) or normal.
+    #[arg(long, default_value = "full")]
+    synchronous: String,
+    /// Where to write the JSON report.
+    #[arg(long, default_value = "bench-report.json")]
+    report: std::path::PathBuf,
 }
 
 const SECRET: &str = "whsec_bench";
 
-fn body(i: usize) -> Vec<u8> {
+fn body(prefix: &str, i: usize) -> Vec<u8> {
     json!({
-        "id": format!("evt_bench_{i}"), "object": "event", "type": "payment_intent.succeeded",
+        "id": format!("evt_{prefix}_{i}"), "object": "event", "type": "payment_intent.succeeded",
         "created": 1_763_800_000 + i as i64, "livemode": false, "api_version": "2025-08-27.basil",
         "data": {"object": {
-            "id": format!("pi_bench_{i}"), "object": "payment_intent", "amount": 10000,
+            "id": format!("pi_{prefix}_{i}"), "object": "payment_intent", "amount": 10000,
             "amount_received": 10000, "currency": "usd", "status": "succeeded",
             "customer": "cus_bench", "application_fee_amount": 250,
             "metadata": {"tenant_id": format!("tenant-{}", i % 50), "invoice_id": format!("INV-{i}")}
@@ -41,78 +61,377 @@ fn body(i: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
-    let args = Args::parse();
-    let dir = tempfile::tempdir()?;
-    let db = Db::open(&format!(
-        "sqlite://{}",
-        dir.path().join("bench.db").display()
-    ))
-    .await?;
-    let runtime = Runtime::new(DEFAULT_PLUGIN, Limits::default())?;
-    let pipeline = Pipeline::new(runtime, db.clone(), vec![SECRET.into()], 300);
-    let app = server::router(pipeline, ServerOptions::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/webhooks/stripe", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, app).await });
-
-    // Sign everything up front so that the client's work is not measured.
+fn signed(prefix: &str, n: usize) -> Arc<Vec<(Vec<u8>, String)>> {
     let now = psa_billing::db::unix_now();
-    let requests: Arc<Vec<(Vec<u8>, String)>> = Arc::new(
-        (0..args.events)
+    Arc::new(
+        (0..n)
             .map(|i| {
-                let b = body(i);
-                let sig = psa_billing_core::signature::sign(&b, SECRET, now);
+                let b = body(prefix, i);
+                let sig = signature::sign(&b, SECRET, now);
                 (b, sig)
             })
             .collect(),
-    );
-    let client = reqwest::Client::new();
+    )
+}
+
+async fn open_db(dir: &std::path::Path, name: &str, synchronous: &str) -> Result<Db> {
+    Db::open(&format!(
+        "sqlite://{}?synchronous={synchronous}",
+        dir.join(name).display()
+    ))
+    .await
+}
+
+/// Throughput and latency of one phase.
+#[derive(Debug)]
+struct Phase {
+    per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+impl Phase {
+    fn from(n: usize, elapsed: Duration, mut latencies: Vec<Duration>) -> Phase {
+        latencies.sort();
+        let pct =
+            |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e3;
+        Phase {
+            per_second: n as f64 / elapsed.as_secs_f64(),
+            p50_ms: pct(0.50),
+            p99_ms: pct(0.99),
+            max_ms: latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({ "per_second": self.per_second.round(), "p50_ms": self.p50_ms, "p99_ms": self.p99_ms, "max_ms": self.max_ms })
+    }
+}
+
+/// Runs `work(i)` for i in 0..n with `concurrency` workers.
+async fn drive<F, Fut>(n: usize, concurrency: usize, work: F) -> Result<Phase>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<()>> + Send,
+{
+    let work = Arc::new(work);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..args.concurrency {
-        let (client, url, next, requests) =
-            (client.clone(), url.clone(), next.clone(), requests.clone());
+    for _ in 0..concurrency {
+        let (work, next) = (work.clone(), next.clone());
         workers.spawn(async move {
             let mut latencies = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some((b, sig)) = requests.get(i) else {
+                if i >= n {
                     break;
-                };
+                }
                 let t = Instant::now();
+                work(i).await?;
+                latencies.push(t.elapsed());
+            }
+            anyhow::Ok(latencies)
+        });
+    }
+    let mut latencies = Vec::new();
+    for r in workers.join_all().await {
+        latencies.extend(r?);
+    }
+    Ok(Phase::from(n, started.elapsed(), latencies))
+}
+
+/// The floor: native verify + parse + one transaction per delivery.
+async fn floor(db: Db, requests: Arc<Vec<(Vec<u8>, String)>>, concurrency: usize) -> Result<Phase> {
+    let n = requests.len();
+    drive(n, concurrency, move |i| {
+        let (db, requests) = (db.clone(), requests.clone());
+        async move {
+            let (b, sig) = &requests[i];
+            signature::verify(
+                b,
+                Some(sig),
+                &[SECRET.to_string()],
+                300,
+                psa_billing::db::unix_now(),
+            )
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let env = event::parse_envelope(b).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let meta = EventMeta {
+                id: env.id.clone(),
+                event_type: env.event_type,
+                account: env.account,
+                created: env.created,
+                livemode: env.livemode,
+            };
+            let effect = NewEffect {
+                kind: "payment.succeeded".into(),
+                body: json!({ "payment_intent": env.id }),
+            };
+            let staged = StagedState::new(db.clone(), meta.id.clone());
+            db.commit(&meta, b, &staged, &[effect], "processed").await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// Native storage for the mapping that reads through the host's staged
+/// state, as the component's storage import does: the same reads on both sides.
+struct Bridge<'a>(&'a mut StagedState);
+
+impl StateStore for Bridge<'_> {
+    fn get(&mut self, collection: &str, key: &str) -> Result<Option<String>, String> {
+        let key: StateKey = (collection.to_string(), key.to_string());
+        tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(self.0.read(key)))
+            .map_err(|e| e.to_string())
+    }
+    fn put(&mut self, collection: &str, key: &str, value: &str) -> Result<(), String> {
+        self.0
+            .write((collection.into(), key.into()), Some(value.into()));
+        Ok(())
+    }
+    fn delete(&mut self, collection: &str, key: &str) -> Result<(), String> {
+        self.0.write((collection.into(), key.into()), None);
+        Ok(())
+    }
+}
+
+fn quote_request() -> QuoteRequest {
+    QuoteRequest {
+        amount: Money {
+            amount: 10_000,
+            currency: "usd".into(),
+        },
+        payment_method: "card".into(),
+        tenant: Some("tenant-1".into()),
+        international: false,
+        converted: false,
+        application_fee_percent: None,
+        application_fee_fixed: None,
+        monthly_volume: None,
+    }
+}
+
+/// verify + map + quote, `n` times, natively and through the component;
+/// returns microseconds per iteration for each.
+async fn sandbox(runtime: &Runtime, db: &Db, n: usize) -> Result<(f64, f64)> {
+    let requests = signed("sandbox", n);
+    let routing = Routing {
+        tenant_keys: vec![],
+        reference_keys: vec![],
+    };
+    let native_routing = mapping::Routing::default();
+    let rules = rules::FeeRules::default();
+    let core_quote = fees::QuoteRequest {
+        amount: psa_billing_core::money::Money::new(10_000, "usd"),
+        payment_method: "card".into(),
+        tenant: Some("tenant-1".into()),
+        international: false,
+        converted: false,
+    };
+    // Warm up both paths (instance pool, caches).
+    for round in 0..2 {
+        let started = Instant::now();
+        for (b, sig) in requests.iter() {
+            signature::verify(
+                b,
+                Some(sig),
+                &[SECRET.to_string()],
+                300,
+                psa_billing::db::unix_now(),
+            )
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            event::parse_envelope(b).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut staged = StagedState::new(db.clone(), "native");
+            mapping::handle_with(b, &native_routing, &mut Bridge(&mut staged))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            fees::quote(&rules, &core_quote).map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        let native = started.elapsed();
+        let started = Instant::now();
+        for (b, sig) in requests.iter() {
+            let delivery = Delivery {
+                body: b.clone(),
+                signature_header: Some(sig.clone()),
+                secrets: vec![SECRET.into()],
+                tolerance_seconds: 300,
+            };
+            runtime
+                .verify(delivery)
+                .await?
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let staged = StagedState::new(db.clone(), "component");
+            let (r, _) = runtime.handle(b, &routing, staged).await?;
+            r.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            runtime
+                .quote(None, quote_request())
+                .await?
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        }
+        let component = started.elapsed();
+        if round == 1 {
+            let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+            return Ok((per(native), per(component)));
+        }
+    }
+    unreachable!()
+}
+
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    json!({
+        "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "cpu": cpu,
+        "os": std::env::consts::OS,
+        "profile": if cfg!(debug_assertions) { "debug" } else { "release" },
+    })
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    ensure!(
+        matches!(args.synchronous.as_str(), "full" | "normal"),
+        "--synchronous is full or normal"
+    );
+    let dir = tempfile::tempdir()?;
+    let sync = args.synchronous.as_str();
+    let c = args.concurrency;
+
+    // Start: compile, then load from the compiled-component cache.
+    let t = Instant::now();
+    let runtime = Runtime::build(DEFAULT_PLUGIN, None, Limits::default(), Some(dir.path()))?;
+    let compile_ms = t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    let _cached = Runtime::build(DEFAULT_PLUGIN, None, Limits::default(), Some(dir.path()))?;
+    let cached_ms = t.elapsed().as_secs_f64() * 1e3;
+    let idle_rss = rss_mib();
+
+    // 1. The floor.
+    let floor_1 = floor(
+        open_db(dir.path(), "floor1.db", sync).await?,
+        signed("floor1", args.events),
+        1,
+    )
+    .await?;
+    let floor_c = floor(
+        open_db(dir.path(), "floorc.db", sync).await?,
+        signed("floorc", args.events),
+        c,
+    )
+    .await?;
+
+    // 2. The sandbox's cost.
+    let sandbox_db = open_db(dir.path(), "sandbox.db", sync).await?;
+    let (native_us, component_us) = sandbox(&runtime, &sandbox_db, args.events.min(2000)).await?;
+
+    // 3. serve over loopback.
+    let db = open_db(dir.path(), "serve.db", sync).await?;
+    let pipeline = Pipeline::new(runtime.clone(), db.clone(), vec![SECRET.into()], 300);
+    let app = server::router(pipeline, ServerOptions::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/webhooks/stripe", listener.local_addr()?);
+    tokio::spawn(psa_billing::http_server::serve(
+        listener,
+        app,
+        Default::default(),
+        std::future::pending(),
+    ));
+    let client = reqwest::Client::new();
+    let mut serve_phases = Vec::new();
+    for (round, concurrency) in [1, c].into_iter().enumerate() {
+        let requests = signed(&format!("serve{round}"), args.events);
+        let (client, url) = (client.clone(), url.clone());
+        let phase = drive(args.events, concurrency, move |i| {
+            let (client, url, requests) = (client.clone(), url.clone(), requests.clone());
+            async move {
+                let (b, sig) = &requests[i];
                 let r = client
                     .post(&url)
                     .header("Stripe-Signature", sig)
                     .body(b.clone())
                     .send()
                     .await?;
-                anyhow::ensure!(r.status() == 200, "status {}", r.status());
-                latencies.push(t.elapsed());
+                ensure!(r.status() == 200, "status {}", r.status());
+                Ok(())
             }
-            anyhow::Ok(latencies)
-        });
+        })
+        .await?;
+        serve_phases.push((concurrency, phase));
     }
-    let mut latencies: Vec<Duration> = Vec::new();
-    for r in workers.join_all().await {
-        latencies.extend(r?);
-    }
-    let elapsed = started.elapsed();
-    latencies.sort();
-    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
     let (events, _, effects) = db.counts().await?;
-    ensure!(events as usize == args.events && effects as usize == args.events);
+    ensure!(events as usize == 2 * args.events && effects as usize == 2 * args.events);
+    let loaded_rss = rss_mib();
+
+    let ratio = component_us / native_us;
+    let serve_c = &serve_phases[1].1;
+    let report = json!({
+        "machine": machine(),
+        "events_per_phase": args.events,
+        "concurrency": c,
+        "sqlite_synchronous": sync,
+        "floor": { "c1": floor_1.json(), "cN": floor_c.json() },
+        "sandbox": { "native_us": native_us, "component_us": component_us, "ratio": ratio },
+        "serve": { "c1": serve_phases[0].1.json(), "cN": serve_c.json() },
+        "serve_vs_floor": serve_c.per_second / floor_c.per_second,
+        "start": { "compile_ms": compile_ms, "cached_ms": cached_ms },
+        "rss_mib": { "idle": idle_rss, "after_load": loaded_rss },
+        "note": "server and load generator share this process and its cores",
+    });
+    std::fs::write(&args.report, serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("writing {}", args.report.display()))?;
+
+    println!("machine: {}", report["machine"]);
     println!(
-        "{} events, concurrency {}: {:.0} events/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} cores)",
-        args.events,
-        args.concurrency,
-        args.events as f64 / elapsed.as_secs_f64(),
-        pct(0.50).as_secs_f64() * 1e3,
-        pct(0.99).as_secs_f64() * 1e3,
-        latencies.last().unwrap().as_secs_f64() * 1e3,
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "sqlite synchronous={sync}, {} events per phase",
+        args.events
     );
+    println!(
+        "{:<44} {:>9} {:>9} {:>9}",
+        "phase", "events/s", "p50 ms", "p99 ms"
+    );
+    let row = |name: String, p: &Phase| {
+        println!(
+            "{name:<44} {:>9.0} {:>9.2} {:>9.2}",
+            p.per_second, p.p50_ms, p.p99_ms
+        )
+    };
+    row("floor: native verify+parse+commit, c=1".into(), &floor_1);
+    row(
+        format!("floor: native verify+parse+commit, c={c}"),
+        &floor_c,
+    );
+    for (conc, p) in &serve_phases {
+        row(format!("serve over HTTP with the component, c={conc}"), p);
+    }
+    println!(
+        "sandbox: verify+map+quote {native_us:.1} µs native, {component_us:.1} µs component: {ratio:.2}×"
+    );
+    println!(
+        "serve/floor at c={c}: {:.2}×; start: compile {compile_ms:.0} ms, from cache {cached_ms:.0} ms; RSS {idle_rss:.0} MiB idle, {loaded_rss:.0} MiB after load",
+        serve_c.per_second / floor_c.per_second
+    );
+    println!("report: {}", args.report.display());
     Ok(())
 }

@@ -215,12 +215,20 @@ impl Db {
                 "unsupported database URL {url:?}: use sqlite://PATH or postgres://USER@HOST:PORT/DATABASE"
             );
         }
+        // `?synchronous=normal` trades power-loss durability (a crash of the
+        // process still loses nothing) for fewer fsyncs.
+        let (url, synchronous) = match url.split_once("?synchronous=") {
+            Some((base, "normal" | "NORMAL")) => (base, SqliteSynchronous::Normal),
+            Some((base, "full" | "FULL")) => (base, SqliteSynchronous::Full),
+            Some((_, other)) => anyhow::bail!("synchronous={other}: use normal or full"),
+            None => (url, SqliteSynchronous::Full),
+        };
         let options = SqliteConnectOptions::from_str(url)
             .with_context(|| format!("bad database URL {url:?}"))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a 2xx means the event survives a power loss, not just a crash.
-            .synchronous(SqliteSynchronous::Full)
+            // FULL (default): a 2xx means the event survives a power loss, not just a crash.
+            .synchronous(synchronous)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
         let in_memory = url.contains(":memory:");
