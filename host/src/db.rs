@@ -483,40 +483,29 @@ impl Db {
 
     /// The dead-letter list: events whose attempts are used up, with their payloads.
     pub async fn dead_letters(&self) -> Result<Vec<(EventRecord, Vec<u8>)>> {
-        let rows: Vec<(
-            String,
-            String,
-            Option<String>,
-            i64,
-            String,
-            i64,
-            Option<String>,
-            i64,
-            Vec<u8>,
-        )> = on_pool!(self, |p| {
-            sqlx::query_as(
-                    "SELECT id, type, account, created, status, attempts, last_error, received_at, payload
-                     FROM events WHERE status = 'dead' ORDER BY received_at, id",
-                )
-                .fetch_all(p)
-                .await?
-        });
-        Ok(rows
+        Ok(on_pool!(self, |p| {
+            sqlx::query(
+                "SELECT id, type, account, created, status, attempts, last_error, received_at, payload
+                 FROM events WHERE status = 'dead' ORDER BY received_at, id",
+            )
+            .fetch_all(p)
+            .await?
             .into_iter()
             .map(|r| {
                 let record = EventRecord {
-                    id: r.0,
-                    event_type: r.1,
-                    account: r.2,
-                    created: r.3,
-                    status: r.4,
-                    attempts: r.5,
-                    last_error: r.6,
-                    received_at: r.7,
+                    id: r.get(0),
+                    event_type: r.get(1),
+                    account: r.get(2),
+                    created: r.get(3),
+                    status: r.get(4),
+                    attempts: r.get(5),
+                    last_error: r.get(6),
+                    received_at: r.get(7),
                 };
-                (record, r.8)
+                (record, r.get(8))
             })
-            .collect())
+            .collect()
+        }))
     }
 
     /// Effects with a sequence number above `after`, in order.

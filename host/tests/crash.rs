@@ -112,7 +112,8 @@ async fn crash_and_recover(url: &str) {
 
     let db = Db::open(url).await.unwrap();
     // Every acknowledged delivery is in the log, processed.
-    for i in acked.lock().unwrap().iter() {
+    let acknowledged: Vec<usize> = acked.lock().unwrap().iter().copied().collect();
+    for i in acknowledged.iter() {
         let rec = db.event(&event_id(*i)).await.unwrap();
         let rec =
             rec.unwrap_or_else(|| panic!("{} was acknowledged but is not stored", event_id(*i)));

@@ -168,11 +168,15 @@ impl ops::Guest for Plugin {
             check_account("account", a)?;
         }
         let rules = load_rules(rules.as_deref()).map_err(OperationError::Fees)?;
+        // Done before: the recorded refund, without asking Stripe again
+        // (its idempotency replay lasts 24 hours; the record does not expire).
+        if let Some(first) = recorded("refund", &req.request_id)? {
+            return refunded_from_record(&first);
+        }
         let account = req.account.as_deref();
         let intent =
             stripe::retrieve_payment_intent(&req.payment_intent, account).map_err(stripe_failed)?;
-        let first = recorded("refund", &req.request_id)?;
-        if first.is_none() && intent.status != "succeeded" {
+        if intent.status != "succeeded" {
             return Err(OperationError::Refused(format!(
                 "payment {} is {}, not succeeded: nothing to refund",
                 intent.id, intent.status
@@ -184,11 +188,7 @@ impl ops::Guest for Plugin {
         let charge = stripe::retrieve_charge(&charge_id, account).map_err(stripe_failed)?;
         let application_fee = intent.application_fee_amount.unwrap_or(0);
         let gross = intent.amount.amount;
-        // What was refunded before this request (all of it, once it is recorded).
-        let before = match &first {
-            Some(f) => f["refunded_before"].as_i64().unwrap_or(0),
-            None => charge.amount_refunded,
-        };
+        let before = charge.amount_refunded;
         // Stripe returns the fee per refund; earlier refunds are assumed to
         // have returned their proportional share, as this operation does.
         let fee_back_before = if req.refund_application_fee && before > 0 {
@@ -229,17 +229,12 @@ impl ops::Guest for Plugin {
         };
         let key = idempotency_key("refund", &req.request_id, "refund");
         let refund = stripe::create_refund(&params, account, &key).map_err(stripe_failed)?;
-        if first.is_none() {
-            record(
-                "refund",
-                &req.request_id,
-                json!({ "refund": refund.id, "refunded_before": before }),
-            )?;
-        }
-        Ok(Refunded {
+        let done = Refunded {
             refund,
             split: crate::glue::wit_refund_split(split, &intent.amount.currency),
-        })
+        };
+        record("refund", &req.request_id, refunded_record(&done))?;
+        Ok(done)
     }
 
     fn withdraw(rules: Option<String>, req: WithdrawRequest) -> Result<Withdrawal, OperationError> {
@@ -415,6 +410,39 @@ impl ops::Guest for Plugin {
                 .map_err(stripe_failed)?;
         Ok(Onboarded { account, link })
     }
+}
+
+fn refunded_record(r: &Refunded) -> Value {
+    json!({
+        "id": r.refund.id, "amount": r.refund.amount.amount, "currency": r.refund.amount.currency,
+        "status": r.refund.status, "payment_intent": r.refund.payment_intent,
+        "fee_back": r.split.application_fee_refunded, "tenant_debit": r.split.tenant_debit,
+        "total_refunded": r.split.total_refunded, "full": r.split.full,
+    })
+}
+
+fn refunded_from_record(v: &Value) -> Result<Refunded, OperationError> {
+    let int = |k: &str| {
+        v[k].as_i64()
+            .ok_or_else(|| storage(format!("refund record without {k}")))
+    };
+    let currency = v["currency"].as_str().unwrap_or_default().to_string();
+    let amount = crate::glue::wit_money(money::Money::new(int("amount")?, currency.clone()));
+    Ok(Refunded {
+        refund: stripe::Refund {
+            id: recorded_id(v, "id")?,
+            amount: amount.clone(),
+            status: v["status"].as_str().map(str::to_string),
+            payment_intent: v["payment_intent"].as_str().map(str::to_string),
+        },
+        split: crate::glue::exports::psa::billing::fees::RefundSplit {
+            amount,
+            application_fee_refunded: int("fee_back")?,
+            tenant_debit: int("tenant_debit")?,
+            total_refunded: int("total_refunded")?,
+            full: v["full"].as_bool().unwrap_or(false),
+        },
+    })
 }
 
 /// The transaction posted under `id` in a tenant's ledger, if any.
