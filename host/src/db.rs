@@ -117,6 +117,23 @@ macro_rules! apply_state {
     }};
 }
 
+/// An [`EventRecord`] from a row whose first eight columns are id, type,
+/// account, created, status, attempts, last_error, received_at.
+macro_rules! event_record {
+    ($r:ident) => {
+        EventRecord {
+            id: $r.get(0),
+            event_type: $r.get(1),
+            account: $r.get(2),
+            created: $r.get(3),
+            status: $r.get(4),
+            attempts: $r.get(5),
+            last_error: $r.get(6),
+            received_at: $r.get(7),
+        }
+    };
+}
+
 /// The key of the advisory lock that serialises commits on PostgreSQL.
 const COMMIT_LOCK: i64 = 0x0050_5341_4249_4c4c; // "PSABILL"
 
@@ -492,17 +509,7 @@ impl Db {
             .await?
             .into_iter()
             .map(|r| {
-                let record = EventRecord {
-                    id: r.get(0),
-                    event_type: r.get(1),
-                    account: r.get(2),
-                    created: r.get(3),
-                    status: r.get(4),
-                    attempts: r.get(5),
-                    last_error: r.get(6),
-                    received_at: r.get(7),
-                };
-                (record, r.get(8))
+                (event_record!(r), r.get(8))
             })
             .collect()
         }))
@@ -543,16 +550,7 @@ impl Db {
         .bind(id)
         .fetch_optional(p)
         .await?
-        .map(|r| EventRecord {
-            id: r.get(0),
-            event_type: r.get(1),
-            account: r.get(2),
-            created: r.get(3),
-            status: r.get(4),
-            attempts: r.get(5),
-            last_error: r.get(6),
-            received_at: r.get(7),
-        })
+        .map(|r| event_record!(r))
         }))
     }
 

@@ -203,18 +203,22 @@ impl Pipeline {
         &self.runtime
     }
 
+    fn delivery(&self, body: &[u8], signature: Option<&str>, secrets: &[String]) -> Delivery {
+        Delivery {
+            body: body.to_vec(),
+            signature_header: signature.map(str::to_string),
+            secrets: secrets.to_vec(),
+            tolerance_seconds: self.tolerance_seconds,
+        }
+    }
+
     /// A signed delivery from Stripe.
     pub async fn receive(
         &self,
         body: &[u8],
         signature: Option<&str>,
     ) -> Result<Outcome, DeliveryError> {
-        let delivery = Delivery {
-            body: body.to_vec(),
-            signature_header: signature.map(str::to_string),
-            secrets: self.secrets.clone(),
-            tolerance_seconds: self.tolerance_seconds,
-        };
+        let delivery = self.delivery(body, signature, &self.secrets);
         let started = std::time::Instant::now();
         let verified = self.runtime.verify(delivery).await;
         self.metrics.plugin_call(started.elapsed());
@@ -234,12 +238,7 @@ impl Pipeline {
         body: &[u8],
         signature: Option<&str>,
     ) -> Result<Outcome, DeliveryError> {
-        let delivery = Delivery {
-            body: body.to_vec(),
-            signature_header: signature.map(str::to_string),
-            secrets: self.thin_secrets.clone(),
-            tolerance_seconds: self.tolerance_seconds,
-        };
+        let delivery = self.delivery(body, signature, &self.thin_secrets);
         let thin = match self.runtime.verify_thin(delivery).await {
             Ok(Ok(t)) => t,
             Ok(Err(e)) => return Err(DeliveryError::Rejected(e)),
