@@ -142,6 +142,14 @@ where
     Ok(Phase::from(n, started.elapsed(), latencies))
 }
 
+/// The native half of a delivery before the plugin: signature and envelope.
+fn verify_and_parse(body: &[u8], sig: &str) -> Result<event::Envelope> {
+    let now = psa_billing::db::unix_now();
+    signature::verify(body, Some(sig), &[SECRET.to_string()], 300, now)
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    event::parse_envelope(body).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
 /// The floor: native verify + parse + one transaction per delivery.
 async fn floor(db: Db, requests: Arc<Vec<(Vec<u8>, String)>>, concurrency: usize) -> Result<Phase> {
     let n = requests.len();
@@ -149,15 +157,7 @@ async fn floor(db: Db, requests: Arc<Vec<(Vec<u8>, String)>>, concurrency: usize
         let (db, requests) = (db.clone(), requests.clone());
         async move {
             let (b, sig) = &requests[i];
-            signature::verify(
-                b,
-                Some(sig),
-                &[SECRET.to_string()],
-                300,
-                psa_billing::db::unix_now(),
-            )
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-            let env = event::parse_envelope(b).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let env = verify_and_parse(b, sig)?;
             let meta = EventMeta {
                 id: env.id.clone(),
                 event_type: env.event_type,
@@ -235,15 +235,7 @@ async fn sandbox(runtime: &Runtime, db: &Db, n: usize) -> Result<(f64, f64)> {
     for round in 0..2 {
         let started = Instant::now();
         for (b, sig) in requests.iter() {
-            signature::verify(
-                b,
-                Some(sig),
-                &[SECRET.to_string()],
-                300,
-                psa_billing::db::unix_now(),
-            )
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-            event::parse_envelope(b).map_err(|e| anyhow::anyhow!("{e}"))?;
+            verify_and_parse(b, sig)?;
             let mut staged = StagedState::new(db.clone(), "native");
             mapping::handle_with(b, &native_routing, &mut Bridge(&mut staged))
                 .map_err(|e| anyhow::anyhow!("{e}"))?;

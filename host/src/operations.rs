@@ -44,7 +44,8 @@ pub fn describe(e: &OperationError) -> String {
     }
 }
 
-fn describe_stripe(e: &StripeError) -> String {
+/// A sentence for a Stripe error.
+pub fn describe_stripe(e: &StripeError) -> String {
     match e {
         StripeError::CardDeclined(d) => format!(
             "card declined ({}{}): {}",

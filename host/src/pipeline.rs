@@ -263,7 +263,7 @@ impl Pipeline {
                 Some(thin.id.clone()),
                 format!(
                     "fetching {what}: {}",
-                    crate::operations::describe(&crate::runtime::OperationError::Stripe(e))
+                    crate::operations::describe_stripe(&e)
                 ),
             )
         };

@@ -519,29 +519,23 @@ async fn operation(
     };
     let (rt, db) = (app.pipeline.runtime(), app.pipeline.db());
     let rules = app.rules.as_deref();
-    fn parse<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, Box<Response>> {
-        serde_json::from_value(v).map_err(|e| {
-            Box::new(error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "bad_request",
-                e.to_string(),
-            ))
-        })
-    }
+    // `$op(rt, db, [rules,] input)` with the body parsed as its input type.
     macro_rules! run {
-        ($f:expr) => {
-            match parse(input) {
-                Ok(i) => $f(i).await,
-                Err(r) => return *r,
+        ($op:path $(, $arg:expr)?) => {
+            match serde_json::from_value(input) {
+                Ok(i) => $op(rt, db, $($arg,)? i).await,
+                Err(e) => {
+                    return error(StatusCode::UNPROCESSABLE_ENTITY, "bad_request", e.to_string());
+                }
             }
         };
     }
     let result = match name.as_str() {
-        "charge-invoice" => run!(|i| operations::charge_invoice(rt, db, rules, i)),
-        "refund" => run!(|i| operations::refund(rt, db, rules, i)),
-        "withdraw" => run!(|i| operations::withdraw(rt, db, rules, i)),
-        "set-license-count" => run!(|i| operations::set_license_count(rt, db, i)),
-        "onboard-tenant" => run!(|i| operations::onboard_tenant(rt, db, i)),
+        "charge-invoice" => run!(operations::charge_invoice, rules),
+        "refund" => run!(operations::refund, rules),
+        "withdraw" => run!(operations::withdraw, rules),
+        "set-license-count" => run!(operations::set_license_count),
+        "onboard-tenant" => run!(operations::onboard_tenant),
         _ => {
             return error(
                 StatusCode::NOT_FOUND,

@@ -38,9 +38,9 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Starts `psa-billing serve` on `database_url` on `port` (0: a free one).
-pub fn start_on(database_url: &str, port: u16) -> Server {
-    let port = if port == 0 { free_port() } else { port };
+/// Starts `psa-billing serve` on `database_url` on a free port.
+pub fn start(database_url: &str) -> Server {
+    let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_psa-billing"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .env("PSA_BILLING_DATABASE_URL", database_url)
@@ -55,10 +55,6 @@ pub fn start_on(database_url: &str, port: u16) -> Server {
         child,
         base: format!("http://127.0.0.1:{port}"),
     }
-}
-
-pub fn start(database_url: &str) -> Server {
-    start_on(database_url, 0)
 }
 
 pub async fn wait_healthy(client: &reqwest::Client, base: &str) {

@@ -25,8 +25,11 @@ pub struct ThinEnvelope {
 
 /// Parses a thin notification (or a fetched v2 event).
 pub fn parse_thin(body: &[u8]) -> Result<ThinEnvelope, EventError> {
-    let v = parse_json(body)?;
-    match str_at(&v, &["object"]) {
+    thin_of(&parse_json(body)?)
+}
+
+fn thin_of(v: &Value) -> Result<ThinEnvelope, EventError> {
+    match str_at(v, &["object"]) {
         Some(THIN_OBJECT) => {}
         Some("event") => {
             return Err(EventError::Malformed(
@@ -35,13 +38,13 @@ pub fn parse_thin(body: &[u8]) -> Result<ThinEnvelope, EventError> {
         }
         _ => return Err(EventError::MissingField("object".into())),
     }
-    let related_url = str_at(&v, &["related_object", "url"])
+    let related_url = str_at(v, &["related_object", "url"])
         .filter(|u| u.starts_with("/v1/"))
         .map(str::to_string);
     Ok(ThinEnvelope {
-        id: required_str(&v, "id")?.to_string(),
-        event_type: required_str(&v, "type")?.to_string(),
-        context: str_at(&v, &["context"])
+        id: required_str(v, "id")?.to_string(),
+        event_type: required_str(v, "type")?.to_string(),
+        context: str_at(v, &["context"])
             .filter(|c| c.starts_with("acct_"))
             .map(str::to_string),
         related_url,
@@ -51,7 +54,7 @@ pub fn parse_thin(body: &[u8]) -> Result<ThinEnvelope, EventError> {
 /// A snapshot-shaped event from a fetched v2 event and its related object.
 pub fn snapshot_from_thin(event: &[u8], related: Option<&[u8]>) -> Result<Vec<u8>, EventError> {
     let v = parse_json(event)?;
-    let thin = parse_thin(event)?;
+    let thin = thin_of(&v)?;
     let created = str_at(&v, &["created"])
         .ok_or_else(|| EventError::MissingField("created".into()))
         .and_then(unix_seconds)?;
