@@ -6,24 +6,30 @@
 //!    and `--concurrency`;
 //! 2. **sandbox**: verify + map + quote through the component against the
 //!    same code natively (the same storage reads on both sides), as a ratio;
-//! 3. **serve**: signed `payment_intent.succeeded` deliveries over loopback
-//!    to the real router, events per second and latency percentiles;
-//! 4. **start**: compiling the component, and loading it from the
-//!    compiled-component cache; resident memory at idle and after the load.
+//! 3. **serve**: the real `psa-billing serve` process, driven over loopback
+//!    with signed `payment_intent.succeeded` deliveries: events per second
+//!    and latency percentiles at concurrency 1 and `--concurrency`;
+//! 4. **start**: `serve` from launch to a healthy `/healthz`, compiling the
+//!    component and then from the compiled-component cache; its resident
+//!    memory at idle and after the load.
 //!
-//! It prints a table and writes a JSON report (`--report`). Run in release:
+//! On two or more cores, the floor, the sandbox and the server run pinned
+//! to core 0 and the load generator to core 1, so that the server's figures
+//! are one core's work. It prints a table and writes a JSON report:
 //!
-//!   cargo run --release -p psa-billing-bench -- --events 3000 --concurrency 16 --synchronous full
+//!   cargo build --release -p psa-billing -p psa-billing-bench
+//!   target/release/psa-billing-bench --events 3000 --concurrency 16 --synchronous full
 
 use anyhow::{Context, Result, ensure};
 use clap::Parser;
 use psa_billing::db::{EventMeta, NewEffect, StateKey};
 use psa_billing::runtime::{Delivery, Money, QuoteRequest, Routing};
-use psa_billing::server::{self, ServerOptions};
-use psa_billing::{DEFAULT_PLUGIN, Db, Limits, Pipeline, Runtime, StagedState};
+use psa_billing::{DEFAULT_PLUGIN, Db, Limits, Runtime, StagedState};
 use psa_billing_core::state::StateStore;
 use psa_billing_core::{event, fees, mapping, rules, signature};
 use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -42,6 +48,12 @@ struct Args {
     /// Where to write the JSON report.
     #[arg(long, default_value = "bench-report.json")]
     report: std::path::PathBuf,
+    /// The `psa-billing` binary to serve with (default: next to this one).
+    #[arg(long)]
+    serve_binary: Option<PathBuf>,
+    /// Leave scheduling to the OS instead of pinning to cores.
+    #[arg(long)]
+    no_pin: bool,
 }
 
 const SECRET: &str = "whsec_bench";
@@ -74,12 +86,16 @@ fn signed(prefix: &str, n: usize) -> Arc<Vec<(Vec<u8>, String)>> {
     )
 }
 
-async fn open_db(dir: &std::path::Path, name: &str, synchronous: &str) -> Result<Db> {
-    Db::open(&format!(
+/// The URL of SQLite database `name` in `dir`.
+fn sqlite_url(dir: &Path, name: &str, synchronous: &str) -> String {
+    format!(
         "sqlite://{}?synchronous={synchronous}",
         dir.join(name).display()
-    ))
-    .await
+    )
+}
+
+async fn open_db(dir: &Path, name: &str, synchronous: &str) -> Result<Db> {
+    Db::open(&sqlite_url(dir, name, synchronous)).await
 }
 
 /// Throughput and latency of one phase.
@@ -170,7 +186,8 @@ async fn floor(db: Db, requests: Arc<Vec<(Vec<u8>, String)>>, concurrency: usize
                 body: json!({ "payment_intent": env.id }),
             };
             let staged = StagedState::new(db.clone(), meta.id.clone());
-            db.commit(&meta, b, &staged, &[effect], "processed").await?;
+            db.commit_alone(&meta, b, &staged, &[effect], "processed")
+                .await?;
             Ok(())
         }
     })
@@ -271,8 +288,9 @@ async fn sandbox(runtime: &Runtime, db: &Db, n: usize) -> Result<(f64, f64)> {
     unreachable!()
 }
 
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+/// Resident memory of process `pid`, in MiB.
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -282,7 +300,106 @@ fn rss_mib() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
-fn machine() -> Value {
+/// Pins the calling thread to `core`; threads and processes it starts
+/// afterwards inherit the pinning.
+fn pin_to(core: usize) -> Result<()> {
+    // SAFETY: `set` is a plain bit set, zeroed then filled by CPU_SET, and
+    // its size is passed along with it.
+    let ok = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    };
+    ensure!(
+        ok,
+        "pinning to core {core}: {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(())
+}
+
+/// A `psa-billing serve` child process, stopped when dropped.
+struct Server {
+    child: Child,
+    base: String,
+    /// From launch to the first healthy `/healthz`.
+    start_ms: f64,
+}
+
+impl Server {
+    /// Launches `serve` (on `core` when pinning) and waits until it is healthy.
+    async fn start(
+        binary: &Path,
+        database_url: &str,
+        cache: &Path,
+        core: Option<usize>,
+    ) -> Result<Server> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let started = Instant::now();
+        // The child inherits this thread's pinning: pin, spawn, pin back.
+        if let Some(core) = core {
+            pin_to(core)?;
+        }
+        let spawned = Command::new(binary)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("PSA_BILLING_DATABASE_URL", database_url)
+            .env("PSA_BILLING_COMPONENT_CACHE", cache)
+            .env("STRIPE_WEBHOOK_SECRET", SECRET)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        if core.is_some() {
+            pin_to(LOAD_CORE)?;
+        }
+        let child = spawned.with_context(|| format!("starting {}", binary.display()))?;
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        loop {
+            if let Ok(r) = client.get(format!("{base}/healthz")).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            ensure!(
+                started.elapsed() < Duration::from_secs(60),
+                "serve did not become healthy"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Ok(Server {
+            child,
+            base,
+            start_ms: started.elapsed().as_secs_f64() * 1e3,
+        })
+    }
+
+    fn rss_mib(&self) -> f64 {
+        rss_mib(self.child.id())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Where the server runs (with the floor and the sandbox) and where the
+/// load generator runs, when pinning.
+const SERVER_CORE: usize = 0;
+const LOAD_CORE: usize = 1;
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// The machine, with `cores` counted before any pinning.
+fn machine(cores: usize) -> Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -293,93 +410,114 @@ fn machine() -> Value {
         })
         .unwrap_or_else(|| "unknown".into());
     json!({
-        "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "cores": cores,
         "cpu": cpu,
         "os": std::env::consts::OS,
         "profile": if cfg!(debug_assertions) { "debug" } else { "release" },
     })
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
     let args = Args::parse();
     ensure!(
         matches!(args.synchronous.as_str(), "full" | "normal"),
         "--synchronous is full or normal"
     );
+    let binary = match &args.serve_binary {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()?.with_file_name("psa-billing"),
+    };
+    ensure!(
+        binary.exists(),
+        "{} is missing: build it with `cargo build --release -p psa-billing` (or pass --serve-binary)",
+        binary.display()
+    );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pinned = cores >= 2 && !args.no_pin;
     let dir = tempfile::tempdir()?;
     let sync = args.synchronous.as_str();
     let c = args.concurrency;
 
-    // Start: compile, then load from the compiled-component cache.
-    let t = Instant::now();
-    let runtime = Runtime::build(DEFAULT_PLUGIN, None, Limits::default(), Some(dir.path()))?;
-    let compile_ms = t.elapsed().as_secs_f64() * 1e3;
-    let t = Instant::now();
-    let _cached = Runtime::build(DEFAULT_PLUGIN, None, Limits::default(), Some(dir.path()))?;
-    let cached_ms = t.elapsed().as_secs_f64() * 1e3;
-    let idle_rss = rss_mib();
-
-    // 1. The floor.
-    let floor_1 = floor(
-        open_db(dir.path(), "floor1.db", sync).await?,
-        signed("floor1", args.events),
-        1,
-    )
-    .await?;
-    let floor_c = floor(
-        open_db(dir.path(), "floorc.db", sync).await?,
-        signed("floorc", args.events),
-        c,
-    )
-    .await?;
-
-    // 2. The sandbox's cost.
-    let sandbox_db = open_db(dir.path(), "sandbox.db", sync).await?;
-    let (native_us, component_us) = sandbox(&runtime, &sandbox_db, args.events.min(2000)).await?;
-
-    // 3. serve over loopback.
-    let db = open_db(dir.path(), "serve.db", sync).await?;
-    let pipeline = Pipeline::new(runtime.clone(), db.clone(), vec![SECRET.into()], 300);
-    let app = server::router(pipeline, ServerOptions::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/webhooks/stripe", listener.local_addr()?);
-    tokio::spawn(psa_billing::http_server::serve(
-        listener,
-        app,
-        Default::default(),
-        std::future::pending(),
-    ));
-    let client = reqwest::Client::new();
-    let mut serve_phases = Vec::new();
-    for (round, concurrency) in [1, c].into_iter().enumerate() {
-        let requests = signed(&format!("serve{round}"), args.events);
-        let (client, url) = (client.clone(), url.clone());
-        let phase = drive(args.events, concurrency, move |i| {
-            let (client, url, requests) = (client.clone(), url.clone(), requests.clone());
-            async move {
-                let (b, sig) = &requests[i];
-                let r = client
-                    .post(&url)
-                    .header("Stripe-Signature", sig)
-                    .body(b.clone())
-                    .send()
-                    .await?;
-                ensure!(r.status() == 200, "status {}", r.status());
-                Ok(())
-            }
-        })
-        .await?;
-        serve_phases.push((concurrency, phase));
+    // 1 and 2, on the server's core: the floor and the sandbox's cost.
+    if pinned {
+        pin_to(SERVER_CORE)?;
     }
-    let (events, _, effects) = db.counts().await?;
-    ensure!(events as usize == 2 * args.events && effects as usize == 2 * args.events);
-    let loaded_rss = rss_mib();
+    let (floor_1, floor_c, native_us, component_us) = runtime()?.block_on(async {
+        let runtime = Runtime::new(DEFAULT_PLUGIN, Limits::default())?;
+        let floor_1 = floor(
+            open_db(dir.path(), "floor1.db", sync).await?,
+            signed("floor1", args.events),
+            1,
+        )
+        .await?;
+        let floor_c = floor(
+            open_db(dir.path(), "floorc.db", sync).await?,
+            signed("floorc", args.events),
+            c,
+        )
+        .await?;
+        let sandbox_db = open_db(dir.path(), "sandbox.db", sync).await?;
+        let (native, component) = sandbox(&runtime, &sandbox_db, args.events.min(2000)).await?;
+        anyhow::Ok((floor_1, floor_c, native, component))
+    })?;
+
+    // 3 and 4: `serve` on the server's core, the load generator on the other.
+    if pinned {
+        pin_to(LOAD_CORE)?;
+    }
+    let core = pinned.then_some(SERVER_CORE);
+    let database_url = sqlite_url(dir.path(), "serve.db", sync);
+    let cache = dir.path().join("component-cache");
+    let rt = runtime()?;
+    let (serve_phases, start_cold_ms, start_cached_ms, idle_rss, loaded_rss) =
+        rt.block_on(async {
+            // The first start compiles the component and fills the cache.
+            let cold = Server::start(&binary, &database_url, &cache, core).await?;
+            let start_cold_ms = cold.start_ms;
+            drop(cold);
+            let server = Server::start(&binary, &database_url, &cache, core).await?;
+            let idle_rss = server.rss_mib();
+            let url = format!("{}/webhooks/stripe", server.base);
+            let client = reqwest::Client::new();
+            let mut phases = Vec::new();
+            for (round, concurrency) in [1, c].into_iter().enumerate() {
+                let requests = signed(&format!("serve{round}"), args.events);
+                let (client, url) = (client.clone(), url.clone());
+                let phase = drive(args.events, concurrency, move |i| {
+                    let (client, url, requests) = (client.clone(), url.clone(), requests.clone());
+                    async move {
+                        let (b, sig) = &requests[i];
+                        let r = client
+                            .post(&url)
+                            .header("Stripe-Signature", sig)
+                            .body(b.clone())
+                            .send()
+                            .await?;
+                        ensure!(r.status() == 200, "status {}", r.status());
+                        Ok(())
+                    }
+                })
+                .await?;
+                phases.push((concurrency, phase));
+            }
+            let loaded_rss = server.rss_mib();
+            let start_cached_ms = server.start_ms;
+            drop(server);
+            // Every 2xx is in the log with its effect.
+            let (events, _, effects) = Db::open(&database_url).await?.counts().await?;
+            ensure!(
+                events as usize == 2 * args.events && effects as usize == 2 * args.events,
+                "serve stored {events} events and {effects} effects for {} deliveries",
+                2 * args.events
+            );
+            anyhow::Ok((phases, start_cold_ms, start_cached_ms, idle_rss, loaded_rss))
+        })?;
 
     let ratio = component_us / native_us;
     let serve_c = &serve_phases[1].1;
     let report = json!({
-        "machine": machine(),
+        "machine": machine(cores),
+        "pinned": if pinned { json!({ "server": SERVER_CORE, "load_generator": LOAD_CORE }) } else { Value::Null },
         "events_per_phase": args.events,
         "concurrency": c,
         "sqlite_synchronous": sync,
@@ -387,17 +525,21 @@ async fn main() -> Result<()> {
         "sandbox": { "native_us": native_us, "component_us": component_us, "ratio": ratio },
         "serve": { "c1": serve_phases[0].1.json(), "cN": serve_c.json() },
         "serve_vs_floor": serve_c.per_second / floor_c.per_second,
-        "start": { "compile_ms": compile_ms, "cached_ms": cached_ms },
-        "rss_mib": { "idle": idle_rss, "after_load": loaded_rss },
-        "note": "server and load generator share this process and its cores",
+        "start_ms": { "compiling": start_cold_ms, "from_cache": start_cached_ms },
+        "serve_rss_mib": { "idle": idle_rss, "after_load": loaded_rss },
     });
     std::fs::write(&args.report, serde_json::to_vec_pretty(&report)?)
         .with_context(|| format!("writing {}", args.report.display()))?;
 
     println!("machine: {}", report["machine"]);
     println!(
-        "sqlite synchronous={sync}, {} events per phase",
-        args.events
+        "sqlite synchronous={sync}, {} events per phase, {}",
+        args.events,
+        if pinned {
+            "server on core 0, load generator on core 1"
+        } else {
+            "not pinned"
+        }
     );
     println!(
         "{:<44} {:>9} {:>9} {:>9}",
@@ -415,13 +557,13 @@ async fn main() -> Result<()> {
         &floor_c,
     );
     for (conc, p) in &serve_phases {
-        row(format!("serve over HTTP with the component, c={conc}"), p);
+        row(format!("psa-billing serve over HTTP, c={conc}"), p);
     }
     println!(
         "sandbox: verify+map+quote {native_us:.1} µs native, {component_us:.1} µs component: {ratio:.2}×"
     );
     println!(
-        "serve/floor at c={c}: {:.2}×; start: compile {compile_ms:.0} ms, from cache {cached_ms:.0} ms; RSS {idle_rss:.0} MiB idle, {loaded_rss:.0} MiB after load",
+        "serve/floor at c={c}: {:.2}×; serve start: {start_cold_ms:.0} ms compiling, {start_cached_ms:.0} ms from the cache; serve RSS {idle_rss:.0} MiB idle, {loaded_rss:.0} MiB after load",
         serve_c.per_second / floor_c.per_second
     );
     println!("report: {}", args.report.display());

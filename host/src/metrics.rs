@@ -20,6 +20,10 @@ pub struct Metrics {
     plugin_calls: Histogram,
     outbox: Gauge,
     retries: Family<Labels, Counter>,
+    commit_groups: Counter,
+    grouped_deliveries: Counter,
+    /// Two scrapes at once must not both add the same difference.
+    catch_up: std::sync::Mutex<()>,
 }
 
 impl Default for Metrics {
@@ -52,8 +56,23 @@ impl Default for Metrics {
             "Failed attempts at an event by what followed: retry_scheduled or dead_lettered",
             retries.clone(),
         );
+        let commit_groups = Counter::default();
+        registry.register(
+            "commit_groups",
+            "Group commits written (one transaction and fsync each)",
+            commit_groups.clone(),
+        );
+        let grouped_deliveries = Counter::default();
+        registry.register(
+            "committed_deliveries",
+            "Deliveries written by group commits (divided by commit_groups: the mean group size)",
+            grouped_deliveries.clone(),
+        );
         Metrics {
             registry,
+            commit_groups,
+            grouped_deliveries,
+            catch_up: Default::default(),
             deliveries,
             processing,
             plugin_calls,
@@ -88,9 +107,16 @@ impl Metrics {
         self.plugin_calls.observe(took.as_secs_f64());
     }
 
-    /// The text exposition, with the outbox length read just before.
-    pub fn render(&self, outbox_effects: i64) -> String {
+    /// The text exposition, with the outbox length read just before and
+    /// the database's group-commit counts.
+    pub fn render(&self, outbox_effects: i64, (groups, deliveries): (u64, u64)) -> String {
         self.outbox.set(outbox_effects);
+        // Counters only grow: bring them up to the database's totals.
+        let _one_at_a_time = self.catch_up.lock().unwrap_or_else(|e| e.into_inner());
+        self.commit_groups
+            .inc_by(groups.saturating_sub(self.commit_groups.get()));
+        self.grouped_deliveries
+            .inc_by(deliveries.saturating_sub(self.grouped_deliveries.get()));
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);

@@ -9,8 +9,19 @@ use crate::metrics::Metrics;
 use crate::runtime::{Delivery, Envelope, HandleError, Routing, Runtime, VerifyError};
 use std::fmt;
 
-/// How many times an event is re-handled when its state changed under it.
-const MAX_CONFLICT_RETRIES: usize = 8;
+/// How many times an event is re-handled when its state changed under it
+/// (deliveries for one tenant all touch its ledger).
+const MAX_CONFLICT_RETRIES: u32 = 16;
+
+/// A random wait before re-handling after the `attempt`-th conflict: up to
+/// 1 ms, doubling, at most 32 ms. Deliveries that collided in one group
+/// commit would otherwise all retry into the next one and collide again.
+fn conflict_backoff(attempt: u32) -> std::time::Duration {
+    use std::hash::BuildHasher;
+    let ceiling_us = 1000u64 << attempt.min(5);
+    let random = std::collections::hash_map::RandomState::new().hash_one(attempt);
+    std::time::Duration::from_micros(random % ceiling_us)
+}
 
 /// Most effects one event may produce (the catalog's mappers emit one to a
 /// few); more is a misbehaving plugin, and the event fails.
@@ -368,7 +379,10 @@ impl Pipeline {
             }
             tracing::warn!(event = %event.id, %reason, "handling it anyway: fields may have moved");
         }
-        for _ in 0..MAX_CONFLICT_RETRIES {
+        for attempt in 0..MAX_CONFLICT_RETRIES {
+            if attempt > 0 {
+                tokio::time::sleep(conflict_backoff(attempt)).await;
+            }
             let staged = StagedState::new(self.db.clone(), event.id.clone());
             let started = std::time::Instant::now();
             let handled = self.runtime.handle(body, &self.routing, staged).await;

@@ -292,7 +292,9 @@ async fn metrics(State(app): State<Arc<AppState>>) -> Response {
             axum::http::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        app.pipeline.metrics().render(outbox),
+        app.pipeline
+            .metrics()
+            .render(outbox, app.pipeline.db().group_commits()),
     )
         .into_response()
 }

@@ -284,3 +284,116 @@ async fn an_unsupported_or_unreachable_database_is_a_clear_error() {
     assert!(err.contains("connecting to"), "{err}");
     assert!(!err.contains("secret"), "the password leaked: {err}");
 }
+
+/// Deliveries committed at once share group commits, and each keeps its own
+/// outcome: a duplicate or a conflict inside a group rolls back only itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_commit_keeps_each_deliverys_outcome_apart() {
+    for (db, _dir) in backends("group").await {
+        let (groups_before, _) = db.group_commits();
+        let mut commits = Vec::new();
+        // 36 independent events, each with its own state key.
+        for i in 0..36 {
+            let mut staged = StagedState::new(db.clone(), format!("evt_g{i}"));
+            staged.read(key(&format!("pi_g{i}"))).await.unwrap();
+            staged.write(key(&format!("pi_g{i}")), Some("succeeded".into()));
+            commits.push((format!("evt_g{i}"), staged));
+        }
+        // The same event twice, and two events that read the same absent key.
+        for _ in 0..2 {
+            commits.push(("evt_same".into(), StagedState::new(db.clone(), "evt_same")));
+        }
+        for id in ["evt_race_a", "evt_race_b"] {
+            let mut staged = StagedState::new(db.clone(), id);
+            assert_eq!(staged.read(key("shared")).await.unwrap(), None);
+            staged.write(key("shared"), Some(id.into()));
+            commits.push((id.into(), staged));
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for (id, staged) in commits {
+            let db = db.clone();
+            tasks.spawn(async move {
+                db.commit(&meta(&id), b"{}", &staged, &effects(1), "processed")
+                    .await
+                    .unwrap()
+            });
+        }
+        let outcomes = tasks.join_all().await;
+        let count = |o: CommitOutcome| outcomes.iter().filter(|x| **x == o).count();
+        assert_eq!(
+            count(CommitOutcome::Committed),
+            36 + 1 + 1,
+            "{}",
+            db.backend()
+        );
+        assert_eq!(count(CommitOutcome::Duplicate), 1, "{}", db.backend());
+        assert_eq!(count(CommitOutcome::Conflict), 1, "{}", db.backend());
+        // The loser of the race left nothing: no event row, no effect.
+        let winner = db.read_state(&key("shared")).await.unwrap().unwrap().0;
+        let loser = if winner == "evt_race_a" {
+            "evt_race_b"
+        } else {
+            "evt_race_a"
+        };
+        assert!(db.event(loser).await.unwrap().is_none(), "{}", db.backend());
+        let effects = db.effects_after(0, 1000).await.unwrap();
+        assert!(effects.iter().all(|e| e.event_id != loser));
+        let seqs: Vec<i64> = effects.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (1..=38).collect::<Vec<i64>>(), "{}", db.backend());
+        // 40 deliveries in fewer commits than deliveries.
+        let (groups, _) = db.group_commits();
+        assert!(
+            groups - groups_before < 40,
+            "{}: {} commits for 40 deliveries",
+            db.backend(),
+            groups - groups_before
+        );
+    }
+}
+
+/// More keys than one statement carries: every write lands, and a stale
+/// read in the last chunk still conflicts.
+#[tokio::test]
+async fn a_delivery_touching_many_keys_commits_them_all_and_checks_them_all() {
+    for (db, _dir) in backends("many").await {
+        let keys: Vec<_> = (0..1200).map(|i| key(&format!("k{i:04}"))).collect();
+        let mut staged = StagedState::new(db.clone(), "evt_many");
+        for k in &keys {
+            staged.read(k.clone()).await.unwrap();
+            staged.write(k.clone(), Some("1".into()));
+        }
+        let out = db
+            .commit(&meta("evt_many"), b"{}", &staged, &effects(1), "processed")
+            .await
+            .unwrap();
+        assert_eq!(out, CommitOutcome::Committed, "{}", db.backend());
+        assert_eq!(db.state_entries("objects").await.unwrap().len(), 1200);
+
+        // Read everything, then the last key changes underneath.
+        let mut stale = StagedState::new(db.clone(), "evt_stale");
+        for k in &keys {
+            stale.read(k.clone()).await.unwrap();
+            stale.write(k.clone(), Some("2".into()));
+        }
+        let mut bump = StagedState::new(db.clone(), "evt_bump");
+        bump.read(keys[1199].clone()).await.unwrap();
+        bump.write(keys[1199].clone(), Some("bumped".into()));
+        let out = db
+            .commit(&meta("evt_bump"), b"{}", &bump, &effects(1), "processed")
+            .await
+            .unwrap();
+        assert_eq!(out, CommitOutcome::Committed);
+        let out = db
+            .commit(&meta("evt_stale"), b"{}", &stale, &effects(1), "processed")
+            .await
+            .unwrap();
+        assert_eq!(out, CommitOutcome::Conflict, "{}", db.backend());
+        let values = db.state_entries("objects").await.unwrap();
+        assert!(
+            values.iter().take(1199).all(|(_, v)| v == "1"),
+            "{}",
+            db.backend()
+        );
+        assert_eq!(values[1199].1, "bumped");
+    }
+}
