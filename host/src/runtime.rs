@@ -316,13 +316,16 @@ impl Runtime {
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(ticks(limits.call_timeout) + 1);
-        // Time spent waiting on Stripe is given back to the guest's budget.
-        store.epoch_deadline_callback(|mut ctx| {
+        let mut overrun = Overrun::new(limits.call_timeout);
+        store.epoch_deadline_callback(move |mut ctx| {
+            // Time spent waiting on the database or Stripe is given back.
             let credit = std::mem::take(&mut ctx.data_mut().host_ticks);
             if credit > 0 {
-                Ok(UpdateDeadline::Continue(credit))
-            } else {
-                Err(wasmtime::Trap::Interrupt.into())
+                return Ok(UpdateDeadline::Continue(credit));
+            }
+            match overrun.grace() {
+                Some(ticks) => Ok(UpdateDeadline::Continue(ticks)),
+                None => Err(wasmtime::Trap::Interrupt.into()),
             }
         });
         let result = async {
@@ -800,6 +803,71 @@ fn classify_trap(e: wasmtime::Error, timeout: Duration) -> CallError {
     CallError::Trap(format!("{e:#}"))
 }
 
+/// Whether a call whose budget ran out in wall-clock time really used it.
+/// The epoch counts wall time, and a busy machine can keep the guest's
+/// thread off the CPU for longer than the whole budget (seen in CI: a
+/// one-shot CLI quote among a dozen processes compiling at once). So the
+/// first time the budget runs out the call gets a grace of half the budget,
+/// and it traps at the end of a grace during which its thread ran on the
+/// CPU for at least half of it: a guest that loops is stopped at 1.5× the
+/// budget, one that was merely waiting for a CPU goes on. Graces are
+/// capped, and the wall-clock timeout of the whole call still applies.
+struct Overrun {
+    grace: Duration,
+    /// The thread and its CPU time when the current grace began.
+    grace_began: Option<(std::thread::ThreadId, Duration)>,
+    graces: u32,
+}
+
+/// Graces one call may get (with the default 50 ms budget: a second).
+const MAX_GRACES: u32 = 40;
+
+impl Overrun {
+    fn new(budget: Duration) -> Overrun {
+        Overrun {
+            grace: (budget / 2).max(TICK),
+            grace_began: None,
+            graces: 0,
+        }
+    }
+
+    /// Epoch ticks to go on for, or `None` to trap.
+    fn grace(&mut self) -> Option<u64> {
+        let now = (std::thread::current().id(), thread_cpu_time()?);
+        if let Some((thread, cpu)) = self.grace_began {
+            // On another thread (the call went through an await), the CPU
+            // figure says nothing: count the grace as used.
+            if thread != now.0 || now.1.saturating_sub(cpu) >= self.grace / 2 {
+                return None;
+            }
+        }
+        if self.graces == MAX_GRACES {
+            return None;
+        }
+        self.graces += 1;
+        self.grace_began = Some(now);
+        Some(ticks(self.grace))
+    }
+}
+
+/// CPU time used so far by the calling thread.
+#[cfg(unix)]
+fn thread_cpu_time() -> Option<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer.
+    let ok = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0;
+    ok.then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+}
+
+/// Without a per-thread CPU clock, the wall-clock budget is final.
+#[cfg(not(unix))]
+fn thread_cpu_time() -> Option<Duration> {
+    None
+}
+
 /// A core module starts with version 1 in its header; a component with a
 /// different layer number. Checked up front for a clearer error.
 fn is_core_module(wasm: &[u8]) -> bool {
@@ -824,6 +892,43 @@ fn spawn_epoch_ticker(engine: &Engine) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A thread kept off the CPU through a grace (here: asleep) gets
+    /// another; one that spins through it is stopped; graces are capped.
+    #[test]
+    fn an_overrun_traps_only_when_the_guest_thread_used_its_grace() {
+        let mut idle = Overrun::new(Duration::from_millis(20));
+        assert!(
+            idle.grace().is_some(),
+            "the first overrun always gets a grace"
+        );
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(12));
+            assert!(idle.grace().is_some(), "asleep: no CPU used, go on");
+        }
+
+        let mut busy = Overrun::new(Duration::from_millis(20));
+        assert!(busy.grace().is_some());
+        let began = thread_cpu_time().unwrap();
+        while thread_cpu_time().unwrap() - began < Duration::from_millis(6) {
+            std::hint::spin_loop();
+        }
+        assert_eq!(busy.grace(), None, "spun for more than half the grace");
+
+        let mut capped = Overrun::new(Duration::from_millis(20));
+        for _ in 0..MAX_GRACES {
+            assert!(capped.grace().is_some());
+        }
+        assert_eq!(capped.grace(), None, "no grace beyond the cap");
+
+        let mut moved = Overrun::new(Duration::from_millis(20));
+        assert!(moved.grace().is_some());
+        let elsewhere = std::thread::scope(|s| s.spawn(|| moved.grace()).join().unwrap());
+        assert_eq!(
+            elsewhere, None,
+            "on another thread the grace counts as used"
+        );
+    }
 
     #[tokio::test]
     async fn a_cached_compilation_is_reused_and_gives_the_same_answers() {
