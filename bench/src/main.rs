@@ -231,9 +231,39 @@ fn quote_request() -> QuoteRequest {
     }
 }
 
-/// verify + map + quote, `n` times, natively and through the component;
-/// returns microseconds per iteration for each.
-async fn sandbox(runtime: &Runtime, db: &Db, n: usize) -> Result<(f64, f64)> {
+/// Microseconds per delivery of each step of the sandbox comparison.
+#[derive(Debug, Default, Clone, Copy)]
+struct Steps {
+    verify: f64,
+    map: f64,
+    quote: f64,
+}
+
+impl Steps {
+    fn total(&self) -> f64 {
+        self.verify + self.map + self.quote
+    }
+
+    fn json(&self) -> Value {
+        json!({ "verify_us": self.verify, "map_us": self.map, "quote_us": self.quote, "total_us": self.total() })
+    }
+}
+
+/// Adds the time `f` takes to `*into`.
+async fn timed<T>(
+    into: &mut Duration,
+    f: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    let started = Instant::now();
+    let r = f.await;
+    *into += started.elapsed();
+    r
+}
+
+/// verify + map + quote, `n` times, natively and through the component,
+/// each step timed on its own (the map step includes the same storage
+/// reads on both sides); returns (native, component) per delivery.
+async fn sandbox(runtime: &Runtime, db: &Db, n: usize) -> Result<(Steps, Steps)> {
     let requests = signed("sandbox", n);
     let routing = Routing {
         tenant_keys: vec![],
@@ -248,18 +278,32 @@ async fn sandbox(runtime: &Runtime, db: &Db, n: usize) -> Result<(f64, f64)> {
         international: false,
         converted: false,
     };
-    // Warm up both paths (instance pool, caches).
-    for round in 0..2 {
-        let started = Instant::now();
-        for (b, sig) in requests.iter() {
-            verify_and_parse(b, sig)?;
-            let mut staged = StagedState::new(db.clone(), "native");
-            mapping::handle_with(b, &native_routing, &mut Bridge(&mut staged))
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            fees::quote(&rules, &core_quote).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let per = |d: [Duration; 3]| {
+        let us = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+        Steps {
+            verify: us(d[0]),
+            map: us(d[1]),
+            quote: us(d[2]),
         }
-        let native = started.elapsed();
-        let started = Instant::now();
+    };
+    // The first round warms both paths up (instance pool, caches).
+    let mut result = None;
+    for _round in 0..2 {
+        let mut native = [Duration::ZERO; 3];
+        for (b, sig) in requests.iter() {
+            timed(&mut native[0], async { verify_and_parse(b, sig) }).await?;
+            let mut staged = StagedState::new(db.clone(), "native");
+            timed(&mut native[1], async {
+                mapping::handle_with(b, &native_routing, &mut Bridge(&mut staged))
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+            })
+            .await?;
+            timed(&mut native[2], async {
+                fees::quote(&rules, &core_quote).map_err(|e| anyhow::anyhow!("{e}"))
+            })
+            .await?;
+        }
+        let mut component = [Duration::ZERO; 3];
         for (b, sig) in requests.iter() {
             let delivery = Delivery {
                 body: b.clone(),
@@ -267,25 +311,30 @@ async fn sandbox(runtime: &Runtime, db: &Db, n: usize) -> Result<(f64, f64)> {
                 secrets: vec![SECRET.into()],
                 tolerance_seconds: 300,
             };
-            runtime
-                .verify(delivery)
-                .await?
-                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            timed(&mut component[0], async {
+                runtime
+                    .verify(delivery)
+                    .await?
+                    .map_err(|e| anyhow::anyhow!("{e:?}"))
+            })
+            .await?;
             let staged = StagedState::new(db.clone(), "component");
-            let (r, _) = runtime.handle(b, &routing, staged).await?;
-            r.map_err(|e| anyhow::anyhow!("{e:?}"))?;
-            runtime
-                .quote(None, quote_request())
-                .await?
-                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            timed(&mut component[1], async {
+                let (r, _) = runtime.handle(b, &routing, staged).await?;
+                r.map_err(|e| anyhow::anyhow!("{e:?}"))
+            })
+            .await?;
+            timed(&mut component[2], async {
+                runtime
+                    .quote(None, quote_request())
+                    .await?
+                    .map_err(|e| anyhow::anyhow!("{e:?}"))
+            })
+            .await?;
         }
-        let component = started.elapsed();
-        if round == 1 {
-            let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
-            return Ok((per(native), per(component)));
-        }
+        result = Some((per(native), per(component)));
     }
-    unreachable!()
+    Ok(result.expect("two rounds ran"))
 }
 
 /// Resident memory of process `pid`, in MiB.
@@ -442,7 +491,7 @@ fn main() -> Result<()> {
     if pinned {
         pin_to(SERVER_CORE)?;
     }
-    let (floor_1, floor_c, native_us, component_us) = runtime()?.block_on(async {
+    let (floor_1, floor_c, native, component) = runtime()?.block_on(async {
         let runtime = Runtime::new(DEFAULT_PLUGIN, Limits::default())?;
         let floor_1 = floor(
             open_db(dir.path(), "floor1.db", sync).await?,
@@ -513,7 +562,7 @@ fn main() -> Result<()> {
             anyhow::Ok((phases, start_cold_ms, start_cached_ms, idle_rss, loaded_rss))
         })?;
 
-    let ratio = component_us / native_us;
+    let ratio = component.total() / native.total();
     let serve_c = &serve_phases[1].1;
     let report = json!({
         "machine": machine(cores),
@@ -522,7 +571,7 @@ fn main() -> Result<()> {
         "concurrency": c,
         "sqlite_synchronous": sync,
         "floor": { "c1": floor_1.json(), "cN": floor_c.json() },
-        "sandbox": { "native_us": native_us, "component_us": component_us, "ratio": ratio },
+        "sandbox": { "native": native.json(), "component": component.json(), "ratio": ratio },
         "serve": { "c1": serve_phases[0].1.json(), "cN": serve_c.json() },
         "serve_vs_floor": serve_c.per_second / floor_c.per_second,
         "start_ms": { "compiling": start_cold_ms, "from_cache": start_cached_ms },
@@ -560,8 +609,20 @@ fn main() -> Result<()> {
         row(format!("psa-billing serve over HTTP, c={conc}"), p);
     }
     println!(
-        "sandbox: verify+map+quote {native_us:.1} µs native, {component_us:.1} µs component: {ratio:.2}×"
+        "sandbox: verify+map+quote {:.1} µs native, {:.1} µs component: {ratio:.2}×",
+        native.total(),
+        component.total()
     );
+    for (step, n, c) in [
+        ("verify", native.verify, component.verify),
+        ("map (with its storage reads)", native.map, component.map),
+        ("quote", native.quote, component.quote),
+    ] {
+        println!(
+            "  {step:<30} {n:>8.1} µs native {c:>8.1} µs component  {:.2}×",
+            c / n
+        );
+    }
     println!(
         "serve/floor at c={c}: {:.2}×; serve start: {start_cold_ms:.0} ms compiling, {start_cached_ms:.0} ms from the cache; serve RSS {idle_rss:.0} MiB idle, {loaded_rss:.0} MiB after load",
         serve_c.per_second / floor_c.per_second
