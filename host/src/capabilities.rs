@@ -49,11 +49,8 @@ pub enum StripeAccess {
 }
 
 impl CallState {
-    pub(crate) fn new(limits: &Limits, staged: Option<StagedState>) -> CallState {
-        let log_context = staged
-            .as_ref()
-            .map(|s| s.event_id.clone())
-            .unwrap_or_default();
+    /// The state of a new store, between calls: no storage, no Stripe.
+    pub(crate) fn new(limits: &Limits) -> CallState {
         CallState {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
@@ -64,26 +61,31 @@ impl CallState {
                 .memories(4)
                 .trap_on_grow_failure(true)
                 .build(),
-            staged,
-            log_context,
+            staged: None,
+            log_context: String::new(),
             stripe: StripeAccess::NotHere,
             host_ticks: 0,
             stripe_calls: 0,
         }
     }
 
-    /// Lets this call use Stripe (operations only).
-    pub(crate) fn with_stripe(mut self, access: StripeAccess) -> CallState {
-        self.stripe = access;
-        self
+    /// Sets up the next call: its storage (if any) and Stripe access.
+    pub(crate) fn begin(&mut self, staged: Option<StagedState>, stripe: StripeAccess) {
+        self.log_context = staged
+            .as_ref()
+            .map(|s| s.event_id.clone())
+            .unwrap_or_default();
+        self.staged = staged;
+        self.stripe = stripe;
+        self.host_ticks = 0;
+        self.stripe_calls = 0;
     }
 
-    pub(crate) fn stripe_access(&self) -> &StripeAccess {
-        &self.stripe
-    }
-
-    pub(crate) fn into_staged(self) -> Option<StagedState> {
-        self.staged
+    /// Ends a call: its staged storage, and nothing of it left behind.
+    pub(crate) fn finish(&mut self) -> Option<StagedState> {
+        self.stripe = StripeAccess::NotHere;
+        self.log_context.clear();
+        self.staged.take()
     }
 }
 

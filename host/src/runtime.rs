@@ -9,11 +9,15 @@
 use crate::capabilities::{CallState, StagedState, StripeAccess};
 use anyhow::{Context, Result};
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{
+    Component, ComponentExportIndex, ComponentNamedList, HasSelf, Instance, InstancePre, Lift,
+    Linker, Lower, TypedFunc,
+};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
 };
@@ -73,6 +77,10 @@ pub const CUSTOM_RULES_DECLINED: &str = "custom fee rules refused the quote: ";
 pub static DEFAULT_PLUGIN: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/psa_billing_plugin.wasm"));
 
+/// Bytes of each memory slot kept mapped between calls (see `Runtime::build`):
+/// the guest's stack, data and the heap a call typically uses.
+const KEEP_RESIDENT_BYTES: usize = 4 << 20;
+
 /// How often the epoch advances; deadlines are counted in these ticks.
 const TICK: Duration = Duration::from_millis(2);
 
@@ -90,8 +98,14 @@ pub struct Limits {
     pub call_timeout: Duration,
     /// Linear memory one instance may grow to.
     pub memory_bytes: usize,
-    /// Instances alive at once; further calls wait for a slot.
+    /// Calls alive at once; further calls wait for a slot.
     pub max_instances: u32,
+    /// Calls one instance serves before it is replaced by a new one. An
+    /// instance keeps its memory between calls (the guest's heap, its
+    /// statics): 1 gives every call a fresh instance, so nothing at all
+    /// carries over from one call to the next, at about 10 µs a call. An
+    /// instance whose call trapped or overran is never reused.
+    pub calls_per_instance: u32,
     /// Wall-clock bound of one call that cannot reach Stripe: its own work
     /// plus its database reads.
     pub capability_timeout: Duration,
@@ -107,6 +121,7 @@ impl Default for Limits {
             call_timeout: Duration::from_millis(50),
             memory_bytes: 64 << 20,
             max_instances: 64,
+            calls_per_instance: 100,
             capability_timeout: Duration::from_secs(5),
             operation_timeout: Duration::from_secs(50),
         }
@@ -126,55 +141,216 @@ pub enum CallError {
     FeeRules(Box<CallError>),
 }
 
-/// One call on a fresh instance of `$pre` with `$state`: the result and
-/// the state back. The closure's captures are moved into the call's future.
+/// One call of export `$export` of the billing plugin (or of `$pre`'s
+/// component) with storage `$staged` and Stripe access `$stripe`: the result
+/// and the staged storage back. The arguments are moved into the call's future.
 macro_rules! instance_call {
-    ($rt:ident, $pre:ident, $state:expr, |$p:ident, $s:ident| $call:expr) => {{
+    ($rt:ident, $staged:expr, $stripe:expr, $pre:ident . $export:ident ($($arg:expr),* $(,)?)) => {{
         let rt = $rt.clone();
-        $rt.call($state, move |mut $s| {
+        $rt.call($rt.inner.$pre(), $staged, $stripe, move |mut s, instance| {
             Box::pin(async move {
-                let $p = match rt.inner.$pre().instantiate_async(&mut $s).await {
-                    Ok(p) => p,
-                    Err(e) => return (Err(e), $s),
-                };
-                let r = $call.await;
-                (r, $s)
+                let exports = &rt.inner.$pre().exports;
+                let r = exports.$export.call(&mut s, &instance, ($($arg,)*)).await;
+                (r, s)
             })
         })
         .await
     }};
 }
 
-/// One call to an export of `$pre` (the billing plugin by default) without storage.
+/// One call to an export of the billing plugin (or of `$pre`'s component)
+/// without storage.
 macro_rules! plugin_call {
-    ($rt:ident, $pre:ident, |$p:ident, $s:ident| $call:expr) => {{
-        let state = CallState::new(&$rt.inner.limits, None);
-        let (r, _) = instance_call!($rt, $pre, state, |$p, $s| $call)?;
+    ($rt:ident, $pre:ident . $export:ident ($($arg:expr),* $(,)?)) => {{
+        let (r, _) = instance_call!($rt, None, StripeAccess::NotHere, $pre.$export($($arg),*))?;
         Ok(r)
     }};
-    ($rt:ident, |$p:ident, $s:ident| $call:expr) => {
-        plugin_call!($rt, billing_pre, |$p, $s| $call)
+    ($rt:ident, $export:ident ($($arg:expr),* $(,)?)) => {
+        plugin_call!($rt, billing.$export($($arg),*))
     };
 }
 
 /// One call to an export of the billing plugin with storage staged in
 /// `$staged`: the result and the staged reads and writes.
 macro_rules! storage_call {
-    ($rt:ident, $staged:ident, |$p:ident, $s:ident| $call:expr) => {{
-        let state = CallState::new(&$rt.inner.limits, Some($staged));
-        instance_call!($rt, billing_pre, state, |$p, $s| $call)
-            .map(|(r, state)| (r, state.into_staged().expect("called with storage")))
+    ($rt:ident, $staged:ident, $export:ident ($($arg:expr),* $(,)?)) => {{
+        instance_call!($rt, Some($staged), StripeAccess::NotHere, billing.$export($($arg),*))
+            .map(|(r, staged)| (r, staged.expect("called with storage")))
     }};
 }
 
 /// One operation: storage staged in `$staged` and the Stripe capability.
 macro_rules! operation_call {
-    ($rt:ident, $staged:ident, |$p:ident, $s:ident| $call:expr) => {{
-        let state =
-            CallState::new(&$rt.inner.limits, Some($staged)).with_stripe($rt.inner.stripe.clone());
-        instance_call!($rt, billing_pre, state, |$p, $s| $call)
-            .map(|(r, state)| (r, state.into_staged().expect("called with storage")))
+    ($rt:ident, $staged:ident, $export:ident ($($arg:expr),* $(,)?)) => {{
+        let stripe = $rt.inner.stripe.clone();
+        instance_call!($rt, Some($staged), stripe, billing.$export($($arg),*))
+            .map(|(r, staged)| (r, staged.expect("called with storage")))
     }};
+}
+
+/// A function a component exports, found by index when the runtime is
+/// built and type-checked once then, on a first instance. Bindgen's
+/// `instantiate` looks up and type-checks every export of every interface
+/// on every instantiation, which was most of the cost of a call; a call
+/// needs one function, and its type cannot change between instances of
+/// the same component.
+struct Export<P, T> {
+    index: ComponentExportIndex,
+    _signature: PhantomData<fn(P) -> T>,
+}
+
+impl<P, T> Export<P, T>
+where
+    P: ComponentNamedList + Lower + Send + Sync,
+    (T,): ComponentNamedList + Lift + Send + Sync + 'static,
+{
+    fn find(component: &Component, interface: &str, name: &str) -> Result<Self> {
+        let iface = component
+            .get_export_index(None, interface)
+            .with_context(|| format!("the component does not export `{interface}`"))?;
+        let index = component
+            .get_export_index(Some(&iface), name)
+            .with_context(|| format!("`{interface}` has no function `{name}`"))?;
+        Ok(Export {
+            index,
+            _signature: PhantomData,
+        })
+    }
+
+    /// The full type check, as bindgen does it.
+    fn check(&self, store: &mut Store<CallState>, instance: &Instance) -> Result<()> {
+        instance
+            .get_typed_func::<P, (T,)>(&mut *store, self.index)
+            .map(drop)
+            .map_err(anyhow::Error::from)
+    }
+
+    async fn call(
+        &self,
+        store: &mut Store<CallState>,
+        instance: &Instance,
+        params: P,
+    ) -> wasmtime::Result<T> {
+        let func = instance
+            .get_func(&mut *store, self.index)
+            .expect("found when the runtime was built");
+        // SAFETY: `check` type-checked this export as `P -> (T,)` on an
+        // instance of the same component (every `Linked` is checked before
+        // it is used), and a component's types are the same in each instance.
+        let typed = unsafe { TypedFunc::<P, (T,)>::new_unchecked(func) };
+        let (r,) = typed.call_async(&mut *store, params).await?;
+        Ok(r)
+    }
+}
+
+/// Declares a component's exports: a struct with one [`Export`] a function,
+/// and the functions that find them all and type-check them all.
+macro_rules! exports {
+    ($name:ident { $( $iface:literal { $( $field:ident = $func:literal ( $($p:ty),* ) -> $r:ty; )* } )* }) => {
+        struct $name {
+            $( $( $field: Export<($($p,)*), $r>, )* )*
+        }
+
+        impl $name {
+            fn find(component: &Component) -> Result<Self> {
+                Ok($name {
+                    $( $( $field: Export::find(
+                        component,
+                        // The WIT package's version (wit/billing.wit).
+                        concat!("psa:billing/", $iface, "@0.1.0"),
+                        $func,
+                    )?, )* )*
+                })
+            }
+
+            fn check(&self, store: &mut Store<CallState>, instance: &Instance) -> Result<()> {
+                $( $( self.$field.check(store, instance).context(concat!("type-checking `", $func, "`"))?; )* )*
+                Ok(())
+            }
+        }
+    };
+}
+
+exports!(BillingExports {
+    "webhooks" {
+        verify = "verify"(Delivery) -> Result<Envelope, VerifyError>;
+        parse = "parse"(Vec<u8>) -> Result<Envelope, VerifyError>;
+        verify_thin = "verify-thin"(Delivery) -> Result<ThinEnvelope, VerifyError>;
+        snapshot_from_thin = "snapshot-from-thin"(Vec<u8>, Option<Vec<u8>>) -> Result<Vec<u8>, VerifyError>;
+        handle = "handle"(Vec<u8>, Routing) -> Result<Vec<Effect>, HandleError>;
+    }
+    "tenants" {
+        register = "register"(String, String) -> Result<(), String>;
+        unregister = "unregister"(String) -> Result<(), String>;
+        lookup = "lookup"(String) -> Result<Option<String>, String>;
+    }
+    "ledger" {
+        post = "post"(String, String, String, String, Vec<Movement>) -> Result<Transaction, LedgerError>;
+        balances = "balances"(String) -> Result<Vec<Balance>, LedgerError>;
+        transactions = "transactions"(String, u64, u32) -> Result<Vec<Transaction>, LedgerError>;
+    }
+    "operations" {
+        charge_invoice = "charge-invoice"(Option<String>, ChargeInvoiceRequest) -> Result<ChargedInvoice, OperationError>;
+        refund = "refund"(Option<String>, RefundRequest) -> Result<Refunded, OperationError>;
+        withdraw = "withdraw"(Option<String>, WithdrawRequest) -> Result<Withdrawal, OperationError>;
+        set_license_count = "set-license-count"(LicenseCountRequest) -> Result<Subscription, OperationError>;
+        onboard_tenant = "onboard-tenant"(OnboardRequest) -> Result<Onboarded, OperationError>;
+    }
+    "fees" {
+        compute_quote = "compute-quote"(Option<String>, QuoteRequest) -> Result<Quote, FeeError>;
+        check_breakdown = "check-breakdown"(QuoteRequest, Vec<FeeLine>) -> Result<Quote, FeeError>;
+        check_rules = "check-rules"(String) -> Result<(), FeeError>;
+        plan_escrow = "plan-escrow"(Option<String>, Money) -> Result<EscrowPlan, FeeError>;
+        check_wallet_move = "check-wallet-move"(Option<String>, WalletMove, Money, i64) -> Result<(), FeeError>;
+        total_invoice = "total-invoice"(Option<String>, String, Vec<InvoiceLine>) -> Result<InvoiceTotals, FeeError>;
+        prorate_seats = "prorate-seats"(Option<String>, SeatChange) -> Result<Proration, FeeError>;
+        split_refund = "split-refund"(Option<String>, Charged, i64, bool) -> Result<RefundSplit, FeeError>;
+        parse_amount = "parse-amount"(String, String) -> Result<Money, FeeError>;
+    }
+});
+
+exports!(FeeRulesExports {
+    "fee-rules" {
+        compute_fees = "compute-fees"(FeeContext) -> Result<Vec<FeeLine>, String>;
+    }
+});
+
+/// A component linked against the host, with its exports found and
+/// checked, and its instances waiting for their next call.
+struct Linked<E> {
+    pre: InstancePre<CallState>,
+    exports: E,
+    idle: std::sync::Mutex<Vec<Warm>>,
+}
+
+impl<E> Linked<E> {
+    fn new(pre: InstancePre<CallState>, exports: E) -> Linked<E> {
+        Linked {
+            pre,
+            exports,
+            idle: Default::default(),
+        }
+    }
+
+    fn take_idle(&self) -> Option<Warm> {
+        self.idle.lock().expect("not poisoned").pop()
+    }
+
+    /// Keeps an instance whose call returned for the next one, unless it
+    /// has served its share of calls.
+    fn put_idle(&self, warm: Warm, limits: &Limits) {
+        if warm.calls < limits.calls_per_instance {
+            self.idle.lock().expect("not poisoned").push(warm);
+        }
+    }
+}
+
+/// An instance between calls, in its own store.
+struct Warm {
+    store: Store<CallState>,
+    instance: Instance,
+    /// Calls it has served.
+    calls: u32,
 }
 
 #[derive(Clone)]
@@ -184,10 +360,10 @@ pub struct Runtime {
 
 struct Inner {
     engine: Engine,
-    pre: BillingPluginPre<CallState>,
+    billing: Arc<Linked<BillingExports>>,
     /// A custom fee-rules component used for payment quotes in place of the
     /// rules file.
-    fee_rules: Option<FeeRulesPluginPre<CallState>>,
+    fee_rules: Option<Arc<Linked<FeeRulesExports>>>,
     limits: Limits,
     /// Shared by every runtime on this engine: the pool has this many slots.
     slots: Arc<Semaphore>,
@@ -222,12 +398,26 @@ impl Runtime {
         limits: Limits,
         cache: Option<&std::path::Path>,
     ) -> Result<Runtime> {
+        // Each component keeps up to `max_instances` instances (busy or
+        // idle), and a custom fee-rules component is a second one.
+        let instances = limits.max_instances * if fee_rules.is_some() { 2 } else { 1 };
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(limits.max_instances)
-            .total_core_instances(limits.max_instances * 4)
-            .total_memories(limits.max_instances * 2)
-            .total_tables(limits.max_instances * 4)
-            .max_memory_size(limits.memory_bytes);
+        pool.total_component_instances(instances)
+            .total_core_instances(instances * 4)
+            .total_memories(instances * 2)
+            .total_tables(instances * 4)
+            .max_memory_size(limits.memory_bytes)
+            .table_keep_resident(64 << 10);
+        // Resetting a memory slot with madvise made every call fault its
+        // pages back in and flush the other core's TLB (about half of a
+        // call's cost). With PAGEMAP_SCAN (Linux 6.7+) wasmtime finds the
+        // pages a call dirtied and restores just those with memset, so the
+        // slot stays resident; without it, keeping memory resident would
+        // mean a memset of the whole region on every call.
+        if PoolingAllocationConfig::is_pagemap_scan_available() {
+            pool.pagemap_scan(wasmtime::Enabled::Yes)
+                .linear_memory_keep_resident(KEEP_RESIDENT_BYTES);
+        }
         let mut config = Config::new();
         config
             .wasm_component_model(true)
@@ -245,19 +435,21 @@ impl Runtime {
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
             .context("the plugin needs imports the host does not provide")?;
-        let pre = BillingPluginPre::new(instance_pre)
+        BillingPluginPre::new(instance_pre.clone())
             .map_err(anyhow::Error::from)
             .context("the component does not implement the psa:billing/billing-plugin world")?;
+        let billing = Linked::new(instance_pre, BillingExports::find(&component)?);
         let fee_rules = match fee_rules {
             Some(wasm) => Some(load_fee_rules(&engine, wasm, cache)?),
             None => None,
         };
         spawn_epoch_ticker(&engine);
+        check_exports(&engine, &limits, &billing, fee_rules.as_ref())?;
         Ok(Runtime {
             inner: Arc::new(Inner {
                 engine,
-                pre,
-                fee_rules,
+                billing: Arc::new(billing),
+                fee_rules: fee_rules.map(Arc::new),
                 slots: Arc::new(Semaphore::new(limits.max_instances as usize)),
                 limits,
                 stripe: StripeAccess::Unconfigured,
@@ -272,7 +464,7 @@ impl Runtime {
         Runtime {
             inner: Arc::new(Inner {
                 engine: i.engine.clone(),
-                pre: i.pre.clone(),
+                billing: i.billing.clone(),
                 fee_rules: i.fee_rules.clone(),
                 limits: i.limits.clone(),
                 slots: i.slots.clone(),
@@ -293,13 +485,17 @@ impl Runtime {
         self.inner.fee_rules.is_some()
     }
 
-    /// Runs `f` against a fresh instance. The state goes in and comes back
-    /// out, so staged storage writes can be committed by the caller.
-    async fn call<R: Send + 'static>(
+    /// Runs `f` on an instance of `linked`: an idle one, or a new one.
+    /// Storage goes in and comes back out, so staged writes can be
+    /// committed by the caller. An instance whose call failed in any way
+    /// (trap, deadline) is dropped, never reused.
+    async fn call<E, R: Send + 'static>(
         &self,
-        state: CallState,
-        f: impl FnOnce(Store<CallState>) -> CallFuture<R>,
-    ) -> Result<(R, CallState), CallError> {
+        linked: &Linked<E>,
+        staged: Option<StagedState>,
+        stripe: StripeAccess,
+        f: impl FnOnce(Store<CallState>, Instance) -> CallFuture<R>,
+    ) -> Result<(R, Option<StagedState>), CallError> {
         let limits = &self.inner.limits;
         let _slot = self
             .inner
@@ -308,29 +504,54 @@ impl Runtime {
             .await
             .expect("semaphore never closed");
         let wall = limits.call_timeout
-            + if matches!(state.stripe_access(), StripeAccess::Api(_)) {
+            + if matches!(stripe, StripeAccess::Api(_)) {
                 limits.operation_timeout
             } else {
                 limits.capability_timeout
             };
-        let mut store = Store::new(&self.inner.engine, state);
-        store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(ticks(limits.call_timeout) + 1);
-        let mut overrun = Overrun::new(limits.call_timeout);
-        store.epoch_deadline_callback(move |mut ctx| {
-            // Time spent waiting on the database or Stripe is given back.
-            let credit = std::mem::take(&mut ctx.data_mut().host_ticks);
-            if credit > 0 {
-                return Ok(UpdateDeadline::Continue(credit));
-            }
-            match overrun.grace() {
-                Some(ticks) => Ok(UpdateDeadline::Continue(ticks)),
-                None => Err(wasmtime::Trap::Interrupt.into()),
-            }
-        });
         let result = async {
-            let (r, store) = f(store).await;
-            r.map(|r| (r, store.into_data()))
+            let Warm {
+                mut store,
+                instance,
+                calls,
+            } = match linked.take_idle() {
+                Some(warm) => warm,
+                None => {
+                    let mut store = Store::new(&self.inner.engine, CallState::new(limits));
+                    store.limiter(|s| &mut s.limits);
+                    store.set_epoch_deadline(ticks(limits.call_timeout) + 1);
+                    let instance = linked.pre.instantiate_async(&mut store).await?;
+                    Warm {
+                        store,
+                        instance,
+                        calls: 0,
+                    }
+                }
+            };
+            store.data_mut().begin(staged, stripe);
+            store.set_epoch_deadline(ticks(limits.call_timeout) + 1);
+            let mut overrun = Overrun::new(limits.call_timeout);
+            store.epoch_deadline_callback(move |mut ctx| {
+                // Time spent waiting on the database or Stripe is given back.
+                let credit = std::mem::take(&mut ctx.data_mut().host_ticks);
+                if credit > 0 {
+                    return Ok(UpdateDeadline::Continue(credit));
+                }
+                match overrun.grace() {
+                    Some(ticks) => Ok(UpdateDeadline::Continue(ticks)),
+                    None => Err(wasmtime::Trap::Interrupt.into()),
+                }
+            });
+            let (r, mut store) = f(store, instance).await;
+            let r = r?;
+            let staged = store.data_mut().finish();
+            let warm = Warm {
+                store,
+                instance,
+                calls: calls + 1,
+            };
+            linked.put_idle(warm, limits);
+            wasmtime::Result::Ok((r, staged))
         };
         // The epoch traps guest code; the timeout also bounds time spent in
         // host capability futures (a database that does not answer).
@@ -345,9 +566,7 @@ impl Runtime {
         &self,
         delivery: Delivery,
     ) -> Result<Result<Envelope, VerifyError>, CallError> {
-        plugin_call!(self, |p, s| p
-            .psa_billing_webhooks()
-            .call_verify(&mut s, &delivery))
+        plugin_call!(self, verify(delivery))
     }
 
     /// Checks a thin notification's signature and parses it.
@@ -355,9 +574,7 @@ impl Runtime {
         &self,
         delivery: Delivery,
     ) -> Result<Result<ThinEnvelope, VerifyError>, CallError> {
-        plugin_call!(self, |p, s| p
-            .psa_billing_webhooks()
-            .call_verify_thin(&mut s, &delivery))
+        plugin_call!(self, verify_thin(delivery))
     }
 
     /// A snapshot-shaped event from a fetched v2 event and its related object.
@@ -366,9 +583,7 @@ impl Runtime {
         event: Vec<u8>,
         related: Option<Vec<u8>>,
     ) -> Result<Result<Vec<u8>, VerifyError>, CallError> {
-        plugin_call!(self, |p, s| p
-            .psa_billing_webhooks()
-            .call_snapshot_from_thin(&mut s, &event, related.as_deref()))
+        plugin_call!(self, snapshot_from_thin(event, related))
     }
 
     /// The Stripe client, when one is configured.
@@ -381,9 +596,7 @@ impl Runtime {
 
     pub async fn parse(&self, body: &[u8]) -> Result<Result<Envelope, VerifyError>, CallError> {
         let body = body.to_vec();
-        plugin_call!(self, |p, s| p
-            .psa_billing_webhooks()
-            .call_parse(&mut s, &body))
+        plugin_call!(self, parse(body))
     }
 
     /// Handles one event with storage staged in `staged`; returns the
@@ -396,9 +609,7 @@ impl Runtime {
     ) -> Result<(Result<Vec<Effect>, HandleError>, StagedState), CallError> {
         let body = body.to_vec();
         let routing = routing.clone();
-        storage_call!(self, staged, |p, s| p
-            .psa_billing_webhooks()
-            .call_handle(&mut s, &body, &routing))
+        storage_call!(self, staged, handle(body, routing))
     }
 
     /// Registers a connected account to a tenant (staged; the caller commits).
@@ -408,9 +619,7 @@ impl Runtime {
         account: String,
         tenant: String,
     ) -> Result<(Result<(), String>, StagedState), CallError> {
-        storage_call!(self, staged, |p, s| p
-            .psa_billing_tenants()
-            .call_register(&mut s, &account, &tenant))
+        storage_call!(self, staged, register(account, tenant))
     }
 
     /// Forgets a connected account (staged; the caller commits).
@@ -419,9 +628,7 @@ impl Runtime {
         staged: StagedState,
         account: String,
     ) -> Result<(Result<(), String>, StagedState), CallError> {
-        storage_call!(self, staged, |p, s| p
-            .psa_billing_tenants()
-            .call_unregister(&mut s, &account))
+        storage_call!(self, staged, unregister(account))
     }
 
     /// The tenant a connected account is registered to (reads only).
@@ -430,9 +637,7 @@ impl Runtime {
         staged: StagedState,
         account: String,
     ) -> Result<Result<Option<String>, String>, CallError> {
-        let (r, _) = storage_call!(self, staged, |p, s| p
-            .psa_billing_tenants()
-            .call_lookup(&mut s, &account))?;
+        let (r, _) = storage_call!(self, staged, lookup(account))?;
         Ok(r)
     }
 
@@ -447,14 +652,11 @@ impl Runtime {
         description: String,
         movements: Vec<Movement>,
     ) -> Result<(Result<Transaction, LedgerError>, StagedState), CallError> {
-        storage_call!(self, staged, |p, s| p.psa_billing_ledger().call_post(
-            &mut s,
-            &id,
-            &tenant,
-            &currency,
-            &description,
-            &movements
-        ))
+        storage_call!(
+            self,
+            staged,
+            post(id, tenant, currency, description, movements)
+        )
     }
 
     /// Charges an invoice (staged; the caller commits).
@@ -464,9 +666,7 @@ impl Runtime {
         rules: Option<String>,
         request: ChargeInvoiceRequest,
     ) -> Result<(Result<ChargedInvoice, OperationError>, StagedState), CallError> {
-        operation_call!(self, staged, |p, s| p
-            .psa_billing_operations()
-            .call_charge_invoice(&mut s, rules.as_deref(), &request))
+        operation_call!(self, staged, charge_invoice(rules, request))
     }
 
     /// Refunds a payment (staged; the caller commits).
@@ -476,11 +676,7 @@ impl Runtime {
         rules: Option<String>,
         request: RefundRequest,
     ) -> Result<(Result<Refunded, OperationError>, StagedState), CallError> {
-        operation_call!(self, staged, |p, s| p.psa_billing_operations().call_refund(
-            &mut s,
-            rules.as_deref(),
-            &request
-        ))
+        operation_call!(self, staged, refund(rules, request))
     }
 
     /// One step of a withdrawal (staged; the caller commits, and calls
@@ -491,9 +687,7 @@ impl Runtime {
         rules: Option<String>,
         request: WithdrawRequest,
     ) -> Result<(Result<Withdrawal, OperationError>, StagedState), CallError> {
-        operation_call!(self, staged, |p, s| p
-            .psa_billing_operations()
-            .call_withdraw(&mut s, rules.as_deref(), &request))
+        operation_call!(self, staged, withdraw(rules, request))
     }
 
     /// Sets a subscription's license count.
@@ -502,9 +696,7 @@ impl Runtime {
         staged: StagedState,
         request: LicenseCountRequest,
     ) -> Result<(Result<Subscription, OperationError>, StagedState), CallError> {
-        operation_call!(self, staged, |p, s| p
-            .psa_billing_operations()
-            .call_set_license_count(&mut s, &request))
+        operation_call!(self, staged, set_license_count(request))
     }
 
     /// Onboards a tenant (staged: its registration; the caller commits).
@@ -513,9 +705,7 @@ impl Runtime {
         staged: StagedState,
         request: OnboardRequest,
     ) -> Result<(Result<Onboarded, OperationError>, StagedState), CallError> {
-        operation_call!(self, staged, |p, s| p
-            .psa_billing_operations()
-            .call_onboard_tenant(&mut s, &request))
+        operation_call!(self, staged, onboard_tenant(request))
     }
 
     /// A tenant's balances (reads only: `staged` is discarded).
@@ -524,9 +714,7 @@ impl Runtime {
         staged: StagedState,
         tenant: String,
     ) -> Result<Result<Vec<Balance>, LedgerError>, CallError> {
-        let (r, _) = storage_call!(self, staged, |p, s| p
-            .psa_billing_ledger()
-            .call_balances(&mut s, &tenant))?;
+        let (r, _) = storage_call!(self, staged, balances(tenant))?;
         Ok(r)
     }
 
@@ -538,9 +726,7 @@ impl Runtime {
         after: u64,
         limit: u32,
     ) -> Result<Result<Vec<Transaction>, LedgerError>, CallError> {
-        let (r, _) = storage_call!(self, staged, |p, s| p
-            .psa_billing_ledger()
-            .call_transactions(&mut s, &tenant, after, limit))?;
+        let (r, _) = storage_call!(self, staged, transactions(tenant, after, limit))?;
         Ok(r)
     }
 
@@ -556,11 +742,7 @@ impl Runtime {
         if self.inner.fee_rules.is_some() {
             return self.custom_quote(request).await;
         }
-        plugin_call!(self, |p, s| p.psa_billing_fees().call_compute_quote(
-            &mut s,
-            rules.as_deref(),
-            &request
-        ))
+        plugin_call!(self, compute_quote(rules, request))
     }
 
     async fn custom_quote(
@@ -588,25 +770,19 @@ impl Runtime {
                 return Err(CallError::FeeRules(Box::new(e)));
             }
         };
-        plugin_call!(self, |p, s| p
-            .psa_billing_fees()
-            .call_check_breakdown(&mut s, &request, &lines))
+        plugin_call!(self, check_breakdown(request, lines))
     }
 
     async fn custom_fee_lines(
         &self,
         context: FeeContext,
     ) -> Result<Result<Vec<FeeLine>, String>, CallError> {
-        plugin_call!(self, fee_rules_pre, |p, s| p
-            .psa_billing_fee_rules()
-            .call_compute_fees(&mut s, &context))
+        plugin_call!(self, fee_rules.compute_fees(context))
     }
 
     /// Checks a rules file in the plugin (the line and reason on error).
     pub async fn check_rules(&self, rules: String) -> Result<Result<(), FeeError>, CallError> {
-        plugin_call!(self, |p, s| p
-            .psa_billing_fees()
-            .call_check_rules(&mut s, &rules))
+        plugin_call!(self, check_rules(rules))
     }
 
     pub async fn plan_escrow(
@@ -614,11 +790,7 @@ impl Runtime {
         rules: Option<String>,
         price: Money,
     ) -> Result<Result<EscrowPlan, FeeError>, CallError> {
-        plugin_call!(self, |p, s| p.psa_billing_fees().call_plan_escrow(
-            &mut s,
-            rules.as_deref(),
-            &price
-        ))
+        plugin_call!(self, plan_escrow(rules, price))
     }
 
     pub async fn check_wallet_move(
@@ -628,13 +800,7 @@ impl Runtime {
         amount: Money,
         available: i64,
     ) -> Result<Result<(), FeeError>, CallError> {
-        plugin_call!(self, |p, s| p.psa_billing_fees().call_check_wallet_move(
-            &mut s,
-            rules.as_deref(),
-            kind,
-            &amount,
-            available
-        ))
+        plugin_call!(self, check_wallet_move(rules, kind, amount, available))
     }
 
     pub async fn total_invoice(
@@ -643,12 +809,7 @@ impl Runtime {
         currency: String,
         lines: Vec<InvoiceLine>,
     ) -> Result<Result<InvoiceTotals, FeeError>, CallError> {
-        plugin_call!(self, |p, s| p.psa_billing_fees().call_total_invoice(
-            &mut s,
-            rules.as_deref(),
-            &currency,
-            &lines
-        ))
+        plugin_call!(self, total_invoice(rules, currency, lines))
     }
 
     pub async fn prorate_seats(
@@ -656,11 +817,7 @@ impl Runtime {
         rules: Option<String>,
         change: SeatChange,
     ) -> Result<Result<Proration, FeeError>, CallError> {
-        plugin_call!(self, |p, s| p.psa_billing_fees().call_prorate_seats(
-            &mut s,
-            rules.as_deref(),
-            &change
-        ))
+        plugin_call!(self, prorate_seats(rules, change))
     }
 
     pub async fn split_refund(
@@ -670,13 +827,10 @@ impl Runtime {
         amount: i64,
         refund_application_fee: bool,
     ) -> Result<Result<RefundSplit, FeeError>, CallError> {
-        plugin_call!(self, |p, s| p.psa_billing_fees().call_split_refund(
-            &mut s,
-            rules.as_deref(),
-            &original,
-            amount,
-            refund_application_fee
-        ))
+        plugin_call!(
+            self,
+            split_refund(rules, original, amount, refund_application_fee)
+        )
     }
 
     pub async fn parse_amount(
@@ -685,23 +839,63 @@ impl Runtime {
         currency: &str,
     ) -> Result<Result<Money, FeeError>, CallError> {
         let (amount, currency) = (amount.to_string(), currency.to_string());
-        plugin_call!(self, |p, s| p
-            .psa_billing_fees()
-            .call_parse_amount(&mut s, &amount, &currency))
+        plugin_call!(self, parse_amount(amount, currency))
     }
 }
 
 impl Inner {
-    fn billing_pre(&self) -> &BillingPluginPre<CallState> {
-        &self.pre
+    fn billing(&self) -> &Linked<BillingExports> {
+        &self.billing
     }
 
     /// Only called when a fee-rules component is loaded (see `Runtime::quote`).
-    fn fee_rules_pre(&self) -> &FeeRulesPluginPre<CallState> {
+    fn fee_rules(&self) -> &Linked<FeeRulesExports> {
         self.fee_rules
             .as_ref()
             .expect("a fee rules component is loaded")
     }
+}
+
+/// Type-checks every export the host calls, on one instance of each
+/// component, before the runtime is used: a component whose functions do
+/// not have the WIT's types is refused here, as bindgen would. Instantiation
+/// is async, and this may run inside a runtime, so it runs on a thread of
+/// its own.
+fn check_exports(
+    engine: &Engine,
+    limits: &Limits,
+    billing: &Linked<BillingExports>,
+    fee_rules: Option<&Linked<FeeRulesExports>>,
+) -> Result<()> {
+    async fn instance(
+        engine: &Engine,
+        limits: &Limits,
+        pre: &InstancePre<CallState>,
+    ) -> Result<(Store<CallState>, Instance)> {
+        let mut store = Store::new(engine, CallState::new(limits));
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(ticks(limits.call_timeout) + 1);
+        let instance = pre.instantiate_async(&mut store).await?;
+        Ok((store, instance))
+    }
+    let check = async {
+        let (mut store, i) = instance(engine, limits, &billing.pre).await?;
+        billing.exports.check(&mut store, &i)?;
+        if let Some(rules) = fee_rules {
+            let (mut store, i) = instance(engine, limits, &rules.pre).await?;
+            rules.exports.check(&mut store, &i)?;
+        }
+        Ok(())
+    };
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .build()?
+                .block_on(check)
+        })
+        .join()
+        .expect("the check does not panic")
+    })
 }
 
 /// A plugin call: it owns its instance and store and hands the store back.
@@ -712,7 +906,7 @@ fn load_fee_rules(
     engine: &Engine,
     wasm: &[u8],
     cache: Option<&std::path::Path>,
-) -> Result<FeeRulesPluginPre<CallState>> {
+) -> Result<Linked<FeeRulesExports>> {
     if is_core_module(wasm) {
         anyhow::bail!("the fee rules are a core WebAssembly module, not a component");
     }
@@ -739,9 +933,13 @@ fn load_fee_rules(
         .instantiate_pre(&component)
         .map_err(anyhow::Error::from)
         .context("the fee rules component needs imports the host does not provide (it may only import psa:billing/log)")?;
-    FeeRulesPluginPre::new(instance_pre)
+    FeeRulesPluginPre::new(instance_pre.clone())
         .map_err(anyhow::Error::from)
-        .context("the component does not implement the psa:billing/fee-rules-plugin world")
+        .context("the component does not implement the psa:billing/fee-rules-plugin world")?;
+    Ok(Linked::new(
+        instance_pre,
+        FeeRulesExports::find(&component)?,
+    ))
 }
 
 /// Compiles a component, or loads its native code from `cache` where an
