@@ -594,14 +594,14 @@ impl Db {
     /// operator sees it and a retry starts from a clean slate. Schedules the
     /// next host-side attempt by `policy`, or moves the event to the
     /// dead-letter list (`dead`) when its attempts are used up. Returns the
-    /// attempts so far.
+    /// attempts so far, or `None` when the event is already processed.
     pub async fn record_failure(
         &self,
         event: &EventMeta,
         payload: &[u8],
         error: &str,
         policy: &RetryPolicy,
-    ) -> Result<i64> {
+    ) -> Result<Option<i64>> {
         let now = unix_now();
         let attempts: Option<i64> = on_pool!(self.pool, |p| {
             sqlx::query_scalar(
@@ -622,9 +622,10 @@ impl Db {
         .fetch_optional(p)
         .await?
         });
-        // Processed meanwhile (a concurrent delivery won): nothing to schedule.
+        // Processed already (a redelivery) or meanwhile (a concurrent
+        // delivery won): nothing to record or schedule.
         let Some(attempts) = attempts else {
-            return Ok(0);
+            return Ok(None);
         };
         let (status, retry_at) = match policy.delay_after(attempts) {
             Some(delay) => ("failed", Some(now + delay.as_secs() as i64)),
@@ -642,7 +643,7 @@ impl Db {
             .await
             .map(drop)?
         });
-        Ok(attempts)
+        Ok(Some(attempts))
     }
 
     /// Failed events whose next attempt is due, oldest first: id and payload.

@@ -356,14 +356,11 @@ impl Pipeline {
             created: envelope.created,
             livemode: envelope.livemode,
         };
-        let id = event.id.clone();
-        let db_failed = |e: anyhow::Error| failed(Some(id.clone()), format!("database: {e:#}"));
-        match self.db.event_status(&event.id).await.map_err(db_failed)? {
-            Some(s) if s == "processed" || s == "ignored" => {
-                return Ok(Outcome::Duplicate { event_id: event.id });
-            }
-            _ => {}
-        }
+        // No look-up of the event first: the commit refuses an event already
+        // processed (`Duplicate`), and so does recording a failure, so a
+        // redelivery is answered as a duplicate either way. That saves a
+        // read for every new delivery, at the price of handling a duplicate
+        // again (rare: Stripe's redeliveries) before its commit says so.
         if let Some(expected) = &self.api_version
             && api_version.as_deref() != Some(expected.version.as_str())
         {
@@ -373,9 +370,9 @@ impl Pipeline {
                 expected.version
             );
             if expected.strict {
-                return Err(self
+                return self
                     .fail(&event, body, format!("{reason} (strict mode)"))
-                    .await);
+                    .await;
             }
             tracing::warn!(event = %event.id, %reason, "handling it anyway: fields may have moved");
         }
@@ -389,7 +386,7 @@ impl Pipeline {
             self.metrics.plugin_call(started.elapsed());
             let (handled, staged) = match handled {
                 Ok(r) => r,
-                Err(e) => return Err(self.fail(&event, body, e.to_string()).await),
+                Err(e) => return self.fail(&event, body, e.to_string()).await,
             };
             let effects: Vec<NewEffect> = match handled {
                 Ok(effects) if effects.len() > MAX_EFFECTS_PER_EVENT => {
@@ -397,17 +394,17 @@ impl Pipeline {
                         "the plugin returned {} effects; at most {MAX_EFFECTS_PER_EVENT} are accepted",
                         effects.len()
                     );
-                    return Err(self.fail(&event, body, reason).await);
+                    return self.fail(&event, body, reason).await;
                 }
                 Ok(effects) => effects.iter().map(effects_json::to_json).collect(),
-                Err(e) => return Err(self.fail(&event, body, describe_handle_error(&e)).await),
+                Err(e) => return self.fail(&event, body, describe_handle_error(&e)).await,
             };
             let bytes: usize = effects.iter().map(|e| e.body.to_string().len()).sum();
             if bytes > MAX_EFFECT_BYTES {
                 let reason = format!(
                     "the plugin returned {bytes} bytes of effects; at most {MAX_EFFECT_BYTES} are accepted"
                 );
-                return Err(self.fail(&event, body, reason).await);
+                return self.fail(&event, body, reason).await;
             }
             if let Some(tenant) = effects
                 .iter()
@@ -433,39 +430,50 @@ impl Pipeline {
                     return Ok(Outcome::Duplicate { event_id: event.id });
                 }
                 Ok(CommitOutcome::Conflict) => continue,
-                Err(e) => return Err(self.fail(&event, body, format!("database: {e:#}")).await),
+                Err(e) => return self.fail(&event, body, format!("database: {e:#}")).await,
             }
         }
-        Err(self
-            .fail(
-                &event,
-                body,
-                "state kept changing under concurrent deliveries".into(),
-            )
-            .await)
+        self.fail(
+            &event,
+            body,
+            "state kept changing under concurrent deliveries".into(),
+        )
+        .await
     }
 
-    /// Records the failure (best effort: the database may be what failed).
-    async fn fail(&self, event: &EventMeta, body: &[u8], reason: String) -> DeliveryError {
-        tracing::warn!(event = %event.id, r#type = %event.event_type, %reason, "event processing failed");
+    /// Records the failure (best effort: the database may be what failed)
+    /// and answers with it; an event already processed (a redelivery, or a
+    /// concurrent delivery that won) is a duplicate instead.
+    async fn fail(
+        &self,
+        event: &EventMeta,
+        body: &[u8],
+        reason: String,
+    ) -> Result<Outcome, DeliveryError> {
         match self
             .db
             .record_failure(event, body, &reason, &self.retry)
             .await
         {
-            Ok(attempts) if attempts > 0 => {
+            Ok(None) => {
+                return Ok(Outcome::Duplicate {
+                    event_id: event.id.clone(),
+                });
+            }
+            Ok(Some(attempts)) => {
+                tracing::warn!(event = %event.id, r#type = %event.event_type, %reason, "event processing failed");
                 let dead = attempts >= self.retry.max_attempts;
                 self.metrics.failure(dead);
                 if dead {
                     tracing::error!(event = %event.id, attempts, %reason, "event dead-lettered: replay it with `psa-billing replay --dead-letters`");
                 }
             }
-            Ok(_) => {}
             Err(e) => {
+                tracing::warn!(event = %event.id, r#type = %event.event_type, %reason, "event processing failed");
                 tracing::error!(event = %event.id, error = %format!("{e:#}"), "could not record the failure")
             }
         }
-        failed(Some(event.id.clone()), reason)
+        Err(failed(Some(event.id.clone()), reason))
     }
 }
 

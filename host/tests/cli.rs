@@ -632,3 +632,43 @@ async fn delivery_logs_carry_the_event_and_its_tenant_as_json() {
     assert_eq!(line["span"]["tenant"], "tenant-1", "{line}");
     assert_eq!(line["span"]["type"], "payment_intent.succeeded", "{line}");
 }
+
+/// The pipeline does not look an event up before handling it: the commit
+/// and the failure record both refuse an event already processed. So a
+/// redelivery whose handling would now fail (here: a strict API version
+/// configured since) is still answered as a duplicate, and its record and
+/// effects are untouched.
+#[tokio::test]
+async fn a_redelivery_of_a_processed_event_is_a_duplicate_even_if_handling_it_now_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("dup.db").display());
+    let db = psa_billing::Db::open(&url).await.unwrap();
+    let runtime =
+        psa_billing::Runtime::new(psa_billing::DEFAULT_PLUGIN, Default::default()).unwrap();
+    let body = std::fs::read(
+        repo()
+            .join("tests/fixtures/events/card-declined-then-paid/02-payment_intent_succeeded.json"),
+    )
+    .unwrap();
+    let lenient = psa_billing::Pipeline::new(runtime.clone(), db.clone(), vec![], 0);
+    let first = lenient.receive_unsigned(&body).await.unwrap();
+    let psa_billing::pipeline::Outcome::Accepted { event_id, .. } = first else {
+        panic!("first delivery: {first:?}");
+    };
+    let effects_before = db.effects_after(0, 100).await.unwrap().len();
+    let strict = psa_billing::Pipeline::new(runtime, db.clone(), vec![], 0)
+        .with_api_version("1999-01-01".into(), true);
+    let again = strict.receive_unsigned(&body).await.unwrap();
+    assert_eq!(
+        again,
+        psa_billing::pipeline::Outcome::Duplicate {
+            event_id: event_id.clone()
+        }
+    );
+    let rec = db.event(&event_id).await.unwrap().unwrap();
+    assert_eq!((rec.status.as_str(), rec.last_error), ("processed", None));
+    assert_eq!(
+        db.effects_after(0, 100).await.unwrap().len(),
+        effects_before
+    );
+}

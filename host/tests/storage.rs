@@ -146,10 +146,12 @@ async fn a_failure_is_recorded_and_a_later_success_replaces_it() {
         let rec = db.event("evt_f").await.unwrap().unwrap();
         assert_eq!((rec.status.as_str(), rec.attempts), ("processed", 3));
         assert_eq!(rec.last_error, None);
-        // A processed event never goes back to failed.
-        db.record_failure(&meta("evt_f"), b"body", "late", &Default::default())
+        // A processed event never goes back to failed, and says so.
+        let late = db
+            .record_failure(&meta("evt_f"), b"body", "late", &Default::default())
             .await
             .unwrap();
+        assert_eq!(late, None, "already processed");
         assert_eq!(
             db.event_status("evt_f").await.unwrap().as_deref(),
             Some("processed")
@@ -180,7 +182,7 @@ async fn failures_back_off_then_land_in_the_dead_letter_list() {
             db.record_failure(&meta("evt_d"), b"body-d", "1", &policy)
                 .await
                 .unwrap(),
-            1
+            Some(1)
         );
         assert!(
             db.due_retries(now, 10).await.unwrap().is_empty(),

@@ -179,3 +179,64 @@ async fn a_registry_call_that_loops_or_traps_fails_alone_and_stores_nothing() {
     assert_eq!(s.get("/v1/tenants", Some(API_TOKEN)).await.status, 200);
     assert_eq!(s.get("/healthz", None).await.status, 200);
 }
+
+/// What an instance keeps between calls is its own memory, for at most
+/// `calls_per_instance` calls; a trap ends it; with 1, every call starts
+/// from nothing. The hostile plugin's `test.count` counts its calls in a
+/// static, which shows which instance served a call.
+#[tokio::test]
+async fn an_instance_serves_a_bounded_number_of_calls_and_none_after_a_trap() {
+    use psa_billing::runtime::{Effect, Routing};
+    let wasm = std::fs::read(psa_billing::testing::HOSTILE_PLUGIN_PATH).unwrap();
+    let db = psa_billing::Db::open("sqlite::memory:").await.unwrap();
+    let routing = Routing {
+        tenant_keys: vec![],
+        reference_keys: vec![],
+    };
+    let runtime = |calls_per_instance| {
+        Runtime::new(
+            &wasm,
+            Limits {
+                calls_per_instance,
+                ..Limits::default()
+            },
+        )
+        .unwrap()
+    };
+    let count = |rt: Runtime, kind: &'static str| {
+        let (db, routing) = (db.clone(), routing.clone());
+        async move {
+            let staged = psa_billing::StagedState::new(db, "evt_count");
+            let (r, _) = rt
+                .handle(&event("evt_count", kind, json!({})), &routing, staged)
+                .await
+                .map_err(|e| e.to_string())?;
+            match r.map_err(|e| format!("{e:?}"))?.as_slice() {
+                [Effect::EventIgnored(e)] => Ok::<_, String>(e.reason.clone()),
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    // Calls one after another reuse one instance, three calls each.
+    let rt = runtime(3);
+    let mut seen = vec![];
+    for _ in 0..7 {
+        seen.push(count(rt.clone(), "test.count").await.unwrap());
+    }
+    assert_eq!(
+        seen,
+        [
+            "calls=1", "calls=2", "calls=3", "calls=1", "calls=2", "calls=3", "calls=1"
+        ]
+    );
+    // A trap ends the instance it happened in: the next call gets a new one.
+    assert_eq!(count(rt.clone(), "test.count").await.unwrap(), "calls=2");
+    let trapped = count(rt.clone(), "test.trap").await.unwrap_err();
+    assert!(trapped.contains("trap"), "{trapped}");
+    assert_eq!(count(rt.clone(), "test.count").await.unwrap(), "calls=1");
+    // One call per instance: nothing carries over.
+    let fresh = runtime(1);
+    for _ in 0..3 {
+        assert_eq!(count(fresh.clone(), "test.count").await.unwrap(), "calls=1");
+    }
+}

@@ -350,9 +350,10 @@ async fn metrics_count_deliveries_by_outcome_and_reason() {
         r#"psa_billing_deliveries_total{outcome="rejected",reason="missing_signature"} 1"#,
         "psa_billing_delivery_seconds_count 6",
         "psa_billing_outbox_effects 2",
-        // One at a time: the accepted and the ignored event, a commit each.
-        "psa_billing_commit_groups_total 2",
-        "psa_billing_committed_deliveries_total 2",
+        // One at a time, a commit each: the accepted event, its duplicate
+        // (not looked up first: its commit refuses it) and the ignored event.
+        "psa_billing_commit_groups_total 3",
+        "psa_billing_committed_deliveries_total 3",
     ] {
         assert!(text.contains(line), "no {line:?} in\n{text}");
     }

@@ -7,7 +7,9 @@
 //! - `test.oom`: grows memory without bound (the memory cap must stop it);
 //! - `test.recurse`: recurses without bound (stack overflow trap);
 //! - `test.huge` / `test.wide`: returns 20,000 effects / 640 KB of effects;
-//! - `test.escape`: tries to read the environment and a file (must find nothing).
+//! - `test.escape`: tries to read the environment and a file (must find nothing);
+//! - `test.count`: counts its calls in a static and reports the count (what
+//!   an instance keeps between calls, and when it is replaced).
 //!
 //! Its fee math loops or traps, and its ledger `post` stages a write and
 //! traps, `balances` loops. Operations: `onboard-tenant` spins after a
@@ -264,6 +266,15 @@ mod glue {
                     Ok(vec![Effect::EventIgnored(EventIgnored {
                         event_type: e.event_type,
                         reason: format!("env={env} file={file} dir={dir} net={net}"),
+                    })])
+                }
+                "test.count" => {
+                    static CALLS: std::sync::atomic::AtomicU32 =
+                        std::sync::atomic::AtomicU32::new(0);
+                    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    Ok(vec![Effect::EventIgnored(EventIgnored {
+                        event_type: e.event_type,
+                        reason: format!("calls={n}"),
                     })])
                 }
                 other => Ok(vec![Effect::EventIgnored(EventIgnored {
