@@ -399,3 +399,68 @@ async fn a_delivery_touching_many_keys_commits_them_all_and_checks_them_all() {
         assert_eq!(values[1199].1, "bumped");
     }
 }
+
+/// A delivery the database refuses (here PostgreSQL, which stores no NUL
+/// in text) is rolled back to its own savepoint in the group's transaction:
+/// it alone gets the error, and the deliveries sharing its commit go in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_the_database_refuses_fails_alone_in_its_group() {
+    let db = Db::open(&fresh_postgres_url("refused").await)
+        .await
+        .unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..12 {
+        let db = db.clone();
+        tasks.spawn(async move {
+            let mut event = meta(&format!("evt_r{i}"));
+            if i == 5 {
+                event.event_type = "bad\0type".into();
+            }
+            let mut staged = StagedState::new(db.clone(), event.id.clone());
+            staged.write(key(&format!("pi_r{i}")), Some("x".into()));
+            let out = db
+                .commit(&event, b"{}", &staged, &effects(1), "processed")
+                .await;
+            (i, out.map_err(|e| e.to_string()))
+        });
+    }
+    for (i, out) in tasks.join_all().await {
+        if i == 5 {
+            let err = out.unwrap_err();
+            assert!(err.contains("0x00") || err.contains("invalid"), "{err}");
+            assert!(db.event("evt_r5").await.unwrap().is_none());
+        } else {
+            assert_eq!(out.unwrap(), CommitOutcome::Committed, "evt_r{i}");
+        }
+    }
+    assert_eq!(db.effects_after(0, 100).await.unwrap().len(), 11);
+}
+
+/// Deliveries that write a key without reading it both commit, in one
+/// group or two: the value is the last one's, and the version counts both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blind_writes_to_one_key_both_count_in_its_version() {
+    for (db, _dir) in backends("blind").await {
+        let mut tasks = tokio::task::JoinSet::new();
+        for id in ["evt_w1", "evt_w2", "evt_w3"] {
+            let db = db.clone();
+            tasks.spawn(async move {
+                let mut staged = StagedState::new(db.clone(), id);
+                staged.write(key("shared"), Some(id.into()));
+                db.commit(&meta(id), b"{}", &staged, &effects(0), "processed")
+                    .await
+                    .unwrap()
+            });
+        }
+        assert!(
+            tasks
+                .join_all()
+                .await
+                .iter()
+                .all(|o| *o == CommitOutcome::Committed)
+        );
+        let (value, version) = db.read_state(&key("shared")).await.unwrap().unwrap();
+        assert!(value.starts_with("evt_w"), "{value}");
+        assert_eq!(version, 3, "{}", db.backend());
+    }
+}
