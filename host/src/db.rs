@@ -4,9 +4,13 @@
 //!
 //! One event is atomic: the event record, the plugin's staged state writes
 //! and the effects commit together or not at all. Deliveries share commits
-//! (group commit): a committer task takes every delivery waiting, writes
-//! each in its own savepoint of one transaction and answers them after the
-//! COMMIT, so a 2xx still means durably stored while one fsync serves many.
+//! (group commit): a committer task takes every delivery waiting, decides
+//! each one's outcome (committed, duplicate, conflict) as if it committed
+//! alone, writes the whole group with a few statements per table in one
+//! transaction and answers them after the COMMIT, so a 2xx still means
+//! durably stored while one fsync serves many. A group the database refuses
+//! is committed again one delivery at a time, so that only the delivery at
+//! fault fails.
 //! Commits serialise: one committer per process, SQLite has one writer, and
 //! on PostgreSQL every commit first takes one transaction-scoped advisory
 //! lock. The plugin's work (the expensive part) runs outside, in parallel;
@@ -22,7 +26,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Acquire, PgPool, Row, SqlitePool};
+use sqlx::{PgPool, Row, SqlitePool};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -201,25 +205,61 @@ macro_rules! apply_state {
 
 /// Keys one statement checks or writes: far below the bound parameters
 /// SQLite (32,766) and PostgreSQL (65,535) accept.
-const KEYS_PER_STATEMENT: usize = 500;
+const KEYS_PER_STATEMENT: usize = 512;
+/// Event rows one statement writes (nine parameters each).
+const ROWS_PER_STATEMENT: usize = 128;
+
+/// `items` in chunks whose sizes are powers of two, at most `max` (a power
+/// of two): 13 items go as 8, 4 and 1. Each chunk size is its own SQL text,
+/// prepared and cached per connection: this keeps their number to a few
+/// per statement rather than one per group size.
+fn pow2_chunks<T>(mut items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+    debug_assert!(max.is_power_of_two());
+    std::iter::from_fn(move || {
+        if items.is_empty() {
+            return None;
+        }
+        let n = if items.len() >= max {
+            max
+        } else {
+            1 << (usize::BITS - 1 - items.len().leading_zeros())
+        };
+        let (chunk, rest) = items.split_at(n);
+        items = rest;
+        Some(chunk)
+    })
+}
+
+/// `n` copies of `shape` joined by `sep`, each `?` in them numbered `$1`,
+/// `$2`... in order: the parameter lists of one statement for many rows.
+fn numbered(n: usize, shape: &str, sep: &str) -> String {
+    let mut next = 0;
+    let mut out = String::with_capacity(n * (shape.len() + sep.len() + 8));
+    for i in 0..n {
+        if i > 0 {
+            out.push_str(sep);
+        }
+        for c in shape.chars() {
+            if c == '?' {
+                next += 1;
+                out.push('$');
+                out.push_str(&next.to_string());
+            } else {
+                out.push(c);
+            }
+        }
+    }
+    out
+}
 
 /// `(collection = $1 AND key = $2) OR ...` for `n` keys.
 fn key_matches(n: usize) -> String {
-    (0..n)
-        .map(|i| format!("(collection = ${} AND key = ${})", 2 * i + 1, 2 * i + 2))
-        .collect::<Vec<_>>()
-        .join(" OR ")
+    numbered(n, "(collection = ? AND key = ?)", " OR ")
 }
 
 /// `($1, $2, $3, 1, $4), ...` for `n` rows of (collection, key, value, now).
 fn upsert_rows(n: usize) -> String {
-    (0..n)
-        .map(|i| {
-            let p = 4 * i;
-            format!("(${}, ${}, ${}, 1, ${})", p + 1, p + 2, p + 3, p + 4)
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    numbered(n, "(?, ?, ?, 1, ?)", ", ")
 }
 
 /// An [`EventRecord`] from a row whose first eight columns are id, type,
@@ -529,9 +569,9 @@ impl Db {
 
     /// Commits an event, its state writes and its effects atomically, as
     /// part of the next group commit: deliveries that arrive while a commit
-    /// is being written share the following one (one fsync for all), each
-    /// inside its own savepoint, so a duplicate or a conflict in one rolls
-    /// back only that one. Returns once the group's COMMIT has returned.
+    /// is being written share the following one (one fsync for all); each
+    /// gets its own outcome, so a duplicate or a conflict in one leaves the
+    /// others alone. Returns once the group's COMMIT has returned.
     pub async fn commit(
         &self,
         event: &EventMeta,
@@ -563,19 +603,11 @@ impl Db {
         effects: &[NewEffect],
         status: &str,
     ) -> Result<CommitOutcome> {
-        let p = Pending::new(event, payload, staged, effects, status);
-        let now = unix_now();
-        on_pool!(self.pool, |pool| {
-            let mut tx = begin_commit!(self.pool, pool);
-            let mut next_seq = next_seq!(tx);
-            let outcome = write_event!(tx, p, now, next_seq)?;
-            if outcome == CommitOutcome::Committed {
-                tx.commit().await?;
-            } else {
-                tx.rollback().await?;
-            }
-            Ok(outcome)
-        })
+        commit_one(
+            &self.pool,
+            &Pending::new(event, payload, staged, effects, status),
+        )
+        .await
     }
 
     /// Commits the plugin's staged state on its own (a ledger posting made
@@ -744,8 +776,8 @@ impl Db {
 }
 
 /// The group committer: takes whatever deliveries are waiting (at least
-/// one, at most [`MAX_GROUP`]), writes each in a savepoint of one
-/// transaction, commits, then answers each. No timer: while one group is
+/// one, at most [`MAX_GROUP`]), writes them in one transaction (see
+/// [`commit_group`]), commits, then answers each. No timer: while one group is
 /// being fsynced the next one gathers, so groups grow with the load.
 async fn run_committer(
     pool: Pool,
@@ -754,48 +786,241 @@ async fn run_committer(
 ) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
-        match commit_group(&pool, group.iter().map(|(p, _)| p)).await {
+        let pending: Vec<&Pending> = group.iter().map(|(p, _)| p).collect();
+        let outcomes = match commit_group(&pool, &pending).await {
             Ok(outcomes) => {
                 stats.groups.fetch_add(1, Ordering::Relaxed);
-                stats
-                    .deliveries
-                    .fetch_add(group.len() as u64, Ordering::Relaxed);
-                for ((_, reply), outcome) in group.drain(..).zip(outcomes) {
-                    let _ = reply.send(outcome);
-                }
+                outcomes
             }
             Err(e) => {
-                let reason = format!("{e:#}");
-                tracing::warn!(deliveries = group.len(), error = %reason, "group commit failed");
-                for (_, reply) in group.drain(..) {
-                    let _ = reply.send(Err(reason.clone()));
+                // One delivery the database refuses must not fail the others:
+                // commit each alone, so that only it gets the error.
+                tracing::warn!(deliveries = group.len(), error = %format!("{e:#}"), "group commit failed; committing its deliveries one by one");
+                let mut outcomes = Vec::with_capacity(pending.len());
+                for p in &pending {
+                    outcomes.push(commit_one(&pool, p).await.map_err(|e| format!("{e:#}")));
                 }
+                stats
+                    .groups
+                    .fetch_add(pending.len() as u64, Ordering::Relaxed);
+                outcomes
             }
+        };
+        stats
+            .deliveries
+            .fetch_add(group.len() as u64, Ordering::Relaxed);
+        for ((_, reply), outcome) in group.drain(..).zip(outcomes) {
+            let _ = reply.send(outcome);
         }
     }
 }
 
-/// One transaction for `group`, a savepoint per delivery: the outcome
-/// of each (an error of one is rolled back to its savepoint and
-/// reported to it alone); `Err` when the transaction itself failed.
-async fn commit_group<'a>(
+/// One delivery in a transaction of its own.
+async fn commit_one(pool: &Pool, p: &Pending) -> Result<CommitOutcome> {
+    let now = unix_now();
+    on_pool!(pool, |db| {
+        let mut tx = begin_commit!(pool, db);
+        let mut next_seq = next_seq!(tx);
+        let outcome = write_event!(tx, p, now, next_seq)?;
+        if outcome == CommitOutcome::Committed {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        Ok(outcome)
+    })
+}
+
+/// A state key's value and version after the group's writes (`None`: absent).
+type Version = Option<i64>;
+
+/// One transaction for the whole `group`, with a few statements per table
+/// rather than several per delivery: each statement is a round trip to the
+/// database's thread, which made up most of a delivery's cost. The outcome
+/// of every delivery is decided before anything is written, from one
+/// look-up of the group's event ids (`Duplicate`) and one of every key it
+/// reads or writes (`Conflict`), taken in arrival order, so that a delivery
+/// sees the writes of those before it exactly as if each had committed
+/// alone. Then the event rows, state upserts, deletes and effects of the
+/// committed deliveries are written in one statement each (per chunk).
+/// `Err` when the transaction failed.
+async fn commit_group(
     pool: &Pool,
-    group: impl ExactSizeIterator<Item = &'a Pending>,
+    group: &[&Pending],
 ) -> Result<Vec<std::result::Result<CommitOutcome, String>>> {
     let now = unix_now();
-    on_pool!(pool, |p| {
-        let mut tx = begin_commit!(pool, p);
+    on_pool!(pool, |db| {
+        let mut tx = begin_commit!(pool, db);
         let mut next_seq = next_seq!(tx);
-        let mut outcomes = Vec::with_capacity(group.len());
-        for p in group {
-            let mut sp = tx.begin().await?;
-            let outcome = write_event!(sp, p, now, next_seq);
-            if matches!(outcome, Ok(CommitOutcome::Committed)) {
-                sp.commit().await?;
-            } else {
-                sp.rollback().await?;
+
+        // Events already processed (a redelivery is a duplicate).
+        let ids: Vec<&str> = group
+            .iter()
+            .map(|p| p.event.id.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut claimed = std::collections::HashSet::new();
+        for chunk in pow2_chunks(&ids, KEYS_PER_STATEMENT) {
+            // By id alone: a condition on status could lead the planner to
+            // the status index, a scan of every processed event.
+            let sql = format!(
+                "SELECT id, status FROM events WHERE id IN ({})",
+                numbered(chunk.len(), "?", ", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(*id);
             }
-            outcomes.push(outcome.map_err(|e| format!("{e:#}")));
+            for row in query.fetch_all(&mut *tx).await? {
+                let status: String = row.get(1);
+                if status == "processed" || status == "ignored" {
+                    claimed.insert(row.get::<String, _>(0));
+                }
+            }
+        }
+
+        // The version of every key the group reads or writes.
+        let keys: Vec<&StateKey> = group
+            .iter()
+            .flat_map(|p| {
+                p.reads
+                    .iter()
+                    .map(|(k, _)| k)
+                    .chain(p.writes.iter().map(|(k, _)| k))
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut versions: std::collections::HashMap<StateKey, Version> =
+            keys.iter().map(|k| ((*k).clone(), None)).collect();
+        for chunk in pow2_chunks(&keys, KEYS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT collection, key, version FROM plugin_state WHERE {}",
+                key_matches(chunk.len())
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for key in chunk {
+                query = query.bind(&key.0).bind(&key.1);
+            }
+            for row in query.fetch_all(&mut *tx).await? {
+                versions.insert((row.get(0), row.get(1)), Some(row.get(2)));
+            }
+        }
+
+        // Each delivery in turn, as the statements of one alone would decide.
+        let mut outcomes = Vec::with_capacity(group.len());
+        let mut committed: Vec<&Pending> = Vec::new();
+        // Every written key's final value and version (`None`: deleted).
+        let mut finals: std::collections::BTreeMap<&StateKey, Option<(&String, i64)>> =
+            Default::default();
+        for p in group {
+            let outcome = if claimed.contains(&p.event.id) {
+                CommitOutcome::Duplicate
+            } else if p.reads.iter().any(|(k, v)| versions[k] != *v) {
+                CommitOutcome::Conflict
+            } else {
+                claimed.insert(p.event.id.clone());
+                for (key, value) in &p.writes {
+                    let written = value
+                        .as_ref()
+                        .map(|v| (v, versions[key].map_or(1, |n| n + 1)));
+                    versions.insert(key.clone(), written.map(|(_, n)| n));
+                    finals.insert(key, written);
+                }
+                committed.push(p);
+                CommitOutcome::Committed
+            };
+            outcomes.push(Ok(outcome));
+        }
+
+        for chunk in pow2_chunks(&committed, ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO events (id, type, account, created, livemode, received_at, status, attempts, payload, processed_at)
+                 VALUES {}
+                 ON CONFLICT (id) DO UPDATE SET status = excluded.status, attempts = events.attempts + 1,
+                     last_error = NULL, processed_at = excluded.processed_at
+                 WHERE events.status NOT IN ('processed', 'ignored')",
+                numbered(chunk.len(), "(?, ?, ?, ?, ?, ?, ?, 1, ?, ?)", ", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for p in chunk {
+                query = query
+                    .bind(&p.event.id)
+                    .bind(&p.event.event_type)
+                    .bind(&p.event.account)
+                    .bind(p.event.created)
+                    .bind(p.event.livemode)
+                    .bind(now)
+                    .bind(&p.status)
+                    .bind(&p.payload)
+                    .bind(now);
+            }
+            let written = query.execute(&mut *tx).await?.rows_affected();
+            // The commit lock is held: nothing can have claimed them since.
+            anyhow::ensure!(
+                written == chunk.len() as u64,
+                "{written} of {} event rows written",
+                chunk.len()
+            );
+        }
+        let upserts: Vec<(&StateKey, &String, i64)> = finals
+            .iter()
+            .filter_map(|(k, w)| w.map(|(v, n)| (*k, v, n)))
+            .collect();
+        for chunk in pow2_chunks(&upserts, KEYS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO plugin_state (collection, key, value, version, updated_at) VALUES {}
+                 ON CONFLICT (collection, key) DO UPDATE SET value = excluded.value,
+                     version = excluded.version, updated_at = excluded.updated_at",
+                numbered(chunk.len(), "(?, ?, ?, ?, ?)", ", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (key, value, version) in chunk {
+                query = query
+                    .bind(&key.0)
+                    .bind(&key.1)
+                    .bind(*value)
+                    .bind(*version)
+                    .bind(now);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        let deletes: Vec<&StateKey> = finals
+            .iter()
+            .filter_map(|(k, w)| w.is_none().then_some(*k))
+            .collect();
+        for chunk in pow2_chunks(&deletes, KEYS_PER_STATEMENT) {
+            let sql = format!(
+                "DELETE FROM plugin_state WHERE {}",
+                key_matches(chunk.len())
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for key in chunk {
+                query = query.bind(&key.0).bind(&key.1);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        let effects: Vec<(&str, &(String, String))> = committed
+            .iter()
+            .flat_map(|p| p.effects.iter().map(|e| (p.event.id.as_str(), e)))
+            .collect();
+        for chunk in pow2_chunks(&effects, KEYS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO effects (seq, event_id, kind, body, created_at) VALUES {}",
+                numbered(chunk.len(), "(?, ?, ?, ?, ?)", ", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (event_id, (kind, body)) in chunk {
+                query = query
+                    .bind(next_seq)
+                    .bind(*event_id)
+                    .bind(kind)
+                    .bind(body)
+                    .bind(now);
+                next_seq += 1;
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(outcomes)
@@ -823,5 +1048,22 @@ fn redact(url: &str) -> String {
             None => url.to_string(),
         },
         _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_for_many_rows_are_numbered_and_chunked_by_powers_of_two() {
+        assert_eq!(numbered(2, "(?, ?, 1)", ", "), "($1, $2, 1), ($3, $4, 1)");
+        assert_eq!(key_matches(1), "(collection = $1 AND key = $2)");
+        let items: Vec<u32> = (0..1300).collect();
+        let sizes: Vec<usize> = pow2_chunks(&items, 512).map(<[u32]>::len).collect();
+        assert_eq!(sizes, [512, 512, 256, 16, 4]);
+        let rejoined: Vec<u32> = pow2_chunks(&items, 512).flatten().copied().collect();
+        assert_eq!(rejoined, items);
+        assert_eq!(pow2_chunks::<u32>(&[], 8).count(), 0);
     }
 }

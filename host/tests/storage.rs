@@ -400,9 +400,9 @@ async fn a_delivery_touching_many_keys_commits_them_all_and_checks_them_all() {
     }
 }
 
-/// A delivery the database refuses (here PostgreSQL, which stores no NUL
-/// in text) is rolled back to its own savepoint in the group's transaction:
-/// it alone gets the error, and the deliveries sharing its commit go in.
+/// A group is one transaction, so one delivery the database refuses (here
+/// PostgreSQL, which stores no NUL in text) fails it; the committer then
+/// commits each delivery alone, and only the bad one gets the error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delivery_the_database_refuses_fails_alone_in_its_group() {
     let db = Db::open(&fresh_postgres_url("refused").await)
