@@ -831,7 +831,7 @@ async fn commit_one(pool: &Pool, p: &Pending) -> Result<CommitOutcome> {
     })
 }
 
-/// A state key's value and version after the group's writes (`None`: absent).
+/// A state key's version as the group goes (`None`: absent).
 type Version = Option<i64>;
 
 /// One transaction for the whole `group`, with a few statements per table

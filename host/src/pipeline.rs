@@ -450,18 +450,19 @@ impl Pipeline {
         body: &[u8],
         reason: String,
     ) -> Result<Outcome, DeliveryError> {
-        match self
+        let recorded = self
             .db
             .record_failure(event, body, &reason, &self.retry)
-            .await
-        {
-            Ok(None) => {
-                return Ok(Outcome::Duplicate {
-                    event_id: event.id.clone(),
-                });
-            }
+            .await;
+        if matches!(recorded, Ok(None)) {
+            return Ok(Outcome::Duplicate {
+                event_id: event.id.clone(),
+            });
+        }
+        tracing::warn!(event = %event.id, r#type = %event.event_type, %reason, "event processing failed");
+        match recorded {
+            Ok(None) => {}
             Ok(Some(attempts)) => {
-                tracing::warn!(event = %event.id, r#type = %event.event_type, %reason, "event processing failed");
                 let dead = attempts >= self.retry.max_attempts;
                 self.metrics.failure(dead);
                 if dead {
@@ -469,7 +470,6 @@ impl Pipeline {
                 }
             }
             Err(e) => {
-                tracing::warn!(event = %event.id, r#type = %event.event_type, %reason, "event processing failed");
                 tracing::error!(event = %event.id, error = %format!("{e:#}"), "could not record the failure")
             }
         }

@@ -551,9 +551,7 @@ fn the_template_builds_loads_and_quotes_as_its_readme_says() {
 #[tokio::test]
 async fn dead_letters_are_replayed_once_the_cause_is_fixed() {
     use psa_billing::db::RetryPolicy;
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("dead.db").display());
-    let db = psa_billing::Db::open(&url).await.unwrap();
+    let (_dir, url, db) = temp_sqlite("dead").await;
     // Misconfigured: a strict API version the events do not have, one attempt.
     let runtime =
         psa_billing::Runtime::new(psa_billing::DEFAULT_PLUGIN, Default::default()).unwrap();
@@ -563,11 +561,7 @@ async fn dead_letters_are_replayed_once_the_cause_is_fixed() {
             max_attempts: 1,
             ..RetryPolicy::default()
         });
-    let body = std::fs::read(
-        repo()
-            .join("tests/fixtures/events/card-declined-then-paid/02-payment_intent_succeeded.json"),
-    )
-    .unwrap();
+    let body = paid_fixture();
     assert!(pipeline.receive_unsigned(&body).await.is_err());
     let dead = db.dead_letters().await.unwrap();
     assert_eq!(dead.len(), 1, "one attempt allowed: dead-lettered at once");
@@ -640,16 +634,10 @@ async fn delivery_logs_carry_the_event_and_its_tenant_as_json() {
 /// effects are untouched.
 #[tokio::test]
 async fn a_redelivery_of_a_processed_event_is_a_duplicate_even_if_handling_it_now_fails() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("dup.db").display());
-    let db = psa_billing::Db::open(&url).await.unwrap();
+    let (_dir, _url, db) = temp_sqlite("dup").await;
     let runtime =
         psa_billing::Runtime::new(psa_billing::DEFAULT_PLUGIN, Default::default()).unwrap();
-    let body = std::fs::read(
-        repo()
-            .join("tests/fixtures/events/card-declined-then-paid/02-payment_intent_succeeded.json"),
-    )
-    .unwrap();
+    let body = paid_fixture();
     let lenient = psa_billing::Pipeline::new(runtime.clone(), db.clone(), vec![], 0);
     let first = lenient.receive_unsigned(&body).await.unwrap();
     let psa_billing::pipeline::Outcome::Accepted { event_id, .. } = first else {
@@ -671,4 +659,24 @@ async fn a_redelivery_of_a_processed_event_is_a_duplicate_even_if_handling_it_no
         db.effects_after(0, 100).await.unwrap().len(),
         effects_before
     );
+}
+
+/// A SQLite database in a temporary directory: the directory, its URL, it.
+async fn temp_sqlite(name: &str) -> (tempfile::TempDir, String, psa_billing::Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}",
+        dir.path().join(format!("{name}.db")).display()
+    );
+    let db = psa_billing::Db::open(&url).await.unwrap();
+    (dir, url, db)
+}
+
+/// A fixture `payment_intent.succeeded` event.
+fn paid_fixture() -> Vec<u8> {
+    std::fs::read(
+        repo()
+            .join("tests/fixtures/events/card-declined-then-paid/02-payment_intent_succeeded.json"),
+    )
+    .unwrap()
 }
