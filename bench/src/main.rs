@@ -201,8 +201,17 @@ struct Bridge<'a>(&'a mut StagedState);
 impl StateStore for Bridge<'_> {
     fn get(&mut self, collection: &str, key: &str) -> Result<Option<String>, String> {
         let key: StateKey = (collection.to_string(), key.to_string());
-        tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(self.0.read(key)))
-            .map_err(|e| e.to_string())
+        // On SQLite the read is done in place and ready at the first poll;
+        // only a read that waits (PostgreSQL) pays for blocking the thread.
+        let mut read = std::pin::pin!(self.0.read(key));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let found = match read.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(found) => found,
+            std::task::Poll::Pending => {
+                tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(read))
+            }
+        };
+        found.map_err(|e| e.to_string())
     }
     fn put(&mut self, collection: &str, key: &str, value: &str) -> Result<(), String> {
         self.0
@@ -427,6 +436,25 @@ impl Server {
     fn rss_mib(&self) -> f64 {
         rss_mib(self.child.id())
     }
+
+    /// Group commits so far and the deliveries they carried, from `/metrics`.
+    async fn commit_groups(&self, client: &reqwest::Client) -> Result<(f64, f64)> {
+        let text = client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let counter = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+                .with_context(|| format!("{name} missing from /metrics"))
+        };
+        Ok((
+            counter("psa_billing_commit_groups_total ")?,
+            counter("psa_billing_committed_deliveries_total ")?,
+        ))
+    }
 }
 
 impl Drop for Server {
@@ -531,9 +559,9 @@ fn main() -> Result<()> {
             let mut phases = Vec::new();
             for (round, concurrency) in [1, c].into_iter().enumerate() {
                 let requests = signed(&format!("serve{round}"), args.events);
-                let (client, url) = (client.clone(), url.clone());
+                let (load, url) = (client.clone(), url.clone());
                 let phase = drive(args.events, concurrency, move |i| {
-                    let (client, url, requests) = (client.clone(), url.clone(), requests.clone());
+                    let (client, url, requests) = (load.clone(), url.clone(), requests.clone());
                     async move {
                         let (b, sig) = &requests[i];
                         let r = client
@@ -547,7 +575,8 @@ fn main() -> Result<()> {
                     }
                 })
                 .await?;
-                phases.push((concurrency, phase));
+                let groups = server.commit_groups(&client).await?;
+                phases.push((concurrency, phase, groups));
             }
             let loaded_rss = server.rss_mib();
             let start_cached_ms = server.start_ms;
@@ -564,6 +593,16 @@ fn main() -> Result<()> {
 
     let ratio = component.total() / native.total();
     let serve_c = &serve_phases[1].1;
+    // Mean deliveries per group commit in each phase (the counters run on).
+    let group_size = |i: usize| {
+        let (groups, deliveries) = serve_phases[i].2;
+        let (g0, d0) = if i == 0 {
+            (0.0, 0.0)
+        } else {
+            serve_phases[i - 1].2
+        };
+        (deliveries - d0) / (groups - g0).max(1.0)
+    };
     let report = json!({
         "machine": machine(cores),
         "pinned": if pinned { json!({ "server": SERVER_CORE, "load_generator": LOAD_CORE }) } else { Value::Null },
@@ -573,6 +612,7 @@ fn main() -> Result<()> {
         "floor": { "c1": floor_1.json(), "cN": floor_c.json() },
         "sandbox": { "native": native.json(), "component": component.json(), "ratio": ratio },
         "serve": { "c1": serve_phases[0].1.json(), "cN": serve_c.json() },
+        "serve_mean_group_commit": { "c1": group_size(0), "cN": group_size(1) },
         "serve_vs_floor": serve_c.per_second / floor_c.per_second,
         "start_ms": { "compiling": start_cold_ms, "from_cache": start_cached_ms },
         "serve_rss_mib": { "idle": idle_rss, "after_load": loaded_rss },
@@ -605,9 +645,14 @@ fn main() -> Result<()> {
         format!("floor: native verify+parse+commit, c={c}"),
         &floor_c,
     );
-    for (conc, p) in &serve_phases {
+    for (conc, p, _) in &serve_phases {
         row(format!("psa-billing serve over HTTP, c={conc}"), p);
     }
+    println!(
+        "serve: {:.1} deliveries per group commit at c=1, {:.1} at c={c}",
+        group_size(0),
+        group_size(1)
+    );
     println!(
         "sandbox: verify+map+quote {:.1} µs native, {:.1} µs component: {ratio:.2}×",
         native.total(),

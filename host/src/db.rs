@@ -46,6 +46,8 @@ pub fn unix_now() -> i64 {
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
+    /// Plugin-state reads in place, on a SQLite file (see `sqlite_reads`).
+    reads: Option<Arc<crate::sqlite_reads::SqliteReads>>,
     /// Deliveries waiting for the group commit (see [`Db::commit`]).
     committer: tokio::sync::mpsc::Sender<(Pending, Reply)>,
     groups: Arc<GroupStats>,
@@ -470,14 +472,19 @@ impl Db {
             } else {
                 Some(Duration::from_secs(3600))
             })
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .with_context(|| format!("opening {url}"))?;
         sqlx::migrate!("./migrations/sqlite")
             .run(&pool)
             .await
             .context("running database migrations")?;
-        Ok(Db::with_committer(Pool::Sqlite(pool)))
+        let mut db = Db::with_committer(Pool::Sqlite(pool));
+        if !in_memory {
+            let path = options.get_filename();
+            db.reads = Some(Arc::new(crate::sqlite_reads::SqliteReads::open(path)?));
+        }
+        Ok(db)
     }
 
     async fn open_postgres(url: &str) -> Result<Db> {
@@ -511,6 +518,7 @@ impl Db {
         tokio::spawn(run_committer(pool.clone(), queue, groups.clone()));
         Db {
             pool,
+            reads: None,
             committer,
             groups,
         }
@@ -533,6 +541,9 @@ impl Db {
     }
 
     pub async fn read_state(&self, key: &StateKey) -> Result<Option<(String, i64)>> {
+        if let Some(reads) = &self.reads {
+            return reads.state(key);
+        }
         let row = on_pool!(self.pool, |p| sqlx::query(
             "SELECT value, version FROM plugin_state WHERE collection = $1 AND key = $2"
         )

@@ -32,6 +32,7 @@ pub mod pipeline;
 pub mod quoting;
 pub mod runtime;
 pub mod server;
+mod sqlite_reads;
 pub mod stripe_api;
 pub mod tenants;
 
