@@ -46,38 +46,48 @@ pub fn unix_now() -> i64 {
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
-    /// Plugin-state reads in place, on a SQLite file (see `sqlite_reads`).
-    reads: Option<Arc<crate::sqlite_reads::SqliteReads>>,
+    /// Plugin-state reads in place, on a SQLite file (see `sqlite_direct`).
+    reads: Option<Arc<crate::sqlite_direct::SqliteReads>>,
     /// Deliveries waiting for the group commit (see [`Db::commit`]).
-    committer: tokio::sync::mpsc::Sender<(Pending, Reply)>,
+    committer: Committer,
     groups: Arc<GroupStats>,
+}
+
+/// Where deliveries go to be committed.
+#[derive(Clone)]
+enum Committer {
+    /// A task running the group commit on the sqlx pool (PostgreSQL, and
+    /// SQLite in memory, which exists only in the pool's one connection).
+    Task(tokio::sync::mpsc::Sender<(Pending, Reply)>),
+    /// The commit thread of a SQLite file (see `sqlite_direct`).
+    Thread(tokio::sync::mpsc::Sender<crate::sqlite_direct::Queued>),
 }
 
 /// Group commits written and the deliveries they carried.
 #[derive(Default)]
-struct GroupStats {
-    groups: AtomicU64,
-    deliveries: AtomicU64,
+pub(crate) struct GroupStats {
+    pub(crate) groups: AtomicU64,
+    pub(crate) deliveries: AtomicU64,
 }
 
 /// Most deliveries one group commit takes.
-const MAX_GROUP: usize = 64;
+pub(crate) const MAX_GROUP: usize = 64;
 
 /// One delivery waiting for the group commit, with its own copy of what it
 /// writes (the caller may stop waiting; the commit goes ahead).
-struct Pending {
-    event: EventMeta,
-    payload: Vec<u8>,
-    status: String,
-    reads: Vec<(StateKey, Option<i64>)>,
-    writes: Vec<(StateKey, Option<String>)>,
+pub(crate) struct Pending {
+    pub(crate) event: EventMeta,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) status: String,
+    pub(crate) reads: Vec<(StateKey, Option<i64>)>,
+    pub(crate) writes: Vec<(StateKey, Option<String>)>,
     /// Kind and JSON body of each effect.
-    effects: Vec<(String, String)>,
+    pub(crate) effects: Vec<(String, String)>,
 }
 
 /// Where the committer answers one delivery (an error as text: it may be
 /// the whole group's).
-type Reply = tokio::sync::oneshot::Sender<std::result::Result<CommitOutcome, String>>;
+pub(crate) type Reply = tokio::sync::oneshot::Sender<std::result::Result<CommitOutcome, String>>;
 
 impl Pending {
     fn new(
@@ -207,15 +217,15 @@ macro_rules! apply_state {
 
 /// Keys one statement checks or writes: far below the bound parameters
 /// SQLite (32,766) and PostgreSQL (65,535) accept.
-const KEYS_PER_STATEMENT: usize = 512;
+pub(crate) const KEYS_PER_STATEMENT: usize = 512;
 /// Event rows one statement writes (nine parameters each).
-const ROWS_PER_STATEMENT: usize = 128;
+pub(crate) const ROWS_PER_STATEMENT: usize = 128;
 
 /// `items` in chunks whose sizes are powers of two, at most `max` (a power
 /// of two): 13 items go as 8, 4 and 1. Each chunk size is its own SQL text,
 /// prepared and cached per connection: this keeps their number to a few
 /// per statement rather than one per group size.
-fn pow2_chunks<T>(mut items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+pub(crate) fn pow2_chunks<T>(mut items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
     debug_assert!(max.is_power_of_two());
     std::iter::from_fn(move || {
         if items.is_empty() {
@@ -285,7 +295,7 @@ macro_rules! event_record {
 /// so the numbers from there on are this transaction's alone.
 macro_rules! next_seq {
     ($tx:ident) => {
-        sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(seq), 0) + 1 FROM effects")
+        sqlx::query_scalar::<_, i64>(group_sql::NEXT_SEQ)
             .fetch_one(&mut *$tx)
             .await?
     };
@@ -443,11 +453,16 @@ impl Db {
         }
         // `?synchronous=normal` trades power-loss durability (a crash of the
         // process still loses nothing) for fewer fsyncs.
-        let (url, synchronous) = match url.split_once("?synchronous=") {
-            Some((base, "normal" | "NORMAL")) => (base, SqliteSynchronous::Normal),
-            Some((base, "full" | "FULL")) => (base, SqliteSynchronous::Full),
+        let (url, full) = match url.split_once("?synchronous=") {
+            Some((base, "normal" | "NORMAL")) => (base, false),
+            Some((base, "full" | "FULL")) => (base, true),
             Some((_, other)) => anyhow::bail!("synchronous={other}: use normal or full"),
-            None => (url, SqliteSynchronous::Full),
+            None => (url, true),
+        };
+        let synchronous = if full {
+            SqliteSynchronous::Full
+        } else {
+            SqliteSynchronous::Normal
         };
         let options = SqliteConnectOptions::from_str(url)
             .with_context(|| format!("bad database URL {url:?}"))?
@@ -479,12 +494,21 @@ impl Db {
             .run(&pool)
             .await
             .context("running database migrations")?;
-        let mut db = Db::with_committer(Pool::Sqlite(pool));
-        if !in_memory {
-            let path = options.get_filename();
-            db.reads = Some(Arc::new(crate::sqlite_reads::SqliteReads::open(path)?));
+        if in_memory {
+            return Ok(Db::with_committer(Pool::Sqlite(pool)));
         }
-        Ok(db)
+        let path = options.get_filename();
+        let groups = Arc::new(GroupStats::default());
+        Ok(Db {
+            pool: Pool::Sqlite(pool),
+            reads: Some(Arc::new(crate::sqlite_direct::SqliteReads::open(path)?)),
+            committer: Committer::Thread(crate::sqlite_direct::spawn_committer(
+                path,
+                full,
+                groups.clone(),
+            )?),
+            groups,
+        })
     }
 
     async fn open_postgres(url: &str) -> Result<Db> {
@@ -519,7 +543,7 @@ impl Db {
         Db {
             pool,
             reads: None,
-            committer,
+            committer: Committer::Task(committer),
             groups,
         }
     }
@@ -591,12 +615,25 @@ impl Db {
         effects: &[NewEffect],
         status: &str,
     ) -> Result<CommitOutcome> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
         let pending = Pending::new(event, payload, staged, effects, status);
-        self.committer
-            .send((pending, reply))
-            .await
-            .map_err(|_| anyhow::anyhow!("the committer has stopped"))?;
+        self.queue(pending, false).await
+    }
+
+    /// Hands `pending` to the committer and waits for its outcome.
+    async fn queue(&self, pending: Pending, alone: bool) -> Result<CommitOutcome> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let sent = match &self.committer {
+            Committer::Task(queue) => queue.send((pending, reply)).await.is_ok(),
+            Committer::Thread(queue) => queue
+                .send(crate::sqlite_direct::Queued {
+                    pending,
+                    reply,
+                    alone,
+                })
+                .await
+                .is_ok(),
+        };
+        anyhow::ensure!(sent, "the committer has stopped");
         answer
             .await
             .map_err(|_| anyhow::anyhow!("the committer has stopped"))?
@@ -614,11 +651,11 @@ impl Db {
         effects: &[NewEffect],
         status: &str,
     ) -> Result<CommitOutcome> {
-        commit_one(
-            &self.pool,
-            &Pending::new(event, payload, staged, effects, status),
-        )
-        .await
+        let pending = Pending::new(event, payload, staged, effects, status);
+        match self.committer {
+            Committer::Task(_) => commit_one(&self.pool, &pending).await,
+            Committer::Thread(_) => self.queue(pending, true).await,
+        }
     }
 
     /// Commits the plugin's staged state on its own (a ledger posting made
@@ -843,7 +880,7 @@ async fn commit_one(pool: &Pool, p: &Pending) -> Result<CommitOutcome> {
 }
 
 /// A state key's version as the group goes (`None`: absent).
-type Version = Option<i64>;
+pub(crate) type Version = Option<i64>;
 
 /// One transaction for the whole `group`, with a few statements per table
 /// rather than several per delivery: each statement is a round trip to the
@@ -865,21 +902,11 @@ async fn commit_group(
         let mut next_seq = next_seq!(tx);
 
         // Events already processed (a redelivery is a duplicate).
-        let ids: Vec<&str> = group
-            .iter()
-            .map(|p| p.event.id.as_str())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let ids = group_ids(group);
         let mut claimed = std::collections::HashSet::new();
         for chunk in pow2_chunks(&ids, KEYS_PER_STATEMENT) {
-            // By id alone: a condition on status could lead the planner to
-            // the status index, a scan of every processed event.
-            let sql = format!(
-                "SELECT id, status FROM events WHERE id IN ({})",
-                numbered(chunk.len(), "?", ", ")
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut query =
+                sqlx::query(sqlx::AssertSqlSafe(group_sql::event_statuses(chunk.len())));
             for id in chunk {
                 query = query.bind(*id);
             }
@@ -892,25 +919,11 @@ async fn commit_group(
         }
 
         // The version of every key the group reads or writes.
-        let keys: Vec<&StateKey> = group
-            .iter()
-            .flat_map(|p| {
-                p.reads
-                    .iter()
-                    .map(|(k, _)| k)
-                    .chain(p.writes.iter().map(|(k, _)| k))
-            })
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let keys = group_keys(group);
         let mut versions: std::collections::HashMap<StateKey, Version> =
             keys.iter().map(|k| ((*k).clone(), None)).collect();
         for chunk in pow2_chunks(&keys, KEYS_PER_STATEMENT) {
-            let sql = format!(
-                "SELECT collection, key, version FROM plugin_state WHERE {}",
-                key_matches(chunk.len())
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(group_sql::versions(chunk.len())));
             for key in chunk {
                 query = query.bind(&key.0).bind(&key.1);
             }
@@ -919,42 +932,14 @@ async fn commit_group(
             }
         }
 
-        // Each delivery in turn, as the statements of one alone would decide.
-        let mut outcomes = Vec::with_capacity(group.len());
-        let mut committed: Vec<&Pending> = Vec::new();
-        // Every written key's final value and version (`None`: deleted).
-        let mut finals: std::collections::BTreeMap<&StateKey, Option<(&String, i64)>> =
-            Default::default();
-        for p in group {
-            let outcome = if claimed.contains(&p.event.id) {
-                CommitOutcome::Duplicate
-            } else if p.reads.iter().any(|(k, v)| versions[k] != *v) {
-                CommitOutcome::Conflict
-            } else {
-                claimed.insert(p.event.id.clone());
-                for (key, value) in &p.writes {
-                    let written = value
-                        .as_ref()
-                        .map(|v| (v, versions[key].map_or(1, |n| n + 1)));
-                    versions.insert(key.clone(), written.map(|(_, n)| n));
-                    finals.insert(key, written);
-                }
-                committed.push(p);
-                CommitOutcome::Committed
-            };
-            outcomes.push(Ok(outcome));
-        }
-
+        let Decided {
+            outcomes,
+            committed,
+            upserts,
+            deletes,
+        } = decide(group, claimed, versions);
         for chunk in pow2_chunks(&committed, ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO events (id, type, account, created, livemode, received_at, status, attempts, payload, processed_at)
-                 VALUES {}
-                 ON CONFLICT (id) DO UPDATE SET status = excluded.status, attempts = events.attempts + 1,
-                     last_error = NULL, processed_at = excluded.processed_at
-                 WHERE events.status NOT IN ('processed', 'ignored')",
-                numbered(chunk.len(), "(?, ?, ?, ?, ?, ?, ?, 1, ?, ?)", ", ")
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(group_sql::events(chunk.len())));
             for p in chunk {
                 query = query
                     .bind(&p.event.id)
@@ -975,18 +960,8 @@ async fn commit_group(
                 chunk.len()
             );
         }
-        let upserts: Vec<(&StateKey, &String, i64)> = finals
-            .iter()
-            .filter_map(|(k, w)| w.map(|(v, n)| (*k, v, n)))
-            .collect();
         for chunk in pow2_chunks(&upserts, KEYS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO plugin_state (collection, key, value, version, updated_at) VALUES {}
-                 ON CONFLICT (collection, key) DO UPDATE SET value = excluded.value,
-                     version = excluded.version, updated_at = excluded.updated_at",
-                numbered(chunk.len(), "(?, ?, ?, ?, ?)", ", ")
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(group_sql::upserts(chunk.len())));
             for (key, value, version) in chunk {
                 query = query
                     .bind(&key.0)
@@ -997,31 +972,16 @@ async fn commit_group(
             }
             query.execute(&mut *tx).await?;
         }
-        let deletes: Vec<&StateKey> = finals
-            .iter()
-            .filter_map(|(k, w)| w.is_none().then_some(*k))
-            .collect();
         for chunk in pow2_chunks(&deletes, KEYS_PER_STATEMENT) {
-            let sql = format!(
-                "DELETE FROM plugin_state WHERE {}",
-                key_matches(chunk.len())
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(group_sql::deletes(chunk.len())));
             for key in chunk {
                 query = query.bind(&key.0).bind(&key.1);
             }
             query.execute(&mut *tx).await?;
         }
-        let effects: Vec<(&str, &(String, String))> = committed
-            .iter()
-            .flat_map(|p| p.effects.iter().map(|e| (p.event.id.as_str(), e)))
-            .collect();
+        let effects = group_effects(&committed);
         for chunk in pow2_chunks(&effects, KEYS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO effects (seq, event_id, kind, body, created_at) VALUES {}",
-                numbered(chunk.len(), "(?, ?, ?, ?, ?)", ", ")
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(group_sql::effects(chunk.len())));
             for (event_id, (kind, body)) in chunk {
                 query = query
                     .bind(next_seq)
@@ -1036,6 +996,158 @@ async fn commit_group(
         tx.commit().await?;
         Ok(outcomes)
     })
+}
+
+/// The SQL of a group commit's statements for `n` rows or keys, the same
+/// on every backend (SQLite and PostgreSQL both take `$N` parameters).
+pub(crate) mod group_sql {
+    use super::{key_matches, numbered};
+
+    /// Status of each of `n` event ids. By id alone: a condition on status
+    /// could lead the planner to the status index, a scan of every
+    /// processed event.
+    pub(crate) fn event_statuses(n: usize) -> String {
+        format!(
+            "SELECT id, status FROM events WHERE id IN ({})",
+            numbered(n, "?", ", ")
+        )
+    }
+
+    /// Version of each of `n` state keys (collection, key).
+    pub(crate) fn versions(n: usize) -> String {
+        format!(
+            "SELECT collection, key, version FROM plugin_state WHERE {}",
+            key_matches(n)
+        )
+    }
+
+    /// `n` event rows of (id, type, account, created, livemode,
+    /// received_at, status, payload, processed_at).
+    pub(crate) fn events(n: usize) -> String {
+        format!(
+            "INSERT INTO events (id, type, account, created, livemode, received_at, status, attempts, payload, processed_at)
+             VALUES {}
+             ON CONFLICT (id) DO UPDATE SET status = excluded.status, attempts = events.attempts + 1,
+                 last_error = NULL, processed_at = excluded.processed_at
+             WHERE events.status NOT IN ('processed', 'ignored')",
+            numbered(n, "(?, ?, ?, ?, ?, ?, ?, 1, ?, ?)", ", ")
+        )
+    }
+
+    /// `n` state rows of (collection, key, value, version, updated_at),
+    /// their final versions decided by the group.
+    pub(crate) fn upserts(n: usize) -> String {
+        format!(
+            "INSERT INTO plugin_state (collection, key, value, version, updated_at) VALUES {}
+             ON CONFLICT (collection, key) DO UPDATE SET value = excluded.value,
+                 version = excluded.version, updated_at = excluded.updated_at",
+            numbered(n, "(?, ?, ?, ?, ?)", ", ")
+        )
+    }
+
+    /// Deletes `n` state keys.
+    pub(crate) fn deletes(n: usize) -> String {
+        format!("DELETE FROM plugin_state WHERE {}", key_matches(n))
+    }
+
+    /// `n` effect rows of (seq, event_id, kind, body, created_at).
+    pub(crate) fn effects(n: usize) -> String {
+        format!(
+            "INSERT INTO effects (seq, event_id, kind, body, created_at) VALUES {}",
+            numbered(n, "(?, ?, ?, ?, ?)", ", ")
+        )
+    }
+
+    /// The next outbox number.
+    pub(crate) const NEXT_SEQ: &str = "SELECT COALESCE(MAX(seq), 0) + 1 FROM effects";
+}
+
+/// The group's distinct event ids.
+pub(crate) fn group_ids<'a>(group: &[&'a Pending]) -> Vec<&'a str> {
+    group
+        .iter()
+        .map(|p| p.event.id.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// Every key the group reads or writes, once.
+pub(crate) fn group_keys<'a>(group: &[&'a Pending]) -> Vec<&'a StateKey> {
+    group
+        .iter()
+        .flat_map(|p| {
+            p.reads
+                .iter()
+                .map(|(k, _)| k)
+                .chain(p.writes.iter().map(|(k, _)| k))
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// The effects of the committed deliveries, in order, with their event ids.
+pub(crate) fn group_effects<'a>(committed: &[&'a Pending]) -> Vec<(&'a str, &'a (String, String))> {
+    committed
+        .iter()
+        .flat_map(|p| p.effects.iter().map(|e| (p.event.id.as_str(), e)))
+        .collect()
+}
+
+/// What a group commit writes, decided before anything is.
+pub(crate) struct Decided<'a> {
+    pub(crate) outcomes: Vec<std::result::Result<CommitOutcome, String>>,
+    pub(crate) committed: Vec<&'a Pending>,
+    /// Final (key, value, version) of every key written and kept.
+    pub(crate) upserts: Vec<(&'a StateKey, &'a String, i64)>,
+    pub(crate) deletes: Vec<&'a StateKey>,
+}
+
+/// Each delivery of `group` in turn, as the statements of one alone would
+/// decide, given the events already `claimed` (processed or ignored) and
+/// the current `versions` of every key the group touches.
+pub(crate) fn decide<'a>(
+    group: &[&'a Pending],
+    mut claimed: std::collections::HashSet<String>,
+    mut versions: std::collections::HashMap<StateKey, Version>,
+) -> Decided<'a> {
+    let mut outcomes = Vec::with_capacity(group.len());
+    let mut committed: Vec<&Pending> = Vec::new();
+    // Every written key's final value and version (`None`: deleted).
+    let mut finals: std::collections::BTreeMap<&StateKey, Option<(&String, i64)>> =
+        Default::default();
+    for p in group {
+        let outcome = if claimed.contains(&p.event.id) {
+            CommitOutcome::Duplicate
+        } else if p.reads.iter().any(|(k, v)| versions[k] != *v) {
+            CommitOutcome::Conflict
+        } else {
+            claimed.insert(p.event.id.clone());
+            for (key, value) in &p.writes {
+                let written = value
+                    .as_ref()
+                    .map(|v| (v, versions[key].map_or(1, |n| n + 1)));
+                versions.insert(key.clone(), written.map(|(_, n)| n));
+                finals.insert(key, written);
+            }
+            committed.push(p);
+            CommitOutcome::Committed
+        };
+        outcomes.push(Ok(outcome));
+    }
+    Decided {
+        outcomes,
+        committed,
+        upserts: finals
+            .iter()
+            .filter_map(|(k, w)| w.map(|(v, n)| (*k, v, n)))
+            .collect(),
+        deletes: finals
+            .iter()
+            .filter_map(|(k, w)| w.is_none().then_some(*k))
+            .collect(),
+    }
 }
 
 async fn finish<DB: sqlx::Database>(

@@ -32,7 +32,7 @@ pub mod pipeline;
 pub mod quoting;
 pub mod runtime;
 pub mod server;
-mod sqlite_reads;
+mod sqlite_direct;
 pub mod stripe_api;
 pub mod tenants;
 

@@ -464,3 +464,36 @@ async fn blind_writes_to_one_key_both_count_in_its_version() {
         assert_eq!(version, 3, "{}", db.backend());
     }
 }
+
+/// `commit_alone` (the bench's one-transaction-per-delivery floor) keeps
+/// the contract of `commit`: applied once, then a duplicate, then a stale
+/// read conflicts; and a file read back by a new process sees it all.
+#[tokio::test]
+async fn a_delivery_committed_alone_follows_the_same_rules() {
+    for (db, dir) in backends("alone").await {
+        let mut staged = StagedState::new(db.clone(), "evt_a");
+        assert_eq!(staged.read(key("pi_a")).await.unwrap(), None);
+        staged.write(key("pi_a"), Some("one".into()));
+        let commit = async |id: &str| {
+            db.commit_alone(&meta(id), b"{}", &staged, &effects(1), "processed")
+                .await
+                .unwrap()
+        };
+        assert_eq!(commit("evt_a").await, CommitOutcome::Committed);
+        assert_eq!(commit("evt_a").await, CommitOutcome::Duplicate);
+        // The same stale read (pi_a absent) under another event id.
+        assert_eq!(commit("evt_b").await, CommitOutcome::Conflict);
+        assert_eq!(db.counts().await.unwrap(), (1, 1, 1), "{}", db.backend());
+        if let Some(dir) = dir {
+            drop(db);
+            let again = Db::open(&format!("sqlite://{}", dir.path().join("s.db").display()))
+                .await
+                .unwrap();
+            assert_eq!(
+                again.read_state(&key("pi_a")).await.unwrap(),
+                Some(("one".into(), 1))
+            );
+            assert_eq!(again.counts().await.unwrap(), (1, 1, 1));
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! The hot paths of a SQLite file without sqlx's connection threads: the
+//! plugin's point reads, in place on the calling thread, and the group
+//! commit, on a thread of its own.
+//!
+//! sqlx runs every SQLite connection on a thread of its own, so each query
+//! is a round trip between threads: two context switches, and on a busy
+//! core up to hundreds of microseconds of waiting to be scheduled, where
+//! the work itself takes a few.
+//!
+//! - Reads: a few read-only connections to the same file, each used by one
+//!   caller at a time. In WAL mode a reader never waits for the writer, so
+//!   a read blocks its thread only for its own few microseconds. A read
+//!   sees the last committed state, like any pool read; the commit's
+//!   version check catches whatever changes after it.
+//! - Commits: one thread owns the writing connection, takes every delivery
+//!   waiting, and runs the group commit of `db` (the same statements and
+//!   the same decisions, see `db::decide`) straight through: one hand-over
+//!   per group instead of one per statement.
+//!
+//! Everything else (migrations, the CLI's queries, failure records) stays
+//! on sqlx; SQLite's own locking orders its writes with the committer's.
+
+use crate::db::{
+    CommitOutcome, GroupStats, KEYS_PER_STATEMENT, MAX_GROUP, Pending, ROWS_PER_STATEMENT, Reply,
+    StateKey, Version, decide, group_effects, group_ids, group_keys, group_sql, pow2_chunks,
+    unix_now,
+};
+use anyhow::{Context, Result};
+use rusqlite::types::ToSql;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params_from_iter};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Idle connections kept: one per thread that reads at once is enough.
+const MAX_IDLE: usize = 8;
+
+pub(crate) struct SqliteReads {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl SqliteReads {
+    /// Opens one connection now, so that a file that cannot be read fails
+    /// at start rather than on the first delivery.
+    pub(crate) fn open(path: &Path) -> Result<SqliteReads> {
+        let reads = SqliteReads {
+            path: path.to_path_buf(),
+            idle: Mutex::new(Vec::new()),
+        };
+        let first = reads.connect()?;
+        reads.put_back(first);
+        Ok(reads)
+    }
+
+    fn connect(&self) -> Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            // NO_MUTEX: a connection serves one caller at a time (see `idle`).
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("opening {} for reads", self.path.display()))?;
+        // A reader waits only while another connection recovers the WAL index.
+        conn.busy_timeout(Duration::from_secs(2))?;
+        Ok(conn)
+    }
+
+    fn put_back(&self, conn: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(conn);
+        }
+    }
+
+    /// The value and version of one plugin state key.
+    pub(crate) fn state(&self, key: &StateKey) -> Result<Option<(String, i64)>> {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => self.connect()?,
+        };
+        let found = conn
+            .prepare_cached(
+                "SELECT value, version FROM plugin_state WHERE collection = ?1 AND key = ?2",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_row((&key.0, &key.1), |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            });
+        self.put_back(conn);
+        found.with_context(|| format!("reading {}/{}", key.0, key.1))
+    }
+}
+
+/// One delivery for the committer thread; `alone` asks for a transaction
+/// of its own (the benchmark's one-transaction-per-delivery floor).
+pub(crate) struct Queued {
+    pub(crate) pending: Pending,
+    pub(crate) reply: Reply,
+    pub(crate) alone: bool,
+}
+
+/// Starts the thread that commits deliveries on `path`; it ends when every
+/// sender of its queue is dropped.
+pub(crate) fn spawn_committer(
+    path: &Path,
+    synchronous_full: bool,
+    stats: Arc<GroupStats>,
+) -> Result<tokio::sync::mpsc::Sender<Queued>> {
+    let mut conn = Connection::open(path)
+        .with_context(|| format!("opening {} for commits", path.display()))?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    // Per connection, as sqlx sets them on its own (journal_mode is the file's).
+    conn.pragma_update(
+        None,
+        "synchronous",
+        if synchronous_full { "FULL" } else { "NORMAL" },
+    )?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    let (sender, mut queue) = tokio::sync::mpsc::channel::<Queued>(4 * MAX_GROUP);
+    std::thread::Builder::new()
+        .name("psa-billing-commit".into())
+        .spawn(move || {
+            let mut batch = Vec::with_capacity(MAX_GROUP);
+            while let Some(first) = queue.blocking_recv() {
+                batch.push(first);
+                while batch.len() < MAX_GROUP
+                    && let Ok(next) = queue.try_recv()
+                {
+                    batch.push(next);
+                }
+                let (alone, grouped): (Vec<Queued>, Vec<Queued>) =
+                    batch.drain(..).partition(|q| q.alone);
+                commit_and_answer(&mut conn, grouped, &stats);
+                for q in alone {
+                    let _ = q.reply.send(commit_one(&mut conn, &q.pending));
+                }
+            }
+        })
+        .context("starting the commit thread")?;
+    Ok(sender)
+}
+
+/// One delivery in a transaction of its own.
+fn commit_one(conn: &mut Connection, p: &Pending) -> std::result::Result<CommitOutcome, String> {
+    match commit_group(conn, &[p]) {
+        Ok(mut outcomes) => outcomes.remove(0),
+        Err(e) => Err(format!("{e:#}")),
+    }
+}
+
+/// Commits `grouped` as one group (each alone if the database refuses the
+/// group, so that only the delivery at fault fails) and answers each.
+fn commit_and_answer(conn: &mut Connection, grouped: Vec<Queued>, stats: &GroupStats) {
+    if grouped.is_empty() {
+        return;
+    }
+    let pending: Vec<&Pending> = grouped.iter().map(|q| &q.pending).collect();
+    let outcomes = match commit_group(conn, &pending) {
+        Ok(outcomes) => {
+            stats.groups.fetch_add(1, Ordering::Relaxed);
+            outcomes
+        }
+        Err(e) => {
+            tracing::warn!(deliveries = pending.len(), error = %format!("{e:#}"), "group commit failed; committing its deliveries one by one");
+            stats
+                .groups
+                .fetch_add(pending.len() as u64, Ordering::Relaxed);
+            pending.iter().map(|p| commit_one(conn, p)).collect()
+        }
+    };
+    stats
+        .deliveries
+        .fetch_add(pending.len() as u64, Ordering::Relaxed);
+    for (q, outcome) in grouped.into_iter().zip(outcomes) {
+        let _ = q.reply.send(outcome);
+    }
+}
+
+/// `db::commit_group` on rusqlite: look-ups, decisions, then a few
+/// statements per table, in one IMMEDIATE transaction. `Err`: nothing of
+/// the group was written (the transaction rolls back when dropped).
+fn commit_group(
+    conn: &mut Connection,
+    group: &[&Pending],
+) -> Result<Vec<std::result::Result<CommitOutcome, String>>> {
+    let now = unix_now();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut next_seq: i64 = tx.query_row(group_sql::NEXT_SEQ, [], |r| r.get(0))?;
+
+    let mut claimed = HashSet::new();
+    for chunk in pow2_chunks(&group_ids(group), KEYS_PER_STATEMENT) {
+        let mut statement = tx.prepare_cached(&group_sql::event_statuses(chunk.len()))?;
+        let mut rows = statement.query(params_from_iter(chunk))?;
+        while let Some(row) = rows.next()? {
+            let status: String = row.get(1)?;
+            if status == "processed" || status == "ignored" {
+                claimed.insert(row.get::<_, String>(0)?);
+            }
+        }
+    }
+    let keys = group_keys(group);
+    let mut versions: HashMap<StateKey, Version> =
+        keys.iter().map(|k| ((*k).clone(), None)).collect();
+    for chunk in pow2_chunks(&keys, KEYS_PER_STATEMENT) {
+        let mut statement = tx.prepare_cached(&group_sql::versions(chunk.len()))?;
+        let params = chunk.iter().flat_map(|k| [&k.0, &k.1]);
+        let mut rows = statement.query(params_from_iter(params))?;
+        while let Some(row) = rows.next()? {
+            versions.insert((row.get(0)?, row.get(1)?), Some(row.get(2)?));
+        }
+    }
+
+    let decided = decide(group, claimed, versions);
+    for chunk in pow2_chunks(&decided.committed, ROWS_PER_STATEMENT) {
+        let mut params: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 9);
+        for p in chunk {
+            params.extend([
+                &p.event.id as &dyn ToSql,
+                &p.event.event_type,
+                &p.event.account,
+                &p.event.created,
+                &p.event.livemode,
+                &now,
+                &p.status,
+                &p.payload,
+                &now,
+            ]);
+        }
+        let written = tx
+            .prepare_cached(&group_sql::events(chunk.len()))?
+            .execute(params_from_iter(params))?;
+        // The writer lock is held: nothing can have claimed them since.
+        anyhow::ensure!(
+            written == chunk.len(),
+            "{written} of {} event rows written",
+            chunk.len()
+        );
+    }
+    for chunk in pow2_chunks(&decided.upserts, KEYS_PER_STATEMENT) {
+        let mut params: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 5);
+        for (key, value, version) in chunk {
+            params.extend([&key.0 as &dyn ToSql, &key.1, *value, version, &now]);
+        }
+        tx.prepare_cached(&group_sql::upserts(chunk.len()))?
+            .execute(params_from_iter(params))?;
+    }
+    for chunk in pow2_chunks(&decided.deletes, KEYS_PER_STATEMENT) {
+        let params = chunk.iter().flat_map(|k| [&k.0, &k.1]);
+        tx.prepare_cached(&group_sql::deletes(chunk.len()))?
+            .execute(params_from_iter(params))?;
+    }
+    let effects = group_effects(&decided.committed);
+    for chunk in pow2_chunks(&effects, KEYS_PER_STATEMENT) {
+        let seqs: Vec<i64> = (next_seq..).take(chunk.len()).collect();
+        next_seq += chunk.len() as i64;
+        let mut params: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 5);
+        for ((event_id, (kind, body)), seq) in chunk.iter().zip(&seqs) {
+            params.extend([seq as &dyn ToSql, event_id, kind, body, &now]);
+        }
+        tx.prepare_cached(&group_sql::effects(chunk.len()))?
+            .execute(params_from_iter(params))?;
+    }
+    tx.commit()?;
+    Ok(decided.outcomes)
+}
