@@ -34,9 +34,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// WAL pages between automatic checkpoints (SQLite's default: 1000).
-const WAL_CHECKPOINT_PAGES: i64 = 8000;
-
 /// Idle connections kept: one per thread that reads at once is enough.
 const MAX_IDLE: usize = 8;
 
@@ -123,10 +120,6 @@ pub(crate) fn spawn_committer(
         if synchronous_full { "FULL" } else { "NORMAL" },
     )?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    // Checkpoint less often: pages rewritten by every group (the tails of
-    // the tables and indexes) are then copied to the file once per
-    // checkpoint rather than once per 1000 pages of WAL.
-    conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
     conn.set_prepared_statement_cache_capacity(64);
     let (sender, mut queue) = tokio::sync::mpsc::channel::<Queued>(4 * MAX_GROUP);
     std::thread::Builder::new()
