@@ -11,6 +11,9 @@
 //! durably stored while one fsync serves many. A group the database refuses
 //! is committed again one delivery at a time, so that only the delivery at
 //! fault fails.
+//! On a SQLite file the committer is a thread of its own and the plugin's
+//! reads run in place, both on rusqlite (`sqlite_direct`): sqlx would make
+//! each statement a round trip to a connection thread.
 //! Commits serialise: one committer per process, SQLite has one writer, and
 //! on PostgreSQL every commit first takes one transaction-scoped advisory
 //! lock. The plugin's work (the expensive part) runs outside, in parallel;
@@ -19,7 +22,8 @@
 //! reader following `seq` never skips an effect.
 //!
 //! The SQL is written once, with `$N` parameters (both databases accept
-//! them), and run on either pool by the `on_pool!` macro.
+//! them), and run on either pool by the `on_pool!` macro; the group
+//! commit's texts (`group_sql`) also serve the SQLite commit thread.
 
 use crate::capabilities::StagedState;
 use anyhow::{Context, Result};
