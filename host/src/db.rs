@@ -305,58 +305,6 @@ macro_rules! next_seq {
     };
 }
 
-/// Writes one delivery (`$p`, a [`Pending`]) in transaction `$tx`: the
-/// event row, its state writes, its effects numbered from `$next_seq`
-/// (advanced only when it commits). A `Duplicate` or `Conflict` outcome
-/// leaves partial writes that the caller must roll back.
-macro_rules! write_event {
-    ($tx:ident, $p:expr, $now:expr, $next_seq:ident) => {
-        async {
-            let p = &$p;
-            let claimed = sqlx::query(
-                "INSERT INTO events (id, type, account, created, livemode, received_at, status, attempts, payload, processed_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9)
-                 ON CONFLICT (id) DO UPDATE SET status = excluded.status, attempts = events.attempts + 1,
-                     last_error = NULL, processed_at = excluded.processed_at
-                 WHERE events.status NOT IN ('processed', 'ignored')",
-            )
-            .bind(&p.event.id)
-            .bind(&p.event.event_type)
-            .bind(&p.event.account)
-            .bind(p.event.created)
-            .bind(p.event.livemode)
-            .bind($now)
-            .bind(&p.status)
-            .bind(&p.payload)
-            .bind($now)
-            .execute(&mut *$tx)
-            .await?
-            .rows_affected();
-            if claimed == 0 {
-                return Ok(CommitOutcome::Duplicate);
-            }
-            if !apply_state!($tx, p, $now) {
-                return Ok(CommitOutcome::Conflict);
-            }
-            for (seq, (kind, body)) in ($next_seq..).zip(&p.effects) {
-                sqlx::query(
-                    "INSERT INTO effects (seq, event_id, kind, body, created_at) VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(seq)
-                .bind(&p.event.id)
-                .bind(kind)
-                .bind(body)
-                .bind($now)
-                .execute(&mut *$tx)
-                .await?;
-            }
-            $next_seq += p.effects.len() as i64;
-            anyhow::Ok(CommitOutcome::Committed)
-        }
-        .await
-    };
-}
-
 /// The key of the advisory lock that serialises commits on PostgreSQL.
 const COMMIT_LOCK: i64 = 0x0050_5341_4249_4c4c; // "PSABILL"
 
@@ -867,20 +815,11 @@ async fn run_committer(
     }
 }
 
-/// One delivery in a transaction of its own.
+/// One delivery in a transaction of its own: a group of one, so that it
+/// is decided and written exactly as in a group.
 async fn commit_one(pool: &Pool, p: &Pending) -> Result<CommitOutcome> {
-    let now = unix_now();
-    on_pool!(pool, |db| {
-        let mut tx = begin_commit!(pool, db);
-        let mut next_seq = next_seq!(tx);
-        let outcome = write_event!(tx, p, now, next_seq)?;
-        if outcome == CommitOutcome::Committed {
-            tx.commit().await?;
-        } else {
-            tx.rollback().await?;
-        }
-        Ok(outcome)
-    })
+    let mut outcomes = commit_group(pool, &[p]).await?;
+    outcomes.remove(0).map_err(|e| anyhow::anyhow!(e))
 }
 
 /// A state key's version as the group goes (`None`: absent).
