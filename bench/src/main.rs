@@ -54,6 +54,10 @@ struct Args {
     /// Leave scheduling to the OS instead of pinning to cores.
     #[arg(long)]
     no_pin: bool,
+    /// Only the sandbox comparison, over `--events` deliveries (for
+    /// profiling the plugin path), then exit.
+    #[arg(long)]
+    sandbox_only: bool,
 }
 
 const SECRET: &str = "whsec_bench";
@@ -346,6 +350,25 @@ async fn sandbox(runtime: &Runtime, db: &Db, n: usize) -> Result<(Steps, Steps)>
     Ok(result.expect("two rounds ran"))
 }
 
+fn print_sandbox(native: &Steps, component: &Steps) {
+    println!(
+        "sandbox: verify+map+quote {:.1} µs native, {:.1} µs component: {:.2}×",
+        native.total(),
+        component.total(),
+        component.total() / native.total()
+    );
+    for (step, n, c) in [
+        ("verify", native.verify, component.verify),
+        ("map (with its storage reads)", native.map, component.map),
+        ("quote", native.quote, component.quote),
+    ] {
+        println!(
+            "  {step:<30} {n:>8.1} µs native {c:>8.1} µs component  {:.2}×",
+            c / n
+        );
+    }
+}
+
 /// Resident memory of process `pid`, in MiB.
 fn rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -519,6 +542,15 @@ fn main() -> Result<()> {
     if pinned {
         pin_to(SERVER_CORE)?;
     }
+    if args.sandbox_only {
+        let (native, component) = runtime()?.block_on(async {
+            let runtime = Runtime::new(DEFAULT_PLUGIN, Limits::default())?;
+            let db = open_db(dir.path(), "sandbox.db", sync).await?;
+            sandbox(&runtime, &db, args.events).await
+        })?;
+        print_sandbox(&native, &component);
+        return Ok(());
+    }
     let (floor_1, floor_c, native, component) = runtime()?.block_on(async {
         let runtime = Runtime::new(DEFAULT_PLUGIN, Limits::default())?;
         let floor_1 = floor(
@@ -653,21 +685,7 @@ fn main() -> Result<()> {
         group_size(0),
         group_size(1)
     );
-    println!(
-        "sandbox: verify+map+quote {:.1} µs native, {:.1} µs component: {ratio:.2}×",
-        native.total(),
-        component.total()
-    );
-    for (step, n, c) in [
-        ("verify", native.verify, component.verify),
-        ("map (with its storage reads)", native.map, component.map),
-        ("quote", native.quote, component.quote),
-    ] {
-        println!(
-            "  {step:<30} {n:>8.1} µs native {c:>8.1} µs component  {:.2}×",
-            c / n
-        );
-    }
+    print_sandbox(&native, &component);
     println!(
         "serve/floor at c={c}: {:.2}×; serve start: {start_cold_ms:.0} ms compiling, {start_cached_ms:.0} ms from the cache; serve RSS {idle_rss:.0} MiB idle, {loaded_rss:.0} MiB after load",
         serve_c.per_second / floor_c.per_second

@@ -422,6 +422,7 @@ impl Runtime {
         config
             .wasm_component_model(true)
             .epoch_interruption(true)
+            .profiler(profiler())
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;
         if is_core_module(wasm) {
@@ -1073,6 +1074,16 @@ fn is_core_module(wasm: &[u8]) -> bool {
 }
 
 /// Advances the engine's epoch every tick while the engine lives.
+/// `PSA_BILLING_PERFMAP=1` has wasmtime write `/tmp/perf-<pid>.map`, so
+/// that `perf report` names the plugin's own functions instead of showing
+/// bare addresses (profiling a plugin; off otherwise).
+fn profiler() -> wasmtime::ProfilingStrategy {
+    match std::env::var_os("PSA_BILLING_PERFMAP") {
+        Some(v) if v == "1" => wasmtime::ProfilingStrategy::PerfMap,
+        _ => wasmtime::ProfilingStrategy::None,
+    }
+}
+
 fn spawn_epoch_ticker(engine: &Engine) {
     let weak = engine.weak();
     std::thread::Builder::new()
