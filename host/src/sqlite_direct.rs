@@ -17,6 +17,11 @@
 //!   the same decisions, see `db::decide`) straight through: one hand-over
 //!   per group instead of one per statement.
 //!
+//! - Checkpoints: a third thread copies the WAL back into the database
+//!   file (PASSIVE: it never blocks the writer or a reader), so that the
+//!   commit thread does not stall a whole group on SQLite's automatic
+//!   checkpoint, with its writes and its fsync of the database file.
+//!
 //! Everything else (migrations, the CLI's queries, failure records) stays
 //! on sqlx; SQLite's own locking orders its writes with the committer's.
 
@@ -36,6 +41,15 @@ use std::time::Duration;
 
 /// Idle connections kept: one per thread that reads at once is enough.
 const MAX_IDLE: usize = 8;
+
+/// Groups committed between two background checkpoints (a group writes
+/// about twenty pages, so about SQLite's own 1000-page interval).
+const GROUPS_PER_CHECKPOINT: u32 = 48;
+
+/// WAL pages at which the commit connection checkpoints by itself: a
+/// safety net for when the background thread falls behind, far enough
+/// above its interval not to be reached while it keeps up.
+const FALLBACK_AUTOCHECKPOINT_PAGES: u32 = 10_000;
 
 pub(crate) struct SqliteReads {
     path: PathBuf,
@@ -120,12 +134,15 @@ pub(crate) fn spawn_committer(
         if synchronous_full { "FULL" } else { "NORMAL" },
     )?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "wal_autocheckpoint", FALLBACK_AUTOCHECKPOINT_PAGES)?;
     conn.set_prepared_statement_cache_capacity(64);
+    let checkpoints = spawn_checkpointer(path)?;
     let (sender, mut queue) = tokio::sync::mpsc::channel::<Queued>(4 * MAX_GROUP);
     std::thread::Builder::new()
         .name("psa-billing-commit".into())
         .spawn(move || {
             let mut batch = Vec::with_capacity(MAX_GROUP);
+            let mut since_checkpoint = 0u32;
             while let Some(first) = queue.blocking_recv() {
                 batch.push(first);
                 while batch.len() < MAX_GROUP
@@ -139,10 +156,42 @@ pub(crate) fn spawn_committer(
                 for q in alone {
                     let _ = q.reply.send(commit_one(&mut conn, &q.pending));
                 }
+                since_checkpoint += 1;
+                // Full: a checkpoint is running, and it will take these too.
+                if since_checkpoint >= GROUPS_PER_CHECKPOINT && checkpoints.try_send(()).is_ok() {
+                    since_checkpoint = 0;
+                }
             }
         })
         .context("starting the commit thread")?;
     Ok(sender)
+}
+
+/// Starts the thread that checkpoints `path` each time it is asked to; it
+/// ends with the commit thread (the asking side).
+fn spawn_checkpointer(path: &Path) -> Result<std::sync::mpsc::SyncSender<()>> {
+    let conn = Connection::open(path)
+        .with_context(|| format!("opening {} for checkpoints", path.display()))?;
+    let (kick, asked) = std::sync::mpsc::sync_channel::<()>(1);
+    std::thread::Builder::new()
+        .name("psa-billing-checkpoint".into())
+        .spawn(move || {
+            while asked.recv().is_ok() {
+                // (busy, WAL pages, pages copied); PASSIVE copies what no
+                // reader still needs and leaves the rest for the next time.
+                let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                    Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                });
+                match done {
+                    Ok((pages, copied)) => tracing::trace!(pages, copied, "checkpoint"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "WAL checkpoint failed; the next one retries")
+                    }
+                }
+            }
+        })
+        .context("starting the checkpoint thread")?;
+    Ok(kick)
 }
 
 /// One delivery in a transaction of its own.

@@ -497,3 +497,42 @@ async fn a_delivery_committed_alone_follows_the_same_rules() {
         }
     }
 }
+
+#[tokio::test]
+async fn sqlite_copies_its_wal_into_the_database_file_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.db");
+    let db = Db::open(&format!("sqlite://{}", file.display()))
+        .await
+        .unwrap();
+    let size = || std::fs::metadata(&file).unwrap().len();
+    let before = size();
+    // Sequential commits are groups of one; the commit connection's own
+    // checkpoint interval (10 000 pages) is far from reached, so only the
+    // checkpoint thread can move these pages into the file.
+    let body = vec![b'x'; 2000];
+    for i in 0..150 {
+        let staged = StagedState::new(db.clone(), format!("evt_ck{i}"));
+        let outcome = db
+            .commit(
+                &meta(&format!("evt_ck{i}")),
+                &body,
+                &staged,
+                &effects(2),
+                "processed",
+            )
+            .await
+            .unwrap();
+        assert_eq!(outcome, CommitOutcome::Committed);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while size() < before + 150 * 2000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file stayed at {} bytes (was {before}): no checkpoint ran",
+            size()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(db.counts().await.unwrap().0, 150);
+}
