@@ -51,7 +51,12 @@ fn main() {
         ])
         .args(["--target", TARGET])
         .arg("--target-dir")
-        .arg(&target_dir);
+        .arg(&target_dir)
+        // Whole-program optimisation for the components only (the host's
+        // release build stays as it is): inlining across the core crate and
+        // serde_json is worth more in wasm, where every call is a real one.
+        .env("CARGO_PROFILE_RELEASE_LTO", "true")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1");
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy().into_owned();
         if key.starts_with("CARGO_CFG_")

@@ -528,7 +528,7 @@ fn main() -> Result<()> {
         None => std::env::current_exe()?.with_file_name("psa-billing"),
     };
     ensure!(
-        binary.exists(),
+        args.sandbox_only || binary.exists(),
         "{} is missing: build it with `cargo build --release -p psa-billing` (or pass --serve-binary)",
         binary.display()
     );

@@ -239,7 +239,9 @@ fn commit_group(
 ) -> Result<Vec<std::result::Result<CommitOutcome, String>>> {
     let now = unix_now();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut next_seq: i64 = tx.query_row(group_sql::NEXT_SEQ, [], |r| r.get(0))?;
+    let mut next_seq: i64 = tx
+        .prepare_cached(group_sql::NEXT_SEQ)?
+        .query_row([], |r| r.get(0))?;
 
     let mut claimed = HashSet::new();
     for chunk in pow2_chunks(&group_ids(group), KEYS_PER_STATEMENT) {
