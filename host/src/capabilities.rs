@@ -3,7 +3,7 @@
 
 use crate::db::{Db, StateKey};
 use crate::runtime::Limits;
-use crate::runtime::bindings::psa::billing::{clock, log, storage, stripe, types};
+use crate::runtime::bindings::psa::billing::{clock, crypto, log, storage, stripe, types};
 use crate::stripe_api::StripeApi;
 use std::collections::{BTreeMap, HashMap};
 use wasmtime::component::ResourceTable;
@@ -239,6 +239,12 @@ impl log::Host for CallState {
 impl clock::Host for CallState {
     async fn now(&mut self) -> wasmtime::Result<i64> {
         Ok(crate::db::unix_now())
+    }
+}
+
+impl crypto::Host for CallState {
+    async fn hmac_sha256(&mut self, key: Vec<u8>, message: Vec<u8>) -> wasmtime::Result<Vec<u8>> {
+        Ok(psa_billing_core::signature::hmac_sha256(&key, &message).to_vec())
     }
 }
 

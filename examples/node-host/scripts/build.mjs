@@ -22,7 +22,7 @@ const jco = join(here, 'node_modules', '.bin', 'jco');
 const map = (iface) => ['--map', `psa:billing/${iface}=../../src/host/${iface}.js`];
 execFileSync(
   jco,
-  ['transpile', wasm, '-o', join(build, 'plugin'), '--quiet', ...map('storage'), ...map('log'), ...map('clock'), ...map('stripe')],
+  ['transpile', wasm, '-o', join(build, 'plugin'), '--quiet', ...map('storage'), ...map('log'), ...map('clock'), ...map('crypto'), ...map('stripe')],
   { stdio: 'inherit' },
 );
 
