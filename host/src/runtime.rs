@@ -1073,7 +1073,6 @@ fn is_core_module(wasm: &[u8]) -> bool {
     wasm.len() >= 8 && wasm[..4] == *b"\0asm" && wasm[4..8] == [1, 0, 0, 0]
 }
 
-/// Advances the engine's epoch every tick while the engine lives.
 /// `PSA_BILLING_PERFMAP=1` has wasmtime write `/tmp/perf-<pid>.map`, so
 /// that `perf report` names the plugin's own functions instead of showing
 /// bare addresses (profiling a plugin; off otherwise).
@@ -1084,6 +1083,7 @@ fn profiler() -> wasmtime::ProfilingStrategy {
     }
 }
 
+/// Advances the engine's epoch every tick while the engine lives.
 fn spawn_epoch_ticker(engine: &Engine) {
     let weak = engine.weak();
     std::thread::Builder::new()

@@ -124,17 +124,18 @@ pub fn verify_with(
 
 /// Stripe's v1 tag: HMAC-SHA256 of `{timestamp}.{body}` under the secret.
 pub fn v1_tag(secret: &[u8], timestamp: i64, body: &[u8]) -> [u8; 32] {
-    signed_mac(secret, timestamp, body)
-        .finalize()
-        .into_bytes()
-        .into()
+    hmac_of_parts(secret, &[timestamp.to_string().as_bytes(), b".", body])
 }
 
 /// HMAC-SHA256 of `message` under `key`: what a host answers a guest's
 /// [`verify_with`] with, over [`signed_payload`].
 pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    hmac_of_parts(key, &[message])
+}
+
+fn hmac_of_parts(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     let mut mac = HmacSha256::new_from_slice(key).expect("HMAC accepts keys of any length");
-    mac.update(message);
+    parts.iter().for_each(|p| mac.update(p));
     mac.finalize().into_bytes().into()
 }
 
@@ -153,14 +154,6 @@ pub fn sign(body: &[u8], secret: &str, timestamp: i64) -> String {
         "t={timestamp},v1={}",
         encode_hex(&v1_tag(secret.as_bytes(), timestamp, body))
     )
-}
-
-fn signed_mac(secret: &[u8], timestamp: i64, body: &[u8]) -> HmacSha256 {
-    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC accepts keys of any length");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    mac
 }
 
 fn encode_hex(bytes: &[u8]) -> String {
