@@ -51,6 +51,9 @@ const GROUPS_PER_CHECKPOINT: u32 = 48;
 /// above its interval not to be reached while it keeps up.
 const FALLBACK_AUTOCHECKPOINT_PAGES: u32 = 10_000;
 
+/// Page cache of the commit connection.
+const COMMIT_CACHE_KIB: u32 = 16 * 1024;
+
 pub(crate) struct SqliteReads {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
@@ -135,6 +138,13 @@ pub(crate) fn spawn_committer(
     )?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "wal_autocheckpoint", FALLBACK_AUTOCHECKPOINT_PAGES)?;
+    // A group's multi-row statements keep statement journals; past 64 KiB
+    // SQLite spills them to a temporary file, created and deleted each time.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // The B-tree pages a group walks to (event ids and state keys are
+    // spread over the whole index): SQLite's default 2 MiB cache keeps
+    // re-reading them from the file as the log grows.
+    conn.pragma_update(None, "cache_size", -(COMMIT_CACHE_KIB as i64))?;
     conn.set_prepared_statement_cache_capacity(64);
     let checkpoints = spawn_checkpointer(path)?;
     let (sender, mut queue) = tokio::sync::mpsc::channel::<Queued>(4 * MAX_GROUP);
