@@ -22,6 +22,7 @@ pub struct Metrics {
     retries: Family<Labels, Counter>,
     commit_groups: Counter,
     grouped_deliveries: Counter,
+    conflicts: Counter,
     /// Two scrapes at once must not both add the same difference.
     catch_up: std::sync::Mutex<()>,
 }
@@ -68,8 +69,15 @@ impl Default for Metrics {
             "Deliveries written by group commits (divided by commit_groups: the mean group size)",
             grouped_deliveries.clone(),
         );
+        let conflicts = Counter::default();
+        registry.register(
+            "state_conflicts",
+            "Deliveries handled again because plugin state they read changed before their commit",
+            conflicts.clone(),
+        );
         Metrics {
             registry,
+            conflicts,
             commit_groups,
             grouped_deliveries,
             catch_up: Default::default(),
@@ -101,6 +109,11 @@ impl Metrics {
             "retry_scheduled"
         };
         self.retries.get_or_create(&vec![("next", next)]).inc();
+    }
+
+    /// Counts a delivery sent back to be handled again (a state conflict).
+    pub fn conflict(&self) {
+        self.conflicts.inc();
     }
 
     pub fn plugin_call(&self, took: Duration) {

@@ -429,7 +429,10 @@ impl Pipeline {
                 Ok(CommitOutcome::Duplicate) => {
                     return Ok(Outcome::Duplicate { event_id: event.id });
                 }
-                Ok(CommitOutcome::Conflict) => continue,
+                Ok(CommitOutcome::Conflict) => {
+                    self.metrics.conflict();
+                    continue;
+                }
                 Err(e) => return self.fail(&event, body, format!("database: {e:#}")).await,
             }
         }

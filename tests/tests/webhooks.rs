@@ -354,6 +354,8 @@ async fn metrics_count_deliveries_by_outcome_and_reason() {
         // (not looked up first: its commit refuses it) and the ignored event.
         "psa_billing_commit_groups_total 3",
         "psa_billing_committed_deliveries_total 3",
+        // One at a time: nothing read changed before its commit.
+        "psa_billing_state_conflicts_total 0",
     ] {
         assert!(text.contains(line), "no {line:?} in\n{text}");
     }
