@@ -566,3 +566,51 @@ async fn the_wal_starts_over_under_steady_commits() {
     assert!(wal < 16 << 20, "the WAL grew to {wal} bytes");
     assert_eq!(db.counts().await.unwrap(), (2500, 2500, 2500));
 }
+
+/// The commit and checkpoint threads of a SQLite file wait under
+/// SCHED_BATCH, so waking them does not preempt the tokio worker.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn sqlite_threads_are_batch_scheduled() {
+    let dir = tempfile::tempdir().unwrap();
+    let _db = Db::open(&format!("sqlite://{}", dir.path().join("b.db").display()))
+        .await
+        .unwrap();
+    // (name, policy) of the threads named psa-billing-commit and
+    // psa-billing-checkpoint (cut to 15 bytes); each names itself and sets
+    // its policy once it runs, so wait for them a little.
+    let threads = || {
+        let mut seen = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap() {
+            let task = task.unwrap().path();
+            let name = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+            if !name.starts_with("psa-billing-c") {
+                continue;
+            }
+            let sched = std::fs::read_to_string(task.join("sched")).unwrap_or_default();
+            let policy = sched
+                .lines()
+                .find_map(|l| l.strip_prefix("policy")?.trim().strip_prefix(':'))
+                .map(|p| p.trim().to_string());
+            seen.push((name.trim().to_string(), policy));
+        }
+        seen.sort();
+        seen
+    };
+    // 3 is SCHED_BATCH. Other tests of this binary may have theirs too.
+    let batch = |seen: &[(String, Option<String>)]| {
+        let named = |n: &str| seen.iter().any(|(name, _)| name == n);
+        named("psa-billing-com")
+            && named("psa-billing-che")
+            && seen.iter().all(|(_, p)| p.as_deref() == Some("3"))
+    };
+    let mut seen = threads();
+    for _ in 0..200 {
+        if batch(&seen) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        seen = threads();
+    }
+    assert!(batch(&seen), "threads and policies: {seen:?}");
+}
