@@ -46,6 +46,11 @@ const MAX_IDLE: usize = 8;
 /// about twenty pages, so about SQLite's own 1000-page interval).
 const GROUPS_PER_CHECKPOINT: u32 = 48;
 
+/// WAL pages from which the commit thread finishes a checkpoint (see
+/// `finish_checkpoint`). Its copy ends with an fsync of the database file
+/// that the next group waits for, so a small WAL is left to grow.
+const CATCH_UP_PAGES: i64 = 2000;
+
 /// WAL pages at which the commit connection checkpoints by itself: a
 /// safety net for when the background thread falls behind, far enough
 /// above its interval not to be reached while it keeps up.
@@ -247,7 +252,7 @@ fn spawn_checkpointer(path: &Path) -> Result<Checkpoints> {
                 match done {
                     Ok((pages, copied)) => {
                         tracing::trace!(pages, copied, "checkpoint");
-                        if pages == copied {
+                        if pages == copied && pages >= CATCH_UP_PAGES {
                             done_flag.store(true, Ordering::Release);
                         }
                     }
