@@ -220,7 +220,7 @@ struct Checkpoints {
 /// grew to the 10,000-page safety net (41 MB), where the checkpoint SQLite
 /// runs inside a COMMIT makes that group's deliveries wait for the copy.
 /// Only the commit thread writes, so nothing lands in between and the next
-/// group restarts the WAL: it now cycles at 2,000-3,000 pages under load.
+/// group restarts the WAL: it now cycles at 2,000-4,000 pages under load.
 fn finish_checkpoint(conn: &Connection) {
     let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
         Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
