@@ -213,6 +213,15 @@ struct Checkpoints {
     caught_up: Arc<AtomicBool>,
 }
 
+/// A PASSIVE checkpoint: it copies what no reader still needs and leaves
+/// the rest for the next time. (WAL pages, pages copied.)
+fn checkpoint(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
+    // The row is (busy, WAL pages, pages copied).
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok((r.get(1)?, r.get(2)?))
+    })
+}
+
 /// Copies, on the commit thread between two groups, the few frames written
 /// while the checkpoint thread was copying the rest. The WAL only starts
 /// over from its beginning when a write begins with every frame copied,
@@ -222,10 +231,7 @@ struct Checkpoints {
 /// Only the commit thread writes, so nothing lands in between and the next
 /// group restarts the WAL: it now cycles at 2,000-4,000 pages under load.
 fn finish_checkpoint(conn: &Connection) {
-    let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-        Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-    });
-    match done {
+    match checkpoint(conn) {
         Ok((pages, copied)) => tracing::trace!(pages, copied, "checkpoint caught up"),
         Err(e) => tracing::debug!(error = %e, "catching up the checkpoint failed"),
     }
@@ -244,12 +250,7 @@ fn spawn_checkpointer(path: &Path) -> Result<Checkpoints> {
         .spawn(move || {
             batch_scheduling();
             while asked.recv().is_ok() {
-                // (busy, WAL pages, pages copied); PASSIVE copies what no
-                // reader still needs and leaves the rest for the next time.
-                let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                    Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-                });
-                match done {
+                match checkpoint(&conn) {
                     Ok((pages, copied)) => {
                         tracing::trace!(pages, copied, "checkpoint");
                         if pages == copied && pages >= CATCH_UP_PAGES {
