@@ -57,7 +57,7 @@ const CATCH_UP_PAGES: i64 = 2000;
 const FALLBACK_AUTOCHECKPOINT_PAGES: u32 = 10_000;
 
 /// Page cache of the commit connection.
-const COMMIT_CACHE_KIB: u32 = 16 * 1024;
+const COMMIT_CACHE_KIB: i64 = 16 * 1024;
 
 pub(crate) struct SqliteReads {
     path: PathBuf,
@@ -149,7 +149,8 @@ pub(crate) fn spawn_committer(
     // The B-tree pages a group walks to (event ids and state keys are
     // spread over the whole index): SQLite's default 2 MiB cache keeps
     // re-reading them from the file as the log grows.
-    conn.pragma_update(None, "cache_size", -(COMMIT_CACHE_KIB as i64))?;
+    // Negative: a size in KiB rather than in pages.
+    conn.pragma_update(None, "cache_size", -COMMIT_CACHE_KIB)?;
     conn.set_prepared_statement_cache_capacity(64);
     let checkpoints = spawn_checkpointer(path)?;
     let (sender, mut queue) = tokio::sync::mpsc::channel::<Queued>(4 * MAX_GROUP);
@@ -209,7 +210,9 @@ fn batch_scheduling() {
 struct Checkpoints {
     /// Asks for a checkpoint (full: one is pending already).
     kick: std::sync::mpsc::SyncSender<()>,
-    /// Set when a checkpoint has copied every frame there was when it began.
+    /// Set when a checkpoint has copied every frame there was when it began
+    /// and the WAL holds at least `CATCH_UP_PAGES`: the commit thread's cue
+    /// to copy the rest (`finish_checkpoint`).
     caught_up: Arc<AtomicBool>,
 }
 
