@@ -7,12 +7,20 @@ use psa_billing::db::{CommitOutcome, Db, EventMeta, NewEffect};
 use psa_billing::testing::fresh_postgres_url;
 use serde_json::json;
 
-/// Both backends; the temporary directory lives as long as the SQLite one.
-async fn backends(label: &str) -> Vec<(Db, Option<tempfile::TempDir>)> {
+/// A SQLite database in file `name` of a new temporary directory, which
+/// must live as long as it; and the file's path.
+async fn sqlite_file(name: &str) -> (Db, tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = Db::open(&format!("sqlite://{}", dir.path().join("s.db").display()))
+    let file = dir.path().join(name);
+    let db = Db::open(&format!("sqlite://{}", file.display()))
         .await
         .unwrap();
+    (db, dir, file)
+}
+
+/// Both backends; the temporary directory lives as long as the SQLite one.
+async fn backends(label: &str) -> Vec<(Db, Option<tempfile::TempDir>)> {
+    let (sqlite, dir, _) = sqlite_file("s.db").await;
     let pg = Db::open(&fresh_postgres_url(label).await).await.unwrap();
     assert_eq!((sqlite.backend(), pg.backend()), ("sqlite", "postgres"));
     vec![(sqlite, Some(dir)), (pg, None)]
@@ -500,11 +508,7 @@ async fn a_delivery_committed_alone_follows_the_same_rules() {
 
 #[tokio::test]
 async fn sqlite_copies_its_wal_into_the_database_file_in_the_background() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("c.db");
-    let db = Db::open(&format!("sqlite://{}", file.display()))
-        .await
-        .unwrap();
+    let (db, _dir, file) = sqlite_file("c.db").await;
     let size = || std::fs::metadata(&file).unwrap().len();
     let before = size();
     // Sequential commits are groups of one; the commit connection's own
@@ -542,11 +546,7 @@ async fn sqlite_copies_its_wal_into_the_database_file_in_the_background() {
 /// checkpoint, inside a COMMIT, would take over.
 #[tokio::test]
 async fn the_wal_starts_over_under_steady_commits() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("wal.db");
-    let db = Db::open(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap();
+    let (db, dir, _) = sqlite_file("wal.db").await;
     let payload = vec![b'x'; 2048];
     for i in 0..2500 {
         let id = format!("evt_wal_{i}");
@@ -572,10 +572,7 @@ async fn the_wal_starts_over_under_steady_commits() {
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn sqlite_threads_are_batch_scheduled() {
-    let dir = tempfile::tempdir().unwrap();
-    let _db = Db::open(&format!("sqlite://{}", dir.path().join("b.db").display()))
-        .await
-        .unwrap();
+    let (_db, _dir, _) = sqlite_file("b.db").await;
     // (name, policy) of the threads named psa-billing-commit and
     // psa-billing-checkpoint (cut to 15 bytes); each names itself and sets
     // its policy once it runs, so wait for them a little.
