@@ -452,7 +452,10 @@ pub fn main() -> Result<()> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not in a log file
+        // or a journal (and not paid for on every line there).
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // One JSON object per line (with the delivery span's fields) for log
     // pipelines; the default is text for people.
     if std::env::var("PSA_BILLING_LOG_FORMAT").as_deref() == Ok("json") {
