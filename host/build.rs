@@ -27,6 +27,9 @@ fn main() {
         "examples/fee-rules-template",
         "wit",
         "Cargo.lock",
+        // sqlx::migrate! embeds these when db.rs compiles: a new file must
+        // recompile it.
+        "host/migrations",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
     }
