@@ -228,17 +228,21 @@ async fn floor(
     .await
 }
 
-/// The native mapping of `body` over `staged`, its effects in outbox form
-/// (their JSON built from the effect's fields, as the host does from the
-/// component's).
+/// The native mapping of `body` over `staged`, its effects as outbox rows.
+/// The core's effects have no serde form (the host's JSON comes from the
+/// WIT records), so a row's body is the effect's debug text: the same
+/// fields, about the same bytes to store.
 fn native_effects(body: &[u8], staged: &mut StagedState) -> Result<Vec<NewEffect>> {
     let effects = mapping::handle_with(body, &mapping::Routing::default(), &mut Bridge(staged))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(effects
         .iter()
-        .map(|e| NewEffect {
-            kind: e.kind().into(),
-            body: json!({ "kind": e.kind(), "effect": format!("{e:?}") }),
+        .map(|e| {
+            let kind = e.kind();
+            NewEffect {
+                kind: kind.into(),
+                body: json!({ "kind": kind, "effect": format!("{e:?}") }),
+            }
         })
         .collect())
 }
