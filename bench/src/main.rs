@@ -509,8 +509,9 @@ impl Server {
         rss_mib(self.child.id())
     }
 
-    /// Group commits so far and the deliveries they carried, from `/metrics`.
-    async fn commit_groups(&self, client: &reqwest::Client) -> Result<(f64, f64)> {
+    /// Group commits so far, the deliveries they carried and the deliveries
+    /// handled again after a state conflict, from `/metrics`.
+    async fn commit_counters(&self, client: &reqwest::Client) -> Result<(f64, f64, f64)> {
         let text = client
             .get(format!("{}/metrics", self.base))
             .send()
@@ -525,6 +526,7 @@ impl Server {
         Ok((
             counter("psa_billing_commit_groups_total ")?,
             counter("psa_billing_committed_deliveries_total ")?,
+            counter("psa_billing_state_conflicts_total ")?,
         ))
     }
 }
@@ -665,7 +667,7 @@ fn main() -> Result<()> {
                     }
                 })
                 .await?;
-                let groups = server.commit_groups(&client).await?;
+                let groups = server.commit_counters(&client).await?;
                 phases.push((concurrency, phase, groups));
             }
             let loaded_rss = server.rss_mib();
@@ -683,16 +685,21 @@ fn main() -> Result<()> {
 
     let ratio = component.total() / native.total();
     let serve_c = &serve_phases[1].1;
-    // Mean deliveries per group commit in each phase (the counters run on).
-    let group_size = |i: usize| {
-        let (groups, deliveries) = serve_phases[i].2;
-        let (g0, d0) = if i == 0 {
-            (0.0, 0.0)
+    // Each phase's share of the counters (they run on between phases).
+    let counters = |i: usize| {
+        let (groups, deliveries, conflicts) = serve_phases[i].2;
+        let (g0, d0, x0) = if i == 0 {
+            (0.0, 0.0, 0.0)
         } else {
             serve_phases[i - 1].2
         };
-        (deliveries - d0) / (groups - g0).max(1.0)
+        (groups - g0, deliveries - d0, conflicts - x0)
     };
+    let group_size = |i: usize| {
+        let (groups, deliveries, _) = counters(i);
+        deliveries / groups.max(1.0)
+    };
+    let conflicts = |i: usize| counters(i).2;
     let report = json!({
         "machine": machine(cores),
         "pinned": if pinned { json!({ "server": SERVER_CORE, "load_generator": LOAD_CORE }) } else { Value::Null },
@@ -703,6 +710,7 @@ fn main() -> Result<()> {
         "sandbox": { "native": native.json(), "component": component.json(), "ratio": ratio },
         "serve": { "c1": serve_phases[0].1.json(), "cN": serve_c.json() },
         "serve_mean_group_commit": { "c1": group_size(0), "cN": group_size(1) },
+        "serve_state_conflicts": { "c1": conflicts(0), "cN": conflicts(1) },
         "serve_vs_floor": serve_c.per_second / floor_c.per_second,
         "serve_vs_event_only_floor": serve_c.per_second / floor_event_only.per_second,
         "start_ms": { "compiling": start_cold_ms, "from_cache": start_cached_ms },
@@ -747,9 +755,10 @@ fn main() -> Result<()> {
         row(format!("psa-billing serve over HTTP, c={conc}"), p);
     }
     println!(
-        "serve: {:.1} deliveries per group commit at c=1, {:.1} at c={c}",
+        "serve: {:.1} deliveries per group commit at c=1, {:.1} at c={c}; {} deliveries handled again after a state conflict at c={c}",
         group_size(0),
-        group_size(1)
+        group_size(1),
+        conflicts(1)
     );
     print_sandbox(&native, &component);
     println!(

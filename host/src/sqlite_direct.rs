@@ -125,22 +125,45 @@ pub(crate) struct Queued {
     pub(crate) alone: bool,
 }
 
+/// Makes the WAL durable: `fsync` of the file, as SQLite's FULL does after
+/// each commit. Replaceable in tests.
+pub(crate) type SyncWal = Box<dyn FnMut() -> std::io::Result<()> + Send>;
+
+/// `fsync` of `path`'s WAL, opened afresh each time so that it is the file
+/// SQLite writes now, whatever happened to an earlier one.
+fn fsync_wal(path: &Path) -> SyncWal {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal = PathBuf::from(wal);
+    Box::new(move || std::fs::File::open(&wal)?.sync_all())
+}
+
 /// Starts the thread that commits deliveries on `path`; it ends when every
-/// sender of its queue is dropped.
+/// sender of its queue is dropped. `synchronous_full`: a delivery is
+/// answered only once its commit is on disk (see `Syncer`).
 pub(crate) fn spawn_committer(
     path: &Path,
     synchronous_full: bool,
     stats: Arc<GroupStats>,
 ) -> Result<tokio::sync::mpsc::Sender<Queued>> {
+    let sync = synchronous_full.then(|| fsync_wal(path));
+    spawn_committer_syncing(path, sync, stats)
+}
+
+/// `spawn_committer`, with `sync` making the WAL durable (`None`:
+/// synchronous=NORMAL, answers do not wait for the disk).
+pub(crate) fn spawn_committer_syncing(
+    path: &Path,
+    sync: Option<SyncWal>,
+    stats: Arc<GroupStats>,
+) -> Result<tokio::sync::mpsc::Sender<Queued>> {
     let mut conn = Connection::open(path)
         .with_context(|| format!("opening {} for commits", path.display()))?;
     conn.busy_timeout(Duration::from_secs(10))?;
-    // Per connection, as sqlx sets them on its own (journal_mode is the file's).
-    conn.pragma_update(
-        None,
-        "synchronous",
-        if synchronous_full { "FULL" } else { "NORMAL" },
-    )?;
+    // Per connection, as sqlx sets them on its own (journal_mode is the
+    // file's). NORMAL even for a durable database: the syncer then does
+    // the fsync FULL would do inside COMMIT, off this thread.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "wal_autocheckpoint", FALLBACK_AUTOCHECKPOINT_PAGES)?;
     // A group's multi-row statements keep statement journals; past 64 KiB
@@ -153,6 +176,10 @@ pub(crate) fn spawn_committer(
     conn.pragma_update(None, "cache_size", -COMMIT_CACHE_KIB)?;
     conn.set_prepared_statement_cache_capacity(64);
     let checkpoints = spawn_checkpointer(path)?;
+    let mut answers = match sync {
+        Some(sync) => Answers::Synced(Syncer::spawn(sync)?),
+        None => Answers::Now,
+    };
     let (sender, mut queue) = tokio::sync::mpsc::channel::<Queued>(4 * MAX_GROUP);
     std::thread::Builder::new()
         .name("psa-billing-commit".into())
@@ -167,11 +194,20 @@ pub(crate) fn spawn_committer(
                 {
                     batch.push(next);
                 }
+                if let Some(refusal) = answers.refusal() {
+                    for q in batch.drain(..) {
+                        let _ = q.reply.send(Err(refusal.clone()));
+                    }
+                    continue;
+                }
                 let (alone, grouped): (Vec<Queued>, Vec<Queued>) =
                     batch.drain(..).partition(|q| q.alone);
-                commit_and_answer(&mut conn, grouped, &stats);
+                commit_and_answer(&mut conn, grouped, &stats, &answers);
                 for q in alone {
-                    let _ = q.reply.send(commit_one(&mut conn, &q.pending));
+                    // The floor's transaction of its own: synced before the
+                    // next one begins, as SQLite's FULL does.
+                    let outcome = commit_one(&mut conn, &q.pending);
+                    let _ = q.reply.send(answers.sync_now(outcome));
                 }
                 since_checkpoint += 1;
                 // Full: a checkpoint is running, and it will take these too.
@@ -280,7 +316,12 @@ fn commit_one(conn: &mut Connection, p: &Pending) -> std::result::Result<CommitO
 
 /// Commits `grouped` as one group (each alone if the database refuses the
 /// group, so that only the delivery at fault fails) and answers each.
-fn commit_and_answer(conn: &mut Connection, grouped: Vec<Queued>, stats: &GroupStats) {
+fn commit_and_answer(
+    conn: &mut Connection,
+    grouped: Vec<Queued>,
+    stats: &GroupStats,
+    answers: &Answers,
+) {
     if grouped.is_empty() {
         return;
     }
@@ -301,9 +342,139 @@ fn commit_and_answer(conn: &mut Connection, grouped: Vec<Queued>, stats: &GroupS
     stats
         .deliveries
         .fetch_add(pending.len() as u64, Ordering::Relaxed);
-    for (q, outcome) in grouped.into_iter().zip(outcomes) {
-        let _ = q.reply.send(outcome);
+    answers.send(grouped.into_iter().map(|q| q.reply).zip(outcomes).collect());
+}
+
+/// When answers go out.
+enum Answers {
+    /// At once: synchronous=NORMAL.
+    Now,
+    /// Once the WAL is on disk.
+    Synced(Syncer),
+}
+
+impl Answers {
+    /// Why nothing more can be committed: an fsync failed.
+    fn refusal(&self) -> Option<String> {
+        match self {
+            Answers::Synced(s) if s.failed.load(Ordering::Acquire) => Some(SYNC_FAILED.into()),
+            _ => None,
+        }
     }
+
+    /// Answers a group: what it committed (or found committed) after the
+    /// next fsync, the rest (conflicts, errors) at once.
+    fn send(&self, answered: Vec<(Reply, std::result::Result<CommitOutcome, String>)>) {
+        let Answers::Synced(syncer) = self else {
+            for (reply, outcome) in answered {
+                let _ = reply.send(outcome);
+            }
+            return;
+        };
+        let (durable, now): (Vec<_>, Vec<_>) =
+            answered.into_iter().partition(|(_, o)| needs_sync(o));
+        for (reply, outcome) in now {
+            let _ = reply.send(outcome);
+        }
+        if !durable.is_empty() && syncer.batches.send(durable).is_err() {
+            // The syncer ended: it never does while this side lives.
+            tracing::error!("the WAL sync thread is gone");
+        }
+    }
+
+    /// `outcome`, after an fsync on this thread when it needs one.
+    fn sync_now(
+        &mut self,
+        outcome: std::result::Result<CommitOutcome, String>,
+    ) -> std::result::Result<CommitOutcome, String> {
+        match self {
+            Answers::Synced(syncer) if needs_sync(&outcome) => {
+                let mut sync = syncer.sync.lock().unwrap_or_else(|e| e.into_inner());
+                match (sync)() {
+                    Ok(()) => outcome,
+                    Err(e) => Err(syncer.fail(&e)),
+                }
+            }
+            _ => outcome,
+        }
+    }
+}
+
+/// Whether an answer claims that something is stored: a commit, or a
+/// duplicate (whose first commit may be in the group being synced).
+fn needs_sync(outcome: &std::result::Result<CommitOutcome, String>) -> bool {
+    matches!(
+        outcome,
+        Ok(CommitOutcome::Committed | CommitOutcome::Duplicate)
+    )
+}
+
+const SYNC_FAILED: &str = "the database's write-ahead log could not be synced to disk; \
+     nothing more is acknowledged until the service is restarted";
+
+/// The durability of synchronous=FULL without its wait. SQLite's FULL
+/// fsyncs the WAL inside COMMIT, so the commit thread, which is the only
+/// writer, sat idle for every fsync and the next group waited behind it.
+/// Here the commit thread commits with NORMAL (the same WAL frames, no
+/// fsync) and hands the group's answers to this thread, which fsyncs the
+/// WAL and only then answers: a 2xx still means on disk, and the fsync of
+/// one group overlaps the next group's commit. One fsync covers every
+/// group committed before it began. After a failed fsync the kernel may
+/// have dropped the unwritten pages, so a later success would prove
+/// nothing: everything from then on is refused until a restart.
+struct Syncer {
+    batches: std::sync::mpsc::Sender<Vec<(Reply, std::result::Result<CommitOutcome, String>)>>,
+    sync: Arc<Mutex<SyncWal>>,
+    failed: Arc<AtomicBool>,
+}
+
+impl Syncer {
+    fn spawn(sync: SyncWal) -> Result<Syncer> {
+        let (batches, waiting) =
+            std::sync::mpsc::channel::<Vec<(Reply, std::result::Result<CommitOutcome, String>)>>();
+        let syncer = Syncer {
+            batches,
+            sync: Arc::new(Mutex::new(sync)),
+            failed: Arc::new(AtomicBool::new(false)),
+        };
+        let (sync, failed) = (syncer.sync.clone(), syncer.failed.clone());
+        std::thread::Builder::new()
+            .name("psa-billing-sync".into())
+            .spawn(move || {
+                while let Ok(mut answers) = waiting.recv() {
+                    // Everything handed over so far was committed before
+                    // this fsync begins: it covers them all.
+                    while let Ok(more) = waiting.try_recv() {
+                        answers.extend(more);
+                    }
+                    let synced = if failed.load(Ordering::Acquire) {
+                        Err(SYNC_FAILED.to_string())
+                    } else {
+                        let mut sync = sync.lock().unwrap_or_else(|e| e.into_inner());
+                        (sync)().map_err(|e| fail(&failed, &e))
+                    };
+                    for (reply, outcome) in answers {
+                        let _ = reply.send(match &synced {
+                            Ok(()) => outcome,
+                            Err(e) => Err(e.clone()),
+                        });
+                    }
+                }
+            })
+            .context("starting the WAL sync thread")?;
+        Ok(syncer)
+    }
+
+    fn fail(&self, e: &std::io::Error) -> String {
+        fail(&self.failed, e)
+    }
+}
+
+/// Records a failed fsync: logged, and every later commit refused.
+fn fail(failed: &AtomicBool, e: &std::io::Error) -> String {
+    failed.store(true, Ordering::Release);
+    tracing::error!(error = %e, "fsync of the write-ahead log failed: refusing deliveries until restarted");
+    format!("{SYNC_FAILED} ({e})")
 }
 
 /// `db::commit_group` on rusqlite: look-ups, decisions, then a few
@@ -394,4 +565,133 @@ fn commit_group(
     }
     tx.commit()?;
     Ok(decided.outcomes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{Db, EventMeta};
+    use std::sync::atomic::AtomicU32;
+
+    fn pending(id: &str) -> Pending {
+        Pending {
+            event: EventMeta {
+                id: id.into(),
+                event_type: "payment_intent.succeeded".into(),
+                account: None,
+                created: 1,
+                livemode: false,
+            },
+            payload: b"{}".to_vec(),
+            status: "processed".into(),
+            reads: vec![],
+            writes: vec![(("c".into(), id.into()), Some("v".into()))],
+            effects: vec![("payment.succeeded".into(), "{}".into())],
+        }
+    }
+
+    async fn commit(
+        queue: &tokio::sync::mpsc::Sender<Queued>,
+        id: &str,
+        alone: bool,
+    ) -> std::result::Result<CommitOutcome, String> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let pending = pending(id);
+        queue
+            .send(Queued {
+                pending,
+                reply,
+                alone,
+            })
+            .await
+            .map_err(|_| "queue closed".to_string())?;
+        answer.await.map_err(|_| "no answer".to_string())?
+    }
+
+    /// A commit is answered only after an fsync that began after it; a
+    /// duplicate too; a failed fsync turns every answer from then on into
+    /// an error, and nothing more is written.
+    #[tokio::test]
+    async fn answers_wait_for_the_wal_fsync_and_a_failed_fsync_stops_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sync.db");
+        let db = Db::open(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let syncs = Arc::new(AtomicU32::new(0));
+        let broken = Arc::new(AtomicBool::new(false));
+        let (counted, failing) = (syncs.clone(), broken.clone());
+        let queue = spawn_committer_syncing(
+            &path,
+            Some(Box::new(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                if failing.load(Ordering::SeqCst) {
+                    Err(std::io::Error::other("disk gone"))
+                } else {
+                    Ok(())
+                }
+            })),
+            Arc::new(GroupStats::default()),
+        )
+        .unwrap();
+
+        assert_eq!(
+            commit(&queue, "evt_1", false).await,
+            Ok(CommitOutcome::Committed)
+        );
+        assert_eq!(syncs.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            commit(&queue, "evt_1", false).await,
+            Ok(CommitOutcome::Duplicate)
+        );
+        assert_eq!(syncs.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            commit(&queue, "evt_2", true).await,
+            Ok(CommitOutcome::Committed)
+        );
+        assert_eq!(
+            syncs.load(Ordering::SeqCst),
+            3,
+            "a commit of its own syncs too"
+        );
+
+        broken.store(true, Ordering::SeqCst);
+        let refused = commit(&queue, "evt_3", false).await.unwrap_err();
+        assert!(
+            refused.contains("could not be synced") && refused.contains("disk gone"),
+            "{refused}"
+        );
+        // Written but not acknowledged: Stripe redelivers it, and the
+        // restarted service answers it as a duplicate.
+        assert_eq!(
+            db.event_status("evt_3").await.unwrap().as_deref(),
+            Some("processed")
+        );
+
+        broken.store(false, Ordering::SeqCst);
+        let after = syncs.load(Ordering::SeqCst);
+        for (id, alone) in [("evt_4", false), ("evt_5", true)] {
+            let refused = commit(&queue, id, alone).await.unwrap_err();
+            assert!(refused.contains("restarted"), "{refused}");
+            assert_eq!(db.event_status(id).await.unwrap(), None, "{id} was written");
+        }
+        assert_eq!(
+            syncs.load(Ordering::SeqCst),
+            after,
+            "no fsync after the failure"
+        );
+    }
+
+    /// With synchronous=FULL the WAL file is what gets synced: the real
+    /// function finds it and succeeds.
+    #[tokio::test]
+    async fn the_wal_of_a_database_can_be_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal.db");
+        let _db = Db::open(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        fsync_wal(&path)().expect("the -wal file exists and syncs");
+        fsync_wal(&dir.path().join("none.db"))().expect_err("no such WAL");
+    }
 }
