@@ -399,7 +399,27 @@ async fn sandbox(runtime: &Runtime, db: &Db, n: usize) -> Result<(Steps, Steps)>
     Ok(result.expect("two rounds ran"))
 }
 
-fn print_sandbox(native: &Steps, component: &Steps) {
+/// Microseconds one call to a trivial export (`parse-amount`: two short
+/// strings in, a small record out) takes, `n` times after a warm-up: the
+/// fixed cost of a crossing, which no change to the plugin's code removes.
+async fn crossing_us(runtime: &Runtime, n: usize) -> Result<f64> {
+    let mut took = Duration::ZERO;
+    for _round in 0..2 {
+        took = Duration::ZERO;
+        for _ in 0..n {
+            timed(&mut took, async {
+                runtime
+                    .parse_amount("10.00", "usd")
+                    .await?
+                    .map_err(|e| anyhow::anyhow!("{e:?}"))
+            })
+            .await?;
+        }
+    }
+    Ok(took.as_secs_f64() * 1e6 / n as f64)
+}
+
+fn print_sandbox(native: &Steps, component: &Steps, crossing: f64) {
     println!(
         "sandbox: verify+map+quote {:.1} µs native, {:.1} µs component: {:.2}×",
         native.total(),
@@ -416,6 +436,7 @@ fn print_sandbox(native: &Steps, component: &Steps) {
             c / n
         );
     }
+    println!("  one call to a trivial export (the fixed cost of a crossing): {crossing:.2} µs");
 }
 
 /// Resident memory of process `pid`, in MiB.
@@ -594,41 +615,51 @@ fn main() -> Result<()> {
         pin_to(SERVER_CORE)?;
     }
     if args.sandbox_only {
-        let (native, component) = runtime()?.block_on(async {
+        let (native, component, crossing) = runtime()?.block_on(async {
             let runtime = Runtime::new(DEFAULT_PLUGIN, Limits::default())?;
             let db = open_db(dir.path(), "sandbox.db", sync).await?;
-            sandbox(&runtime, &db, args.events).await
+            let (native, component) = sandbox(&runtime, &db, args.events).await?;
+            anyhow::Ok((native, component, crossing_us(&runtime, args.events).await?))
         })?;
-        print_sandbox(&native, &component);
+        print_sandbox(&native, &component, crossing);
         return Ok(());
     }
-    let (floor_1, floor_c, floor_event_only, native, component) = runtime()?.block_on(async {
-        let runtime = Runtime::new(DEFAULT_PLUGIN, Limits::default())?;
-        let floor_1 = floor(
-            open_db(dir.path(), "floor1.db", sync).await?,
-            signed("floor1", args.events),
-            1,
-            FloorWork::Mapped,
-        )
-        .await?;
-        let floor_c = floor(
-            open_db(dir.path(), "floorc.db", sync).await?,
-            signed("floorc", args.events),
-            c,
-            FloorWork::Mapped,
-        )
-        .await?;
-        let floor_event_only = floor(
-            open_db(dir.path(), "floore.db", sync).await?,
-            signed("floore", args.events),
-            c,
-            FloorWork::EventOnly,
-        )
-        .await?;
-        let sandbox_db = open_db(dir.path(), "sandbox.db", sync).await?;
-        let (native, component) = sandbox(&runtime, &sandbox_db, args.events.min(2000)).await?;
-        anyhow::Ok((floor_1, floor_c, floor_event_only, native, component))
-    })?;
+    let (floor_1, floor_c, floor_event_only, native, component, crossing) =
+        runtime()?.block_on(async {
+            let runtime = Runtime::new(DEFAULT_PLUGIN, Limits::default())?;
+            let floor_1 = floor(
+                open_db(dir.path(), "floor1.db", sync).await?,
+                signed("floor1", args.events),
+                1,
+                FloorWork::Mapped,
+            )
+            .await?;
+            let floor_c = floor(
+                open_db(dir.path(), "floorc.db", sync).await?,
+                signed("floorc", args.events),
+                c,
+                FloorWork::Mapped,
+            )
+            .await?;
+            let floor_event_only = floor(
+                open_db(dir.path(), "floore.db", sync).await?,
+                signed("floore", args.events),
+                c,
+                FloorWork::EventOnly,
+            )
+            .await?;
+            let sandbox_db = open_db(dir.path(), "sandbox.db", sync).await?;
+            let (native, component) = sandbox(&runtime, &sandbox_db, args.events.min(2000)).await?;
+            let crossing = crossing_us(&runtime, args.events.min(2000)).await?;
+            anyhow::Ok((
+                floor_1,
+                floor_c,
+                floor_event_only,
+                native,
+                component,
+                crossing,
+            ))
+        })?;
 
     // 3 and 4: `serve` on the server's core, the load generator on the other.
     if pinned {
@@ -707,7 +738,7 @@ fn main() -> Result<()> {
         "concurrency": c,
         "sqlite_synchronous": sync,
         "floor": { "c1": floor_1.json(), "cN": floor_c.json(), "cN_event_only": floor_event_only.json() },
-        "sandbox": { "native": native.json(), "component": component.json(), "ratio": ratio },
+        "sandbox": { "native": native.json(), "component": component.json(), "ratio": ratio, "trivial_call_us": crossing },
         "serve": { "c1": serve_phases[0].1.json(), "cN": serve_c.json() },
         "serve_mean_group_commit": { "c1": group_size(0), "cN": group_size(1) },
         "serve_state_conflicts": { "c1": conflicts(0), "cN": conflicts(1) },
@@ -760,7 +791,7 @@ fn main() -> Result<()> {
         group_size(1),
         conflicts(1)
     );
-    print_sandbox(&native, &component);
+    print_sandbox(&native, &component, crossing);
     println!(
         "serve/floor at c={c}: {:.2}× ({:.2}× the event-only floor); serve start: {start_cold_ms:.0} ms compiling, {start_cached_ms:.0} ms from the cache; serve RSS {idle_rss:.0} MiB idle, {loaded_rss:.0} MiB after load",
         serve_c.per_second / floor_c.per_second,
