@@ -176,7 +176,7 @@ pub(crate) fn spawn_committer_syncing(
     conn.pragma_update(None, "cache_size", -COMMIT_CACHE_KIB)?;
     conn.set_prepared_statement_cache_capacity(64);
     let checkpoints = spawn_checkpointer(path)?;
-    let mut answers = match sync {
+    let answers = match sync {
         Some(sync) => Answers::Synced(Syncer::spawn(sync)?),
         None => Answers::Now,
     };
@@ -202,7 +202,7 @@ pub(crate) fn spawn_committer_syncing(
                 }
                 let (alone, grouped): (Vec<Queued>, Vec<Queued>) =
                     batch.drain(..).partition(|q| q.alone);
-                commit_and_answer(&mut conn, grouped, &stats, &answers);
+                commit_and_answer(&mut conn, grouped, &stats, &answers, || !queue.is_empty());
                 for q in alone {
                     // The floor's transaction of its own: synced before the
                     // next one begins, as SQLite's FULL does.
@@ -321,6 +321,7 @@ fn commit_and_answer(
     grouped: Vec<Queued>,
     stats: &GroupStats,
     answers: &Answers,
+    more_waiting: impl Fn() -> bool,
 ) {
     if grouped.is_empty() {
         return;
@@ -342,7 +343,10 @@ fn commit_and_answer(
     stats
         .deliveries
         .fetch_add(pending.len() as u64, Ordering::Relaxed);
-    answers.send(grouped.into_iter().map(|q| q.reply).zip(outcomes).collect());
+    answers.send(
+        grouped.into_iter().map(|q| q.reply).zip(outcomes).collect(),
+        more_waiting(),
+    );
 }
 
 /// When answers go out.
@@ -357,14 +361,23 @@ impl Answers {
     /// Why nothing more can be committed: an fsync failed.
     fn refusal(&self) -> Option<String> {
         match self {
-            Answers::Synced(s) if s.failed.load(Ordering::Acquire) => Some(SYNC_FAILED.into()),
+            Answers::Synced(s) if s.wal.failed.load(Ordering::Acquire) => Some(SYNC_FAILED.into()),
             _ => None,
         }
     }
 
-    /// Answers a group: what it committed (or found committed) after the
-    /// next fsync, the rest (conflicts, errors) at once.
-    fn send(&self, answered: Vec<(Reply, std::result::Result<CommitOutcome, String>)>) {
+    /// Answers a group: what it committed (or found committed) after an
+    /// fsync, the rest (conflicts, errors) at once. With `more_waiting`
+    /// (deliveries queued for the next group) the fsync is the sync
+    /// thread's, overlapping that group's commit; otherwise there is
+    /// nothing to overlap with, and this thread does it itself rather than
+    /// wait for another thread to be scheduled (a lone delivery would pay
+    /// for two thread switches).
+    fn send(
+        &self,
+        answered: Vec<(Reply, std::result::Result<CommitOutcome, String>)>,
+        more_waiting: bool,
+    ) {
         let Answers::Synced(syncer) = self else {
             for (reply, outcome) in answered {
                 let _ = reply.send(outcome);
@@ -376,7 +389,15 @@ impl Answers {
         for (reply, outcome) in now {
             let _ = reply.send(outcome);
         }
-        if !durable.is_empty() && syncer.batches.send(durable).is_err() {
+        if durable.is_empty() {
+            return;
+        }
+        if !more_waiting {
+            let synced = syncer.wal.sync();
+            for (reply, outcome) in durable {
+                let _ = reply.send(synced.clone().and(outcome));
+            }
+        } else if syncer.batches.send(durable).is_err() {
             // The syncer ended: it never does while this side lives.
             tracing::error!("the WAL sync thread is gone");
         }
@@ -384,17 +405,11 @@ impl Answers {
 
     /// `outcome`, after an fsync on this thread when it needs one.
     fn sync_now(
-        &mut self,
+        &self,
         outcome: std::result::Result<CommitOutcome, String>,
     ) -> std::result::Result<CommitOutcome, String> {
         match self {
-            Answers::Synced(syncer) if needs_sync(&outcome) => {
-                let mut sync = syncer.sync.lock().unwrap_or_else(|e| e.into_inner());
-                match (sync)() {
-                    Ok(()) => outcome,
-                    Err(e) => Err(syncer.fail(&e)),
-                }
-            }
+            Answers::Synced(syncer) if needs_sync(&outcome) => syncer.wal.sync().and(outcome),
             _ => outcome,
         }
     }
@@ -416,28 +431,48 @@ const SYNC_FAILED: &str = "the database's write-ahead log could not be synced to
 /// fsyncs the WAL inside COMMIT, so the commit thread, which is the only
 /// writer, sat idle for every fsync and the next group waited behind it.
 /// Here the commit thread commits with NORMAL (the same WAL frames, no
-/// fsync) and hands the group's answers to this thread, which fsyncs the
-/// WAL and only then answers: a 2xx still means on disk, and the fsync of
-/// one group overlaps the next group's commit. One fsync covers every
-/// group committed before it began. After a failed fsync the kernel may
-/// have dropped the unwritten pages, so a later success would prove
-/// nothing: everything from then on is refused until a restart.
+/// fsync) and, when more deliveries are waiting, hands the group's answers
+/// to this thread, which fsyncs the WAL and only then answers: a 2xx still
+/// means on disk, and the fsync of one group overlaps the next group's
+/// commit. One fsync covers every group committed before it began.
 struct Syncer {
     batches: std::sync::mpsc::Sender<Vec<(Reply, std::result::Result<CommitOutcome, String>)>>,
-    sync: Arc<Mutex<SyncWal>>,
-    failed: Arc<AtomicBool>,
+    wal: Arc<WalSync>,
+}
+
+/// The fsync itself, shared by the commit and the sync threads. After a
+/// failed fsync the kernel may have dropped the pages it could not write,
+/// so a later success would prove nothing: everything from then on is
+/// refused until a restart.
+struct WalSync {
+    sync: Mutex<SyncWal>,
+    failed: AtomicBool,
+}
+
+impl WalSync {
+    /// An fsync on the calling thread (refused after a failed one).
+    fn sync(&self) -> std::result::Result<(), String> {
+        if self.failed.load(Ordering::Acquire) {
+            return Err(SYNC_FAILED.to_string());
+        }
+        let mut sync = self.sync.lock().unwrap_or_else(|e| e.into_inner());
+        (sync)().map_err(|e| {
+            self.failed.store(true, Ordering::Release);
+            tracing::error!(error = %e, "fsync of the write-ahead log failed: refusing deliveries until restarted");
+            format!("{SYNC_FAILED} ({e})")
+        })
+    }
 }
 
 impl Syncer {
     fn spawn(sync: SyncWal) -> Result<Syncer> {
         let (batches, waiting) =
             std::sync::mpsc::channel::<Vec<(Reply, std::result::Result<CommitOutcome, String>)>>();
-        let syncer = Syncer {
-            batches,
-            sync: Arc::new(Mutex::new(sync)),
-            failed: Arc::new(AtomicBool::new(false)),
-        };
-        let (sync, failed) = (syncer.sync.clone(), syncer.failed.clone());
+        let wal = Arc::new(WalSync {
+            sync: Mutex::new(sync),
+            failed: AtomicBool::new(false),
+        });
+        let syncing = wal.clone();
         std::thread::Builder::new()
             .name("psa-billing-sync".into())
             .spawn(move || {
@@ -447,34 +482,15 @@ impl Syncer {
                     while let Ok(more) = waiting.try_recv() {
                         answers.extend(more);
                     }
-                    let synced = if failed.load(Ordering::Acquire) {
-                        Err(SYNC_FAILED.to_string())
-                    } else {
-                        let mut sync = sync.lock().unwrap_or_else(|e| e.into_inner());
-                        (sync)().map_err(|e| fail(&failed, &e))
-                    };
+                    let synced = syncing.sync();
                     for (reply, outcome) in answers {
-                        let _ = reply.send(match &synced {
-                            Ok(()) => outcome,
-                            Err(e) => Err(e.clone()),
-                        });
+                        let _ = reply.send(synced.clone().and(outcome));
                     }
                 }
             })
             .context("starting the WAL sync thread")?;
-        Ok(syncer)
+        Ok(Syncer { batches, wal })
     }
-
-    fn fail(&self, e: &std::io::Error) -> String {
-        fail(&self.failed, e)
-    }
-}
-
-/// Records a failed fsync: logged, and every later commit refused.
-fn fail(failed: &AtomicBool, e: &std::io::Error) -> String {
-    failed.store(true, Ordering::Release);
-    tracing::error!(error = %e, "fsync of the write-ahead log failed: refusing deliveries until restarted");
-    format!("{SYNC_FAILED} ({e})")
 }
 
 /// `db::commit_group` on rusqlite: look-ups, decisions, then a few
@@ -608,9 +624,10 @@ mod tests {
         answer.await.map_err(|_| "no answer".to_string())?
     }
 
-    /// A commit is answered only after an fsync that began after it; a
-    /// duplicate too; a failed fsync turns every answer from then on into
-    /// an error, and nothing more is written.
+    /// On the commit thread (nothing else waiting), a commit is answered
+    /// only after an fsync that began after it, and a duplicate too; a
+    /// failed fsync turns every answer from then on into an error, and
+    /// nothing more is written.
     #[tokio::test]
     async fn answers_wait_for_the_wal_fsync_and_a_failed_fsync_stops_commits() {
         let dir = tempfile::tempdir().unwrap();
@@ -680,6 +697,72 @@ mod tests {
             after,
             "no fsync after the failure"
         );
+    }
+
+    /// Handed over to the sync thread (more deliveries waiting), a group's
+    /// commits and duplicates are answered after one fsync, its conflicts
+    /// at once; a failed fsync fails them, and the next group too.
+    #[tokio::test]
+    async fn the_sync_thread_answers_after_its_fsync() {
+        let syncs = Arc::new(AtomicU32::new(0));
+        let broken = Arc::new(AtomicBool::new(false));
+        let (counted, failing) = (syncs.clone(), broken.clone());
+        let answers = Answers::Synced(
+            Syncer::spawn(Box::new(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                if failing.load(Ordering::SeqCst) {
+                    Err(std::io::Error::other("disk gone"))
+                } else {
+                    Ok(())
+                }
+            }))
+            .unwrap(),
+        );
+        let group = |outcomes: Vec<CommitOutcome>| {
+            let (replies, answers): (Vec<_>, Vec<_>) = outcomes
+                .into_iter()
+                .map(|o| {
+                    let (reply, answer) = tokio::sync::oneshot::channel();
+                    ((reply, Ok(o)), answer)
+                })
+                .unzip();
+            (replies, answers)
+        };
+        let (replies, waiting) = group(vec![
+            CommitOutcome::Committed,
+            CommitOutcome::Conflict,
+            CommitOutcome::Duplicate,
+        ]);
+        answers.send(replies, true);
+        let mut got = Vec::new();
+        for answer in waiting {
+            got.push(answer.await.unwrap());
+        }
+        assert_eq!(
+            got,
+            [
+                Ok(CommitOutcome::Committed),
+                Ok(CommitOutcome::Conflict),
+                Ok(CommitOutcome::Duplicate)
+            ]
+        );
+        assert_eq!(syncs.load(Ordering::SeqCst), 1, "one fsync for the group");
+
+        broken.store(true, Ordering::SeqCst);
+        for _ in 0..2 {
+            let (replies, waiting) = group(vec![CommitOutcome::Committed]);
+            answers.send(replies, true);
+            for answer in waiting {
+                let e = answer.await.unwrap().unwrap_err();
+                assert!(e.contains("could not be synced"), "{e}");
+            }
+        }
+        assert_eq!(
+            syncs.load(Ordering::SeqCst),
+            2,
+            "no fsync after the failure"
+        );
+        assert!(answers.refusal().is_some());
     }
 
     /// With synchronous=FULL the WAL file is what gets synced: the real
