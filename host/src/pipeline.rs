@@ -23,6 +23,49 @@ fn conflict_backoff(attempt: u32) -> std::time::Duration {
     std::time::Duration::from_micros(random % ceiling_us)
 }
 
+/// Lanes for deliveries handled again after a conflict (see `Lanes`).
+const LANES: usize = 64;
+
+/// Locks taken by a delivery that lost a commit race, one per key it
+/// contends for (hashed into `LANES`), held until it is done. Deliveries
+/// racing for one hot key (a tenant's ledger book, when a burst of its
+/// payments arrives at once) then take turns: without them, all but one of
+/// every group lost again, and after 16 rounds some gave up with a 5xx
+/// (64 payments for one tenant at once on PostgreSQL: 12 refused). A
+/// first attempt never waits for a lane, so the common case costs nothing.
+struct Lanes(Vec<tokio::sync::Mutex<()>>);
+
+impl Lanes {
+    fn new() -> Lanes {
+        Lanes((0..LANES).map(|_| Default::default()).collect())
+    }
+
+    /// Takes the lanes of the keys `staged` read and rewrote (those a
+    /// concurrent delivery invalidates), or of every key it read if it
+    /// rewrote none; in ascending order, so that deliveries waiting for
+    /// overlapping lanes never wait for each other in a cycle.
+    async fn take(&self, staged: &StagedState) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let lane = |k| BuildHasherDefault::<DefaultHasher>::default().hash_one(k) as usize % LANES;
+        let mut lanes: Vec<usize> = staged
+            .reads
+            .keys()
+            .filter(|k| staged.writes.contains_key(*k))
+            .map(lane)
+            .collect();
+        if lanes.is_empty() {
+            lanes = staged.reads.keys().map(lane).collect();
+        }
+        lanes.sort_unstable();
+        lanes.dedup();
+        let mut held = Vec::with_capacity(lanes.len());
+        for i in lanes {
+            held.push(self.0[i].lock().await);
+        }
+        held
+    }
+}
+
 /// Most effects one event may produce (the catalog's mappers emit one to a
 /// few); more is a misbehaving plugin, and the event fails.
 pub const MAX_EFFECTS_PER_EVENT: usize = 100;
@@ -116,6 +159,7 @@ pub struct Pipeline {
     api_version: Option<ApiVersion>,
     metrics: std::sync::Arc<Metrics>,
     retry: RetryPolicy,
+    lanes: std::sync::Arc<Lanes>,
 }
 
 /// The Stripe API version the deployment expects its events in.
@@ -141,6 +185,7 @@ impl Pipeline {
             api_version: None,
             metrics: Default::default(),
             retry: RetryPolicy::default(),
+            lanes: std::sync::Arc::new(Lanes::new()),
         }
     }
 
@@ -376,8 +421,11 @@ impl Pipeline {
             }
             tracing::warn!(event = %event.id, %reason, "handling it anyway: fields may have moved");
         }
+        let mut lanes = Vec::new();
         for attempt in 0..MAX_CONFLICT_RETRIES {
-            if attempt > 0 {
+            // The first retry has its lanes: those it raced with take
+            // turns, no need to wait. Later ones lost to first attempts.
+            if attempt > 1 {
                 tokio::time::sleep(conflict_backoff(attempt)).await;
             }
             let staged = StagedState::new(self.db.clone(), event.id.clone());
@@ -431,6 +479,9 @@ impl Pipeline {
                 }
                 Ok(CommitOutcome::Conflict) => {
                     self.metrics.conflict();
+                    if lanes.is_empty() {
+                        lanes = self.lanes.take(&staged).await;
+                    }
                     continue;
                 }
                 Err(e) => return self.fail(&event, body, format!("database: {e:#}")).await,
