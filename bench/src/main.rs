@@ -59,6 +59,11 @@ struct Args {
     /// profiling the plugin path), then exit.
     #[arg(long)]
     sandbox_only: bool,
+    /// Tenants the deliveries go to, in turn. Each payment rewrites its
+    /// tenant's ledger book, so with fewer tenants than deliveries in
+    /// flight they race for it (1: every delivery for one hot tenant).
+    #[arg(long, default_value_t = 50)]
+    tenants: usize,
 }
 
 // The `psa-billing` binary's allocator (host/src/main.rs), so that the
@@ -70,7 +75,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SECRET: &str = "whsec_bench";
 
-fn body(prefix: &str, i: usize) -> Vec<u8> {
+fn body(prefix: &str, i: usize, tenants: usize) -> Vec<u8> {
     json!({
         "id": format!("evt_{prefix}_{i}"), "object": "event", "type": "payment_intent.succeeded",
         "created": 1_763_800_000 + i as i64, "livemode": false, "api_version": "2025-08-27.basil",
@@ -78,19 +83,19 @@ fn body(prefix: &str, i: usize) -> Vec<u8> {
             "id": format!("pi_{prefix}_{i}"), "object": "payment_intent", "amount": 10000,
             "amount_received": 10000, "currency": "usd", "status": "succeeded",
             "customer": "cus_bench", "application_fee_amount": 250,
-            "metadata": {"tenant_id": format!("tenant-{}", i % 50), "invoice_id": format!("INV-{i}")}
+            "metadata": {"tenant_id": format!("tenant-{}", i % tenants), "invoice_id": format!("INV-{i}")}
         }}
     })
     .to_string()
     .into_bytes()
 }
 
-fn signed(prefix: &str, n: usize) -> Arc<Vec<(Vec<u8>, String)>> {
+fn signed(prefix: &str, n: usize, tenants: usize) -> Arc<Vec<(Vec<u8>, String)>> {
     let now = psa_billing::db::unix_now();
     Arc::new(
         (0..n)
             .map(|i| {
-                let b = body(prefix, i);
+                let b = body(prefix, i, tenants);
                 let sig = signature::sign(&b, SECRET, now);
                 (b, sig)
             })
@@ -197,8 +202,11 @@ async fn floor(
     work: FloorWork,
 ) -> Result<Phase> {
     let n = requests.len();
+    // Redos take turns (the pipeline's lanes, as one lane): with a hot
+    // tenant, racing redos would otherwise keep losing to each other.
+    let redo = Arc::new(tokio::sync::Mutex::new(()));
     drive(n, concurrency, move |i| {
-        let (db, requests) = (db.clone(), requests.clone());
+        let (db, requests, redo) = (db.clone(), requests.clone(), redo.clone());
         async move {
             let (b, sig) = &requests[i];
             let env = verify_and_parse(b, sig)?;
@@ -211,6 +219,7 @@ async fn floor(
             };
             // Deliveries for one tenant share its ledger: a commit whose
             // reads changed under it is redone, as in the pipeline.
+            let mut turn = None;
             for _ in 0..64 {
                 let mut staged = StagedState::new(db.clone(), meta.id.clone());
                 let effects = match work {
@@ -225,7 +234,11 @@ async fn floor(
                     .await?
                 {
                     CommitOutcome::Committed => return Ok(()),
-                    CommitOutcome::Conflict => continue,
+                    CommitOutcome::Conflict => {
+                        if turn.is_none() {
+                            turn = Some(redo.lock().await);
+                        }
+                    }
                     CommitOutcome::Duplicate => anyhow::bail!("{} was a duplicate", meta.id),
                 }
             }
@@ -333,7 +346,7 @@ async fn timed<T>(
 /// each step timed on its own (the map step includes the same storage
 /// reads on both sides); returns (native, component) per delivery.
 async fn sandbox(runtime: &Runtime, db: &Db, n: usize) -> Result<(Steps, Steps)> {
-    let requests = signed("sandbox", n);
+    let requests = signed("sandbox", n, 50);
     let routing = Routing {
         tenant_keys: vec![],
         reference_keys: vec![],
@@ -636,21 +649,21 @@ fn main() -> Result<()> {
             let runtime = Runtime::new(DEFAULT_PLUGIN, Limits::default())?;
             let floor_1 = floor(
                 open_db(dir.path(), "floor1.db", sync).await?,
-                signed("floor1", args.events),
+                signed("floor1", args.events, args.tenants),
                 1,
                 FloorWork::Mapped,
             )
             .await?;
             let floor_c = floor(
                 open_db(dir.path(), "floorc.db", sync).await?,
-                signed("floorc", args.events),
+                signed("floorc", args.events, args.tenants),
                 c,
                 FloorWork::Mapped,
             )
             .await?;
             let floor_event_only = floor(
                 open_db(dir.path(), "floore.db", sync).await?,
-                signed("floore", args.events),
+                signed("floore", args.events, args.tenants),
                 c,
                 FloorWork::EventOnly,
             )
@@ -688,7 +701,7 @@ fn main() -> Result<()> {
             let client = reqwest::Client::new();
             let mut phases = Vec::new();
             for (round, concurrency) in [1, c].into_iter().enumerate() {
-                let requests = signed(&format!("serve{round}"), args.events);
+                let requests = signed(&format!("serve{round}"), args.events, args.tenants);
                 let (load, url) = (client.clone(), url.clone());
                 let phase = drive(args.events, concurrency, move |i| {
                     let (client, url, requests) = (load.clone(), url.clone(), requests.clone());
@@ -743,6 +756,7 @@ fn main() -> Result<()> {
         "pinned": if pinned { json!({ "server": SERVER_CORE, "load_generator": LOAD_CORE }) } else { Value::Null },
         "events_per_phase": args.events,
         "concurrency": c,
+        "tenants": args.tenants,
         "sqlite_synchronous": sync,
         "floor": { "c1": floor_1.json(), "cN": floor_c.json(), "cN_event_only": floor_event_only.json() },
         "sandbox": { "native": native.json(), "component": component.json(), "ratio": ratio, "trivial_call_us": crossing },
@@ -759,8 +773,9 @@ fn main() -> Result<()> {
 
     println!("machine: {}", report["machine"]);
     println!(
-        "sqlite synchronous={sync}, {} events per phase, {}",
+        "sqlite synchronous={sync}, {} events per phase to {} tenants, {}",
         args.events,
+        args.tenants,
         if pinned {
             "server on core 0, load generator on core 1"
         } else {
