@@ -606,6 +606,22 @@ mod tests {
         }
     }
 
+    /// A stand-in fsync that counts its calls and fails while `broken`.
+    fn counted_sync() -> (SyncWal, Arc<AtomicU32>, Arc<AtomicBool>) {
+        let syncs = Arc::new(AtomicU32::new(0));
+        let broken = Arc::new(AtomicBool::new(false));
+        let (counted, failing) = (syncs.clone(), broken.clone());
+        let sync: SyncWal = Box::new(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            if failing.load(Ordering::SeqCst) {
+                Err(std::io::Error::other("disk gone"))
+            } else {
+                Ok(())
+            }
+        });
+        (sync, syncs, broken)
+    }
+
     async fn commit(
         queue: &tokio::sync::mpsc::Sender<Queued>,
         id: &str,
@@ -635,22 +651,9 @@ mod tests {
         let db = Db::open(&format!("sqlite://{}", path.display()))
             .await
             .unwrap();
-        let syncs = Arc::new(AtomicU32::new(0));
-        let broken = Arc::new(AtomicBool::new(false));
-        let (counted, failing) = (syncs.clone(), broken.clone());
-        let queue = spawn_committer_syncing(
-            &path,
-            Some(Box::new(move || {
-                counted.fetch_add(1, Ordering::SeqCst);
-                if failing.load(Ordering::SeqCst) {
-                    Err(std::io::Error::other("disk gone"))
-                } else {
-                    Ok(())
-                }
-            })),
-            Arc::new(GroupStats::default()),
-        )
-        .unwrap();
+        let (sync, syncs, broken) = counted_sync();
+        let queue =
+            spawn_committer_syncing(&path, Some(sync), Arc::new(GroupStats::default())).unwrap();
 
         assert_eq!(
             commit(&queue, "evt_1", false).await,
@@ -704,20 +707,8 @@ mod tests {
     /// at once; a failed fsync fails them, and the next group too.
     #[tokio::test]
     async fn the_sync_thread_answers_after_its_fsync() {
-        let syncs = Arc::new(AtomicU32::new(0));
-        let broken = Arc::new(AtomicBool::new(false));
-        let (counted, failing) = (syncs.clone(), broken.clone());
-        let answers = Answers::Synced(
-            Syncer::spawn(Box::new(move || {
-                counted.fetch_add(1, Ordering::SeqCst);
-                if failing.load(Ordering::SeqCst) {
-                    Err(std::io::Error::other("disk gone"))
-                } else {
-                    Ok(())
-                }
-            }))
-            .unwrap(),
-        );
+        let (sync, syncs, broken) = counted_sync();
+        let answers = Answers::Synced(Syncer::spawn(sync).unwrap());
         let group = |outcomes: Vec<CommitOutcome>| {
             let (replies, answers): (Vec<_>, Vec<_>) = outcomes
                 .into_iter()
