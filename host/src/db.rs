@@ -558,7 +558,8 @@ impl Db {
     /// part of the next group commit: deliveries that arrive while a commit
     /// is being written share the following one (one fsync for all); each
     /// gets its own outcome, so a duplicate or a conflict in one leaves the
-    /// others alone. Returns once the group's COMMIT has returned.
+    /// others alone. Returns once the group's COMMIT has returned (and, on
+    /// a SQLite file with synchronous=full, its WAL has been fsynced).
     pub async fn commit(
         &self,
         event: &EventMeta,
