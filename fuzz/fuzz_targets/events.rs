@@ -1,5 +1,6 @@
 //! The event parser and the mapping: up to eight events (separated by 0xFF
-//! bytes) handled in order against one store never panic, and whatever the
+//! bytes) handled in order against one store never panic, the streaming
+//! envelope parse agrees with the whole-`Value` one, and whatever the
 //! events, every tenant's ledger keeps balancing (debits = credits).
 #![no_main]
 
@@ -10,7 +11,16 @@ use psa_billing_core::{event, ledger, mapping, thin};
 fuzz_target!(|data: &[u8]| {
     let mut store = MemoryState::default();
     for body in data.split(|b| *b == 0xFF).take(8) {
-        let _ = event::parse_envelope(body);
+        // The streaming envelope parse answers as the parse of a whole
+        // `Value` does (malformed JSON's error text aside).
+        let streamed = event::parse_envelope(body);
+        let whole = event::parse_json(body).and_then(|v| event::envelope_of(&v));
+        if !matches!(
+            (&streamed, &whole),
+            (Err(event::EventError::Malformed(_)), Err(event::EventError::Malformed(_)))
+        ) {
+            assert_eq!(streamed, whole);
+        }
         let _ = thin::parse_thin(body);
         let _ = thin::snapshot_from_thin(body, Some(body));
         let _ = mapping::handle(body, &mut store);
