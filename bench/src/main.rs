@@ -421,27 +421,64 @@ async fn sandbox(runtime: &Runtime, db: &Db, n: usize) -> Result<(Steps, Steps)>
     Ok(result.expect("two rounds ran"))
 }
 
-/// Microseconds one call to a trivial export (`parse-amount`: two short
-/// strings in, a small record out) takes, `n` times after a warm-up: the
-/// fixed cost of a crossing, which no change to the plugin's code removes.
-async fn crossing_us(runtime: &Runtime, n: usize) -> Result<f64> {
+/// The rules file of the examples, as a host with `--rules` sends it.
+const RULES: &str = include_str!("../../examples/rules/default.toml");
+
+/// Microseconds of single plugin calls outside the native comparison.
+#[derive(Debug, Clone, Copy)]
+struct Calls {
+    /// A trivial export (`parse-amount`: two short strings in, a small
+    /// record out): the fixed cost of a crossing, which no change to the
+    /// plugin's code removes.
+    trivial: f64,
+    /// A quote with a rules file (the examples' 2 KB TOML), which the host
+    /// sends with every call, as `serve --rules` does.
+    rules_quote: f64,
+}
+
+impl Calls {
+    async fn measure(runtime: &Runtime, n: usize) -> Result<Calls> {
+        let trivial = per_call_us(n, || async {
+            runtime
+                .parse_amount("10.00", "usd")
+                .await?
+                .map_err(|e| anyhow::anyhow!("{e:?}"))
+        })
+        .await?;
+        let rules_quote = per_call_us(n, || async {
+            runtime
+                .quote(Some(RULES.into()), quote_request())
+                .await?
+                .map_err(|e| anyhow::anyhow!("{e:?}"))
+        })
+        .await?;
+        Ok(Calls {
+            trivial,
+            rules_quote,
+        })
+    }
+
+    fn json(&self) -> Value {
+        json!({ "trivial_call_us": self.trivial, "quote_with_rules_file_us": self.rules_quote })
+    }
+}
+
+/// Microseconds `call` takes, `n` times after as many to warm up.
+async fn per_call_us<T, F: std::future::Future<Output = Result<T>>>(
+    n: usize,
+    call: impl Fn() -> F,
+) -> Result<f64> {
     let mut took = Duration::ZERO;
     for _round in 0..2 {
         took = Duration::ZERO;
         for _ in 0..n {
-            timed(&mut took, async {
-                runtime
-                    .parse_amount("10.00", "usd")
-                    .await?
-                    .map_err(|e| anyhow::anyhow!("{e:?}"))
-            })
-            .await?;
+            timed(&mut took, call()).await?;
         }
     }
     Ok(took.as_secs_f64() * 1e6 / n as f64)
 }
 
-fn print_sandbox(native: &Steps, component: &Steps, crossing: f64) {
+fn print_sandbox(native: &Steps, component: &Steps, calls: Calls) {
     println!(
         "sandbox: verify+map+quote {:.1} µs native, {:.1} µs component: {:.2}×",
         native.total(),
@@ -458,7 +495,14 @@ fn print_sandbox(native: &Steps, component: &Steps, crossing: f64) {
             c / n
         );
     }
-    println!("  one call to a trivial export (the fixed cost of a crossing): {crossing:.2} µs");
+    println!(
+        "  one call to a trivial export (the fixed cost of a crossing): {:.2} µs",
+        calls.trivial
+    );
+    println!(
+        "  a quote with a 2 KB rules file sent along (as serve --rules): {:.1} µs",
+        calls.rules_quote
+    );
 }
 
 /// Resident memory of process `pid`, in MiB.
@@ -637,16 +681,20 @@ fn main() -> Result<()> {
         pin_to(SERVER_CORE)?;
     }
     if args.sandbox_only {
-        let (native, component, crossing) = runtime()?.block_on(async {
+        let (native, component, calls) = runtime()?.block_on(async {
             let runtime = Runtime::new(DEFAULT_PLUGIN, Limits::default())?;
             let db = open_db(dir.path(), "sandbox.db", sync).await?;
             let (native, component) = sandbox(&runtime, &db, args.events).await?;
-            anyhow::Ok((native, component, crossing_us(&runtime, args.events).await?))
+            anyhow::Ok((
+                native,
+                component,
+                Calls::measure(&runtime, args.events).await?,
+            ))
         })?;
-        print_sandbox(&native, &component, crossing);
+        print_sandbox(&native, &component, calls);
         return Ok(());
     }
-    let (floor_1, floor_c, floor_event_only, native, component, crossing) =
+    let (floor_1, floor_c, floor_event_only, native, component, calls) =
         runtime()?.block_on(async {
             let runtime = Runtime::new(DEFAULT_PLUGIN, Limits::default())?;
             let floor_1 = floor(
@@ -672,15 +720,8 @@ fn main() -> Result<()> {
             .await?;
             let sandbox_db = open_db(dir.path(), "sandbox.db", sync).await?;
             let (native, component) = sandbox(&runtime, &sandbox_db, args.events.min(2000)).await?;
-            let crossing = crossing_us(&runtime, args.events.min(2000)).await?;
-            anyhow::Ok((
-                floor_1,
-                floor_c,
-                floor_event_only,
-                native,
-                component,
-                crossing,
-            ))
+            let calls = Calls::measure(&runtime, args.events.min(2000)).await?;
+            anyhow::Ok((floor_1, floor_c, floor_event_only, native, component, calls))
         })?;
 
     // 3 and 4: `serve` on the server's core, the load generator on the other.
@@ -761,7 +802,7 @@ fn main() -> Result<()> {
         "tenants": args.tenants,
         "sqlite_synchronous": sync,
         "floor": { "c1": floor_1.json(), "cN": floor_c.json(), "cN_event_only": floor_event_only.json() },
-        "sandbox": { "native": native.json(), "component": component.json(), "ratio": ratio, "trivial_call_us": crossing },
+        "sandbox": { "native": native.json(), "component": component.json(), "ratio": ratio, "calls": calls.json() },
         "serve": { "c1": serve_phases[0].1.json(), "cN": serve_c.json() },
         "serve_mean_group_commit": { "c1": group_size(0), "cN": group_size(1) },
         "serve_state_conflicts": { "c1": conflicts(0), "cN": conflicts(1) },
@@ -815,7 +856,7 @@ fn main() -> Result<()> {
         group_size(1),
         conflicts(1)
     );
-    print_sandbox(&native, &component, crossing);
+    print_sandbox(&native, &component, calls);
     println!(
         "serve/floor at c={c}: {:.2}× ({:.2}× the event-only floor); serve start: {start_cold_ms:.0} ms compiling, {start_cached_ms:.0} ms from the cache; serve RSS {idle_rss:.0} MiB idle, {loaded_rss:.0} MiB after load",
         serve_c.per_second / floor_c.per_second,

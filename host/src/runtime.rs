@@ -1208,4 +1208,69 @@ mod tests {
             .unwrap();
         assert!(matches!(err, Err(FeeError::InvalidRules(m)) if m.contains("line 2")));
     }
+
+    /// The guest keeps the last rules text it parsed: one instance quoting
+    /// with different texts in turn, an invalid one among them, answers as
+    /// a fresh instance per call does.
+    #[tokio::test]
+    async fn a_reused_instance_quotes_with_the_rules_it_was_sent() {
+        let reused = Runtime::new(DEFAULT_PLUGIN, Limits::default()).unwrap();
+        let fresh = Runtime::new(
+            DEFAULT_PLUGIN,
+            Limits {
+                calls_per_instance: 1,
+                ..Limits::default()
+            },
+        )
+        .unwrap();
+        let rules = |percent: &str| {
+            format!(
+                "[platform]\npercent = \"{percent}\"\n[[processor]]\npercent = \"2.9\"\nfixed = 30\n"
+            )
+        };
+        let req = || QuoteRequest {
+            amount: Money {
+                amount: 10_000,
+                currency: "usd".into(),
+            },
+            payment_method: "card".into(),
+            tenant: None,
+            international: false,
+            converted: false,
+            application_fee_percent: None,
+            application_fee_fixed: None,
+            monthly_volume: None,
+        };
+        let texts = [
+            Some(rules("2.5")),
+            Some(rules("10")),
+            Some(rules("2.5")),
+            Some("[platform]\npercent = 101\n".to_string()),
+            Some(rules("10")),
+            None,
+            Some(rules("10")),
+        ];
+        let mut nets = Vec::new();
+        for text in texts {
+            let got = reused.quote(text.clone(), req()).await.unwrap();
+            let want = fresh.quote(text, req()).await.unwrap();
+            assert_eq!(format!("{got:?}"), format!("{want:?}"));
+            nets.push(got.map(|q| q.net.amount).ok());
+        }
+        // 10,000 - 320 processor fee - the platform's percent (the default
+        // rules' quote, sixth, is only compared with a fresh instance's).
+        nets[5] = None;
+        assert_eq!(
+            nets,
+            [
+                Some(9_430),
+                Some(8_680),
+                Some(9_430),
+                None,
+                Some(8_680),
+                None,
+                Some(8_680)
+            ]
+        );
+    }
 }
