@@ -34,7 +34,7 @@ pub fn parse_json(body: &[u8]) -> Result<Value, EventError> {
 /// Parses the envelope of a Stripe (snapshot) event.
 ///
 /// Reads just the envelope's fields and skips the rest of the body while
-/// checking its syntax, without building a `Value` of the whole event:
+/// checking it as the `Value` parse would, without building it:
 /// verify runs on every delivery, and in the component allocation is dear.
 /// The answer is exactly `envelope_of(&parse_json(body)?)`'s (the error
 /// text of malformed JSON aside); a test and the fuzz target hold them to it.
@@ -127,7 +127,6 @@ impl<'de> serde::de::Visitor<'de> for TopLevel {
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        use serde::de::IgnoredAny;
         let mut f = Fields::default();
         while let Some(key) = map.next_key::<Key>()? {
             let slot = match key {
@@ -139,7 +138,7 @@ impl<'de> serde::de::Visitor<'de> for TopLevel {
                 Key::Livemode => &mut f.livemode,
                 Key::ApiVersion => &mut f.api_version,
                 Key::Other => {
-                    map.next_value::<IgnoredAny>()?;
+                    map.next_value::<Skip>()?;
                     continue;
                 }
             };
@@ -149,7 +148,7 @@ impl<'de> serde::de::Visitor<'de> for TopLevel {
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        while seq.next_element::<Skip>()?.is_some() {}
         Ok(None)
     }
 
@@ -239,19 +238,63 @@ impl<'de> serde::Deserialize<'de> for Scalar {
             fn visit_unit<E>(self) -> Result<Scalar, E> {
                 Ok(Scalar::Other)
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Scalar, A::Error> {
-                while m
-                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
-                    .is_some()
-                {}
-                Ok(Scalar::Other)
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<Scalar, A::Error> {
+                Skipping.visit_map(m).map(|_| Scalar::Other)
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<Scalar, A::Error> {
-                while s.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(Scalar::Other)
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, s: A) -> Result<Scalar, A::Error> {
+                Skipping.visit_seq(s).map(|_| Scalar::Other)
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+/// Any JSON value, read as a `Value` reads it (strings decoded and
+/// checked, numbers parsed) and dropped without being built. serde's
+/// `IgnoredAny` skips strings and numbers unchecked: it let through bodies
+/// the `Value` parse refuses (a lone surrogate escape, a number out of
+/// range), as the `events` fuzz target found.
+struct Skip;
+
+impl<'de> serde::Deserialize<'de> for Skip {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Skip, D::Error> {
+        d.deserialize_any(Skipping)
+    }
+}
+
+struct Skipping;
+
+impl<'de> serde::de::Visitor<'de> for Skipping {
+    type Value = Skip;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_unit<E>(self) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
+        while seq.next_element::<Skip>()?.is_some() {}
+        Ok(Skip)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Skip, A::Error> {
+        while map.next_entry::<Skip, Skip>()?.is_some() {}
+        Ok(Skip)
     }
 }
 
@@ -375,6 +418,9 @@ mod tests {
                 "[a-z_.0-9]{0,12}".prop_map(|s| format!("\"{s}\"")),
                 Just(r#""v2.core.event""#.to_string()),
                 Just(r#""evt_\u00e9\n\"q\"""#.to_string()),
+                // What a `Value` refuses: a lone surrogate, out of range.
+                Just(r#""\ud800""#.to_string()),
+                Just("1e400".to_string()),
             ];
             leaf.prop_recursive(3, 16, 4, |inner| {
                 prop_oneof![
@@ -472,6 +518,39 @@ mod tests {
                 "only {} envelopes parsed",
                 accepted.get()
             );
+        }
+
+        /// Found by the `events` fuzz target: what `IgnoredAny` skipped
+        /// unchecked in the fields the envelope does not read.
+        #[test]
+        fn the_skipped_fields_are_checked_as_a_value_checks_them() {
+            let envelope = r#"{"id":"evt_1","type":"invoice.paid","created":1,"data":"#;
+            for rest in [
+                r#""\ud800""#,
+                r#""\udc00x""#,
+                "1e400",
+                "-1e999",
+                "[1e400]",
+                r#"{"\ud800":1}"#,
+            ] {
+                let body = format!("{envelope}{rest}}}");
+                assert!(
+                    matches!(
+                        parse_envelope(body.as_bytes()),
+                        Err(EventError::Malformed(_))
+                    ),
+                    "{body}"
+                );
+                assert!(parse_json(body.as_bytes()).is_err(), "{body}");
+            }
+            let mut bad_utf8 =
+                br#"{"id":"evt_1","type":"invoice.paid","created":1,"data":""#.to_vec();
+            bad_utf8.extend_from_slice(b"\xff\"}");
+            assert!(matches!(
+                parse_envelope(&bad_utf8),
+                Err(EventError::Malformed(_))
+            ));
+            assert!(parse_json(&bad_utf8).is_err());
         }
 
         #[test]
