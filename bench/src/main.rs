@@ -64,6 +64,29 @@ struct Args {
     /// flight they race for it (1: every delivery for one hot tenant).
     #[arg(long, default_value_t = 50)]
     tenants: usize,
+    /// The deliveries' bodies: `small` (a 0.5 KB payment_intent.succeeded
+    /// with just the fields the mapping reads; the figures of earlier
+    /// reports) or `stripe` (Stripe's own sample payment intent from the
+    /// fixture corpus, pretty-printed as Stripe sends it: 2 KB).
+    #[arg(long, value_enum, default_value_t = Payload::Small)]
+    payload: Payload,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
+enum Payload {
+    Small,
+    Stripe,
+}
+
+/// Stripe's sample payment intent, as the fixture corpus has it.
+const STRIPE_SAMPLE: &str =
+    include_str!("../../tests/fixtures/events/connect-payment/01-payment_intent_succeeded.json");
+
+/// What the deliveries of a phase look like.
+#[derive(Clone, Copy)]
+struct Load {
+    tenants: usize,
+    payload: Payload,
 }
 
 // The `psa-billing` binary's allocator (host/src/main.rs), so that the
@@ -75,27 +98,45 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SECRET: &str = "whsec_bench";
 
-fn body(prefix: &str, i: usize, tenants: usize) -> Vec<u8> {
-    json!({
-        "id": format!("evt_{prefix}_{i}"), "object": "event", "type": "payment_intent.succeeded",
-        "created": 1_763_800_000 + i as i64, "livemode": false, "api_version": "2025-08-27.basil",
-        "data": {"object": {
-            "id": format!("pi_{prefix}_{i}"), "object": "payment_intent", "amount": 10000,
-            "amount_received": 10000, "currency": "usd", "status": "succeeded",
-            "customer": "cus_bench", "application_fee_amount": 250,
-            "metadata": {"tenant_id": format!("tenant-{}", i % tenants), "invoice_id": format!("INV-{i}")}
-        }}
-    })
-    .to_string()
-    .into_bytes()
+fn body(prefix: &str, i: usize, load: Load) -> Vec<u8> {
+    let (id, pi, tenant) = (
+        format!("evt_{prefix}_{i}"),
+        format!("pi_{prefix}_{i}"),
+        format!("tenant-{}", i % load.tenants),
+    );
+    let created = 1_763_800_000 + i as i64;
+    match load.payload {
+        Payload::Small => json!({
+            "id": id, "object": "event", "type": "payment_intent.succeeded",
+            "created": created, "livemode": false, "api_version": "2025-08-27.basil",
+            "data": {"object": {
+                "id": pi, "object": "payment_intent", "amount": 10000,
+                "amount_received": 10000, "currency": "usd", "status": "succeeded",
+                "customer": "cus_bench", "application_fee_amount": 250,
+                "metadata": {"tenant_id": tenant, "invoice_id": format!("INV-{i}")}
+            }}
+        })
+        .to_string()
+        .into_bytes(),
+        Payload::Stripe => {
+            let mut event: Value = serde_json::from_str(STRIPE_SAMPLE).expect("the sample is JSON");
+            event["id"] = json!(id);
+            event["created"] = json!(created);
+            event["account"] = Value::Null;
+            let object = &mut event["data"]["object"];
+            object["id"] = json!(pi);
+            object["metadata"] = json!({ "tenant_id": tenant, "invoice_id": format!("INV-{i}") });
+            serde_json::to_vec_pretty(&event).expect("a Value serialises")
+        }
+    }
 }
 
-fn signed(prefix: &str, n: usize, tenants: usize) -> Arc<Vec<(Vec<u8>, String)>> {
+fn signed(prefix: &str, n: usize, load: Load) -> Arc<Vec<(Vec<u8>, String)>> {
     let now = psa_billing::db::unix_now();
     Arc::new(
         (0..n)
             .map(|i| {
-                let b = body(prefix, i, tenants);
+                let b = body(prefix, i, load);
                 let sig = signature::sign(&b, SECRET, now);
                 (b, sig)
             })
@@ -347,8 +388,8 @@ async fn timed<T>(
 /// verify + map + quote, `n` times, natively and through the component,
 /// each step timed on its own (the map step includes the same storage
 /// reads on both sides); returns (native, component) per delivery.
-async fn sandbox(runtime: &Runtime, db: &Db, n: usize) -> Result<(Steps, Steps)> {
-    let requests = signed("sandbox", n, 50);
+async fn sandbox(runtime: &Runtime, db: &Db, n: usize, load: Load) -> Result<(Steps, Steps)> {
+    let requests = signed("sandbox", n, load);
     let routing = Routing {
         tenant_keys: vec![],
         reference_keys: vec![],
@@ -675,6 +716,11 @@ fn main() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let sync = args.synchronous.as_str();
     let c = args.concurrency;
+    let load = Load {
+        tenants: args.tenants,
+        payload: args.payload,
+    };
+    let body_bytes = body("size", 0, load).len();
 
     // 1 and 2, on the server's core: the floor and the sandbox's cost.
     if pinned {
@@ -684,13 +730,14 @@ fn main() -> Result<()> {
         let (native, component, calls) = runtime()?.block_on(async {
             let runtime = Runtime::new(DEFAULT_PLUGIN, Limits::default())?;
             let db = open_db(dir.path(), "sandbox.db", sync).await?;
-            let (native, component) = sandbox(&runtime, &db, args.events).await?;
+            let (native, component) = sandbox(&runtime, &db, args.events, load).await?;
             anyhow::Ok((
                 native,
                 component,
                 Calls::measure(&runtime, args.events).await?,
             ))
         })?;
+        println!("{} deliveries of {body_bytes} bytes", args.events);
         print_sandbox(&native, &component, calls);
         return Ok(());
     }
@@ -699,27 +746,28 @@ fn main() -> Result<()> {
             let runtime = Runtime::new(DEFAULT_PLUGIN, Limits::default())?;
             let floor_1 = floor(
                 open_db(dir.path(), "floor1.db", sync).await?,
-                signed("floor1", args.events, args.tenants),
+                signed("floor1", args.events, load),
                 1,
                 FloorWork::Mapped,
             )
             .await?;
             let floor_c = floor(
                 open_db(dir.path(), "floorc.db", sync).await?,
-                signed("floorc", args.events, args.tenants),
+                signed("floorc", args.events, load),
                 c,
                 FloorWork::Mapped,
             )
             .await?;
             let floor_event_only = floor(
                 open_db(dir.path(), "floore.db", sync).await?,
-                signed("floore", args.events, args.tenants),
+                signed("floore", args.events, load),
                 c,
                 FloorWork::EventOnly,
             )
             .await?;
             let sandbox_db = open_db(dir.path(), "sandbox.db", sync).await?;
-            let (native, component) = sandbox(&runtime, &sandbox_db, args.events.min(2000)).await?;
+            let (native, component) =
+                sandbox(&runtime, &sandbox_db, args.events.min(2000), load).await?;
             let calls = Calls::measure(&runtime, args.events.min(2000)).await?;
             anyhow::Ok((floor_1, floor_c, floor_event_only, native, component, calls))
         })?;
@@ -744,7 +792,7 @@ fn main() -> Result<()> {
             let client = reqwest::Client::new();
             let mut phases = Vec::new();
             for (round, concurrency) in [1, c].into_iter().enumerate() {
-                let requests = signed(&format!("serve{round}"), args.events, args.tenants);
+                let requests = signed(&format!("serve{round}"), args.events, load);
                 let (load, url) = (client.clone(), url.clone());
                 let phase = drive(args.events, concurrency, move |i| {
                     let (client, url, requests) = (load.clone(), url.clone(), requests.clone());
@@ -800,6 +848,7 @@ fn main() -> Result<()> {
         "events_per_phase": args.events,
         "concurrency": c,
         "tenants": args.tenants,
+        "payload": { "kind": format!("{:?}", args.payload).to_lowercase(), "body_bytes": body_bytes },
         "sqlite_synchronous": sync,
         "floor": { "c1": floor_1.json(), "cN": floor_c.json(), "cN_event_only": floor_event_only.json() },
         "sandbox": { "native": native.json(), "component": component.json(), "ratio": ratio, "calls": calls.json() },
@@ -816,7 +865,7 @@ fn main() -> Result<()> {
 
     println!("machine: {}", report["machine"]);
     println!(
-        "sqlite synchronous={sync}, {} events per phase to {} tenants, {}",
+        "sqlite synchronous={sync}, {} events per phase to {} tenants, {body_bytes}-byte bodies, {}",
         args.events,
         args.tenants,
         if pinned {
