@@ -1181,10 +1181,9 @@ mod tests {
         assert!(!is_core_module(DEFAULT_PLUGIN));
     }
 
-    #[tokio::test]
-    async fn quotes_through_the_component_are_repeatable_and_checked() {
-        let rt = Runtime::new(DEFAULT_PLUGIN, Limits::default()).unwrap();
-        let req = || QuoteRequest {
+    /// A $100 card payment, with a platform fee percent or the rules' own.
+    fn card_payment(application_fee_percent: Option<&str>) -> QuoteRequest {
+        QuoteRequest {
             amount: Money {
                 amount: 10_000,
                 currency: "usd".into(),
@@ -1193,10 +1192,16 @@ mod tests {
             tenant: None,
             international: false,
             converted: false,
-            application_fee_percent: Some("2.5".into()),
+            application_fee_percent: application_fee_percent.map(str::to_string),
             application_fee_fixed: None,
             monthly_volume: None,
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn quotes_through_the_component_are_repeatable_and_checked() {
+        let rt = Runtime::new(DEFAULT_PLUGIN, Limits::default()).unwrap();
+        let req = || card_payment(Some("2.5"));
         let a = rt.quote(None, req()).await.unwrap().unwrap();
         let b = rt.quote(None, req()).await.unwrap().unwrap();
         assert_eq!((a.net.amount, b.net.amount), (9_430, 9_430));
@@ -1228,19 +1233,7 @@ mod tests {
                 "[platform]\npercent = \"{percent}\"\n[[processor]]\npercent = \"2.9\"\nfixed = 30\n"
             )
         };
-        let req = || QuoteRequest {
-            amount: Money {
-                amount: 10_000,
-                currency: "usd".into(),
-            },
-            payment_method: "card".into(),
-            tenant: None,
-            international: false,
-            converted: false,
-            application_fee_percent: None,
-            application_fee_fixed: None,
-            monthly_volume: None,
-        };
+        let req = || card_payment(None);
         let texts = [
             Some(rules("2.5")),
             Some(rules("10")),
