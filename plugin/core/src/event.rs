@@ -40,12 +40,10 @@ pub fn parse_json(body: &[u8]) -> Result<Value, EventError> {
 /// text of malformed JSON aside); a test and the fuzz target hold them to it.
 pub fn parse_envelope(body: &[u8]) -> Result<Envelope, EventError> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    let fields = serde::de::Deserializer::deserialize_any(&mut de, TopLevel)
+    serde::de::Deserializer::deserialize_any(&mut de, TopLevel)
         .and_then(|fields| de.end().map(|()| fields))
-        .map_err(|e| EventError::Malformed(e.to_string()))?;
-    let fields =
-        fields.ok_or_else(|| EventError::Malformed("top level is not an object".into()))?;
-    fields.envelope()
+        .map_err(|e| EventError::Malformed(e.to_string()))?
+        .envelope()
 }
 
 /// The envelope's fields as the body gave them (the last of a repeated
@@ -115,18 +113,18 @@ impl Fields {
     }
 }
 
-/// Visits the top level: `Some(fields)` for an object, `None` for any
-/// other JSON value (still read whole, so its syntax is checked).
+/// Visits the top level, which must be an object (anything else is refused
+/// as malformed, as `parse_json` refuses it).
 struct TopLevel;
 
 impl<'de> serde::de::Visitor<'de> for TopLevel {
-    type Value = Option<Fields>;
+    type Value = Fields;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON value")
+        f.write_str("a JSON object")
     }
 
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
         let mut f = Fields::default();
         while let Some(key) = map.next_key::<Key>()? {
             let slot = match key {
@@ -144,31 +142,7 @@ impl<'de> serde::de::Visitor<'de> for TopLevel {
             };
             *slot = map.next_value::<Scalar>()?;
         }
-        Ok(Some(f))
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<Skip>()?.is_some() {}
-        Ok(None)
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
+        Ok(f)
     }
 }
 
