@@ -70,17 +70,12 @@ enum Scalar {
 }
 
 impl Scalar {
-    fn str(&self) -> Option<&str> {
-        match self {
-            Scalar::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    fn required(self, field: &str) -> Result<String, EventError> {
-        match self {
-            Scalar::Str(s) if !s.is_empty() => Ok(s),
-            _ => Err(EventError::MissingField(field.into())),
+    /// A field of a parsed `Value`, as the streaming parse would read it.
+    fn of(value: &Value) -> Scalar {
+        match value {
+            Value::String(s) => Scalar::Str(s.clone()),
+            Value::Bool(b) => Scalar::Bool(*b),
+            other => other.as_i64().map_or(Scalar::Other, Scalar::Int),
         }
     }
 
@@ -90,12 +85,25 @@ impl Scalar {
             _ => None,
         }
     }
+
+    fn required(self, field: &str) -> Result<String, EventError> {
+        self.string()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| EventError::MissingField(field.into()))
+    }
 }
 
 impl Fields {
+    /// The envelope's rules, for both parses: a thin notification is
+    /// refused, `id` and `type` must be non-empty strings, `created` an
+    /// integer; anything else of the wrong type counts as absent.
     fn envelope(self) -> Result<Envelope, EventError> {
-        if self.object.str() == Some(crate::thin::THIN_OBJECT) {
-            return Err(thin_notification());
+        if matches!(&self.object, Scalar::Str(o) if o == crate::thin::THIN_OBJECT) {
+            return Err(EventError::Malformed(
+                "this is a thin event notification (object v2.core.event): \
+                 deliver it to the thin endpoint, /webhooks/stripe/thin"
+                    .into(),
+            ));
         }
         let id = self.id.required("id")?;
         let event_type = self.event_type.required("type")?;
@@ -272,35 +280,19 @@ impl<'de> serde::de::Visitor<'de> for Skipping {
     }
 }
 
-fn thin_notification() -> EventError {
-    EventError::Malformed(
-        "this is a thin event notification (object v2.core.event): \
-         deliver it to the thin endpoint, /webhooks/stripe/thin"
-            .into(),
-    )
-}
-
+/// The envelope of an event already parsed whole (the mapping's case).
 pub fn envelope_of(event: &Value) -> Result<Envelope, EventError> {
-    if str_at(event, &["object"]) == Some(crate::thin::THIN_OBJECT) {
-        return Err(thin_notification());
+    let field = |name| event.get(name).map_or(Scalar::Other, Scalar::of);
+    Fields {
+        id: field("id"),
+        object: field("object"),
+        event_type: field("type"),
+        account: field("account"),
+        created: field("created"),
+        livemode: field("livemode"),
+        api_version: field("api_version"),
     }
-    let id = required_str(event, "id")?;
-    let event_type = required_str(event, "type")?;
-    let created = event
-        .get("created")
-        .and_then(Value::as_i64)
-        .ok_or_else(|| EventError::MissingField("created".into()))?;
-    Ok(Envelope {
-        id: id.to_string(),
-        event_type: event_type.to_string(),
-        account: str_at(event, &["account"]).map(str::to_string),
-        created,
-        livemode: event
-            .get("livemode")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-        api_version: str_at(event, &["api_version"]).map(str::to_string),
-    })
+    .envelope()
 }
 
 pub(crate) fn required_str<'a>(event: &'a Value, field: &str) -> Result<&'a str, EventError> {
