@@ -1,31 +1,57 @@
 //! The HTTP listener of `serve`, with the limits axum's `serve` does not
 //! expose: open connections, header size and count, time to send the
-//! headers, time to answer a request; and a graceful shutdown that stops
-//! accepting, lets in-flight requests finish (within a grace period), then
-//! returns.
+//! headers, time to answer a request, idle connections; and a graceful
+//! shutdown that stops accepting, lets in-flight requests finish (within a
+//! grace period), then returns.
+//!
+//! Every connection is watched from the moment it is accepted, not from its
+//! first byte: hyper's header timeout starts only once HTTP/1 bytes arrive,
+//! and hyper-util's protocol sniff (HTTP/1 or HTTP/2) reads without one, so
+//! a socket that never speaks, or an HTTP/2 preface followed by silence,
+//! would otherwise hold a slot for ever. Here a connection that has had no
+//! complete request header within `header_timeout` of being accepted is
+//! closed, one with nothing in flight for `idle_timeout` is closed, and when
+//! every slot is taken a new connection sheds the connection that has been
+//! idle longest, so a flood of silent sockets cannot lock out a delivery.
+//!
+//! It knows nothing of the routes it serves: `app` is any axum router.
 
 use axum::Router;
+use axum::body::Body;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
+use hyper_util::server::graceful::GracefulConnection;
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tower::ServiceExt;
 
 /// Limits of the HTTP layer (the body limit is per route, in `server.rs`).
 #[derive(Debug, Clone)]
 pub struct HttpLimits {
-    /// Connections open at once; further ones wait in the listen backlog.
+    /// Connections open at once. When all are taken, a new connection
+    /// closes the one idle longest; with none idle it waits in the backlog.
     pub max_connections: usize,
-    /// Bytes of the request line and headers (hyper's read buffer; at least 8 KiB).
+    /// Bytes of the request line and headers (hyper's read buffer; at least
+    /// 8 KiB); on HTTP/2, the header list size.
     pub max_header_bytes: usize,
     /// Header lines in one request.
     pub max_headers: usize,
-    /// Time a client has to send its headers (slow-loris).
+    /// Time from accepting a connection to its first complete request
+    /// header (the protocol sniff included), and on HTTP/1 the time to send
+    /// each later request's headers (slow-loris).
     pub header_timeout: Duration,
+    /// Time a connection that has been answered may stay open with nothing
+    /// in flight (HTTP/2 above all: HTTP/1 keep-alive connections waiting
+    /// for their next request are also held to `header_timeout`).
+    pub idle_timeout: Duration,
     /// Time to answer one request; beyond it the answer is 408 and the
     /// work is dropped (a delivery or operation dropped mid-way commits
     /// nothing, or everything: both are safe to retry).
@@ -41,11 +67,22 @@ impl Default for HttpLimits {
             max_header_bytes: 16 * 1024,
             max_headers: 64,
             header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
         }
     }
 }
+
+/// HTTP/2 keep-alive: a PING after this much silence, and the connection is
+/// closed if its answer takes longer than [`H2_PING_TIMEOUT`].
+const H2_PING_INTERVAL: Duration = Duration::from_secs(20);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(10);
+/// Streams one HTTP/2 connection may have open at once.
+const H2_MAX_STREAMS: u32 = 128;
+/// How long a connection asked to close gracefully (idle, or shed) may take
+/// before it is dropped, as long as it still has nothing in flight.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Serves `app` on `listener` under `limits` until `shutdown` resolves.
 pub async fn serve(
@@ -65,15 +102,20 @@ pub async fn serve(
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .max_headers(limits.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(H2_PING_INTERVAL)
+        .keep_alive_timeout(H2_PING_TIMEOUT)
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     let builder = Arc::new(builder);
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let graceful = GracefulShutdown::new();
+    let open = Arc::new(Connections::default());
+    let (stopping, stop_seen) = tokio::sync::watch::channel(false);
+    let mut next_id = 0u64;
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            _ = &mut shutdown => break,
-            p = slots.clone().acquire_owned() => p.expect("never closed"),
-        };
         let (stream, _peer) = tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
@@ -86,24 +128,235 @@ pub async fn serve(
                 }
             },
         };
-        let service = TowerToHyperService::new(app.clone());
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                // Every slot is taken: the connection idle longest makes room.
+                // With none idle, this one waits for a request to finish.
+                if let Some(victim) = open.idle_longest() {
+                    tracing::debug!(
+                        connection = victim.id,
+                        "connection limit reached: closing the connection idle longest"
+                    );
+                    victim.close.notify_one();
+                }
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    p = slots.clone().acquire_owned() => p.expect("never closed"),
+                }
+            }
+        };
+        next_id += 1;
+        let conn_state = Arc::new(Connection::new(next_id));
+        open.insert(conn_state.clone());
+        let service = tracked(app.clone(), conn_state.clone());
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-            drop(permit);
-        });
+        tokio::spawn(watch(
+            conn,
+            conn_state,
+            open.clone(),
+            permit,
+            limits.clone(),
+            stop_seen.clone(),
+        ));
     }
     drop(listener);
+    let _ = stopping.send(true);
+    // Every connection gives its slot back when it has closed.
+    let all = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX);
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("in-flight requests finished"),
+        _ = slots.acquire_many(all) => tracing::info!("in-flight requests finished"),
         _ = tokio::time::sleep(limits.shutdown_grace) => {
             tracing::warn!(grace = ?limits.shutdown_grace, "shutdown grace period over; closing open connections")
         }
     }
     Ok(())
+}
+
+/// The router as a hyper service that counts `conn`'s requests in flight:
+/// one from the moment its headers are read until its answer's body has
+/// been sent (or dropped).
+fn tracked(
+    app: Router,
+    conn: Arc<Connection>,
+) -> impl hyper::service::Service<
+    axum::http::Request<Incoming>,
+    Response = axum::http::Response<Body>,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<axum::http::Response<Body>, std::convert::Infallible>>
+             + Send
+             + 'static,
+> + Clone
++ Send
++ 'static {
+    hyper::service::service_fn(move |req: axum::http::Request<Incoming>| {
+        let busy = conn.begin();
+        let app = app.clone();
+        async move {
+            let response = app.oneshot(req.map(Body::new)).await?;
+            Ok(response.map(|body| {
+                Body::new(body.map_frame(move |frame| {
+                    let _still_sending = &busy;
+                    frame
+                }))
+            }))
+        }
+    })
+}
+
+/// Closes `conn` when it outstays its limits, is shed or the server stops,
+/// then frees its slot.
+async fn watch<C>(
+    conn: C,
+    state: Arc<Connection>,
+    open: Arc<Connections>,
+    permit: OwnedSemaphorePermit,
+    limits: HttpLimits,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) where
+    C: GracefulConnection,
+    C::Error: std::fmt::Display,
+{
+    tokio::pin!(conn);
+    // Shutdown: finish what is in flight, however long the server waits.
+    let mut stopping = false;
+    // Set once the connection was asked to close: from then on it is dropped
+    // at this instant unless a request is in flight.
+    let mut closing: Option<Instant> = None;
+    loop {
+        let wake = match closing {
+            Some(at) => at,
+            None => state.idle_deadline(&limits),
+        };
+        tokio::select! {
+            ended = conn.as_mut() => {
+                if let Err(e) = ended {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            _ = stop.wait_for(|s| *s), if !stopping => {
+                stopping = true;
+                if closing.is_none() {
+                    conn.as_mut().graceful_shutdown();
+                }
+                closing = Some(Instant::now() + CLOSE_GRACE);
+            }
+            _ = state.close.notified(), if closing.is_none() => {
+                conn.as_mut().graceful_shutdown();
+                closing = Some(Instant::now() + CLOSE_GRACE);
+            }
+            _ = tokio::time::sleep_until(wake) => match closing {
+                Some(_) if state.in_flight() == 0 => break,
+                Some(_) => closing = Some(Instant::now() + CLOSE_GRACE),
+                None if state.idle_deadline(&limits) <= Instant::now() => {
+                    tracing::debug!(connection = state.id, first_request = state.answered() > 0, "closing an idle connection");
+                    conn.as_mut().graceful_shutdown();
+                    closing = Some(Instant::now() + CLOSE_GRACE);
+                }
+                None => {}
+            },
+        }
+    }
+    open.remove(state.id);
+    drop(permit);
+}
+
+/// What the listener knows of one open connection.
+struct Connection {
+    id: u64,
+    /// When it was accepted.
+    opened: Instant,
+    /// Requests whose answer is not yet sent.
+    in_flight: AtomicUsize,
+    /// Requests whose headers were read.
+    requests: AtomicU64,
+    /// Milliseconds after `opened` when it last had nothing in flight.
+    idle_since_ms: AtomicU64,
+    /// Wakes the connection's watcher to close it.
+    close: Notify,
+}
+
+/// Decrements a connection's in-flight count when dropped.
+struct Busy(Arc<Connection>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let c = &self.0;
+        let now = c.opened.elapsed().as_millis() as u64;
+        c.idle_since_ms.store(now, Ordering::Relaxed);
+        let before = c.in_flight.fetch_sub(1, Ordering::AcqRel);
+        debug_assert!(before > 0, "a request ended that never began");
+    }
+}
+
+impl Connection {
+    fn new(id: u64) -> Connection {
+        Connection {
+            id,
+            opened: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            idle_since_ms: AtomicU64::new(0),
+            close: Notify::new(),
+        }
+    }
+
+    fn begin(self: &Arc<Self>) -> Busy {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        Busy(self.clone())
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    fn answered(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// When it has been idle since.
+    fn idle_since(&self) -> Instant {
+        self.opened + Duration::from_millis(self.idle_since_ms.load(Ordering::Relaxed))
+    }
+
+    /// When the connection is due to close if nothing happens: its first
+    /// request's header deadline, or its idle deadline. While a request is
+    /// in flight, a time to look again.
+    fn idle_deadline(&self, limits: &HttpLimits) -> Instant {
+        if self.in_flight() > 0 {
+            return Instant::now() + limits.idle_timeout.min(limits.header_timeout);
+        }
+        if self.answered() == 0 {
+            self.opened + limits.header_timeout
+        } else {
+            self.idle_since() + limits.idle_timeout
+        }
+    }
+}
+
+/// The open connections, by the order they were accepted.
+#[derive(Default)]
+struct Connections(Mutex<BTreeMap<u64, Arc<Connection>>>);
+
+impl Connections {
+    fn insert(&self, c: Arc<Connection>) {
+        self.0.lock().expect("not poisoned").insert(c.id, c);
+    }
+
+    fn remove(&self, id: u64) {
+        self.0.lock().expect("not poisoned").remove(&id);
+    }
+
+    /// The connection with nothing in flight for the longest time.
+    fn idle_longest(&self) -> Option<Arc<Connection>> {
+        let open = self.0.lock().expect("not poisoned");
+        open.values()
+            .filter(|c| c.in_flight() == 0)
+            .min_by_key(|c| c.idle_since())
+            .cloned()
+    }
 }

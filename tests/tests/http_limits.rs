@@ -62,10 +62,33 @@ fn limits() -> HttpLimits {
         max_header_bytes: 8192,
         max_headers: 16,
         header_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_millis(600),
         request_timeout: Duration::from_millis(300),
         shutdown_grace: Duration::from_secs(5),
     }
 }
+
+/// Reads until the server closes the connection; the bytes read, or None
+/// when it is still open after `within`.
+async fn read_until_closed(s: &mut TcpStream, within: Duration) -> Option<Vec<u8>> {
+    let mut all = Vec::new();
+    let mut buf = [0; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(all),
+            Ok(Ok(n)) => all.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// The HTTP/2 client preface and an empty SETTINGS frame.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+/// An HTTP/2 HEADERS frame on stream 1, ending the stream: `GET /` over
+/// http (HPACK static-table entries 2, 4 and 6).
+const H2_GET: &[u8] = b"\x00\x00\x03\x01\x05\x00\x00\x00\x01\x82\x84\x86";
 
 #[tokio::test]
 async fn oversized_or_too_many_headers_are_refused() {
@@ -120,14 +143,51 @@ async fn a_slow_request_is_answered_408() {
 }
 
 #[tokio::test]
-async fn connections_beyond_the_limit_wait_for_a_free_slot() {
-    // Idle keep-alive connections are closed after the header timeout: keep them longer here.
+async fn connections_beyond_the_limit_wait_while_every_slot_is_busy() {
     let (addr, _stop, _task) = start(HttpLimits {
-        header_timeout: Duration::from_secs(30),
+        request_timeout: Duration::from_secs(5),
         ..limits()
     })
     .await;
-    // Four idle keep-alive connections hold every slot.
+    // Four requests in flight hold every slot: none of them is idle.
+    let busy: Vec<_> = (0..4)
+        .map(|_| {
+            tokio::spawn(raw(
+                addr,
+                b"GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let fifth = raw(
+        addr,
+        b"GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(fifth.as_deref(), Some("HTTP/1.1 200 OK"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "answered beyond the connection limit while every slot was busy"
+    );
+    for b in busy {
+        assert_eq!(
+            b.await.unwrap().as_deref(),
+            Some("HTTP/1.1 200 OK"),
+            "no busy connection was shed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_connection_idle_longest_makes_room_when_every_slot_is_taken() {
+    let (addr, _stop, _task) = start(HttpLimits {
+        header_timeout: Duration::from_secs(30),
+        idle_timeout: Duration::from_secs(30),
+        ..limits()
+    })
+    .await;
+    // Four answered keep-alive connections, idle, hold every slot.
     let mut idle = Vec::new();
     for _ in 0..4 {
         let mut s = TcpStream::connect(addr).await.unwrap();
@@ -137,19 +197,88 @@ async fn connections_beyond_the_limit_wait_for_a_free_slot() {
         let mut buf = [0; 256];
         let _ = s.read(&mut buf).await.unwrap();
         idle.push(s);
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let fifth = tokio::spawn(raw(
+    let fifth = raw(
         addr,
         b"GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    ));
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert!(!fifth.is_finished(), "answered beyond the connection limit");
-    drop(idle.pop());
-    let answer = tokio::time::timeout(Duration::from_secs(5), fifth)
+    )
+    .await;
+    assert_eq!(fifth.as_deref(), Some("HTTP/1.1 200 OK"));
+    // The oldest was closed for it; the others are still open.
+    assert!(
+        read_until_closed(&mut idle[0], Duration::from_secs(3))
+            .await
+            .is_some(),
+        "the connection idle longest was closed"
+    );
+    for s in &mut idle[1..] {
+        assert!(
+            read_until_closed(s, Duration::from_millis(100))
+                .await
+                .is_none()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_connection_that_never_speaks_is_closed_after_the_header_timeout() {
+    let (addr, _stop, _task) = start(limits()).await;
+    let started = Instant::now();
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let read = read_until_closed(&mut silent, Duration::from_secs(5)).await;
+    assert_eq!(read.as_deref(), Some(&[][..]), "closed without a word");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250),
+        "closed before the header timeout: {waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_http2_preface_followed_by_silence_is_closed_after_the_header_timeout() {
+    let (addr, _stop, _task) = start(limits()).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(H2_PREFACE).await.unwrap();
+    // The server's SETTINGS, then a close.
+    let read = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert!(
+        read.is_some(),
+        "an HTTP/2 connection without a request stayed open"
+    );
+}
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
+    let (addr, _stop, _task) = start(limits()).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(H2_PREFACE).await.unwrap();
+    s.write_all(H2_GET).await.unwrap();
+    let started = Instant::now();
+    let read = read_until_closed(&mut s, Duration::from_secs(5))
         .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(answer.as_deref(), Some("HTTP/1.1 200 OK"));
+        .expect("an idle HTTP/2 connection stayed open");
+    // A HEADERS frame (type 1) on stream 1 answered the request, and a
+    // GOAWAY frame (type 7) said goodbye.
+    let frames = h2_frame_types(&read);
+    assert!(frames.contains(&(1, 1)), "{frames:?}");
+    assert!(frames.iter().any(|&(t, _)| t == 7), "{frames:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "closed before the idle timeout"
+    );
+}
+
+/// (type, stream) of each HTTP/2 frame the server sent.
+fn h2_frame_types(mut bytes: &[u8]) -> Vec<(u8, u32)> {
+    let mut frames = Vec::new();
+    while bytes.len() >= 9 {
+        let len = usize::from(bytes[0]) << 16 | usize::from(bytes[1]) << 8 | usize::from(bytes[2]);
+        let stream = u32::from_be_bytes([bytes[5] & 0x7f, bytes[6], bytes[7], bytes[8]]);
+        frames.push((bytes[3], stream));
+        bytes = &bytes[(9 + len).min(bytes.len())..];
+    }
+    frames
 }
 
 #[tokio::test]
@@ -179,4 +308,51 @@ async fn shutdown_finishes_in_flight_requests_and_stops_accepting() {
         TcpStream::connect(addr).await.is_err(),
         "no longer accepting"
     );
+}
+
+#[tokio::test]
+async fn silent_sockets_beyond_the_cap_do_not_lock_out_a_signed_delivery() {
+    use psa_billing_tests::{Options, TestServer, event, succeeded_payment};
+    let header_timeout = Duration::from_secs(2);
+    let s = TestServer::start(Options {
+        http: HttpLimits {
+            max_connections: 32,
+            header_timeout,
+            ..HttpLimits::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    // Three times the cap of sockets that never send a byte.
+    let mut silent = Vec::new();
+    for _ in 0..96 {
+        silent.push(TcpStream::connect(s.addr).await.unwrap());
+    }
+    let started = Instant::now();
+    let body = event(
+        "evt_idle_flood",
+        "payment_intent.succeeded",
+        succeeded_payment("pi_idle_flood"),
+    );
+    let answer = tokio::time::timeout(
+        header_timeout + Duration::from_secs(3),
+        s.deliver_signed(&body),
+    )
+    .await
+    .expect("a signed delivery got through within the header timeout and a margin");
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert_eq!(answer.body["status"], "accepted");
+    let waited = started.elapsed();
+    assert!(
+        waited < header_timeout + Duration::from_secs(3),
+        "{waited:?}"
+    );
+    // The silent ones are closed (shed, or at their header deadline), not kept.
+    for sock in &mut silent[..8] {
+        assert!(
+            read_until_closed(sock, header_timeout + Duration::from_secs(2))
+                .await
+                .is_some()
+        );
+    }
 }
