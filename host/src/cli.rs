@@ -102,11 +102,30 @@ struct RoutingArgs {
     /// Refuse (500, recorded as failed, retried by Stripe) events of another API version.
     #[arg(long, env = "PSA_BILLING_STRICT_API_VERSION", requires = "api_version")]
     strict_api_version: bool,
+    /// Take only `live` or only `test` mode events (others: 400, not kept);
+    /// `any` takes both.
+    #[arg(long, env = "PSA_BILLING_LIVEMODE", value_enum, default_value_t = Mode::Any)]
+    livemode: Mode,
+}
+
+/// Which mode's events a deployment takes.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Mode {
+    Live,
+    Test,
+    Any,
 }
 
 impl RoutingArgs {
     fn apply(&self, pipeline: Pipeline) -> Pipeline {
-        let pipeline = pipeline.with_routing(self.tenant_keys.clone(), self.reference_keys.clone());
+        let livemode = match self.livemode {
+            Mode::Live => Some(true),
+            Mode::Test => Some(false),
+            Mode::Any => None,
+        };
+        let pipeline = pipeline
+            .with_routing(self.tenant_keys.clone(), self.reference_keys.clone())
+            .with_livemode(livemode);
         match &self.api_version {
             Some(v) => pipeline.with_api_version(v.clone(), self.strict_api_version),
             None => pipeline,
@@ -298,6 +317,23 @@ struct HttpArgs {
         default_value_t = 60
     )]
     request_timeout_seconds: u64,
+    /// Seconds from a connection's opening to its first complete request
+    /// header, and to send each later request's headers; then it is closed.
+    #[arg(
+        long,
+        env = "PSA_BILLING_HEADER_TIMEOUT_SECONDS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    header_timeout_seconds: u64,
+    /// Seconds an answered connection may stay open with nothing in flight.
+    #[arg(
+        long,
+        env = "PSA_BILLING_IDLE_TIMEOUT_SECONDS",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    idle_timeout_seconds: u64,
 }
 
 impl HttpArgs {
@@ -306,6 +342,8 @@ impl HttpArgs {
             max_connections: self.max_connections,
             max_header_bytes: self.max_header_bytes,
             request_timeout: Duration::from_secs(self.request_timeout_seconds),
+            header_timeout: Duration::from_secs(self.header_timeout_seconds),
+            idle_timeout: Duration::from_secs(self.idle_timeout_seconds),
             ..Default::default()
         }
     }
@@ -448,9 +486,17 @@ struct SignArgs {
 /// Entry point of the binary.
 pub fn main() -> Result<()> {
     let cli = Cli::parse();
+    // A fixture replay prints every outcome, failures included (a corpus
+    // has events that must fail), as JSON lines: its log says only what
+    // went wrong with the replay itself unless RUST_LOG asks for more.
+    let default_level = match &cli.command {
+        Command::Replay(r) if !r.dead_letters => "error",
+        _ => "info",
+    };
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_level.into()),
         )
         .with_writer(std::io::stderr)
         // Colour codes only for a person at a terminal, not in a log file
@@ -728,6 +774,13 @@ pub async fn replay_event(pipeline: &Pipeline, body: &[u8]) -> Vec<Value> {
         Err(DeliveryError::Rejected(e)) => {
             vec![json!({ "rejected": rejection_code(&e), "reason": describe_rejection(&e) })]
         }
+        Err(DeliveryError::Refused {
+            event_id,
+            code,
+            reason,
+        }) => {
+            vec![json!({ "event_id": event_id, "rejected": code, "reason": reason })]
+        }
         Err(DeliveryError::Failed { event_id, reason }) => {
             vec![json!({ "event_id": event_id, "failed": reason })]
         }
@@ -767,14 +820,17 @@ async fn replay(a: ReplayArgs) -> Result<()> {
         return Ok(());
     }
     let mut differences = 0;
+    let (mut events, mut differing) = (0usize, Vec::new());
     for path in &a.paths {
         let (scenario, files) = scenario_files(path)?;
+        let differences_before = differences;
         let db = Db::open("sqlite::memory:").await?;
         register_scenario_tenants(&runtime, &db, path).await?;
         let pipeline = a
             .routing
             .apply(Pipeline::new(runtime.clone(), db, Vec::new(), 0));
         for file in files {
+            events += 1;
             let body =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let lines: Vec<String> = replay_event(&pipeline, &body)
@@ -809,11 +865,42 @@ async fn replay(a: ReplayArgs) -> Result<()> {
                 );
             }
         }
+        if differences > differences_before {
+            differing.push(
+                scenario
+                    .clone()
+                    .unwrap_or_else(|| path.display().to_string()),
+            );
+        }
     }
-    if differences > 0 {
-        bail!("{differences} event(s) differ from the expected effects");
+    let scenarios = a.paths.len();
+    let replayed = format!(
+        "{scenarios} scenario{}, {events} event{}",
+        plural(scenarios),
+        plural(events)
+    );
+    match &a.expect {
+        None => eprintln!("{replayed} replayed"),
+        Some(dir) if a.bless => {
+            eprintln!("{replayed}: expected effects written to {}", dir.display())
+        }
+        Some(_) if differences == 0 => eprintln!("{replayed}: all match"),
+        Some(_) => {
+            eprintln!(
+                "{replayed}: {differences} event{} in {} scenario{} differ: {}",
+                plural(differences),
+                differing.len(),
+                plural(differing.len()),
+                differing.join(", ")
+            );
+            bail!("{differences} event(s) differ from the expected effects");
+        }
     }
     Ok(())
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 /// A scenario directory's `registry.txt`: one `acct_... tenant` per line,

@@ -554,6 +554,17 @@ impl Db {
         .await?))
     }
 
+    /// The body an event was stored with (the one processed, or the last
+    /// one that failed).
+    pub async fn event_payload(&self, id: &str) -> Result<Option<Vec<u8>>> {
+        Ok(on_pool!(self.pool, |p| sqlx::query_scalar(
+            "SELECT payload FROM events WHERE id = $1"
+        )
+        .bind(id)
+        .fetch_optional(p)
+        .await?))
+    }
+
     /// Commits an event, its state writes and its effects atomically, as
     /// part of the next group commit: deliveries that arrive while a commit
     /// is being written share the following one (one fsync for all); each
@@ -640,7 +651,9 @@ impl Db {
             sqlx::query_scalar(
             "INSERT INTO events (id, type, account, created, livemode, received_at, status, attempts, last_error, payload)
              VALUES ($1, $2, $3, $4, $5, $6, 'failed', 1, $7, $8)
-             ON CONFLICT (id) DO UPDATE SET attempts = events.attempts + 1, last_error = excluded.last_error
+             ON CONFLICT (id) DO UPDATE SET attempts = events.attempts + 1, last_error = excluded.last_error,
+                 type = excluded.type, account = excluded.account, created = excluded.created,
+                 livemode = excluded.livemode, payload = excluded.payload
              WHERE events.status NOT IN ('processed', 'ignored')
              RETURNING attempts",
         )
@@ -972,7 +985,9 @@ pub(crate) mod group_sql {
             "INSERT INTO events (id, type, account, created, livemode, received_at, status, attempts, payload, processed_at)
              VALUES {}
              ON CONFLICT (id) DO UPDATE SET status = excluded.status, attempts = events.attempts + 1,
-                 last_error = NULL, processed_at = excluded.processed_at
+                 last_error = NULL, processed_at = excluded.processed_at,
+                 type = excluded.type, account = excluded.account, created = excluded.created,
+                 livemode = excluded.livemode, payload = excluded.payload
              WHERE events.status NOT IN ('processed', 'ignored')",
             numbered(n, "(?, ?, ?, ?, ?, ?, ?, 1, ?, ?)", ", ")
         )

@@ -60,6 +60,7 @@ pub struct BillingBuilder {
     tenant_keys: Vec<String>,
     reference_keys: Vec<String>,
     api_version: Option<(String, bool)>,
+    livemode: Option<bool>,
     limits: Limits,
     stripe: Option<StripeConfig>,
     thin_secrets: Vec<String>,
@@ -134,6 +135,12 @@ impl BillingBuilder {
         self.api_version = Some((version.into(), strict));
         self
     }
+    /// Takes only live (`Some(true)`) or only test (`Some(false)`) events;
+    /// see [`Pipeline::with_livemode`].
+    pub fn livemode(mut self, livemode: Option<bool>) -> Self {
+        self.livemode = livemode;
+        self
+    }
     /// Deadline and memory cap of every plugin call.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
@@ -177,7 +184,8 @@ impl BillingBuilder {
         let db = Db::open(&self.database_url).await?;
         let mut pipeline = Pipeline::new(runtime, db, self.secrets, self.tolerance_seconds)
             .with_routing(self.tenant_keys, self.reference_keys)
-            .with_thin_secrets(self.thin_secrets);
+            .with_thin_secrets(self.thin_secrets)
+            .with_livemode(self.livemode);
         if let Some((version, strict)) = self.api_version {
             pipeline = pipeline.with_api_version(version, strict);
         }
@@ -206,6 +214,7 @@ impl Billing {
             tenant_keys: Vec::new(),
             reference_keys: Vec::new(),
             api_version: None,
+            livemode: None,
             limits: Limits::default(),
             stripe: None,
             thin_secrets: Vec::new(),

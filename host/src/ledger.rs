@@ -42,8 +42,52 @@ pub enum ApiFailure {
     Invalid(String),
     #[error(transparent)]
     Plugin(#[from] CallError),
+    /// The request contradicts one made before (a posting id reused with
+    /// other content): answered 409, never retried as it is.
+    #[error("{0}")]
+    Conflict(String),
     #[error("database: {0:#}")]
     Database(anyhow::Error),
+}
+
+/// Longest posting id (Stripe's own ids and idempotency keys fit in 255).
+pub const MAX_POSTING_ID_CHARS: usize = 255;
+/// Longest posting description.
+pub const MAX_DESCRIPTION_CHARS: usize = 1000;
+/// Most movements in one posting.
+pub const MAX_MOVEMENTS: usize = 100;
+
+/// A tenant as the ledger API takes it: see [`psa_billing_core::mapping::check_tenant`].
+pub fn check_tenant(tenant: &str) -> Result<(), ApiFailure> {
+    psa_billing_core::mapping::check_tenant(tenant).map_err(ApiFailure::Invalid)
+}
+
+/// What the ledger stores of a posting is bounded: refused here with the
+/// limit named, rather than by the database.
+fn check_posting(input: &PostInput) -> Result<(), ApiFailure> {
+    let invalid = |m: String| Err(ApiFailure::Invalid(m));
+    let id_chars = input.id.chars().count();
+    if input.id.is_empty() || id_chars > MAX_POSTING_ID_CHARS {
+        return invalid(format!(
+            "id is 1 to {MAX_POSTING_ID_CHARS} characters (got {id_chars})"
+        ));
+    }
+    if input.id.chars().any(char::is_control) {
+        return invalid("id must not contain control characters".into());
+    }
+    let description_chars = input.description.chars().count();
+    if description_chars > MAX_DESCRIPTION_CHARS {
+        return invalid(format!(
+            "description is at most {MAX_DESCRIPTION_CHARS} characters (got {description_chars})"
+        ));
+    }
+    if input.movements.len() > MAX_MOVEMENTS {
+        return invalid(format!(
+            "a posting has at most {MAX_MOVEMENTS} movements (got {})",
+            input.movements.len()
+        ));
+    }
+    Ok(())
 }
 
 /// How often a posting is redone when events keep changing the book.
@@ -52,6 +96,7 @@ const MAX_CONFLICT_RETRIES: usize = 16;
 fn refused(e: LedgerError) -> ApiFailure {
     match e {
         LedgerError::Invalid(m) | LedgerError::Unbalanced(m) => ApiFailure::Invalid(m),
+        LedgerError::Conflict(m) => ApiFailure::Conflict(m),
         LedgerError::Storage(m) => ApiFailure::Database(anyhow::anyhow!(m)),
     }
 }
@@ -67,6 +112,8 @@ pub async fn post(
     tenant: &str,
     input: PostInput,
 ) -> Result<Value, ApiFailure> {
+    check_tenant(tenant)?;
+    check_posting(&input)?;
     let mut movements = Vec::with_capacity(input.movements.len());
     for m in input.movements {
         let amount = runtime
@@ -110,6 +157,7 @@ pub async fn post(
 
 /// `tenant`'s balances: currency → account → amount.
 pub async fn balances(runtime: &Runtime, db: &Db, tenant: &str) -> Result<Value, ApiFailure> {
+    check_tenant(tenant)?;
     let list = runtime
         .ledger_balances(staged(db, tenant), tenant.to_string())
         .await?
@@ -135,6 +183,7 @@ pub async fn transactions(
     after: u64,
     limit: u32,
 ) -> Result<Value, ApiFailure> {
+    check_tenant(tenant)?;
     let list = runtime
         .ledger_transactions(staged(db, tenant), tenant.to_string(), after, limit)
         .await?

@@ -23,6 +23,7 @@ pub struct Metrics {
     commit_groups: Counter,
     grouped_deliveries: Counter,
     conflicts: Counter,
+    duplicate_mismatches: Counter,
     /// Two scrapes at once must not both add the same difference.
     catch_up: std::sync::Mutex<()>,
 }
@@ -75,9 +76,16 @@ impl Default for Metrics {
             "Deliveries handled again because plugin state they read changed before their commit",
             conflicts.clone(),
         );
+        let duplicate_mismatches = Counter::default();
+        registry.register(
+            "duplicate_body_mismatches",
+            "Redeliveries of an event already processed whose body differs from the one processed",
+            duplicate_mismatches.clone(),
+        );
         Metrics {
             registry,
             conflicts,
+            duplicate_mismatches,
             commit_groups,
             grouped_deliveries,
             catch_up: Default::default(),
@@ -114,6 +122,11 @@ impl Metrics {
     /// Counts a delivery sent back to be handled again (a state conflict).
     pub fn conflict(&self) {
         self.conflicts.inc();
+    }
+
+    /// Counts a duplicate delivery whose body differs from the processed one.
+    pub fn duplicate_mismatch(&self) {
+        self.duplicate_mismatches.inc();
     }
 
     pub fn plugin_call(&self, took: Duration) {

@@ -2,7 +2,7 @@
 //! already processed, handle (in the plugin, with staged storage), commit the
 //! event, state and effects in one transaction.
 
-use crate::capabilities::StagedState;
+use crate::capabilities::{StagedState, escape_controls};
 use crate::db::{CommitOutcome, Db, EventMeta, NewEffect, RetryPolicy};
 use crate::effects_json;
 use crate::metrics::Metrics;
@@ -93,6 +93,13 @@ pub enum Outcome {
 pub enum DeliveryError {
     /// Not a valid Stripe delivery: answer 400 with the reason.
     Rejected(VerifyError),
+    /// Signed, but this deployment does not take it (an event of the mode,
+    /// live or test, it does not run in): answer 400, keep nothing.
+    Refused {
+        event_id: String,
+        code: &'static str,
+        reason: String,
+    },
     /// Valid, but processing failed: rolled back and recorded; answer 5xx.
     Failed {
         event_id: Option<String>,
@@ -104,6 +111,7 @@ impl fmt::Display for DeliveryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DeliveryError::Rejected(e) => f.write_str(&describe_rejection(e)),
+            DeliveryError::Refused { reason, .. } => f.write_str(reason),
             DeliveryError::Failed { reason, .. } => write!(f, "processing failed: {reason}"),
         }
     }
@@ -137,7 +145,7 @@ pub fn describe_rejection(e: &VerifyError) -> String {
             format!("signature timestamp is {s} s in the future, outside the tolerance")
         }
         VerifyError::NoSecretConfigured => "no webhook endpoint secret is configured".into(),
-        VerifyError::MalformedPayload(m) => format!("body is not a JSON event: {m}"),
+        VerifyError::MalformedPayload(m) => format!("malformed event: {m}"),
         VerifyError::MissingField(f) => format!("event field {f:?} is missing or invalid"),
     }
 }
@@ -162,6 +170,8 @@ pub struct Pipeline {
     tolerance_seconds: u32,
     routing: Routing,
     api_version: Option<ApiVersion>,
+    /// The only mode (`true`: live) taken; `None`: both.
+    livemode: Option<bool>,
     metrics: std::sync::Arc<Metrics>,
     retry: RetryPolicy,
     lanes: std::sync::Arc<Lanes>,
@@ -188,6 +198,7 @@ impl Pipeline {
                 reference_keys: vec![],
             },
             api_version: None,
+            livemode: None,
             metrics: Default::default(),
             retry: RetryPolicy::default(),
             lanes: std::sync::Arc::new(Lanes::new()),
@@ -207,8 +218,10 @@ impl Pipeline {
         let due = self.db.due_retries(crate::db::unix_now(), 64).await?;
         for (id, payload) in &due {
             match self.receive_unsigned(payload).await {
-                Ok(_) => tracing::info!(event = %id, "retried event processed"),
-                Err(e) => tracing::warn!(event = %id, error = %e, "retried event failed again"),
+                Ok(_) => tracing::info!(event = %escape_controls(id), "retried event processed"),
+                Err(e) => {
+                    tracing::warn!(event = %escape_controls(id), error = %e, "retried event failed again")
+                }
             }
         }
         Ok(due.len())
@@ -247,6 +260,17 @@ impl Pipeline {
     /// configuration is fixed and nothing is lost.
     pub fn with_api_version(mut self, version: String, strict: bool) -> Self {
         self.api_version = Some(ApiVersion { version, strict });
+        self
+    }
+
+    /// Takes only live events (`Some(true)`) or only test events
+    /// (`Some(false)`); the others are answered 400 and not kept. Stripe
+    /// signs each endpoint's events with that endpoint's secret, so a
+    /// deployment configured with one mode's secrets sees the other mode's
+    /// events only through a configuration mistake; this makes the mistake
+    /// loud. `None` (the default) takes both, as a sandbox setup wants.
+    pub fn with_livemode(mut self, livemode: Option<bool>) -> Self {
+        self.livemode = livemode;
         self
     }
 
@@ -370,9 +394,9 @@ impl Pipeline {
         use tracing::Instrument;
         let span = tracing::info_span!(
             "delivery",
-            event = %envelope.id,
-            r#type = %envelope.event_type,
-            account = envelope.account.as_deref().unwrap_or("-"),
+            event = %escape_controls(&envelope.id),
+            r#type = %escape_controls(&envelope.event_type),
+            account = %escape_controls(envelope.account.as_deref().unwrap_or("-")),
             tenant = tracing::field::Empty,
         );
         let outcome = self
@@ -398,6 +422,22 @@ impl Pipeline {
         envelope: Envelope,
         body: &[u8],
     ) -> Result<Outcome, DeliveryError> {
+        if let Some(wanted) = self.livemode
+            && envelope.livemode != wanted
+        {
+            let mode = |live| if live { "live" } else { "test" };
+            let reason = format!(
+                "a {} mode event at an endpoint that takes {} mode events only",
+                mode(envelope.livemode),
+                mode(wanted)
+            );
+            tracing::warn!(%reason, "delivery refused");
+            return Err(DeliveryError::Refused {
+                event_id: envelope.id,
+                code: "livemode_mismatch",
+                reason,
+            });
+        }
         let api_version = envelope.api_version;
         let event = EventMeta {
             id: envelope.id,
@@ -424,7 +464,7 @@ impl Pipeline {
                     .fail(&event, body, format!("{reason} (strict mode)"))
                     .await;
             }
-            tracing::warn!(event = %event.id, %reason, "handling it anyway: fields may have moved");
+            tracing::warn!(event = %escape_controls(&event.id), %reason, "handling it anyway: fields may have moved");
         }
         let mut lanes = Vec::new();
         for attempt in 0..MAX_CONFLICT_RETRIES {
@@ -463,7 +503,7 @@ impl Pipeline {
                 .iter()
                 .find_map(|e| e.body.get("tenant").and_then(serde_json::Value::as_str))
             {
-                tracing::Span::current().record("tenant", tenant);
+                tracing::Span::current().record("tenant", escape_controls(tenant).as_ref());
             }
             let ignored = !effects.is_empty() && effects.iter().all(|e| e.kind == "event.ignored");
             let status = if ignored { "ignored" } else { "processed" };
@@ -480,6 +520,7 @@ impl Pipeline {
                     });
                 }
                 Ok(CommitOutcome::Duplicate) => {
+                    self.compare_duplicate(&event.id, body).await;
                     return Ok(Outcome::Duplicate { event_id: event.id });
                 }
                 Ok(CommitOutcome::Conflict) => {
@@ -500,6 +541,32 @@ impl Pipeline {
         .await
     }
 
+    /// A redelivery of an event already processed should carry the body
+    /// that was processed: Stripe resends an event unchanged. When it does
+    /// not, the new body is not applied (the event id is what counts), but
+    /// the difference is logged with both digests and counted. Costs a read,
+    /// on duplicates only.
+    async fn compare_duplicate(&self, id: &str, body: &[u8]) {
+        use sha2::{Digest, Sha256};
+        let stored = match self.db.event_payload(id).await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(error = %format!("{e:#}"), "could not read a duplicate's stored body");
+                return;
+            }
+        };
+        if stored != body {
+            self.metrics.duplicate_mismatch();
+            tracing::warn!(
+                event = %escape_controls(id),
+                processed_sha256 = %hex(&Sha256::digest(&stored)),
+                delivered_sha256 = %hex(&Sha256::digest(body)),
+                "a duplicate delivery's body differs from the processed one; the processed one stands"
+            );
+        }
+    }
+
     /// Records the failure (best effort: the database may be what failed)
     /// and answers with it; an event already processed (a redelivery, or a
     /// concurrent delivery that won) is a duplicate instead.
@@ -514,26 +581,31 @@ impl Pipeline {
             .record_failure(event, body, &reason, &self.retry)
             .await;
         if matches!(recorded, Ok(None)) {
+            self.compare_duplicate(&event.id, body).await;
             return Ok(Outcome::Duplicate {
                 event_id: event.id.clone(),
             });
         }
-        tracing::warn!(event = %event.id, r#type = %event.event_type, %reason, "event processing failed");
+        tracing::warn!(event = %escape_controls(&event.id), r#type = %escape_controls(&event.event_type), %reason, "event processing failed");
         match recorded {
             Ok(None) => {}
             Ok(Some(attempts)) => {
                 let dead = attempts >= self.retry.max_attempts;
                 self.metrics.failure(dead);
                 if dead {
-                    tracing::error!(event = %event.id, attempts, %reason, "event dead-lettered: replay it with `psa-billing replay --dead-letters`");
+                    tracing::error!(event = %escape_controls(&event.id), attempts, %reason, "event dead-lettered: replay it with `psa-billing replay --dead-letters`");
                 }
             }
             Err(e) => {
-                tracing::error!(event = %event.id, error = %format!("{e:#}"), "could not record the failure")
+                tracing::error!(event = %escape_controls(&event.id), error = %format!("{e:#}"), "could not record the failure")
             }
         }
         Err(failed(Some(event.id.clone()), reason))
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn failed(event_id: Option<String>, reason: String) -> DeliveryError {

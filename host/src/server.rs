@@ -22,6 +22,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use subtle::ConstantTimeEq;
 
 /// Default limit on a webhook body (Stripe's events are far smaller).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
@@ -152,6 +153,7 @@ async fn delivery(
         Ok(Outcome::Accepted { .. }) => ("accepted", None),
         Ok(Outcome::Duplicate { .. }) => ("duplicate", None),
         Err(DeliveryError::Rejected(e)) => ("rejected", Some(rejection_code(e))),
+        Err(DeliveryError::Refused { code, .. }) => ("rejected", Some(*code)),
         Err(DeliveryError::Failed { .. }) => ("failed", None),
     };
     app.pipeline
@@ -177,6 +179,17 @@ async fn delivery(
                 rejection_code(&e),
                 describe_rejection(&e),
             )
+        }
+        Err(DeliveryError::Refused {
+            event_id,
+            code,
+            reason,
+        }) => {
+            let mut r = error(StatusCode::BAD_REQUEST, code, reason);
+            if let Ok(v) = event_id.parse() {
+                r.headers_mut().insert("x-psa-billing-event", v);
+            }
+            r
         }
         Err(DeliveryError::Failed { event_id, reason }) => {
             let mut r = error(
@@ -208,7 +221,7 @@ fn refuse_unauthorized(app: &AppState, headers: &HeaderMap) -> Option<Response> 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match given {
-        Some(token) if digest(token) == expected => None,
+        Some(token) if bool::from(digest(token).ct_eq(&expected)) => None,
         _ => Some(error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -364,6 +377,7 @@ fn api_response(result: Result<serde_json::Value, ApiFailure>, invalid: &str) ->
     match result {
         Ok(v) => Json(v).into_response(),
         Err(ApiFailure::Invalid(m)) => error(StatusCode::UNPROCESSABLE_ENTITY, invalid, m),
+        Err(ApiFailure::Conflict(m)) => error(StatusCode::CONFLICT, "conflict", m),
         Err(ApiFailure::Plugin(e)) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "plugin_failed",

@@ -36,6 +36,10 @@ async fn change(
     account: &str,
     tenant: Option<&str>,
 ) -> Result<(), ApiFailure> {
+    check_account(account)?;
+    if let Some(t) = tenant {
+        psa_billing_core::mapping::check_tenant(t).map_err(ApiFailure::Invalid)?;
+    }
     for _ in 0..MAX_CONFLICT_RETRIES {
         let staged = staged(db, account);
         let (r, staged) = match tenant {
@@ -62,10 +66,16 @@ pub async fn lookup(
     db: &Db,
     account: &str,
 ) -> Result<Option<String>, ApiFailure> {
+    check_account(account)?;
     runtime
         .lookup_tenant(staged(db, account), account.into())
         .await?
         .map_err(|e| ApiFailure::Database(anyhow::anyhow!(e)))
+}
+
+/// An account id as Stripe mints them, refused (422) otherwise.
+fn check_account(account: &str) -> Result<(), ApiFailure> {
+    psa_billing_core::mapping::check_account_id(account).map_err(ApiFailure::Invalid)
 }
 
 /// How often a registration is redone.

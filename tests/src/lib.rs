@@ -36,6 +36,10 @@ pub struct Options {
     pub postgres: bool,
     /// The Stripe API the operations use (a [`fake_stripe::FakeStripe`]).
     pub stripe: Option<psa_billing::stripe_api::StripeConfig>,
+    /// The listener's limits (the server runs behind `serve`'s listener).
+    pub http: psa_billing::http_server::HttpLimits,
+    /// The only mode taken (`Some(true)`: live); `None`: both.
+    pub livemode: Option<bool>,
 }
 
 impl Default for Options {
@@ -49,6 +53,8 @@ impl Default for Options {
             api_version: None,
             postgres: false,
             stripe: None,
+            http: psa_billing::http_server::HttpLimits::default(),
+            livemode: None,
         }
     }
 }
@@ -93,7 +99,8 @@ impl TestServer {
         };
         let mut pipeline = Pipeline::new(runtime, db.clone(), opts.secrets, 300)
             .with_routing(opts.tenant_keys, vec![])
-            .with_thin_secrets(vec![THIN_SECRET.into()]);
+            .with_thin_secrets(vec![THIN_SECRET.into()])
+            .with_livemode(opts.livemode);
         if let Some((version, strict)) = opts.api_version {
             pipeline = pipeline.with_api_version(version, strict);
         }
@@ -107,8 +114,11 @@ impl TestServer {
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let limits = opts.http;
         let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
+            psa_billing::http_server::serve(listener, app, limits, std::future::pending())
+                .await
+                .unwrap();
         });
         TestServer {
             addr,
@@ -199,18 +209,18 @@ pub fn sign_now(body: &[u8], secret: &str, offset: i64) -> String {
     psa_billing_core::signature::sign(body, secret, psa_billing::db::unix_now() + offset)
 }
 
-/// Stripe's sample object for a resource, from `../shared/stripe/fixtures3.json`.
+/// Stripe's sample object for a resource, from `tests/fixtures/stripe/fixtures3.json`.
 pub fn stripe_object(resource: &str) -> Value {
     static FIXTURES: OnceLock<Value> = OnceLock::new();
     let all = FIXTURES.get_or_init(|| {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/stripe/fixtures3.json"
+            "/fixtures/stripe/fixtures3.json"
         );
-        serde_json::from_slice(
-            &std::fs::read(path).expect("reading ../shared/stripe/fixtures3.json"),
-        )
-        .unwrap()
+        let bytes = std::fs::read(path)
+            .unwrap_or_else(|e| panic!("reading Stripe's sample objects from {path}: {e}"));
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("{path} is not Stripe's fixtures JSON: {e}"))
     });
     all["resources"][resource].clone()
 }

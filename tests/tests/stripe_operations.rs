@@ -66,7 +66,7 @@ async fn charge_invoice_sends_a_direct_charge_with_the_rules_fee_once() {
     );
     assert_eq!(
         r.idempotency_key.as_deref(),
-        Some("psa-billing:charge-invoice:req-1:payment_intent")
+        Some(idempotency_key("charge-invoice", "t1", "req-1", "payment_intent").as_str())
     );
     assert_eq!(r.form["amount"], "10000");
     assert_eq!(r.form["currency"], "usd");
@@ -260,7 +260,7 @@ async fn refunds_split_the_fee_and_cannot_exceed_what_is_left() {
     assert_eq!(r.form["refund_application_fee"], "true");
     assert_eq!(
         r.idempotency_key.as_deref(),
-        Some("psa-billing:refund:ref-1:refund")
+        Some(idempotency_key("refund", "t1", "ref-1", "refund").as_str())
     );
 
     // More than the 70.00 left: refused before Stripe is asked.
@@ -343,7 +343,7 @@ async fn withdrawals_hold_then_transfer_and_never_overdraw() {
     assert_eq!(t.form["destination"], "acct_1Contractor");
     assert_eq!(
         t.idempotency_key.as_deref(),
-        Some("psa-billing:withdraw:w-1:transfer")
+        Some(idempotency_key("withdraw", "market", "w-1", "transfer").as_str())
     );
     assert_eq!(balance(&server, "market", "contractor").await, 3_000);
     assert_eq!(balance(&server, "market", "paid_out").await, 5_000);
@@ -431,7 +431,7 @@ async fn set_license_count_updates_the_single_item_quantity() {
     assert_eq!(r.form["items[0][quantity]"], "7");
     assert_eq!(
         r.idempotency_key.as_deref(),
-        Some("psa-billing:set-license-count:seats-1:quantity")
+        Some(idempotency_key("set-license-count", "t1", "seats-1", "quantity").as_str())
     );
 
     let zero = json!({"request_id": "seats-2", "tenant": "t1", "account": ACCOUNT,
@@ -605,4 +605,44 @@ async fn the_embedding_api_runs_operations_with_its_stripe_configuration() {
     .unwrap();
     let err = billing.set_license_count(seats).await.unwrap_err();
     assert!(err.to_string().contains("No such object"), "{err}");
+}
+
+/// The idempotency key the plugin sends for a tenant's request: the
+/// tenant's digest keeps two tenants' equal request ids apart.
+fn idempotency_key(operation: &str, tenant: &str, request_id: &str, step: &str) -> String {
+    let tenant = &psa_billing_core::state::sha256_hex(tenant)[..16];
+    format!("psa-billing:{operation}:{tenant}:{request_id}:{step}")
+}
+
+#[tokio::test]
+async fn two_tenants_may_use_the_same_request_id() {
+    let (fake, server) = setup().await;
+    let first = server
+        .post_json("/v1/operations/charge-invoice", &invoice("inv-1001", None))
+        .await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let mut other = invoice("inv-1001", None);
+    other["tenant"] = json!("t2");
+    other["amount"] = json!("42.00");
+    let second = server
+        .post_json("/v1/operations/charge-invoice", &other)
+        .await;
+    assert_eq!(second.status, 200, "{}", second.body);
+    assert_ne!(
+        second.body["payment_intent"]["id"], first.body["payment_intent"]["id"],
+        "t2 got t1's charge"
+    );
+    assert_eq!(second.body["payment_intent"]["amount"]["amount"], 4_200);
+    let sent = fake.requests_to("POST", "/v1/payment_intents");
+    assert_eq!(sent.len(), 2, "each tenant's request made its own charge");
+    assert_ne!(sent[0].idempotency_key, sent[1].idempotency_key);
+    // Each repeat still gets its own tenant's first answer.
+    let again = server
+        .post_json("/v1/operations/charge-invoice", &other)
+        .await;
+    assert_eq!(
+        again.body["payment_intent"]["id"],
+        second.body["payment_intent"]["id"]
+    );
+    assert_eq!(fake.requests_to("POST", "/v1/payment_intents").len(), 2);
 }

@@ -44,7 +44,7 @@ function describeRejection({ tag, val }) {
     case 'timestamp-too-old': return `signature timestamp is ${val} s old, outside the tolerance`;
     case 'timestamp-in-future': return `signature timestamp is ${val} s in the future, outside the tolerance`;
     case 'no-secret-configured': return 'no webhook endpoint secret is configured';
-    case 'malformed-payload': return `body is not a JSON event: ${val}`;
+    case 'malformed-payload': return `malformed event: ${val}`;
     default: return `event field ${JSON.stringify(val)} is missing or invalid`;
   }
 }

@@ -378,6 +378,7 @@ fn ledger_error(e: core_ledger::LedgerError) -> LedgerError {
         E::Invalid(m) => LedgerError::Invalid(m),
         E::Unbalanced(m) => LedgerError::Unbalanced(m),
         E::Storage(m) => LedgerError::Storage(m),
+        E::Conflict(m) => LedgerError::Conflict(m),
     }
 }
 
@@ -517,9 +518,9 @@ impl exports::psa::billing::tenants::Guest for Plugin {
         mapping::register_tenant(&mut HostState, &account, &tenant)
     }
     fn unregister(account: String) -> Result<(), String> {
-        state::StateStore::delete(&mut HostState, mapping::TENANTS, &account)
+        mapping::unregister_tenant(&mut HostState, &account)
     }
     fn lookup(account: String) -> Result<Option<String>, String> {
-        state::StateStore::get(&mut HostState, mapping::TENANTS, &account)
+        mapping::lookup_tenant(&mut HostState, &account)
     }
 }

@@ -2,10 +2,11 @@
 //! withdraw, set a license count, onboard a tenant): fee math from the core
 //! crate, Stripe calls through the host's `stripe` import.
 //!
-//! Idempotency: every Stripe write carries `psa-billing:<operation>:<request id>`
-//! (Stripe replays the first answer for 24 hours), and every completed
-//! operation is recorded under its request id, so a repeat returns the first
-//! result without creating anything again.
+//! Idempotency: every Stripe write carries a key made of the operation, the
+//! tenant and the request id (Stripe replays the first answer for 24
+//! hours), and every completed operation is recorded under its tenant and
+//! request id, so a repeat returns the first result without creating
+//! anything again, and two tenants may use the same request ids.
 
 use crate::glue::exports::psa::billing::operations::{
     self as ops, ChargeInvoiceRequest, ChargedInvoice, LicenseCountRequest, OnboardRequest,
@@ -21,11 +22,12 @@ use crate::glue::{
     HostState, Plugin, core_money, fee_error, load_rules, wit_quote, wit_transaction,
 };
 use psa_billing_core::{
-    escrow, fees as core_fees, ledger, mapping, money, refunds, state::StateStore,
+    escrow, fees as core_fees, ledger, mapping, money, refunds, state, state::StateStore,
 };
 use serde_json::{Value, json};
 
-/// Where completed operations are recorded, by `<operation>/<request id>`.
+/// Where completed operations are recorded, by operation, tenant and
+/// request id (a key of those three parts).
 const OPERATIONS: &str = "operations";
 
 /// Stripe accepts idempotency keys up to 255 characters.
@@ -43,9 +45,19 @@ fn storage(e: impl std::fmt::Display) -> OperationError {
     OperationError::Storage(e.to_string())
 }
 
-/// The idempotency key of `operation`'s `step` for a request.
-fn idempotency_key(operation: &str, request_id: &str, step: &str) -> String {
-    format!("psa-billing:{operation}:{request_id}:{step}")
+/// The idempotency key of `operation`'s `step` for a tenant's request:
+/// `psa-billing:<operation>:<tenant digest>:<request id>:<step>`. The
+/// tenant's digest (16 hex digits of its SHA-256) keeps two tenants that
+/// use the same request id apart; a request id that would take the key past
+/// Stripe's 255 characters is replaced by its own digest.
+fn idempotency_key(operation: &str, tenant: &str, request_id: &str, step: &str) -> String {
+    let tenant = &state::sha256_hex(tenant)[..16];
+    let key = format!("psa-billing:{operation}:{tenant}:{request_id}:{step}");
+    if key.chars().count() <= 255 {
+        return key;
+    }
+    let request_id = state::sha256_hex(request_id);
+    format!("psa-billing:{operation}:{tenant}:{request_id}:{step}")
 }
 
 fn check_request(request_id: &str, tenant: &str) -> Result<(), OperationError> {
@@ -57,9 +69,7 @@ fn check_request(request_id: &str, tenant: &str) -> Result<(), OperationError> {
     if request_id.chars().any(|c| c.is_control()) {
         return Err(invalid("request-id must not contain control characters"));
     }
-    if tenant.is_empty() {
-        return Err(invalid("tenant must not be empty"));
-    }
+    mapping::check_tenant(tenant).map_err(invalid)?;
     Ok(())
 }
 
@@ -72,16 +82,32 @@ fn check_account(field: &str, account: &str) -> Result<(), OperationError> {
     Ok(())
 }
 
-fn recorded(operation: &str, request_id: &str) -> Result<Option<Value>, OperationError> {
-    let key = format!("{operation}/{request_id}");
-    match HostState.get(OPERATIONS, &key).map_err(storage)? {
-        Some(raw) => serde_json::from_str(&raw).map(Some).map_err(storage),
-        None => Ok(None),
-    }
+/// The record of a tenant's completed request, if any. A record written
+/// before records were kept per tenant (under `<operation>/<request id>`)
+/// is still found, so a request retried across an upgrade is not done twice.
+fn recorded(
+    operation: &str,
+    tenant: &str,
+    request_id: &str,
+) -> Result<Option<Value>, OperationError> {
+    let scoped = state::key(&[operation, tenant, request_id]);
+    let raw = match HostState.get(OPERATIONS, &scoped).map_err(storage)? {
+        Some(raw) => Some(raw),
+        None => HostState
+            .get(OPERATIONS, &format!("{operation}/{request_id}"))
+            .map_err(storage)?,
+    };
+    raw.map(|raw| serde_json::from_str(&raw).map_err(storage))
+        .transpose()
 }
 
-fn record(operation: &str, request_id: &str, value: Value) -> Result<(), OperationError> {
-    let key = format!("{operation}/{request_id}");
+fn record(
+    operation: &str,
+    tenant: &str,
+    request_id: &str,
+    value: Value,
+) -> Result<(), OperationError> {
+    let key = state::key(&[operation, tenant, request_id]);
     HostState
         .put(OPERATIONS, &key, &value.to_string())
         .map_err(storage)
@@ -123,7 +149,7 @@ impl ops::Guest for Plugin {
             },
         )
         .map_err(|e| OperationError::Fees(fee_error(e)))?;
-        if let Some(first) = recorded("charge-invoice", &req.request_id)? {
+        if let Some(first) = recorded("charge-invoice", &req.tenant, &req.request_id)? {
             let id = recorded_id(&first, "payment_intent")?;
             let on = (!req.destination).then_some(req.account.as_str());
             let intent = stripe::retrieve_payment_intent(&id, on).map_err(stripe_failed)?;
@@ -149,10 +175,16 @@ impl ops::Guest for Plugin {
         };
         // Direct charge: on the tenant's account. Destination: on the platform.
         let on = (!req.destination).then_some(req.account.as_str());
-        let key = idempotency_key("charge-invoice", &req.request_id, "payment_intent");
+        let key = idempotency_key(
+            "charge-invoice",
+            &req.tenant,
+            &req.request_id,
+            "payment_intent",
+        );
         let intent = stripe::create_payment_intent(&params, on, &key).map_err(stripe_failed)?;
         record(
             "charge-invoice",
+            &req.tenant,
             &req.request_id,
             json!({ "payment_intent": intent.id }),
         )?;
@@ -170,7 +202,7 @@ impl ops::Guest for Plugin {
         let rules = load_rules(rules.as_deref()).map_err(OperationError::Fees)?;
         // Done before: the recorded refund, without asking Stripe again
         // (its idempotency replay lasts 24 hours; the record does not expire).
-        if let Some(first) = recorded("refund", &req.request_id)? {
+        if let Some(first) = recorded("refund", &req.tenant, &req.request_id)? {
             return refunded_from_record(&first);
         }
         let account = req.account.as_deref();
@@ -227,13 +259,18 @@ impl ops::Guest for Plugin {
                 ("psa_billing_request".to_string(), req.request_id.clone()),
             ],
         };
-        let key = idempotency_key("refund", &req.request_id, "refund");
+        let key = idempotency_key("refund", &req.tenant, &req.request_id, "refund");
         let refund = stripe::create_refund(&params, account, &key).map_err(stripe_failed)?;
         let done = Refunded {
             refund,
             split: crate::glue::wit_refund_split(split, &intent.amount.currency),
         };
-        record("refund", &req.request_id, refunded_record(&done))?;
+        record(
+            "refund",
+            &req.tenant,
+            &req.request_id,
+            refunded_record(&done),
+        )?;
         Ok(done)
     }
 
@@ -246,7 +283,7 @@ impl ops::Guest for Plugin {
         let hold_id = format!("withdraw:{}:hold", req.request_id);
         let paid_id = format!("withdraw:{}:paid", req.request_id);
         if let Some(tx) = posted(&req.tenant, &paid_id)? {
-            let first = recorded("withdraw", &req.request_id)?
+            let first = recorded("withdraw", &req.tenant, &req.request_id)?
                 .ok_or_else(|| storage("withdrawal paid without its record"))?;
             let transfer = stripe_transfer_from_record(&first, &amount)?;
             return Ok(Withdrawal::Paid(PaidWithdrawal {
@@ -290,12 +327,13 @@ impl ops::Guest for Plugin {
                 ("psa_billing_request".to_string(), req.request_id.clone()),
             ],
         };
-        let key = idempotency_key("withdraw", &req.request_id, "transfer");
+        let key = idempotency_key("withdraw", &req.tenant, &req.request_id, "transfer");
         match stripe::create_transfer(&params, &key) {
             Ok(transfer) => {
                 let tx = post(&req, &paid_id, "withdrawing", "paid_out", "withdrawal paid")?;
                 record(
                     "withdraw",
+                    &req.tenant,
                     &req.request_id,
                     json!({ "transfer": transfer.id, "destination": req.destination }),
                 )?;
@@ -354,7 +392,12 @@ impl ops::Guest for Plugin {
                 )));
             }
         };
-        let key = idempotency_key("set-license-count", &req.request_id, "quantity");
+        let key = idempotency_key(
+            "set-license-count",
+            &req.tenant,
+            &req.request_id,
+            "quantity",
+        );
         let updated =
             stripe::update_subscription_quantity(&sub.id, &item, req.count, account, &key)
                 .map_err(stripe_failed)?;
@@ -377,7 +420,7 @@ impl ops::Guest for Plugin {
                 return Err(invalid(format!("{field} must be an http(s) URL")));
             }
         }
-        let account = match recorded("onboard-tenant", &req.request_id)? {
+        let account = match recorded("onboard-tenant", &req.tenant, &req.request_id)? {
             Some(first) => {
                 stripe::retrieve_account(&recorded_id(&first, "account")?).map_err(stripe_failed)?
             }
@@ -387,10 +430,12 @@ impl ops::Guest for Plugin {
                     email: req.email.clone(),
                     metadata: vec![("tenant_id".to_string(), req.tenant.clone())],
                 };
-                let key = idempotency_key("onboard-tenant", &req.request_id, "account");
+                let key =
+                    idempotency_key("onboard-tenant", &req.tenant, &req.request_id, "account");
                 let account = stripe::create_account(&params, &key).map_err(stripe_failed)?;
                 record(
                     "onboard-tenant",
+                    &req.tenant,
                     &req.request_id,
                     json!({ "account": account.id }),
                 )?;
@@ -402,6 +447,7 @@ impl ops::Guest for Plugin {
         // A link expires within minutes: each request gets a fresh one.
         let key = idempotency_key(
             "onboard-tenant",
+            &req.tenant,
             &req.request_id,
             &format!("link:{}", clock::now()),
         );
@@ -467,7 +513,11 @@ fn post(
     };
     ledger::post(&mut HostState, posting)
         .map(|(tx, _)| tx)
-        .map_err(storage)
+        .map_err(|e| match e {
+            // The request id was used before for another withdrawal.
+            ledger::LedgerError::Conflict(m) => OperationError::Refused(m),
+            e => storage(e),
+        })
 }
 
 /// The amount a one-movement transaction moved.

@@ -107,6 +107,9 @@ impl Fields {
         }
         let id = self.id.required("id")?;
         let event_type = self.event_type.required("type")?;
+        for (name, value) in [("id", &id), ("type", &event_type)] {
+            check_name(name, value)?;
+        }
         let Scalar::Int(created) = self.created else {
             return Err(EventError::MissingField("created".into()));
         };
@@ -119,6 +122,27 @@ impl Fields {
             api_version: self.api_version.string(),
         })
     }
+}
+
+/// Longest event id or type accepted. Stripe's are a few dozen characters
+/// (`evt_` and 24 more); this leaves room for any it may mint, and keeps a
+/// sender from storing a megabyte under an id.
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// An event's id and type are short and printable: they go into keys, logs
+/// and the outbox.
+fn check_name(name: &str, value: &str) -> Result<(), EventError> {
+    if value.len() > MAX_NAME_BYTES {
+        return Err(EventError::Malformed(format!(
+            "its {name} is longer than {MAX_NAME_BYTES} bytes"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(EventError::Malformed(format!(
+            "its {name} contains a control character"
+        )));
+    }
+    Ok(())
 }
 
 /// Visits the top level, which must be an object (anything else is refused

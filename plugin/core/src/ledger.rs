@@ -9,16 +9,20 @@
 //! - a transaction is in one currency and its debits equal its credits, so
 //!   each tenant's balances in a currency always sum to zero;
 //! - amounts are positive minor units and accounts come from [`ACCOUNTS`];
-//! - a transaction id is posted once per tenant (a repeat returns the first).
+//! - a transaction id is posted once per tenant (a repeat with the same
+//!   content returns the first; with other content it is refused);
+//! - currency codes are kept in lower case, as Stripe writes them.
 //!
-//! Storage layout: `ledger_books/<tenant>` holds the balances and the next
-//! sequence number; `ledger_tx/<tenant>/<seq>` each transaction;
-//! `ledger_ids/<tenant>/<id>` the sequence of an id. One book per tenant means
+//! Storage layout, keys made by [`crate::state::key`] (so a tenant or an id
+//! containing `/` cannot reach another tenant's records): `ledger_books`
+//! `<tenant>` holds the balances and the next sequence number; `ledger_tx`
+//! `<tenant>/<seq>` each transaction; `ledger_ids` `<tenant>/<id>` the
+//! sequence of an id. One book per tenant means
 //! two events of the same tenant are applied one after the other (the host's
 //! optimistic concurrency redoes the later one), never interleaved.
 
 use crate::money;
-use crate::state::StateStore;
+use crate::state::{StateStore, key};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -57,6 +61,10 @@ pub enum LedgerError {
     Unbalanced(String),
     #[error("ledger storage failed: {0}")]
     Storage(String),
+    /// The id was posted before with other movements, currency or
+    /// description.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// One movement to post: `from` pays `to`.
@@ -200,7 +208,7 @@ fn decode<T: for<'de> Deserialize<'de>>(raw: &str, what: &str) -> Result<T, Ledg
 
 /// The tenant's book (empty when nothing was posted).
 pub fn book(store: &mut dyn StateStore, tenant: &str) -> Result<Book, LedgerError> {
-    match store.get(BOOKS, tenant).map_err(storage)? {
+    match store.get(BOOKS, &key(&[tenant])).map_err(storage)? {
         Some(raw) => decode(&raw, "ledger book"),
         None => Ok(Book::default()),
     }
@@ -213,12 +221,25 @@ pub fn post(
     store: &mut dyn StateStore,
     posting: Posting,
 ) -> Result<(Transaction, bool), LedgerError> {
+    let mut posting = posting;
+    posting.currency.make_ascii_lowercase();
     let legs = legs(&posting)?;
-    let id_key = format!("{}/{}", posting.tenant, posting.id);
+    let id_key = key(&[&posting.tenant, &posting.id]);
     if let Some(seq) = store.get(IDS, &id_key).map_err(storage)? {
         let seq: u64 = decode(&seq, "ledger id")?;
         let tx = transaction(store, &posting.tenant, seq)?
             .ok_or_else(|| LedgerError::Storage(format!("transaction {seq} is missing")))?;
+        debug_assert_eq!((&tx.id, &tx.tenant), (&posting.id, &posting.tenant));
+        if tx.currency != posting.currency
+            || tx.legs != legs
+            || tx.description != posting.description
+        {
+            return Err(LedgerError::Conflict(format!(
+                "transaction {:?} was posted before with other movements, currency or description; \
+                 a posting id stands for one transaction",
+                posting.id
+            )));
+        }
         return Ok((tx, false));
     }
     let mut book = book(store, &posting.tenant)?;
@@ -248,13 +269,13 @@ pub fn post(
         .put(IDS, &id_key, &tx.seq.to_string())
         .map_err(storage)?;
     store
-        .put(BOOKS, &tx.tenant, &to_json(&book))
+        .put(BOOKS, &key(&[&tx.tenant]), &to_json(&book))
         .map_err(storage)?;
     Ok((tx, true))
 }
 
 fn tx_key(tenant: &str, seq: u64) -> String {
-    format!("{tenant}/{seq}")
+    key(&[tenant, &seq.to_string()])
 }
 
 /// The transaction posted under `id` in a tenant's ledger, if any.
@@ -263,7 +284,7 @@ pub fn transaction_by_id(
     tenant: &str,
     id: &str,
 ) -> Result<Option<Transaction>, LedgerError> {
-    match store.get(IDS, &format!("{tenant}/{id}")).map_err(storage)? {
+    match store.get(IDS, &key(&[tenant, id])).map_err(storage)? {
         Some(seq) => transaction(store, tenant, decode(&seq, "ledger id")?),
         None => Ok(None),
     }
@@ -293,7 +314,8 @@ pub fn transactions(
 ) -> Result<Vec<Transaction>, LedgerError> {
     let book = book(store, tenant)?;
     let mut out = Vec::new();
-    let mut seq = after + 1;
+    // A cursor past every position reads nothing (never wraps to the start).
+    let mut seq = after.saturating_add(1);
     while seq < book.next_seq && out.len() < limit as usize {
         if let Some(tx) = transaction(store, tenant, seq)? {
             out.push(tx);

@@ -1,5 +1,5 @@
 //! The event catalog against Stripe's lists and sample objects
-//! (`../shared/stripe/`), and `docs/events.md` against the catalog.
+//! (`tests/fixtures/stripe/`), and `docs/events.md` against the catalog.
 
 use psa_billing_core::effects::{Effect, KINDS, kind_of_variant};
 use psa_billing_core::mapping::{self, CATALOG, Class, HandleError, catalog_markdown};
@@ -37,15 +37,17 @@ const LEGACY: &str = "transfer.paid transfer.canceled customer.card.created cust
 customer.card.deleted customer.bank_account.created customer.bank_account.updated \
 customer.bank_account.deleted payment_method.card_automatically_updated";
 
-fn shared(file: &str) -> PathBuf {
+/// Stripe's reference data, vendored in `tests/fixtures/stripe/`.
+fn vendored(file: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/stripe")
+        .join("../../tests/fixtures/stripe")
         .join(file)
 }
 
 fn stripe_types() -> Vec<String> {
-    std::fs::read_to_string(shared("event-types.txt"))
-        .expect("../shared/stripe/event-types.txt beside the repository")
+    let path = vendored("event-types.txt");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading Stripe's event types from {}: {e}", path.display()))
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
@@ -54,7 +56,13 @@ fn stripe_types() -> Vec<String> {
 }
 
 fn samples() -> Value {
-    let text = std::fs::read_to_string(shared("fixtures3.json")).expect("fixtures3.json");
+    let path = vendored("fixtures3.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "reading Stripe's sample objects from {}: {e}",
+            path.display()
+        )
+    });
     serde_json::from_str::<Value>(&text).unwrap()["resources"].take()
 }
 

@@ -9,7 +9,7 @@ use crate::effects::*;
 use crate::event::{self, EventError, at, id_at, str_at};
 use crate::ledger;
 use crate::money::Money;
-use crate::state::StateStore;
+use crate::state::{StateStore, key};
 use serde_json::{Value, json};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -84,18 +84,70 @@ impl Routing {
     }
 }
 
+/// Longest tenant name: Stripe's limit on a metadata value, so that every
+/// tenant an event can name can also be registered, and no longer.
+pub const MAX_TENANT_CHARS: usize = 500;
+/// Longest connected account id (Stripe's ids are far shorter).
+pub const MAX_ACCOUNT_BYTES: usize = 255;
+
+/// A connected account id: `acct_` and letters or digits, as Stripe mints them.
+pub fn check_account_id(account: &str) -> Result<(), String> {
+    let rest = account.strip_prefix("acct_").unwrap_or_default();
+    if rest.is_empty()
+        || account.len() > MAX_ACCOUNT_BYTES
+        || !rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
+        return Err(format!(
+            "expected a connected account id (acct_ and up to {} letters or digits), got {:?}",
+            MAX_ACCOUNT_BYTES - 5,
+            shorten(account)
+        ));
+    }
+    Ok(())
+}
+
+/// A tenant name: 1 to [`MAX_TENANT_CHARS`] characters, not blank, no
+/// control characters.
+pub fn check_tenant(tenant: &str) -> Result<(), String> {
+    let chars = tenant.chars().count();
+    if tenant.trim().is_empty() || chars > MAX_TENANT_CHARS {
+        return Err(format!(
+            "a tenant is 1 to {MAX_TENANT_CHARS} characters, not blank (got {chars})"
+        ));
+    }
+    if tenant.chars().any(char::is_control) {
+        return Err("a tenant must not contain control characters".into());
+    }
+    Ok(())
+}
+
+/// The start of a long text, for an error message.
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(64) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
+}
+
 /// Registers (or moves) a connected account to a tenant.
 pub fn register_tenant(
     store: &mut dyn StateStore,
     account: &str,
     tenant: &str,
 ) -> Result<(), String> {
-    if !account.starts_with("acct_") || tenant.trim().is_empty() {
-        return Err(format!(
-            "expected an account id (acct_...) and a non-empty tenant, got {account:?} and {tenant:?}"
-        ));
-    }
-    store.put(TENANTS, account, tenant)
+    check_account_id(account)?;
+    check_tenant(tenant)?;
+    store.put(TENANTS, &key(&[account]), tenant)
+}
+
+/// Forgets a connected account: its later events are routed by metadata.
+pub fn unregister_tenant(store: &mut dyn StateStore, account: &str) -> Result<(), String> {
+    store.delete(TENANTS, &key(&[account]))
+}
+
+/// The tenant a connected account is registered to.
+pub fn lookup_tenant(store: &mut dyn StateStore, account: &str) -> Result<Option<String>, String> {
+    store.get(TENANTS, &key(&[account]))
 }
 
 /// Handles one event body with the default routing.
@@ -241,7 +293,7 @@ fn advance(
     status: &str,
     created: i64,
 ) -> Result<Result<(), String>, HandleError> {
-    let key = format!("{kind}/{id}");
+    let key = key(&[kind, id]);
     if let Some((last_status, last_created)) = last_applied(store, &key)? {
         let last_status = last_status.as_str();
         let (old, new) = (rank(kind, last_status), rank(kind, status));
@@ -341,7 +393,11 @@ fn post_payment(
     // Remember whose ledger the payment went to, for its refunds.
     let owner = json!({ "tenant": p.tenant, "ledger": tenant });
     store
-        .put(LEDGER_OWNERS, &p.payment_intent, &owner.to_string())
+        .put(
+            LEDGER_OWNERS,
+            &key(&[&p.payment_intent]),
+            &owner.to_string(),
+        )
         .map_err(HandleError::Storage)?;
     let posting = ledger::Posting {
         id: format!("{}:payment", p.payment_intent),
@@ -364,11 +420,14 @@ fn post_to_ledger(
 ) -> Result<bool, HandleError> {
     match ledger::post(store, posting) {
         Ok((_, new)) => Ok(new),
+        // Posted before from another event of the same object: the first
+        // posting stands.
+        Err(ledger::LedgerError::Conflict(_)) => Ok(false),
         Err(ledger::LedgerError::Storage(e)) => Err(HandleError::Storage(e)),
         // Stripe sent numbers that cannot be posted (a negative fee, an
         // unknown currency): the event is wrong, not our storage.
-        Err(e) => Err(HandleError::MissingField(format!(
-            "data.object amounts: {e}"
+        Err(e) => Err(HandleError::Malformed(format!(
+            "its amounts cannot be posted to the ledger ({e})"
         ))),
     }
 }
@@ -384,7 +443,7 @@ fn advance_in_time(
     created: i64,
     final_status: Option<&str>,
 ) -> Result<Result<(), String>, HandleError> {
-    let key = format!("{kind}/{id}");
+    let key = key(&[kind, id]);
     if let Some((last_status, last_created)) = last_applied(store, &key)? {
         let left_final = final_status == Some(last_status.as_str()) && status != last_status;
         if last_created > created || left_final {
@@ -507,10 +566,12 @@ fn subscription_changed(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
         account: ctx.account.clone(),
         customer: id_at(object, &["customer"]),
     })];
-    let announced = store.get(LICENSES, &id).map_err(HandleError::Storage)?;
+    let announced = store
+        .get(LICENSES, &key(&[&id]))
+        .map_err(HandleError::Storage)?;
     if announced.as_deref() != Some(quantity.to_string().as_str()) {
         store
-            .put(LICENSES, &id, &quantity.to_string())
+            .put(LICENSES, &key(&[&id]), &quantity.to_string())
             .map_err(HandleError::Storage)?;
         effects.push(Effect::LicenseCountSet(LicenseCountSet {
             subscription: id,
@@ -564,7 +625,10 @@ fn soft_tenant(
 
 /// Whose tenant and ledger a payment intent was posted under, if it was.
 fn recorded_owner(store: &mut dyn StateStore, pi: &str) -> Result<Option<Value>, HandleError> {
-    let Some(raw) = store.get(LEDGER_OWNERS, pi).map_err(HandleError::Storage)? else {
+    let Some(raw) = store
+        .get(LEDGER_OWNERS, &key(&[pi]))
+        .map_err(HandleError::Storage)?
+    else {
         return Ok(None);
     };
     serde_json::from_str(&raw)
@@ -578,7 +642,9 @@ fn registered_tenant(
     account: Option<&str>,
 ) -> Result<Option<String>, HandleError> {
     match account {
-        Some(acct) => store.get(TENANTS, acct).map_err(HandleError::Storage),
+        Some(acct) => store
+            .get(TENANTS, &key(&[acct]))
+            .map_err(HandleError::Storage),
         None => Ok(None),
     }
 }
@@ -651,11 +717,13 @@ fn dispute_funds(ctx: &Ctx, store: &mut dyn StateStore, withdrawn: bool) -> Mapp
     };
     match ledger::post(store, posting) {
         Ok((_, true)) => {}
-        Ok((_, false)) => return Ok(Err(format!("stale: dispute {id} funds already {stage}"))),
+        Ok((_, false)) | Err(ledger::LedgerError::Conflict(_)) => {
+            return Ok(Err(format!("stale: dispute {id} funds already {stage}")));
+        }
         Err(ledger::LedgerError::Storage(e)) => return Err(HandleError::Storage(e)),
         Err(e) => {
-            return Err(HandleError::MissingField(format!(
-                "data.object amounts: {e}"
+            return Err(HandleError::Malformed(format!(
+                "its amounts cannot be posted to the ledger ({e})"
             )));
         }
     }
@@ -687,7 +755,10 @@ fn refund_recorded(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
     let id = ctx.req_str("id")?;
     let total = ctx.money("amount_refunded")?;
     let charged = ctx.req_i64("amount")?;
-    let before: i64 = match store.get(REFUNDS, &id).map_err(HandleError::Storage)? {
+    let before: i64 = match store
+        .get(REFUNDS, &key(&[&id]))
+        .map_err(HandleError::Storage)?
+    {
         Some(raw) => raw
             .parse()
             .map_err(|e| HandleError::Storage(format!("refund state of {id} is corrupt: {e}")))?,
@@ -706,7 +777,7 @@ fn refund_recorded(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
         )));
     }
     store
-        .put(REFUNDS, &id, &total.amount.to_string())
+        .put(REFUNDS, &key(&[&id]), &total.amount.to_string())
         .map_err(HandleError::Storage)?;
     let payment_intent = id_at(ctx.object, &["payment_intent"]);
     // Charges do not always repeat the payment's metadata.

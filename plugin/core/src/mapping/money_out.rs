@@ -6,7 +6,7 @@ use super::{
 use crate::effects::*;
 use crate::event::id_at;
 use crate::money::Money;
-use crate::state::StateStore;
+use crate::state::{StateStore, key};
 
 /// A refund object's status (`refund.*`, `charge.refund.updated`). The money
 /// is accounted by `charge.refunded`; this reports where the refund stands.
@@ -71,7 +71,7 @@ pub(super) fn transfer(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
             amount.amount
         )));
     }
-    let key = format!("transfer/{id}");
+    let key = key(&["transfer", &id]);
     if let Some((last, last_created)) = last_applied(store, &key)? {
         let last: i64 = last.parse().unwrap_or(0);
         if reversed < last || (reversed == last && last_created > ctx.created) {
