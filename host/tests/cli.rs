@@ -43,6 +43,8 @@ fn scenario_dirs() -> Vec<PathBuf> {
 #[test]
 fn the_fixture_corpus_replays_to_its_expected_effects() {
     let out = bin()
+        // The default log level, as a user runs it.
+        .env_remove("RUST_LOG")
         .arg("replay")
         .args(scenario_dirs())
         .arg("--expect")
@@ -51,9 +53,38 @@ fn the_fixture_corpus_replays_to_its_expected_effects() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     // Every line printed is JSON.
+    let mut events = std::collections::BTreeSet::new();
     for line in stdout(&out).lines() {
-        serde_json::from_str::<Value>(line).unwrap();
+        let v: Value = serde_json::from_str(line).unwrap();
+        events.insert(v["event_id"].to_string());
     }
+    // One closing line counts what was compared, and nothing else is said:
+    // the corpus's deliberately failing events are outcomes, not log noise.
+    let err = stderr(&out);
+    let files: usize = scenario_dirs()
+        .iter()
+        .map(|d| {
+            std::fs::read_dir(d)
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .path()
+                        .extension()
+                        .is_some_and(|x| x == "json")
+                })
+                .count()
+        })
+        .sum();
+    assert!(files >= events.len() && files > 20, "{files} event files");
+    assert_eq!(
+        err.trim(),
+        format!(
+            "{} scenarios, {files} events: all match",
+            scenario_dirs().len()
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -81,7 +112,14 @@ fn replay_reports_a_difference_and_fails() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("DIFFERENCE"), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("DIFFERENCE"), "{err}");
+    assert!(
+        err.contains("1 scenario, ")
+            && err.contains(" in 1 scenario differ: ")
+            && err.contains("connect-payment"),
+        "{err}"
+    );
 }
 
 #[test]
