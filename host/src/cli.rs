@@ -304,7 +304,8 @@ struct ServeArgs {
 
 #[derive(Args)]
 struct HttpArgs {
-    /// Connections open at once; more wait in the listen backlog.
+    /// Connections open at once; when all are taken, a new one closes the
+    /// connection idle longest, or waits in the listen backlog if none is idle.
     #[arg(long, env = "PSA_BILLING_MAX_CONNECTIONS", default_value_t = 1024)]
     max_connections: usize,
     /// Bytes of a request's line and headers (at least 8192).

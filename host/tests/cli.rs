@@ -718,3 +718,45 @@ fn paid_fixture() -> Vec<u8> {
     )
     .unwrap()
 }
+
+/// Every `serve` setting is in the README's configuration table, under its
+/// flag, with the default `serve --help` states.
+#[test]
+fn the_readme_configuration_table_agrees_with_serve_help() {
+    let out = bin().args(["serve", "--help"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let help = stdout(&out);
+    // (flag, env, default) of each option, from its block of help text.
+    let mut options = Vec::new();
+    for block in help.split("\n      --").skip(1) {
+        let flag = format!("--{}", block.split([' ', '\n']).next().unwrap());
+        let between = |open: &str, close: char| {
+            block
+                .split_once(open)
+                .map(|(_, rest)| rest.split(close).next().unwrap().to_string())
+        };
+        let Some(env) = between("[env: ", ']') else {
+            continue;
+        };
+        let env = env.trim_end_matches('=').to_string();
+        options.push((flag, env, between("[default: ", ']')));
+    }
+    assert!(options.len() > 20, "{help}");
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    for (flag, env, default) in &options {
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{env}` |")))
+            .unwrap_or_else(|| panic!("README's configuration table has no row for {env}"));
+        let cells: Vec<&str> = row.split(" | ").collect();
+        assert_eq!(cells[1], format!("`{flag}`"), "{row}");
+        if let Some(default) = default {
+            let documented = cells[2].trim_start_matches('`');
+            assert!(
+                documented.starts_with(default.as_str()),
+                "README says {env} defaults to {:?}; serve --help says {default}",
+                cells[2]
+            );
+        }
+    }
+}
