@@ -328,6 +328,12 @@ impl Billing {
         server::router(self.pipeline.clone(), self.options.clone())
     }
 
+    /// [`Billing::router`] with the application's own routes served behind
+    /// the same API token (see [`server::router_with`]).
+    pub fn router_with(&self, extra: axum::Router) -> axum::Router {
+        server::router_with(self.pipeline.clone(), self.options.clone(), extra)
+    }
+
     /// The pipeline, for what this API does not cover yet.
     pub fn pipeline(&self) -> &Pipeline {
         &self.pipeline

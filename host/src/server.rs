@@ -54,21 +54,23 @@ struct AppState {
     rules: Option<String>,
 }
 
+/// The routes of `serve`: the webhook endpoints, `/healthz`, `/metrics`,
+/// and the `/v1` API behind the bearer token.
 pub fn router(pipeline: Pipeline, options: ServerOptions) -> Router {
+    router_with(pipeline, options, Router::new())
+}
+
+/// [`router`] with the application's own `extra` routes, served behind the
+/// same bearer token as the `/v1` API (whatever their paths). Every `/v1`
+/// route, psa-billing's and these, passes one auth layer: a route added
+/// here is closed without the token by default, with no auth code of its own.
+pub fn router_with(pipeline: Pipeline, options: ServerOptions, extra: Router) -> Router {
     let state = Arc::new(AppState {
         pipeline,
         token_digest: options.api_token.as_deref().map(digest),
         rules: options.rules,
     });
-    Router::new()
-        .route(
-            "/webhooks/stripe",
-            post(webhook).layer(DefaultBodyLimit::max(options.max_body_bytes)),
-        )
-        .route(
-            "/webhooks/stripe/thin",
-            post(thin_webhook).layer(DefaultBodyLimit::max(options.max_body_bytes)),
-        )
+    let v1 = Router::new()
         .route("/v1/effects", get(effects))
         .route("/v1/quote", post(quote))
         .route("/v1/quote/{flow}", post(quote_flow))
@@ -85,9 +87,37 @@ pub fn router(pipeline: Pipeline, options: ServerOptions) -> Router {
                 .put(tenant_register)
                 .delete(tenant_unregister),
         )
+        .with_state(state.clone())
+        .merge(extra)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ));
+    Router::new()
+        .route(
+            "/webhooks/stripe",
+            post(webhook).layer(DefaultBodyLimit::max(options.max_body_bytes)),
+        )
+        .route(
+            "/webhooks/stripe/thin",
+            post(thin_webhook).layer(DefaultBodyLimit::max(options.max_body_bytes)),
+        )
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(state)
+        .merge(v1)
+}
+
+/// The auth layer of every `/v1` route: the bearer token, or the refusal.
+async fn require_token(
+    State(app): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match refuse_unauthorized(&app, request.headers()) {
+        Some(refused) => refused,
+        None => next.run(request).await,
+    }
 }
 
 fn digest(token: &str) -> [u8; 32] {
@@ -230,15 +260,10 @@ fn refuse_unauthorized(app: &AppState, headers: &HeaderMap) -> Option<Response> 
     }
 }
 
-/// The body of an authorized `/v1` request, or the answer refusing it.
-fn authorized_json<T>(
-    app: &AppState,
-    headers: &HeaderMap,
+/// The JSON body of a `/v1` request, or the answer refusing it.
+fn json_body<T>(
     input: Result<Json<T>, axum::extract::rejection::JsonRejection>,
 ) -> Result<T, Box<Response>> {
-    if let Some(r) = refuse_unauthorized(app, headers) {
-        return Err(Box::new(r));
-    }
     match input {
         Ok(Json(i)) => Ok(i),
         Err(e) => Err(Box::new(error(e.status(), "bad_request", e.body_text()))),
@@ -254,12 +279,8 @@ struct EffectsQuery {
 
 async fn effects(
     State(app): State<Arc<AppState>>,
-    headers: HeaderMap,
     query: Result<Query<EffectsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    if let Some(r) = refuse_unauthorized(&app, &headers) {
-        return r;
-    }
     let Ok(Query(q)) = query else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -325,10 +346,9 @@ async fn healthz(State(app): State<Arc<AppState>>) -> Response {
 
 async fn quote(
     State(app): State<Arc<AppState>>,
-    headers: HeaderMap,
     input: Result<Json<QuoteInput>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let input = match authorized_json(&app, &headers, input) {
+    let input = match json_body(input) {
         Ok(i) => i,
         Err(refused) => return *refused,
     };
@@ -357,10 +377,9 @@ fn quote_response(result: Result<serde_json::Value, QuoteFailure>) -> Response {
 async fn quote_flow(
     State(app): State<Arc<AppState>>,
     Path(flow): Path<String>,
-    headers: HeaderMap,
     input: Result<Json<serde_json::Value>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let input = match authorized_json(&app, &headers, input) {
+    let input = match json_body(input) {
         Ok(i) => i,
         Err(refused) => return *refused,
     };
@@ -389,14 +408,7 @@ fn api_response(result: Result<serde_json::Value, ApiFailure>, invalid: &str) ->
     }
 }
 
-async fn ledger_balances(
-    State(app): State<Arc<AppState>>,
-    Path(tenant): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(r) = refuse_unauthorized(&app, &headers) {
-        return r;
-    }
+async fn ledger_balances(State(app): State<Arc<AppState>>, Path(tenant): Path<String>) -> Response {
     let (rt, db) = (app.pipeline.runtime(), app.pipeline.db());
     ledger_response(ledger::balances(rt, db, &tenant).await)
 }
@@ -411,12 +423,8 @@ struct TransactionsQuery {
 async fn ledger_transactions(
     State(app): State<Arc<AppState>>,
     Path(tenant): Path<String>,
-    headers: HeaderMap,
     query: Result<Query<TransactionsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    if let Some(r) = refuse_unauthorized(&app, &headers) {
-        return r;
-    }
     let q = match query {
         Ok(Query(q)) if (1..=1000).contains(&q.limit.unwrap_or(100)) => q,
         _ => {
@@ -435,10 +443,9 @@ async fn ledger_transactions(
 async fn ledger_post(
     State(app): State<Arc<AppState>>,
     Path(tenant): Path<String>,
-    headers: HeaderMap,
     input: Result<Json<ledger::PostInput>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let input = match authorized_json(&app, &headers, input) {
+    let input = match json_body(input) {
         Ok(i) => i,
         Err(refused) => return *refused,
     };
@@ -452,10 +459,7 @@ struct TenantInput {
     tenant: String,
 }
 
-async fn tenants_list(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Some(r) = refuse_unauthorized(&app, &headers) {
-        return r;
-    }
+async fn tenants_list(State(app): State<Arc<AppState>>) -> Response {
     let list = tenants::list(app.pipeline.db()).await.map(|list| {
         let list: Vec<serde_json::Value> = list
             .into_iter()
@@ -466,14 +470,7 @@ async fn tenants_list(State(app): State<Arc<AppState>>, headers: HeaderMap) -> R
     api_response(list, "invalid_tenant")
 }
 
-async fn tenant_lookup(
-    State(app): State<Arc<AppState>>,
-    Path(account): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(r) = refuse_unauthorized(&app, &headers) {
-        return r;
-    }
+async fn tenant_lookup(State(app): State<Arc<AppState>>, Path(account): Path<String>) -> Response {
     let (rt, db) = (app.pipeline.runtime(), app.pipeline.db());
     match tenants::lookup(rt, db, &account).await {
         Ok(None) => error(
@@ -491,10 +488,9 @@ async fn tenant_lookup(
 async fn tenant_register(
     State(app): State<Arc<AppState>>,
     Path(account): Path<String>,
-    headers: HeaderMap,
     input: Result<Json<TenantInput>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let input = match authorized_json(&app, &headers, input) {
+    let input = match json_body(input) {
         Ok(i) => i,
         Err(refused) => return *refused,
     };
@@ -509,11 +505,7 @@ async fn tenant_register(
 async fn tenant_unregister(
     State(app): State<Arc<AppState>>,
     Path(account): Path<String>,
-    headers: HeaderMap,
 ) -> Response {
-    if let Some(r) = refuse_unauthorized(&app, &headers) {
-        return r;
-    }
     let (rt, db) = (app.pipeline.runtime(), app.pipeline.db());
     let done = tenants::unregister(rt, db, &account).await;
     api_response(
@@ -526,10 +518,9 @@ async fn tenant_unregister(
 async fn operation(
     State(app): State<Arc<AppState>>,
     Path(name): Path<String>,
-    headers: HeaderMap,
     input: Result<Json<serde_json::Value>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let input = match authorized_json(&app, &headers, input) {
+    let input = match json_body(input) {
         Ok(i) => i,
         Err(refused) => return *refused,
     };

@@ -40,6 +40,8 @@ pub struct Options {
     pub http: psa_billing::http_server::HttpLimits,
     /// The only mode taken (`Some(true)`: live); `None`: both.
     pub livemode: Option<bool>,
+    /// The application's own routes, served behind the API token.
+    pub extra_routes: Option<axum::Router>,
 }
 
 impl Default for Options {
@@ -55,6 +57,7 @@ impl Default for Options {
             stripe: None,
             http: psa_billing::http_server::HttpLimits::default(),
             livemode: None,
+            extra_routes: None,
         }
     }
 }
@@ -104,13 +107,14 @@ impl TestServer {
         if let Some((version, strict)) = opts.api_version {
             pipeline = pipeline.with_api_version(version, strict);
         }
-        let app = server::router(
+        let app = server::router_with(
             pipeline,
             ServerOptions {
                 max_body_bytes: opts.max_body_bytes,
                 api_token: Some(API_TOKEN.into()),
                 rules: opts.rules,
             },
+            opts.extra_routes.unwrap_or_default(),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -407,3 +407,37 @@ async fn an_event_whose_amounts_cannot_be_posted_says_so_in_one_sentence() {
          (invalid ledger transaction: amounts overflow)"
     );
 }
+
+#[tokio::test]
+async fn a_v1_route_added_without_any_auth_code_is_closed_without_the_token() {
+    use axum::routing::get;
+    let extra =
+        axum::Router::new().route("/v1/new-report", get(|| async { "every tenant's secrets" }));
+    let s = TestServer::start(Options {
+        extra_routes: Some(extra),
+        ..Default::default()
+    })
+    .await;
+    let refused = s.get("/v1/new-report", None).await;
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    assert_eq!(refused.body["error"], "unauthorized");
+    let wrong = s.get("/v1/new-report", Some("not-the-token")).await;
+    assert_eq!(wrong.status, 401);
+    let allowed = s.get("/v1/new-report", Some(API_TOKEN)).await;
+    assert_eq!(allowed.status, 200);
+    assert_eq!(allowed.body, "every tenant's secrets");
+    // psa-billing's own routes pass the same layer, before their input is read.
+    for (path, body) in [
+        ("/v1/quote", "not json"),
+        ("/v1/ledger/t/transactions", "{}"),
+    ] {
+        let a = s.client.post(s.url(path)).body(body).send().await.unwrap();
+        assert_eq!(a.status(), 401, "{path}");
+    }
+    assert_eq!(s.get("/v1/effects?after=x", None).await.status, 401);
+    assert_eq!(
+        s.get("/healthz", None).await.status,
+        200,
+        "/healthz stays open"
+    );
+}
