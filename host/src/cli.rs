@@ -204,6 +204,12 @@ struct PluginArgs {
     #[arg(long, env = "PSA_BILLING_CALLS_PER_INSTANCE", default_value_t = Limits::default().calls_per_instance,
           value_parser = clap::value_parser!(u32).range(1..))]
     calls_per_instance: u32,
+    /// Calls one instance of the custom fee-rules component serves; 1 (the
+    /// default) gives every call a fresh instance, so nothing of one
+    /// tenant's call reaches another's. Raise it only for a component you trust.
+    #[arg(long, env = "PSA_BILLING_FEE_RULES_CALLS_PER_INSTANCE", default_value_t = Limits::default().fee_rules_calls_per_instance,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    fee_rules_calls_per_instance: u32,
     /// A custom fee-rules component (world psa:billing/fee-rules-plugin)
     /// that prices payments in place of the rules file.
     #[arg(long, env = "PSA_BILLING_FEE_RULES")]
@@ -220,6 +226,7 @@ impl PluginArgs {
             call_timeout: Duration::from_millis(self.call_timeout_ms),
             memory_bytes: self.memory_mib << 20,
             calls_per_instance: self.calls_per_instance,
+            fee_rules_calls_per_instance: self.fee_rules_calls_per_instance,
             ..Limits::default()
         };
         let read = |path: &PathBuf, what: &str| {

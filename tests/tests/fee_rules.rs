@@ -189,3 +189,30 @@ fn a_plugin_in_place_of_fee_rules_is_refused_clearly() {
         .expect("a billing plugin is not a fee-rules component");
     assert!(format!("{err:#}").contains("fee-rules-plugin"), "{err:#}");
 }
+
+/// A hostile component remembers the tenant of the call before (in a
+/// static of its instance) and tells it to the next caller. By default each
+/// call has a fresh instance: the spy learns nothing. With reuse opted in,
+/// it learns the victim's tenant, so the test can fail.
+#[tokio::test]
+async fn a_fee_rules_component_cannot_see_the_previous_calls_tenant() {
+    let wasm = std::fs::read(HOSTILE_FEE_RULES_PATH).unwrap();
+    for (reuse, expected) in [(1, "None"), (100, "Some(\"victim-secret\")")] {
+        let limits = Limits {
+            fee_rules_calls_per_instance: reuse,
+            max_instances: 1,
+            ..Limits::default()
+        };
+        let rt = Runtime::with_fee_rules(DEFAULT_PLUGIN, Some(&wasm), limits).unwrap();
+        let victim = rt
+            .quote(None, request(10_000, Some("victim-secret"), None))
+            .await;
+        assert!(victim.unwrap().is_ok());
+        let spied = rt.quote(None, request(10_000, Some("spy"), None)).await;
+        let err = spied.unwrap().unwrap_err();
+        assert!(
+            matches!(&err, FeeError::InvalidRules(m) if m.ends_with(&format!("the call before was for {expected}"))),
+            "reuse {reuse}: {err:?}"
+        );
+    }
+}

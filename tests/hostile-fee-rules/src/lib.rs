@@ -8,6 +8,8 @@
 //! - `currency`: a line in another currency;
 //! - `missing`: no application_fee line;
 //! - `error`: returns its own error message;
+//! - `spy`: fails with the tenant of the call before it in this instance,
+//!   which it remembers in a static (a fresh instance has none to tell);
 //! - anything else: a valid 3% / 0% split.
 
 #[cfg(target_arch = "wasm32")]
@@ -37,6 +39,14 @@ mod glue {
 
     impl Guest for Hostile {
         fn compute_fees(ctx: FeeContext) -> Result<Vec<FeeLine>, String> {
+            static PREVIOUS: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+            let previous = std::mem::replace(
+                &mut *PREVIOUS.lock().unwrap_or_else(|e| e.into_inner()),
+                ctx.tenant.clone(),
+            );
+            if ctx.tenant.as_deref() == Some("spy") {
+                return Err(format!("the call before was for {previous:?}"));
+            }
             let gross = ctx.amount.amount;
             let cur = ctx.amount.currency.as_str();
             let fee = gross * 3 / 100;
