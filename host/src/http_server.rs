@@ -252,7 +252,7 @@ async fn watch<C>(
                 Some(_) if state.in_flight() == 0 => break,
                 Some(_) => closing = Some(Instant::now() + CLOSE_GRACE),
                 None if state.idle_deadline(&limits) <= Instant::now() => {
-                    tracing::debug!(connection = state.id, first_request = state.answered() > 0, "closing an idle connection");
+                    tracing::debug!(connection = state.id, first_request = state.requests_seen() > 0, "closing an idle connection");
                     conn.as_mut().graceful_shutdown();
                     closing = Some(Instant::now() + CLOSE_GRACE);
                 }
@@ -314,7 +314,7 @@ impl Connection {
         self.in_flight.load(Ordering::Acquire)
     }
 
-    fn answered(&self) -> u64 {
+    fn requests_seen(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }
 
@@ -330,7 +330,7 @@ impl Connection {
         if self.in_flight() > 0 {
             return Instant::now() + limits.idle_timeout.min(limits.header_timeout);
         }
-        if self.answered() == 0 {
+        if self.requests_seen() == 0 {
             self.opened + limits.header_timeout
         } else {
             self.idle_since() + limits.idle_timeout

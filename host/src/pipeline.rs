@@ -547,7 +547,7 @@ impl Pipeline {
     /// the difference is logged with both digests and counted. Costs a read,
     /// on duplicates only.
     async fn compare_duplicate(&self, id: &str, body: &[u8]) {
-        use sha2::{Digest, Sha256};
+        use psa_billing_core::state::sha256_hex;
         let stored = match self.db.event_payload(id).await {
             Ok(Some(stored)) => stored,
             Ok(None) => return,
@@ -560,8 +560,8 @@ impl Pipeline {
             self.metrics.duplicate_mismatch();
             tracing::warn!(
                 event = %escape_controls(id),
-                processed_sha256 = %hex(&Sha256::digest(&stored)),
-                delivered_sha256 = %hex(&Sha256::digest(body)),
+                processed_sha256 = %sha256_hex(&stored),
+                delivered_sha256 = %sha256_hex(body),
                 "a duplicate delivery's body differs from the processed one; the processed one stands"
             );
         }
@@ -602,10 +602,6 @@ impl Pipeline {
         }
         Err(failed(Some(event.id.clone()), reason))
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn failed(event_id: Option<String>, reason: String) -> DeliveryError {

@@ -156,7 +156,7 @@ pub fn sign(body: &[u8], secret: &str, timestamp: i64) -> String {
     )
 }
 
-fn encode_hex(bytes: &[u8]) -> String {
+pub(crate) fn encode_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -71,12 +71,9 @@ pub fn key(parts: &[&str]) -> String {
     out
 }
 
-/// The SHA-256 of `text`, in lower-case hex.
-pub fn sha256_hex(text: &str) -> String {
-    <sha2::Sha256 as sha2::Digest>::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+/// The SHA-256 of `bytes` (a text's or a body's), in lower-case hex.
+pub fn sha256_hex(bytes: impl AsRef<[u8]>) -> String {
+    crate::signature::encode_hex(&<sha2::Sha256 as sha2::Digest>::digest(bytes.as_ref()))
 }
 
 fn escape(part: &str) -> std::borrow::Cow<'_, str> {
