@@ -23,8 +23,8 @@
 
 use anyhow::{Context, Result, ensure};
 use clap::Parser;
-use psa_billing::db::{CommitOutcome, EventMeta, NewEffect, StateKey};
 use psa_billing::runtime::{Delivery, Money, QuoteRequest, Routing};
+use psa_billing::storage::{CommitOutcome, EventMeta, NewEffect, StateKey};
 use psa_billing::{DEFAULT_PLUGIN, Db, Limits, Runtime, StagedState};
 use psa_billing_core::state::StateStore;
 use psa_billing_core::{event, fees, mapping, rules, signature};
@@ -137,7 +137,7 @@ fn body(prefix: &str, i: usize, load: Load) -> Vec<u8> {
 }
 
 fn signed(prefix: &str, n: usize, load: Load) -> Arc<Vec<(Vec<u8>, String)>> {
-    let now = psa_billing::db::unix_now();
+    let now = psa_billing::clock::unix_now();
     Arc::new(
         (0..n)
             .map(|i| {
@@ -223,7 +223,7 @@ where
 
 /// The native half of a delivery before the plugin: signature and envelope.
 fn verify_and_parse(body: &[u8], sig: &str) -> Result<event::Envelope> {
-    let now = psa_billing::db::unix_now();
+    let now = psa_billing::clock::unix_now();
     signature::verify(body, Some(sig), &[SECRET.to_string()], 300, now)
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     event::parse_envelope(body).map_err(|e| anyhow::anyhow!("{e}"))

@@ -1,5 +1,7 @@
 //! The embedding API: everything `psa-billing serve` does, as a value a
 //! Rust application builds once and uses from its own code and router.
+//! It assembles the parts (database, runtime, Stripe client, pipeline,
+//! router); it knows nothing about the command line.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -14,20 +16,20 @@
 //! # Ok(()) }
 //! ```
 
-use crate::db::{Db, StoredEffect};
-use crate::ledger::ApiFailure;
-use crate::operations::{self as ops, OperationFailure};
-use crate::pipeline::{DeliveryError, Outcome, Pipeline};
-use crate::quoting::{self, QuoteFailure, QuoteInput};
+use crate::api::ApiFailure;
+use crate::api::operations as ops;
+use crate::api::quotes::{self, QuoteInput};
+use crate::http::{self, ServerOptions};
+use crate::pipeline::{DeliveryError, Outcome, Pipeline, RetryPolicy};
 use crate::runtime::{DEFAULT_PLUGIN, Limits, Runtime};
-use crate::server::{self, ServerOptions};
-use crate::stripe_api::{StripeApi, StripeConfig};
+use crate::storage::{Db, StoredEffect};
+use crate::stripe::{StripeApi, StripeConfig};
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// What an operation answers: its result as `/v1/operations` returns it.
-pub type OperationResult = Result<serde_json::Value, OperationFailure>;
+pub type OperationResult = Result<serde_json::Value, ApiFailure>;
 
 /// Where the component comes from.
 enum Source {
@@ -64,6 +66,8 @@ pub struct BillingBuilder {
     limits: Limits,
     stripe: Option<StripeConfig>,
     thin_secrets: Vec<String>,
+    compile_cache: Option<PathBuf>,
+    retry_policy: RetryPolicy,
 }
 
 impl BillingBuilder {
@@ -163,6 +167,20 @@ impl BillingBuilder {
         self
     }
 
+    /// Keeps the components' compiled native code in `dir` (a directory
+    /// only the service may write: loading compiled code trusts it), so that
+    /// the next start skips compilation.
+    pub fn compile_cache(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.compile_cache = Some(dir.into());
+        self
+    }
+
+    /// How failed events are tried again by the host (see [`Billing::spawn_retries`]).
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry_policy = policy;
+        self
+    }
+
     /// Compiles the components, opens (and migrates) the database, checks the rules.
     pub async fn build(self) -> Result<Billing> {
         anyhow::ensure!(
@@ -175,17 +193,40 @@ impl BillingBuilder {
             None => None,
         };
         let stripe = self.stripe.map(StripeApi::new).transpose()?;
-        let runtime = Runtime::with_fee_rules(&plugin, fee_rules.as_deref(), self.limits)?
-            .with_stripe(stripe);
+        let runtime = Runtime::build(
+            &plugin,
+            fee_rules.as_deref(),
+            self.limits,
+            self.compile_cache.as_deref(),
+        )
+        .with_context(|| {
+            let files: Vec<String> = [
+                &self.plugin,
+                self.fee_rules.as_ref().unwrap_or(&Source::BuiltIn),
+            ]
+            .into_iter()
+            .filter_map(|s| match s {
+                Source::File(p) => Some(p.display().to_string()),
+                _ => None,
+            })
+            .collect();
+            if files.is_empty() {
+                "loading the plugin".to_string()
+            } else {
+                format!("loading {}", files.join(" and "))
+            }
+        })?
+        .with_stripe(stripe);
         let mut options = self.options;
         if let Some(path) = &self.rules {
-            options.rules = Some(quoting::load_rules(&runtime, path).await?);
+            options.rules = Some(quotes::load_rules(&runtime, path).await?);
         }
         let db = Db::open(&self.database_url).await?;
         let mut pipeline = Pipeline::new(runtime, db, self.secrets, self.tolerance_seconds)
             .with_routing(self.tenant_keys, self.reference_keys)
             .with_thin_secrets(self.thin_secrets)
-            .with_livemode(self.livemode);
+            .with_livemode(self.livemode)
+            .with_retry_policy(self.retry_policy);
         if let Some((version, strict)) = self.api_version {
             pipeline = pipeline.with_api_version(version, strict);
         }
@@ -202,6 +243,7 @@ pub struct Billing {
 }
 
 impl Billing {
+    /// A builder with `serve`'s defaults; see [`BillingBuilder`].
     pub fn builder() -> BillingBuilder {
         BillingBuilder {
             plugin: Source::BuiltIn,
@@ -218,6 +260,8 @@ impl Billing {
             limits: Limits::default(),
             stripe: None,
             thin_secrets: Vec::new(),
+            compile_cache: None,
+            retry_policy: RetryPolicy::default(),
         }
     }
 
@@ -268,8 +312,8 @@ impl Billing {
     }
 
     /// A fee breakdown, like `POST /v1/quote`.
-    pub async fn quote(&self, input: QuoteInput) -> Result<serde_json::Value, QuoteFailure> {
-        quoting::quote(
+    pub async fn quote(&self, input: QuoteInput) -> Result<serde_json::Value, ApiFailure> {
+        quotes::quote(
             self.pipeline.runtime(),
             self.options.rules.as_deref(),
             input,
@@ -279,12 +323,13 @@ impl Billing {
 
     /// Registers a connected account (`acct_...`) to a tenant.
     pub async fn register_tenant(&self, account: &str, tenant: &str) -> Result<(), ApiFailure> {
-        crate::tenants::register(self.pipeline.runtime(), self.pipeline.db(), account, tenant).await
+        crate::api::tenants::register(self.pipeline.runtime(), self.pipeline.db(), account, tenant)
+            .await
     }
 
     /// A tenant's ledger balances, as `GET /v1/ledger/{tenant}/balances` answers.
     pub async fn balances(&self, tenant: &str) -> Result<serde_json::Value, ApiFailure> {
-        crate::ledger::balances(self.pipeline.runtime(), self.pipeline.db(), tenant).await
+        crate::api::ledger::balances(self.pipeline.runtime(), self.pipeline.db(), tenant).await
     }
 
     /// Up to `limit` effects with a sequence number above `after`, in order.
@@ -325,13 +370,46 @@ impl Billing {
 
     /// The routes of `serve` (webhooks, `/v1/...`, `/healthz`), to mount or nest.
     pub fn router(&self) -> axum::Router {
-        server::router(self.pipeline.clone(), self.options.clone())
+        http::router(self.pipeline.clone(), self.options.clone())
     }
 
     /// [`Billing::router`] with the application's own routes served behind
-    /// the same API token (see [`server::router_with`]).
+    /// the same API token (see [`http::router_with`]).
     pub fn router_with(&self, extra: axum::Router) -> axum::Router {
-        server::router_with(self.pipeline.clone(), self.options.clone(), extra)
+        http::router_with(self.pipeline.clone(), self.options.clone(), extra)
+    }
+
+    /// Tries failed events again in the background, each when its retry
+    /// policy says (Stripe's own redeliveries come besides), until the
+    /// handle is aborted. [`Billing::serve`] runs it; an application that
+    /// mounts [`Billing::router`] in its own server starts it itself.
+    pub fn spawn_retries(&self) -> tokio::task::JoinHandle<()> {
+        let pipeline = self.pipeline.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if let Err(e) = pipeline.retry_due().await {
+                    tracing::warn!(error = %format!("{e:#}"), "retrying failed events");
+                }
+            }
+        })
+    }
+
+    /// Serves [`Billing::router`] on `listener` with the HTTP `limits` of
+    /// `psa-billing serve` (connections, header and idle timeouts, body
+    /// size) and the background retries, until `shutdown` completes; then
+    /// lets requests in flight finish and closes the database.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        limits: http::HttpLimits,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<()> {
+        let retries = self.spawn_retries();
+        let served = http::serve(listener, self.router(), limits, shutdown).await;
+        retries.abort();
+        self.pipeline.db().close().await;
+        Ok(served?)
     }
 
     /// The pipeline, for what this API does not cover yet.

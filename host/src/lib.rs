@@ -18,29 +18,28 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
+pub mod api;
+mod bindings;
 mod capabilities;
 pub mod cli;
-pub mod db;
-mod effects_json;
+pub mod clock;
 mod embed;
-pub mod http_server;
-pub mod inspect;
-pub mod ledger;
+pub mod http;
 pub mod metrics;
-pub mod operations;
 pub mod pipeline;
-pub mod quoting;
 pub mod runtime;
-pub mod server;
-mod sqlite_direct;
-pub mod stripe_api;
-pub mod tenants;
+pub mod storage;
+pub mod stripe;
 
-pub use capabilities::{MAX_STRIPE_CALLS, StagedState};
-pub use db::Db;
 pub use embed::{Billing, BillingBuilder};
 pub use pipeline::{DeliveryError, Outcome, Pipeline};
 pub use runtime::{DEFAULT_PLUGIN, Limits, Runtime};
+pub use storage::{Db, StagedState};
+
+/// Stripe calls one plugin call may make.
+pub use capabilities::MAX_STRIPE_CALLS;
 
 /// For the workspace's own tests: a component that misbehaves on purpose.
 #[doc(hidden)]

@@ -1,3 +1,5 @@
+//! The `psa-billing` binary: the command line (`cli`) on mimalloc.
+
 use std::process::ExitCode;
 
 // glibc's malloc took a tenth of the server core under load (a delivery

@@ -1,6 +1,9 @@
 //! `GET /metrics`: what the host has done, in the Prometheus/OpenMetrics
 //! text format (prometheus-client). Deliveries by outcome (and rejection
 //! reason), processing and plugin-call latency, and the outbox's length.
+//!
+//! A leaf: knows nothing about what it counts; the pipeline and the router
+//! report to it.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -13,6 +16,7 @@ use std::time::Duration;
 /// Labels of a delivery: its outcome and, for a rejection, the reason code.
 type Labels = Vec<(&'static str, &'static str)>;
 
+/// The host's counters and histograms, rendered at `GET /metrics`.
 pub struct Metrics {
     registry: Registry,
     deliveries: Family<Labels, Counter>,
@@ -129,6 +133,7 @@ impl Metrics {
         self.duplicate_mismatches.inc();
     }
 
+    /// Counts one plugin call and how long it took.
     pub fn plugin_call(&self, took: Duration) {
         self.plugin_calls.observe(took.as_secs_f64());
     }

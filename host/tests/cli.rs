@@ -588,7 +588,7 @@ fn the_template_builds_loads_and_quotes_as_its_readme_says() {
 
 #[tokio::test]
 async fn dead_letters_are_replayed_once_the_cause_is_fixed() {
-    use psa_billing::db::RetryPolicy;
+    use psa_billing::pipeline::RetryPolicy;
     let (_dir, url, db) = temp_sqlite("dead").await;
     // Misconfigured: a strict API version the events do not have, one attempt.
     let runtime =

@@ -1,7 +1,7 @@
 //! The embedding API as an application uses it: build, mount the router,
 //! deliver, subscribe to effects, quote, register tenants.
 
-use psa_billing::quoting::QuoteInput;
+use psa_billing::api::quotes::QuoteInput;
 use psa_billing::{Billing, Outcome};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -10,7 +10,7 @@ const SECRET: &str = "whsec_embed";
 
 fn payment(id: &str, metadata: Value) -> Vec<u8> {
     json!({"id": format!("evt_{id}"), "object": "event", "type": "payment_intent.succeeded",
-           "created": psa_billing::db::unix_now(), "account": "acct_1Embed",
+           "created": psa_billing::clock::unix_now(), "account": "acct_1Embed",
            "data": {"object": {"id": format!("pi_{id}"), "object": "payment_intent",
                "amount": 5000, "amount_received": 5000, "currency": "usd",
                "application_fee_amount": 125, "metadata": metadata}}})
@@ -19,7 +19,7 @@ fn payment(id: &str, metadata: Value) -> Vec<u8> {
 }
 
 fn sign(body: &[u8]) -> String {
-    psa_billing_core::signature::sign(body, SECRET, psa_billing::db::unix_now())
+    psa_billing_core::signature::sign(body, SECRET, psa_billing::clock::unix_now())
 }
 
 #[tokio::test]
@@ -123,4 +123,58 @@ async fn a_bad_configuration_fails_at_build_with_the_reason() {
         .build()
         .await;
     assert!(rules.is_err());
+}
+
+/// `Billing::serve` is what `psa-billing serve` runs: the router behind the
+/// listener's limits, with the background retries, until shutdown.
+#[tokio::test]
+async fn an_application_serves_with_the_limits_of_serve() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let billing = Billing::builder()
+        .database(format!("sqlite://{}", dir.path().join("s.db").display()))
+        .webhook_secrets([SECRET])
+        .build()
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = psa_billing::http::HttpLimits {
+        header_timeout: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(billing.serve(listener, limits, async {
+        let _ = stopped.await;
+    }));
+
+    // A socket that never sends its headers is closed after the header timeout.
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf))
+        .await
+        .expect("closed within the header timeout");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+
+    // A signed delivery is served.
+    let body = payment("s1", json!({"tenant_id": "org-s"}));
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /webhooks/stripe HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         stripe-signature: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        sign(&body),
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(&body).await.unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), served)
+        .await
+        .expect("stops on shutdown")
+        .unwrap()
+        .unwrap();
 }

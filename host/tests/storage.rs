@@ -3,7 +3,8 @@
 //! assertions hold for each.
 
 use psa_billing::StagedState;
-use psa_billing::db::{CommitOutcome, Db, EventMeta, NewEffect};
+use psa_billing::pipeline::RetryPolicy;
+use psa_billing::storage::{CommitOutcome, Db, EventMeta, NewEffect};
 use psa_billing::testing::fresh_postgres_url;
 use serde_json::json;
 
@@ -125,20 +126,14 @@ async fn a_stale_read_conflicts_and_writes_nothing() {
 #[tokio::test]
 async fn a_failure_is_recorded_and_a_later_success_replaces_it() {
     for (db, _dir) in backends("failure").await {
-        db.record_failure(
-            &meta("evt_f"),
-            b"body",
-            "plugin trapped",
-            &Default::default(),
-        )
+        db.record_failure(&meta("evt_f"), b"body", "plugin trapped", |n| {
+            RetryPolicy::default().delay_after(n)
+        })
         .await
         .unwrap();
-        db.record_failure(
-            &meta("evt_f"),
-            b"body",
-            "plugin trapped again",
-            &Default::default(),
-        )
+        db.record_failure(&meta("evt_f"), b"body", "plugin trapped again", |n| {
+            RetryPolicy::default().delay_after(n)
+        })
         .await
         .unwrap();
         let rec = db.event("evt_f").await.unwrap().unwrap();
@@ -156,7 +151,9 @@ async fn a_failure_is_recorded_and_a_later_success_replaces_it() {
         assert_eq!(rec.last_error, None);
         // A processed event never goes back to failed, and says so.
         let late = db
-            .record_failure(&meta("evt_f"), b"body", "late", &Default::default())
+            .record_failure(&meta("evt_f"), b"body", "late", |n| {
+                RetryPolicy::default().delay_after(n)
+            })
             .await
             .unwrap();
         assert_eq!(late, None, "already processed");
@@ -169,7 +166,7 @@ async fn a_failure_is_recorded_and_a_later_success_replaces_it() {
 
 #[tokio::test]
 async fn failures_back_off_then_land_in_the_dead_letter_list() {
-    let policy = psa_billing::db::RetryPolicy {
+    let policy = RetryPolicy {
         max_attempts: 3,
         base: std::time::Duration::from_secs(10),
         cap: std::time::Duration::from_secs(15),
@@ -185,9 +182,9 @@ async fn failures_back_off_then_land_in_the_dead_letter_list() {
     );
     assert_eq!(policy.delay_after(3), None);
     for (db, _dir) in backends("dead_letters").await {
-        let now = psa_billing::db::unix_now();
+        let now = psa_billing::clock::unix_now();
         assert_eq!(
-            db.record_failure(&meta("evt_d"), b"body-d", "1", &policy)
+            db.record_failure(&meta("evt_d"), b"body-d", "1", |n| policy.delay_after(n))
                 .await
                 .unwrap(),
             Some(1)
@@ -198,11 +195,11 @@ async fn failures_back_off_then_land_in_the_dead_letter_list() {
         );
         let due = db.due_retries(now + 10, 10).await.unwrap();
         assert_eq!(due, vec![("evt_d".to_string(), b"body-d".to_vec())]);
-        db.record_failure(&meta("evt_d"), b"body-d", "2", &policy)
+        db.record_failure(&meta("evt_d"), b"body-d", "2", |n| policy.delay_after(n))
             .await
             .unwrap();
         assert!(db.dead_letters().await.unwrap().is_empty());
-        db.record_failure(&meta("evt_d"), b"body-d", "3", &policy)
+        db.record_failure(&meta("evt_d"), b"body-d", "3", |n| policy.delay_after(n))
             .await
             .unwrap();
         let dead = db.dead_letters().await.unwrap();

@@ -512,7 +512,7 @@ fn create_account_link(s: &mut FakeState, r: &Recorded) -> (u16, Value) {
     if !s.objects.contains_key(&(None, account.clone())) {
         return missing(&account);
     }
-    let now = psa_billing::db::unix_now();
+    let now = psa_billing::clock::unix_now();
     (
         200,
         json!({

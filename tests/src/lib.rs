@@ -2,7 +2,7 @@
 //! ephemeral loopback port over a temporary SQLite file, and signed
 //! deliveries built from Stripe's sample objects.
 
-use psa_billing::server::{self, ServerOptions};
+use psa_billing::http::{self, ServerOptions};
 use psa_billing::{Db, Limits, Pipeline, Runtime};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -35,9 +35,9 @@ pub struct Options {
     /// A fresh PostgreSQL schema instead of a temporary SQLite file.
     pub postgres: bool,
     /// The Stripe API the operations use (a [`fake_stripe::FakeStripe`]).
-    pub stripe: Option<psa_billing::stripe_api::StripeConfig>,
+    pub stripe: Option<psa_billing::stripe::StripeConfig>,
     /// The listener's limits (the server runs behind `serve`'s listener).
-    pub http: psa_billing::http_server::HttpLimits,
+    pub http: psa_billing::http::HttpLimits,
     /// The only mode taken (`Some(true)`: live); `None`: both.
     pub livemode: Option<bool>,
     /// The application's own routes, served behind the API token.
@@ -48,14 +48,14 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             secrets: vec![SECRET.into()],
-            max_body_bytes: server::DEFAULT_MAX_BODY_BYTES,
+            max_body_bytes: http::DEFAULT_MAX_BODY_BYTES,
             runtime: None,
             rules: None,
             tenant_keys: vec![],
             api_version: None,
             postgres: false,
             stripe: None,
-            http: psa_billing::http_server::HttpLimits::default(),
+            http: psa_billing::http::HttpLimits::default(),
             livemode: None,
             extra_routes: None,
         }
@@ -95,9 +95,9 @@ impl TestServer {
         let db = Db::open(&url).await.unwrap();
         let runtime = opts.runtime.unwrap_or_else(default_runtime);
         let runtime = match opts.stripe {
-            Some(config) => runtime.with_stripe(Some(
-                psa_billing::stripe_api::StripeApi::new(config).unwrap(),
-            )),
+            Some(config) => {
+                runtime.with_stripe(Some(psa_billing::stripe::StripeApi::new(config).unwrap()))
+            }
             None => runtime,
         };
         let mut pipeline = Pipeline::new(runtime, db.clone(), opts.secrets, 300)
@@ -107,7 +107,7 @@ impl TestServer {
         if let Some((version, strict)) = opts.api_version {
             pipeline = pipeline.with_api_version(version, strict);
         }
-        let app = server::router_with(
+        let app = http::router_with(
             pipeline,
             ServerOptions {
                 max_body_bytes: opts.max_body_bytes,
@@ -120,7 +120,7 @@ impl TestServer {
         let addr = listener.local_addr().unwrap();
         let limits = opts.http;
         let task = tokio::spawn(async move {
-            psa_billing::http_server::serve(listener, app, limits, std::future::pending())
+            psa_billing::http::serve(listener, app, limits, std::future::pending())
                 .await
                 .unwrap();
         });
@@ -210,7 +210,7 @@ pub async fn answer(resp: reqwest::Response) -> Answer {
 
 /// A `Stripe-Signature` header for `body`, `offset` seconds from now.
 pub fn sign_now(body: &[u8], secret: &str, offset: i64) -> String {
-    psa_billing_core::signature::sign(body, secret, psa_billing::db::unix_now() + offset)
+    psa_billing_core::signature::sign(body, secret, psa_billing::clock::unix_now() + offset)
 }
 
 /// Stripe's sample object for a resource, from `tests/fixtures/stripe/fixtures3.json`.
@@ -233,7 +233,7 @@ pub fn stripe_object(resource: &str) -> Value {
 pub fn event(id: &str, kind: &str, object: Value) -> Vec<u8> {
     json!({
         "id": id, "object": "event", "api_version": "2025-08-27.basil",
-        "created": psa_billing::db::unix_now(), "livemode": false, "pending_webhooks": 1,
+        "created": psa_billing::clock::unix_now(), "livemode": false, "pending_webhooks": 1,
         "request": {"id": null, "idempotency_key": null},
         "type": kind, "data": {"object": object},
     })

@@ -4,7 +4,7 @@
 
 use axum::Router;
 use axum::routing::get;
-use psa_billing::http_server::{HttpLimits, serve};
+use psa_billing::http::{HttpLimits, serve};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -3,7 +3,7 @@
 //! on 127.0.0.1 (see `fake_stripe`). The tests assert on the exact requests
 //! the client sent.
 
-use psa_billing::stripe_api::StripeConfig;
+use psa_billing::stripe::StripeConfig;
 use psa_billing::{Limits, Runtime};
 use psa_billing_tests::fake_stripe::{FAKE_KEY, FakeStripe, Fault};
 use psa_billing_tests::{Options, TestServer, stripe_object};
@@ -591,7 +591,7 @@ async fn the_embedding_api_runs_operations_with_its_stripe_configuration() {
         .build()
         .await
         .unwrap();
-    let input: psa_billing::operations::ChargeInvoiceInput =
+    let input: psa_billing::api::operations::ChargeInvoiceInput =
         serde_json::from_value(invoice("emb-1", Some("pm_card_visa"))).unwrap();
     let charged = billing.charge_invoice(input).await.unwrap();
     assert_eq!(charged["payment_intent"]["status"], "succeeded");
@@ -599,7 +599,7 @@ async fn the_embedding_api_runs_operations_with_its_stripe_configuration() {
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].account.as_deref(), Some(ACCOUNT));
 
-    let seats: psa_billing::operations::LicenseCountInput = serde_json::from_value(
+    let seats: psa_billing::api::operations::LicenseCountInput = serde_json::from_value(
         json!({"request_id": "emb-2", "tenant": "t1", "subscription": "sub_missing", "count": 3}),
     )
     .unwrap();

@@ -2,7 +2,7 @@
 //! fetched from a FAKE Stripe on 127.0.0.1 through the host's client,
 //! mapped like snapshot events, de-duplicated by event id.
 
-use psa_billing::stripe_api::StripeConfig;
+use psa_billing::stripe::StripeConfig;
 use psa_billing_tests::fake_stripe::{FAKE_KEY, FakeStripe, Fault};
 use psa_billing_tests::{Options, SECRET, THIN_SECRET, TestServer, event, sign_now, stripe_object};
 use serde_json::{Value, json};

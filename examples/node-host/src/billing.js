@@ -1,5 +1,5 @@
 // The psa-billing component in Node.js: the same flow as the Rust host
-// (host/src/pipeline.rs): verify in the plugin, skip what was processed,
+// (host/src/pipeline/mod.rs): verify in the plugin, skip what was processed,
 // handle in the plugin inside one SQLite transaction with the event row and
 // its effects, answer like the Rust host.
 import Database from 'better-sqlite3';

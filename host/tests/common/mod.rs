@@ -72,7 +72,7 @@ pub async fn wait_healthy(client: &reqwest::Client, base: &str) {
 
 /// A succeeded payment of `1000 + i` cents for `tenant-{i % tenants}`.
 pub fn payment(prefix: &str, i: usize, tenants: usize) -> Vec<u8> {
-    let now = psa_billing::db::unix_now();
+    let now = psa_billing::clock::unix_now();
     json!({
         "id": format!("evt_{prefix}_{i:04}"), "object": "event", "type": "payment_intent.succeeded",
         "created": now, "api_version": "2025-08-27.basil", "livemode": false,
@@ -100,7 +100,7 @@ pub async fn deliver_once(
     url: &str,
     body: &[u8],
 ) -> Option<(u16, String)> {
-    let header = psa_billing_core::signature::sign(body, SECRET, psa_billing::db::unix_now());
+    let header = psa_billing_core::signature::sign(body, SECRET, psa_billing::clock::unix_now());
     let r = client
         .post(url)
         .header("Stripe-Signature", header)

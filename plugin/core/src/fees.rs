@@ -241,6 +241,9 @@ pub fn quote(rules: &FeeRules, req: &QuoteRequest) -> Result<Quote, FeeError> {
         // The customer's surcharge covers the processor fee.
         lines[0].payer = "customer";
     }
+    // The split is the whole: every minor unit of the gross is in one line.
+    debug_assert_eq!(processor_fee + application_fee + net, gross);
+    debug_assert_eq!(lines.iter().map(|l| l.amount).sum::<i64>(), gross);
     Ok(Quote {
         currency: cur.code.to_string(),
         gross,

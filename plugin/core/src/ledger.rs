@@ -224,6 +224,13 @@ pub fn post(
     let mut posting = posting;
     posting.currency.make_ascii_lowercase();
     let legs = legs(&posting)?;
+    // Double entry: what one transaction debits, it credits.
+    debug_assert_eq!(
+        legs.iter().map(|l| i128::from(l.debit)).sum::<i128>(),
+        legs.iter().map(|l| i128::from(l.credit)).sum::<i128>(),
+        "transaction {} does not balance",
+        posting.id
+    );
     let id_key = key(&[&posting.tenant, &posting.id]);
     if let Some(seq) = store.get(IDS, &id_key).map_err(storage)? {
         let seq: u64 = decode(&seq, "ledger id")?;

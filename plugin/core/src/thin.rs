@@ -81,56 +81,26 @@ pub fn snapshot_from_thin(event: &[u8], related: Option<&[u8]>) -> Result<Vec<u8
 }
 
 /// Unix seconds of an RFC 3339 timestamp (`2024-09-26T17:46:22.134Z`,
-/// `...+02:00`); fractions are dropped.
+/// `...+02:00`); fractions are dropped. The date must exist
+/// (`2024-02-31` is refused); parsing is jiff's.
 pub fn unix_seconds(text: &str) -> Result<i64, EventError> {
     let bad = || EventError::MissingField(format!("created ({text:?} is not an RFC 3339 time)"));
+    // RFC 3339's shape: a full date, `T`, hours, minutes and seconds, then
+    // an offset (jiff alone would also take ISO 8601's shorter forms).
     let b = text.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') {
+    let shaped = b.len() >= 20
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && matches!(b[10], b'T' | b't')
+        && b[13] == b':'
+        && b[16] == b':'
+        && !text.contains('[');
+    if !shaped {
         return Err(bad());
     }
-    let num = |r: std::ops::Range<usize>| -> Result<i64, EventError> {
-        text.get(r).and_then(|s| s.parse().ok()).ok_or_else(bad)
-    };
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return Err(bad());
-    }
-    let mut rest = &text[19..];
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(bad());
-        }
-        rest = &frac[digits..];
-    }
-    let offset = match rest {
-        "Z" | "z" => 0,
-        _ if rest.len() == 6 && matches!(&rest[..1], "+" | "-") && &rest[3..4] == ":" => {
-            let sign = if rest.starts_with('-') { -1 } else { 1 };
-            let h: i64 = rest[1..3].parse().map_err(|_| bad())?;
-            let m: i64 = rest[4..6].parse().map_err(|_| bad())?;
-            sign * (h * 3600 + m * 60)
-        }
-        _ => return Err(bad()),
-    };
-    Ok(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    text.parse::<jiff::Timestamp>()
+        .map(|t| t.as_second())
+        .map_err(|_| bad())
 }
 
 #[cfg(test)]
@@ -155,6 +125,11 @@ mod tests {
             "2024-13-01T00:00:00Z",
             "2024-09-26T17:46:22",
             "2024-09-26T17:46:22.Z",
+            "2024-02-31T00:00:00Z",
+            "2023-02-29T00:00:00Z",
+            "2024-04-31T12:00:00+02:00",
+            "2024-09-26T17:46Z",
+            "2024-09-26T17:46:22+02:00[Europe/Paris]",
         ] {
             assert!(unix_seconds(bad).is_err(), "{bad}");
         }

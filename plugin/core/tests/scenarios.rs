@@ -243,20 +243,103 @@ proptest::proptest! {
     }
 }
 
+/// The seeds' scenarios, each with the effect kinds it is about: its
+/// events must map, in Stripe's order, to effects of every one of those
+/// kinds, and its expected files (`tests/fixtures/expected/<name>`, what
+/// the hosts must produce) must hold them too. A scenario left empty, or
+/// one whose events stopped producing what it is about, fails here.
 #[test]
 fn the_corpus_covers_the_seed_scenarios() {
-    let names: Vec<String> = scenarios().into_iter().map(|s| s.name).collect();
-    for needed in [
-        "invoice-lifecycle",
-        "license-seats-change",
-        "checkout-license-purchase",
-        "connect-onboarding",
-        "deposit-escrow-payout",
-        "refund-partial-then-full",
-        "dispute-lost",
-        "dispute-won",
-        "fraud-warning",
+    let scenarios = scenarios();
+    let expected_root =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/expected");
+    for (needed, kinds) in [
+        ("invoice-lifecycle", &["invoice.status_changed"][..]),
+        (
+            "license-seats-change",
+            &["subscription.changed", "license.count_set"],
+        ),
+        (
+            "checkout-license-purchase",
+            &[
+                "checkout.completed",
+                "checkout.expired",
+                "license.count_set",
+            ],
+        ),
+        (
+            "connect-onboarding",
+            &["account.status_changed", "account.deauthorized"],
+        ),
+        (
+            "deposit-escrow-payout",
+            &[
+                "wallet.deposit_confirmed",
+                "transfer.changed",
+                "payout.changed",
+            ],
+        ),
+        (
+            "refund-partial-then-full",
+            &["payment.succeeded", "refund.recorded"],
+        ),
+        (
+            "dispute-lost",
+            &[
+                "dispute.opened",
+                "dispute.funds_withdrawn",
+                "dispute.closed",
+            ],
+        ),
+        (
+            "dispute-won",
+            &[
+                "dispute.funds_withdrawn",
+                "dispute.funds_reinstated",
+                "dispute.closed",
+            ],
+        ),
+        (
+            "fraud-warning",
+            &["fraud.warning", "review.opened", "review.closed"],
+        ),
     ] {
-        assert!(names.iter().any(|n| n == needed), "no {needed} scenario");
+        let s = scenarios
+            .iter()
+            .find(|s| s.name == needed)
+            .unwrap_or_else(|| panic!("no {needed} scenario"));
+        assert!(!s.events.is_empty(), "{needed}: no event that maps");
+        let in_order: Vec<usize> = (0..s.events.len()).collect();
+        let (_, emitted) = deliver(s, &in_order);
+        let mapped: std::collections::BTreeSet<&str> = emitted.iter().map(Effect::kind).collect();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(expected_root.join(needed))
+            .unwrap_or_else(|e| panic!("{needed}: no expected effects ({e})"))
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        let expected: std::collections::BTreeSet<String> = files
+            .iter()
+            .flat_map(|f| {
+                std::fs::read_to_string(f)
+                    .unwrap()
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| {
+                        let v: Value = serde_json::from_str(l).unwrap();
+                        v["effect"]["kind"].as_str().unwrap().to_string()
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for kind in kinds {
+            assert!(
+                mapped.contains(kind),
+                "{needed}: its events map to {mapped:?}, without {kind}"
+            );
+            assert!(
+                expected.contains(*kind),
+                "{needed}: its expected effects {expected:?} lack {kind}"
+            );
+        }
     }
 }

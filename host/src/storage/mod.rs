@@ -12,7 +12,7 @@
 //! is committed again one delivery at a time, so that only the delivery at
 //! fault fails.
 //! On a SQLite file the committer is a thread of its own and the plugin's
-//! reads run in place, both on rusqlite (`sqlite_direct`): sqlx would make
+//! reads run in place, both on rusqlite (`sqlite`): sqlx would make
 //! each statement a round trip to a connection thread.
 //! Commits serialise: one committer per process, SQLite has one writer, and
 //! on PostgreSQL every commit first takes one transaction-scoped advisory
@@ -23,35 +23,47 @@
 //!
 //! The SQL is written once, with `$N` parameters (both databases accept
 //! them), and run on either pool by the `on_pool!` macro; the group
-//! commit's texts (`group_sql`) also serve the SQLite commit thread.
+//! commit's texts (`group_sql`) and its decision (`decide`) also serve
+//! the SQLite commit thread. The files: this one, the [`Db`] handle, its
+//! queries on either pool and the sqlx group committer; `staged`, one
+//! call's reads and writes; `decide`, the pure commit decision;
+//! `group_sql`, the statements; `sqlite/`, the SQLite file's own paths.
+//!
+//! Knows nothing about WIT, the plugin, Stripe or HTTP: state is keys and
+//! strings, effects are kinds and JSON.
 
-use crate::capabilities::StagedState;
+mod decide;
+mod group_sql;
+pub(crate) mod sqlite;
+mod staged;
+
+use crate::clock::unix_now;
+use decide::{
+    Decided, GroupStats, MAX_GROUP, Pending, Reply, Version, decide, group_effects, group_ids,
+    group_keys,
+};
+use group_sql::{KEYS_PER_STATEMENT, ROWS_PER_STATEMENT, key_matches, pow2_chunks, upsert_rows};
+
 use anyhow::{Context, Result};
 use serde::Serialize;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Row, SqlitePool};
+pub use staged::StagedState;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// A plugin state key: (collection, key).
 pub type StateKey = (String, String);
 
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
+/// A handle on the database: cheap to clone, shared by every task.
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
-    /// Plugin-state reads in place, on a SQLite file (see `sqlite_direct`).
-    reads: Option<Arc<crate::sqlite_direct::SqliteReads>>,
+    /// Plugin-state reads in place, on a SQLite file (see `sqlite`).
+    reads: Option<Arc<crate::storage::sqlite::SqliteReads>>,
     /// Deliveries waiting for the group commit (see [`Db::commit`]).
     committer: Committer,
     groups: Arc<GroupStats>,
@@ -63,60 +75,8 @@ enum Committer {
     /// A task running the group commit on the sqlx pool (PostgreSQL, and
     /// SQLite in memory, which exists only in the pool's one connection).
     Task(tokio::sync::mpsc::Sender<(Pending, Reply)>),
-    /// The commit thread of a SQLite file (see `sqlite_direct`).
-    Thread(tokio::sync::mpsc::Sender<crate::sqlite_direct::Queued>),
-}
-
-/// Group commits written and the deliveries they carried.
-#[derive(Default)]
-pub(crate) struct GroupStats {
-    pub(crate) groups: AtomicU64,
-    pub(crate) deliveries: AtomicU64,
-}
-
-/// Most deliveries one group commit takes.
-pub(crate) const MAX_GROUP: usize = 64;
-
-/// One delivery waiting for the group commit, with its own copy of what it
-/// writes (the caller may stop waiting; the commit goes ahead).
-pub(crate) struct Pending {
-    pub(crate) event: EventMeta,
-    pub(crate) payload: Vec<u8>,
-    pub(crate) status: String,
-    pub(crate) reads: Vec<(StateKey, Option<i64>)>,
-    pub(crate) writes: Vec<(StateKey, Option<String>)>,
-    /// Kind and JSON body of each effect.
-    pub(crate) effects: Vec<(String, String)>,
-}
-
-/// Where the committer answers one delivery (an error as text: it may be
-/// the whole group's).
-pub(crate) type Reply = tokio::sync::oneshot::Sender<std::result::Result<CommitOutcome, String>>;
-
-impl Pending {
-    fn new(
-        event: &EventMeta,
-        payload: &[u8],
-        staged: &StagedState,
-        effects: &[NewEffect],
-        status: &str,
-    ) -> Pending {
-        Pending {
-            event: event.clone(),
-            payload: payload.to_vec(),
-            status: status.to_string(),
-            reads: staged.reads.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-            writes: staged
-                .writes
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            effects: effects
-                .iter()
-                .map(|e| (e.kind.clone(), e.body.to_string()))
-                .collect(),
-        }
-    }
+    /// The commit thread of a SQLite file (see `sqlite`).
+    Thread(tokio::sync::mpsc::Sender<crate::storage::sqlite::Queued>),
 }
 
 #[derive(Clone)]
@@ -219,65 +179,6 @@ macro_rules! apply_state {
     }};
 }
 
-/// Keys one statement checks or writes: far below the bound parameters
-/// SQLite (32,766) and PostgreSQL (65,535) accept.
-pub(crate) const KEYS_PER_STATEMENT: usize = 512;
-/// Event rows one statement writes (nine parameters each).
-pub(crate) const ROWS_PER_STATEMENT: usize = 128;
-
-/// `items` in chunks whose sizes are powers of two, at most `max` (a power
-/// of two): 13 items go as 8, 4 and 1. Each chunk size is its own SQL text,
-/// prepared and cached per connection: this keeps their number to a few
-/// per statement rather than one per group size.
-pub(crate) fn pow2_chunks<T>(mut items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
-    debug_assert!(max.is_power_of_two());
-    std::iter::from_fn(move || {
-        if items.is_empty() {
-            return None;
-        }
-        let n = if items.len() >= max {
-            max
-        } else {
-            1 << (usize::BITS - 1 - items.len().leading_zeros())
-        };
-        let (chunk, rest) = items.split_at(n);
-        items = rest;
-        Some(chunk)
-    })
-}
-
-/// `n` copies of `shape` joined by `sep`, each `?` in them numbered `$1`,
-/// `$2`... in order: the parameter lists of one statement for many rows.
-fn numbered(n: usize, shape: &str, sep: &str) -> String {
-    let mut next = 0;
-    let mut out = String::with_capacity(n * (shape.len() + sep.len() + 8));
-    for i in 0..n {
-        if i > 0 {
-            out.push_str(sep);
-        }
-        for c in shape.chars() {
-            if c == '?' {
-                next += 1;
-                out.push('$');
-                out.push_str(&next.to_string());
-            } else {
-                out.push(c);
-            }
-        }
-    }
-    out
-}
-
-/// `(collection = $1 AND key = $2) OR ...` for `n` keys.
-fn key_matches(n: usize) -> String {
-    numbered(n, "(collection = ? AND key = ?)", " OR ")
-}
-
-/// `($1, $2, $3, 1, $4), ...` for `n` rows of (collection, key, value, now).
-fn upsert_rows(n: usize) -> String {
-    numbered(n, "(?, ?, ?, 1, ?)", ", ")
-}
-
 /// An [`EventRecord`] from a row whose first eight columns are id, type,
 /// account, created, status, attempts, last_error, received_at.
 macro_rules! event_record {
@@ -311,55 +212,31 @@ const COMMIT_LOCK: i64 = 0x0050_5341_4249_4c4c; // "PSABILL"
 /// The event fields the log keeps.
 #[derive(Debug, Clone)]
 pub struct EventMeta {
+    /// The event's id (`evt_...`).
     pub id: String,
+    /// Its type (`payment_intent.succeeded`).
     pub event_type: String,
+    /// The connected account it came from, if any.
     pub account: Option<String>,
+    /// When Stripe created it (Unix seconds).
     pub created: i64,
+    /// Whether it is a live-mode event.
     pub livemode: bool,
-}
-
-/// How failed events are retried by the host (besides Stripe's own
-/// redeliveries): exponential back-off, then the dead-letter list.
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    /// Attempts before an event is dead-lettered, the first included.
-    pub max_attempts: i64,
-    /// Delay after the first failure; doubled after each.
-    pub base: std::time::Duration,
-    /// Longest delay between attempts.
-    pub cap: std::time::Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 8,
-            base: std::time::Duration::from_secs(30),
-            cap: std::time::Duration::from_secs(3600),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The wait before the next attempt after `attempts` failures; `None`: dead-letter it.
-    pub fn delay_after(&self, attempts: i64) -> Option<std::time::Duration> {
-        if attempts >= self.max_attempts {
-            return None;
-        }
-        let doublings = (attempts - 1).clamp(0, 20) as u32;
-        Some(self.base.saturating_mul(1 << doublings).min(self.cap))
-    }
 }
 
 /// One effect ready for the outbox.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEffect {
+    /// Its kind (`payment.succeeded`).
     pub kind: String,
+    /// Its JSON body, as the outbox keeps it.
     pub body: serde_json::Value,
 }
 
+/// What a commit did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommitOutcome {
+    /// Written.
     Committed,
     /// The event was already processed (another delivery won): nothing applied.
     Duplicate,
@@ -370,23 +247,36 @@ pub enum CommitOutcome {
 /// An effect as the application reads it from the outbox.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct StoredEffect {
+    /// Its position in the outbox: gapless, in commit order.
     pub seq: i64,
+    /// The event that produced it.
     pub event_id: String,
+    /// Its kind (`payment.succeeded`).
     pub kind: String,
+    /// Its JSON body.
     pub effect: serde_json::Value,
+    /// When it was committed (Unix seconds).
     pub created_at: i64,
 }
 
 /// An event log row.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct EventRecord {
+    /// The event's id.
     pub id: String,
+    /// Its type.
     pub event_type: String,
+    /// The connected account it came from, if any.
     pub account: Option<String>,
+    /// When Stripe created it (Unix seconds).
     pub created: i64,
+    /// `processed`, `ignored`, `failed` or `dead`.
     pub status: String,
+    /// Attempts so far, the first included.
     pub attempts: i64,
+    /// Why the last attempt failed.
     pub last_error: Option<String>,
+    /// When it first arrived (Unix seconds).
     pub received_at: i64,
 }
 
@@ -453,8 +343,8 @@ impl Db {
         let groups = Arc::new(GroupStats::default());
         Ok(Db {
             pool: Pool::Sqlite(pool),
-            reads: Some(Arc::new(crate::sqlite_direct::SqliteReads::open(path)?)),
-            committer: Committer::Thread(crate::sqlite_direct::spawn_committer(
+            reads: Some(Arc::new(crate::storage::sqlite::SqliteReads::open(path)?)),
+            committer: Committer::Thread(crate::storage::sqlite::spawn_committer(
                 path,
                 full,
                 groups.clone(),
@@ -516,6 +406,7 @@ impl Db {
         }
     }
 
+    /// The value and version of one plugin state key.
     pub async fn read_state(&self, key: &StateKey) -> Result<Option<(String, i64)>> {
         if let Some(reads) = &self.reads {
             return reads.state(key);
@@ -589,7 +480,7 @@ impl Db {
         let sent = match &self.committer {
             Committer::Task(queue) => queue.send((pending, reply)).await.is_ok(),
             Committer::Thread(queue) => queue
-                .send(crate::sqlite_direct::Queued {
+                .send(crate::storage::sqlite::Queued {
                     pending,
                     reply,
                     alone,
@@ -636,15 +527,15 @@ impl Db {
 
     /// Records a failed attempt (nothing else of it is kept) so that an
     /// operator sees it and a retry starts from a clean slate. Schedules the
-    /// next host-side attempt by `policy`, or moves the event to the
-    /// dead-letter list (`dead`) when its attempts are used up. Returns the
+    /// next host-side attempt after `delay_after(attempts)`, or moves the
+    /// event to the dead-letter list (`dead`) when that is `None`. Returns the
     /// attempts so far, or `None` when the event is already processed.
     pub async fn record_failure(
         &self,
         event: &EventMeta,
         payload: &[u8],
         error: &str,
-        policy: &RetryPolicy,
+        delay_after: impl Fn(i64) -> Option<Duration>,
     ) -> Result<Option<i64>> {
         let now = unix_now();
         let attempts: Option<i64> = on_pool!(self.pool, |p| {
@@ -673,7 +564,7 @@ impl Db {
         let Some(attempts) = attempts else {
             return Ok(None);
         };
-        let (status, retry_at) = match policy.delay_after(attempts) {
+        let (status, retry_at) = match delay_after(attempts) {
             Some(delay) => ("failed", Some(now + delay.as_secs() as i64)),
             None => ("dead", None),
         };
@@ -750,6 +641,7 @@ impl Db {
             .collect()
     }
 
+    /// One event's log row.
     pub async fn event(&self, id: &str) -> Result<Option<EventRecord>> {
         Ok(on_pool!(self.pool, |p| {
             sqlx::query(
@@ -784,6 +676,7 @@ impl Db {
         }))
     }
 
+    /// Waits for the committer to finish and closes the connections.
     pub async fn close(&self) {
         on_pool!(self.pool, |p| p.close().await)
     }
@@ -835,9 +728,6 @@ async fn commit_one(pool: &Pool, p: &Pending) -> Result<CommitOutcome> {
     let mut outcomes = commit_group(pool, &[p]).await?;
     outcomes.remove(0).map_err(|e| anyhow::anyhow!(e))
 }
-
-/// A state key's version as the group goes (`None`: absent).
-pub(crate) type Version = Option<i64>;
 
 /// One transaction for the whole `group`, with a few statements per table
 /// rather than several per delivery: each statement is a round trip to the
@@ -955,160 +845,6 @@ async fn commit_group(
     })
 }
 
-/// The SQL of a group commit's statements for `n` rows or keys, the same
-/// on every backend (SQLite and PostgreSQL both take `$N` parameters).
-pub(crate) mod group_sql {
-    use super::{key_matches, numbered};
-
-    /// Status of each of `n` event ids. By id alone: a condition on status
-    /// could lead the planner to the status index, a scan of every
-    /// processed event.
-    pub(crate) fn event_statuses(n: usize) -> String {
-        format!(
-            "SELECT id, status FROM events WHERE id IN ({})",
-            numbered(n, "?", ", ")
-        )
-    }
-
-    /// Version of each of `n` state keys (collection, key).
-    pub(crate) fn versions(n: usize) -> String {
-        format!(
-            "SELECT collection, key, version FROM plugin_state WHERE {}",
-            key_matches(n)
-        )
-    }
-
-    /// `n` event rows of (id, type, account, created, livemode,
-    /// received_at, status, payload, processed_at).
-    pub(crate) fn events(n: usize) -> String {
-        format!(
-            "INSERT INTO events (id, type, account, created, livemode, received_at, status, attempts, payload, processed_at)
-             VALUES {}
-             ON CONFLICT (id) DO UPDATE SET status = excluded.status, attempts = events.attempts + 1,
-                 last_error = NULL, processed_at = excluded.processed_at,
-                 type = excluded.type, account = excluded.account, created = excluded.created,
-                 livemode = excluded.livemode, payload = excluded.payload
-             WHERE events.status NOT IN ('processed', 'ignored')",
-            numbered(n, "(?, ?, ?, ?, ?, ?, ?, 1, ?, ?)", ", ")
-        )
-    }
-
-    /// `n` state rows of (collection, key, value, version, updated_at),
-    /// their final versions decided by the group.
-    pub(crate) fn upserts(n: usize) -> String {
-        format!(
-            "INSERT INTO plugin_state (collection, key, value, version, updated_at) VALUES {}
-             ON CONFLICT (collection, key) DO UPDATE SET value = excluded.value,
-                 version = excluded.version, updated_at = excluded.updated_at",
-            numbered(n, "(?, ?, ?, ?, ?)", ", ")
-        )
-    }
-
-    /// Deletes `n` state keys.
-    pub(crate) fn deletes(n: usize) -> String {
-        format!("DELETE FROM plugin_state WHERE {}", key_matches(n))
-    }
-
-    /// `n` effect rows of (seq, event_id, kind, body, created_at).
-    pub(crate) fn effects(n: usize) -> String {
-        format!(
-            "INSERT INTO effects (seq, event_id, kind, body, created_at) VALUES {}",
-            numbered(n, "(?, ?, ?, ?, ?)", ", ")
-        )
-    }
-
-    /// The next outbox number.
-    pub(crate) const NEXT_SEQ: &str = "SELECT COALESCE(MAX(seq), 0) + 1 FROM effects";
-}
-
-/// The group's distinct event ids.
-pub(crate) fn group_ids<'a>(group: &[&'a Pending]) -> Vec<&'a str> {
-    group
-        .iter()
-        .map(|p| p.event.id.as_str())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect()
-}
-
-/// Every key the group reads or writes, once.
-pub(crate) fn group_keys<'a>(group: &[&'a Pending]) -> Vec<&'a StateKey> {
-    group
-        .iter()
-        .flat_map(|p| {
-            p.reads
-                .iter()
-                .map(|(k, _)| k)
-                .chain(p.writes.iter().map(|(k, _)| k))
-        })
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect()
-}
-
-/// The effects of the committed deliveries, in order, with their event ids.
-pub(crate) fn group_effects<'a>(committed: &[&'a Pending]) -> Vec<(&'a str, &'a (String, String))> {
-    committed
-        .iter()
-        .flat_map(|p| p.effects.iter().map(|e| (p.event.id.as_str(), e)))
-        .collect()
-}
-
-/// What a group commit writes, decided before anything is.
-pub(crate) struct Decided<'a> {
-    pub(crate) outcomes: Vec<std::result::Result<CommitOutcome, String>>,
-    pub(crate) committed: Vec<&'a Pending>,
-    /// Final (key, value, version) of every key written and kept.
-    pub(crate) upserts: Vec<(&'a StateKey, &'a String, i64)>,
-    pub(crate) deletes: Vec<&'a StateKey>,
-}
-
-/// Each delivery of `group` in turn, as the statements of one alone would
-/// decide, given the events already `claimed` (processed or ignored) and
-/// the current `versions` of every key the group touches.
-pub(crate) fn decide<'a>(
-    group: &[&'a Pending],
-    mut claimed: std::collections::HashSet<String>,
-    mut versions: std::collections::HashMap<StateKey, Version>,
-) -> Decided<'a> {
-    let mut outcomes = Vec::with_capacity(group.len());
-    let mut committed: Vec<&Pending> = Vec::new();
-    // Every written key's final value and version (`None`: deleted).
-    let mut finals: std::collections::BTreeMap<&StateKey, Option<(&String, i64)>> =
-        Default::default();
-    for p in group {
-        let outcome = if claimed.contains(&p.event.id) {
-            CommitOutcome::Duplicate
-        } else if p.reads.iter().any(|(k, v)| versions[k] != *v) {
-            CommitOutcome::Conflict
-        } else {
-            claimed.insert(p.event.id.clone());
-            for (key, value) in &p.writes {
-                let written = value
-                    .as_ref()
-                    .map(|v| (v, versions[key].map_or(1, |n| n + 1)));
-                versions.insert(key.clone(), written.map(|(_, n)| n));
-                finals.insert(key, written);
-            }
-            committed.push(p);
-            CommitOutcome::Committed
-        };
-        outcomes.push(Ok(outcome));
-    }
-    Decided {
-        outcomes,
-        committed,
-        upserts: finals
-            .iter()
-            .filter_map(|(k, w)| w.map(|(v, n)| (*k, v, n)))
-            .collect(),
-        deletes: finals
-            .iter()
-            .filter_map(|(k, w)| w.is_none().then_some(*k))
-            .collect(),
-    }
-}
-
 async fn finish<DB: sqlx::Database>(
     tx: sqlx::Transaction<'_, DB>,
     applied: bool,
@@ -1130,22 +866,5 @@ fn redact(url: &str) -> String {
             None => url.to_string(),
         },
         _ => url.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn statements_for_many_rows_are_numbered_and_chunked_by_powers_of_two() {
-        assert_eq!(numbered(2, "(?, ?, 1)", ", "), "($1, $2, 1), ($3, $4, 1)");
-        assert_eq!(key_matches(1), "(collection = $1 AND key = $2)");
-        let items: Vec<u32> = (0..1300).collect();
-        let sizes: Vec<usize> = pow2_chunks(&items, 512).map(<[u32]>::len).collect();
-        assert_eq!(sizes, [512, 512, 256, 16, 4]);
-        let rejoined: Vec<u32> = pow2_chunks(&items, 512).flatten().copied().collect();
-        assert_eq!(rejoined, items);
-        assert_eq!(pow2_chunks::<u32>(&[], 8).count(), 0);
     }
 }

@@ -1,9 +1,10 @@
 //! Quotes as the CLI and `POST /v1/quote` take and give them: amounts in
 //! major units as text ("100.00"), results with minor units and display text.
 
+use crate::api::ApiFailure;
 use crate::runtime::{
-    CallError, Charged, Discount, FeeError, InvoiceLine, Money, QuoteRequest, Runtime, SeatChange,
-    TaxRate, WalletMove,
+    Charged, Discount, FeeError, InvoiceLine, Money, QuoteRequest, Runtime, SeatChange, TaxRate,
+    WalletMove,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -14,13 +15,18 @@ use serde_json::{Value, json};
 pub struct QuoteInput {
     /// Major units as text: "100.00" USD, "10000" JPY.
     pub amount: String,
+    /// ISO currency code (`usd`).
     pub currency: String,
+    /// The payment method type the processor schedule is chosen by (`card`).
     #[serde(default = "card")]
     pub payment_method: String,
+    /// The tenant whose overrides apply, if any.
     #[serde(default)]
     pub tenant: Option<String>,
+    /// A card issued outside the account's country (international surcharge).
     #[serde(default)]
     pub international: bool,
+    /// A payment in another currency than the settlement one (conversion fee).
     #[serde(default)]
     pub converted: bool,
     /// Overrides the rules' platform percent ("2.5").
@@ -57,17 +63,8 @@ impl QuoteInput {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum QuoteFailure {
-    /// The request or the rules are wrong: the caller's to fix.
-    #[error("{0}")]
-    Invalid(String),
-    #[error(transparent)]
-    Plugin(#[from] CallError),
-}
-
-fn invalid(e: FeeError) -> QuoteFailure {
-    QuoteFailure::Invalid(fee_error_text(e))
+fn invalid(e: FeeError) -> ApiFailure {
+    ApiFailure::Invalid(fee_error_text(e))
 }
 
 /// A fee error as the user reads it.
@@ -90,7 +87,7 @@ pub async fn quote(
     runtime: &Runtime,
     rules: Option<&str>,
     input: QuoteInput,
-) -> Result<Value, QuoteFailure> {
+) -> Result<Value, ApiFailure> {
     let amount = runtime
         .parse_amount(&input.amount, &input.currency)
         .await?
@@ -133,7 +130,7 @@ async fn minor_units(
     runtime: &Runtime,
     amount: Option<&str>,
     currency: &str,
-) -> Result<Option<i64>, QuoteFailure> {
+) -> Result<Option<i64>, ApiFailure> {
     match amount {
         Some(a) => Ok(Some(
             runtime
@@ -248,12 +245,12 @@ struct RefundInput {
     refund_application_fee: bool,
 }
 
-fn parse_input<T: serde::de::DeserializeOwned>(input: Value) -> Result<T, QuoteFailure> {
-    serde_json::from_value(input).map_err(|e| QuoteFailure::Invalid(format!("bad input: {e}")))
+fn parse_input<T: serde::de::DeserializeOwned>(input: Value) -> Result<T, ApiFailure> {
+    serde_json::from_value(input).map_err(|e| ApiFailure::Invalid(format!("bad input: {e}")))
 }
 
 /// Minor units of a major-unit text, through the plugin's currency rules.
-async fn minor(rt: &Runtime, text: &str, currency: &str) -> Result<i64, QuoteFailure> {
+async fn minor(rt: &Runtime, text: &str, currency: &str) -> Result<i64, ApiFailure> {
     Ok(rt
         .parse_amount(text, currency)
         .await?
@@ -265,7 +262,7 @@ async fn minor_or_zero(
     rt: &Runtime,
     text: &Option<String>,
     currency: &str,
-) -> Result<i64, QuoteFailure> {
+) -> Result<i64, ApiFailure> {
     match text {
         Some(t) => minor(rt, t, currency).await,
         None => Ok(0),
@@ -291,7 +288,7 @@ pub async fn flow(
     rules: Option<&str>,
     name: &str,
     input: Value,
-) -> Result<Value, QuoteFailure> {
+) -> Result<Value, ApiFailure> {
     let rules = rules.map(str::to_string);
     match name {
         "escrow" => {
@@ -402,7 +399,7 @@ pub async fn flow(
                 "full": r.full,
             }))
         }
-        other => Err(QuoteFailure::Invalid(format!(
+        other => Err(ApiFailure::Invalid(format!(
             "unknown flow {other:?}; one of {}",
             FLOWS.join(", ")
         ))),

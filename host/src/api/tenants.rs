@@ -3,10 +3,11 @@
 //! any host of the component shares it; here the CLI, the HTTP API and
 //! embedding applications fill it.
 
-use crate::StagedState;
-use crate::db::{CommitOutcome, Db};
-use crate::ledger::ApiFailure;
+use crate::api::{ApiFailure, commit};
+use crate::pipeline::Rounds;
 use crate::runtime::Runtime;
+use crate::storage::Db;
+use crate::storage::StagedState;
 
 fn staged(db: &Db, account: &str) -> StagedState {
     StagedState::new(db.clone(), format!("tenants:{account}"))
@@ -40,7 +41,8 @@ async fn change(
     if let Some(t) = tenant {
         psa_billing_core::mapping::check_tenant(t).map_err(ApiFailure::Invalid)?;
     }
-    for _ in 0..MAX_CONFLICT_RETRIES {
+    let mut rounds = Rounds::new(MAX_CONFLICT_RETRIES);
+    while rounds.next().await {
         let staged = staged(db, account);
         let (r, staged) = match tenant {
             Some(t) => {
@@ -79,16 +81,7 @@ fn check_account(account: &str) -> Result<(), ApiFailure> {
 }
 
 /// How often a registration is redone.
-const MAX_CONFLICT_RETRIES: usize = 8;
-
-/// `false` on a conflict: the caller redoes the change.
-async fn commit(db: &Db, staged: &StagedState) -> Result<bool, ApiFailure> {
-    match db.commit_state(staged).await {
-        Ok(CommitOutcome::Conflict) => Ok(false),
-        Ok(_) => Ok(true),
-        Err(e) => Err(ApiFailure::Database(e)),
-    }
-}
+const MAX_CONFLICT_RETRIES: u32 = 8;
 
 /// Every registered account and its tenant, by account.
 pub async fn list(db: &Db) -> Result<Vec<(String, String)>, ApiFailure> {

@@ -1,27 +1,26 @@
 //! The flow of one webhook delivery: verify (in the plugin), skip what was
 //! already processed, handle (in the plugin, with staged storage), commit the
 //! event, state and effects in one transaction.
+//!
+//! Knows nothing about HTTP (the router maps its outcomes to statuses) or
+//! about SQL (storage commits what it is given).
 
-use crate::capabilities::{StagedState, escape_controls};
-use crate::db::{CommitOutcome, Db, EventMeta, NewEffect, RetryPolicy};
-use crate::effects_json;
+use crate::capabilities::escape_controls;
 use crate::metrics::Metrics;
 use crate::runtime::{Delivery, Envelope, HandleError, Routing, Runtime, VerifyError};
+use crate::storage::{CommitOutcome, Db, EventMeta, NewEffect, StagedState};
 use std::fmt;
+
+pub(crate) mod effects_json;
+mod retry;
+mod rounds;
+
+pub use retry::RetryPolicy;
+pub use rounds::Rounds;
 
 /// How many times an event is re-handled when its state changed under it
 /// (deliveries for one tenant all touch its ledger).
 const MAX_CONFLICT_RETRIES: u32 = 16;
-
-/// A random wait before re-handling after the `attempt`-th conflict: up to
-/// 1 ms, doubling, at most 32 ms. Deliveries that collided in one group
-/// commit would otherwise all retry into the next one and collide again.
-fn conflict_backoff(attempt: u32) -> std::time::Duration {
-    use std::hash::BuildHasher;
-    let ceiling_us = 1000u64 << attempt.min(5);
-    let random = std::collections::hash_map::RandomState::new().hash_one(attempt);
-    std::time::Duration::from_micros(random % ceiling_us)
-}
 
 /// Lanes for deliveries handled again after a conflict (see `Lanes`).
 const LANES: usize = 64;
@@ -77,18 +76,26 @@ pub const MAX_EFFECTS_PER_EVENT: usize = 100;
 /// Most bytes of effect JSON one event may produce.
 pub const MAX_EFFECT_BYTES: usize = 256 * 1024;
 
+/// What became of a delivery that was not refused.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// Applied now; `ignored` when its only effect is `event.ignored`.
     Accepted {
+        /// The event's id.
         event_id: String,
+        /// The effects committed with it, in order.
         effects: Vec<NewEffect>,
+        /// Whether its only effect is `event.ignored` (a type with no effect by design).
         ignored: bool,
     },
     /// Already processed earlier: acknowledged, nothing applied.
-    Duplicate { event_id: String },
+    Duplicate {
+        /// The event's id.
+        event_id: String,
+    },
 }
 
+/// Why a delivery was refused or failed.
 #[derive(Debug)]
 pub enum DeliveryError {
     /// Not a valid Stripe delivery: answer 400 with the reason.
@@ -96,13 +103,18 @@ pub enum DeliveryError {
     /// Signed, but this deployment does not take it (an event of the mode,
     /// live or test, it does not run in): answer 400, keep nothing.
     Refused {
+        /// The event's id.
         event_id: String,
+        /// A stable code for it (`livemode_mismatch`...).
         code: &'static str,
+        /// A sentence for the operator.
         reason: String,
     },
     /// Valid, but processing failed: rolled back and recorded; answer 5xx.
     Failed {
+        /// The event's id, when the body got that far.
         event_id: Option<String>,
+        /// A sentence for the operator.
         reason: String,
     },
 }
@@ -131,6 +143,7 @@ pub fn rejection_code(e: &VerifyError) -> &'static str {
     }
 }
 
+/// A sentence for a refused delivery (the body of a 400 or 401).
 pub fn describe_rejection(e: &VerifyError) -> String {
     match e {
         VerifyError::MissingSignature => "missing Stripe-Signature header".into(),
@@ -186,6 +199,7 @@ struct ApiVersion {
 }
 
 impl Pipeline {
+    /// A pipeline over `runtime` and `db`, taking deliveries signed with one of `secrets` within `tolerance_seconds`.
     pub fn new(runtime: Runtime, db: Db, secrets: Vec<String>, tolerance_seconds: u32) -> Self {
         Pipeline {
             runtime,
@@ -215,7 +229,7 @@ impl Pipeline {
     /// stored payloads, verified when they arrived); returns how many were
     /// tried. `serve` calls it every few seconds.
     pub async fn retry_due(&self) -> anyhow::Result<usize> {
-        let due = self.db.due_retries(crate::db::unix_now(), 64).await?;
+        let due = self.db.due_retries(crate::clock::unix_now(), 64).await?;
         for (id, payload) in &due {
             match self.receive_unsigned(payload).await {
                 Ok(_) => tracing::info!(event = %escape_controls(id), "retried event processed"),
@@ -280,10 +294,12 @@ impl Pipeline {
         self
     }
 
+    /// The database it commits to.
     pub fn db(&self) -> &Db {
         &self.db
     }
 
+    /// The plugin runtime it calls.
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
     }
@@ -346,10 +362,7 @@ impl Pipeline {
         let fetch_failed = |what: &str, e: crate::runtime::StripeError| {
             failed(
                 Some(thin.id.clone()),
-                format!(
-                    "fetching {what}: {}",
-                    crate::operations::describe_stripe(&e)
-                ),
+                format!("fetching {what}: {}", crate::stripe::describe_stripe(&e)),
             )
         };
         let event = stripe
@@ -467,12 +480,10 @@ impl Pipeline {
             tracing::warn!(event = %escape_controls(&event.id), %reason, "handling it anyway: fields may have moved");
         }
         let mut lanes = Vec::new();
-        for attempt in 0..MAX_CONFLICT_RETRIES {
-            // The first retry has its lanes: those it raced with take
-            // turns, no need to wait. Later ones lost to first attempts.
-            if attempt > 1 {
-                tokio::time::sleep(conflict_backoff(attempt)).await;
-            }
+        // The first retry has its lanes: those it raced with take turns, no
+        // need to wait. Later ones lost to first attempts (and wait).
+        let mut rounds = Rounds::new(MAX_CONFLICT_RETRIES);
+        while rounds.next().await {
             let staged = StagedState::new(self.db.clone(), event.id.clone());
             let started = std::time::Instant::now();
             let handled = self.runtime.handle(body, &self.routing, staged).await;
@@ -578,7 +589,7 @@ impl Pipeline {
     ) -> Result<Outcome, DeliveryError> {
         let recorded = self
             .db
-            .record_failure(event, body, &reason, &self.retry)
+            .record_failure(event, body, &reason, |n| self.retry.delay_after(n))
             .await;
         if matches!(recorded, Ok(None)) {
             self.compare_duplicate(&event.id, body).await;

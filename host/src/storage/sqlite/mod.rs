@@ -7,49 +7,45 @@
 //! core up to hundreds of microseconds of waiting to be scheduled, where
 //! the work itself takes a few.
 //!
-//! - Reads: a few read-only connections to the same file, each used by one
+//! - Reads (`reads`): a few read-only connections to the same file, each used by one
 //!   caller at a time. In WAL mode a reader never waits for the writer, so
 //!   a read blocks its thread only for its own few microseconds. A read
 //!   sees the last committed state, like any pool read; the commit's
 //!   version check catches whatever changes after it.
-//! - Commits: one thread owns the writing connection, takes every delivery
-//!   waiting, and runs the group commit of `db` (the same statements and
-//!   the same decisions, see `db::decide`) straight through: one hand-over
-//!   per group instead of one per statement.
-//!
-//! - Checkpoints: a third thread copies the WAL back into the database
+//! - Commits (this file): one thread owns the writing connection, takes
+//!   every delivery waiting, and runs the group commit (the same statements
+//!   and the same decisions as the sqlx committer, see `storage::decide`)
+//!   straight through: one hand-over per group instead of one per statement.
+//! - Checkpoints (`checkpoint`): a third thread copies the WAL back into the database
 //!   file (PASSIVE: it never blocks the writer or a reader), so that the
 //!   commit thread does not stall a whole group on SQLite's automatic
 //!   checkpoint, with its writes and its fsync of the database file.
 //!
 //! Everything else (migrations, the CLI's queries, failure records) stays
 //! on sqlx; SQLite's own locking orders its writes with the committer's.
+//!
+//! Knows nothing about WIT, the plugin or HTTP.
 
-use crate::db::{
-    CommitOutcome, GroupStats, KEYS_PER_STATEMENT, MAX_GROUP, Pending, ROWS_PER_STATEMENT, Reply,
-    StateKey, Version, decide, group_effects, group_ids, group_keys, group_sql, pow2_chunks,
-    unix_now,
+use super::decide::{
+    GroupStats, MAX_GROUP, Pending, Reply, Version, decide, group_effects, group_ids, group_keys,
 };
+use super::group_sql::{self, KEYS_PER_STATEMENT, ROWS_PER_STATEMENT, pow2_chunks};
+use super::{CommitOutcome, StateKey};
+use crate::clock::unix_now;
+mod checkpoint;
+mod reads;
+
+use checkpoint::{GROUPS_PER_CHECKPOINT, finish_checkpoint, spawn_checkpointer};
+pub(crate) use reads::SqliteReads;
+
 use anyhow::{Context, Result};
 use rusqlite::types::ToSql;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params_from_iter};
+use rusqlite::{Connection, TransactionBehavior, params_from_iter};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// Idle connections kept: one per thread that reads at once is enough.
-const MAX_IDLE: usize = 8;
-
-/// Groups committed between two background checkpoints (a group writes
-/// about twenty pages, so about SQLite's own 1000-page interval).
-const GROUPS_PER_CHECKPOINT: u32 = 48;
-
-/// WAL pages from which the commit thread finishes a checkpoint (see
-/// `finish_checkpoint`). Its copy ends with an fsync of the database file
-/// that the next group waits for, so a small WAL is left to grow.
-const CATCH_UP_PAGES: i64 = 2000;
 
 /// WAL pages at which the commit connection checkpoints by itself: a
 /// safety net for when the background thread falls behind, far enough
@@ -58,64 +54,6 @@ const FALLBACK_AUTOCHECKPOINT_PAGES: u32 = 10_000;
 
 /// Page cache of the commit connection.
 const COMMIT_CACHE_KIB: i64 = 16 * 1024;
-
-pub(crate) struct SqliteReads {
-    path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
-}
-
-impl SqliteReads {
-    /// Opens one connection now, so that a file that cannot be read fails
-    /// at start rather than on the first delivery.
-    pub(crate) fn open(path: &Path) -> Result<SqliteReads> {
-        let reads = SqliteReads {
-            path: path.to_path_buf(),
-            idle: Mutex::new(Vec::new()),
-        };
-        let first = reads.connect()?;
-        reads.put_back(first);
-        Ok(reads)
-    }
-
-    fn connect(&self) -> Result<Connection> {
-        let conn = Connection::open_with_flags(
-            &self.path,
-            // NO_MUTEX: a connection serves one caller at a time (see `idle`).
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .with_context(|| format!("opening {} for reads", self.path.display()))?;
-        // A reader waits only while another connection recovers the WAL index.
-        conn.busy_timeout(Duration::from_secs(2))?;
-        Ok(conn)
-    }
-
-    fn put_back(&self, conn: Connection) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < MAX_IDLE {
-            idle.push(conn);
-        }
-    }
-
-    /// The value and version of one plugin state key.
-    pub(crate) fn state(&self, key: &StateKey) -> Result<Option<(String, i64)>> {
-        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let conn = match idle {
-            Some(conn) => conn,
-            None => self.connect()?,
-        };
-        let found = conn
-            .prepare_cached(
-                "SELECT value, version FROM plugin_state WHERE collection = ?1 AND key = ?2",
-            )
-            .and_then(|mut statement| {
-                statement
-                    .query_row((&key.0, &key.1), |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()
-            });
-        self.put_back(conn);
-        found.with_context(|| format!("reading {}/{}", key.0, key.1))
-    }
-}
 
 /// One delivery for the committer thread; `alone` asks for a transaction
 /// of its own (the benchmark's one-transaction-per-delivery floor).
@@ -240,70 +178,6 @@ fn batch_scheduling() {
             tracing::debug!(error = %std::io::Error::last_os_error(), "SCHED_BATCH refused");
         }
     }
-}
-
-/// The checkpoint thread, seen from the commit thread.
-struct Checkpoints {
-    /// Asks for a checkpoint (full: one is pending already).
-    kick: std::sync::mpsc::SyncSender<()>,
-    /// Set when a checkpoint has copied every frame there was when it began
-    /// and the WAL holds at least `CATCH_UP_PAGES`: the commit thread's cue
-    /// to copy the rest (`finish_checkpoint`).
-    caught_up: Arc<AtomicBool>,
-}
-
-/// A PASSIVE checkpoint: it copies what no reader still needs and leaves
-/// the rest for the next time. (WAL pages, pages copied.)
-fn checkpoint(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
-    // The row is (busy, WAL pages, pages copied).
-    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-        Ok((r.get(1)?, r.get(2)?))
-    })
-}
-
-/// Copies, on the commit thread between two groups, the few frames written
-/// while the checkpoint thread was copying the rest. The WAL only starts
-/// over from its beginning when a write begins with every frame copied,
-/// which never happens while groups follow one another; without this it
-/// grew to the 10,000-page safety net (41 MB), where the checkpoint SQLite
-/// runs inside a COMMIT makes that group's deliveries wait for the copy.
-/// Only the commit thread writes, so nothing lands in between and the next
-/// group restarts the WAL: it now cycles at 2,000-4,000 pages under load.
-fn finish_checkpoint(conn: &Connection) {
-    match checkpoint(conn) {
-        Ok((pages, copied)) => tracing::trace!(pages, copied, "checkpoint caught up"),
-        Err(e) => tracing::debug!(error = %e, "catching up the checkpoint failed"),
-    }
-}
-
-/// Starts the thread that checkpoints `path` each time it is asked to; it
-/// ends with the commit thread (the asking side).
-fn spawn_checkpointer(path: &Path) -> Result<Checkpoints> {
-    let conn = Connection::open(path)
-        .with_context(|| format!("opening {} for checkpoints", path.display()))?;
-    let (kick, asked) = std::sync::mpsc::sync_channel::<()>(1);
-    let caught_up = Arc::new(AtomicBool::new(false));
-    let done_flag = caught_up.clone();
-    std::thread::Builder::new()
-        .name("psa-billing-checkpoint".into())
-        .spawn(move || {
-            batch_scheduling();
-            while asked.recv().is_ok() {
-                match checkpoint(&conn) {
-                    Ok((pages, copied)) => {
-                        tracing::trace!(pages, copied, "checkpoint");
-                        if pages == copied && pages >= CATCH_UP_PAGES {
-                            done_flag.store(true, Ordering::Release);
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "WAL checkpoint failed; the next one retries")
-                    }
-                }
-            }
-        })
-        .context("starting the checkpoint thread")?;
-    Ok(Checkpoints { kick, caught_up })
 }
 
 /// One delivery in a transaction of its own.
@@ -493,7 +367,7 @@ impl Syncer {
     }
 }
 
-/// `db::commit_group` on rusqlite: look-ups, decisions, then a few
+/// `storage::commit_group` on rusqlite: look-ups, decisions, then a few
 /// statements per table, in one IMMEDIATE transaction. `Err`: nothing of
 /// the group was written (the transaction rolls back when dropped).
 fn commit_group(
@@ -586,7 +460,7 @@ fn commit_group(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::{Db, EventMeta};
+    use crate::storage::{Db, EventMeta};
     use std::sync::atomic::AtomicU32;
 
     fn pending(id: &str) -> Pending {

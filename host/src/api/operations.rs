@@ -7,100 +7,45 @@
 //! writes carry idempotency keys derived from the request id, so the redo
 //! gets Stripe's first answer instead of a second charge.
 
-use crate::StagedState;
-use crate::db::{CommitOutcome, Db};
-use crate::ledger::ApiFailure;
+use crate::api::{ApiFailure, commit};
+use crate::pipeline::Rounds;
 use crate::runtime::{
     CallError, ChargeInvoiceRequest, LicenseCountRequest, OnboardRequest, OperationError,
-    RefundRequest, Runtime, StripeError, WithdrawRequest, Withdrawal,
+    RefundRequest, Runtime, WithdrawRequest, Withdrawal,
 };
+use crate::storage::Db;
+use crate::storage::StagedState;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Why an operation did not happen.
-#[derive(Debug, thiserror::Error)]
-pub enum OperationFailure {
-    /// The plugin or Stripe refused it.
-    #[error("{}", describe(.0))]
-    Refused(OperationError),
-    #[error(transparent)]
-    Host(#[from] ApiFailure),
-}
-
-impl From<CallError> for OperationFailure {
-    fn from(e: CallError) -> Self {
-        OperationFailure::Host(ApiFailure::Plugin(e))
-    }
-}
-
-/// A short, stable code and a sentence for an operation error.
-pub fn describe(e: &OperationError) -> String {
-    match e {
-        OperationError::Invalid(m) | OperationError::Refused(m) | OperationError::Storage(m) => {
-            m.clone()
-        }
-        OperationError::Fees(f) => crate::quoting::fee_error_text(f.clone()),
-        OperationError::Stripe(s) => describe_stripe(s),
-    }
-}
-
-/// A sentence for a Stripe error.
-pub fn describe_stripe(e: &StripeError) -> String {
-    match e {
-        StripeError::CardDeclined(d) => format!(
-            "card declined ({}{}): {}",
-            d.code,
-            d.decline_code
-                .as_ref()
-                .map(|c| format!(", {c}"))
-                .unwrap_or_default(),
-            d.message
-        ),
-        StripeError::InvalidRequest(r) => match &r.param {
-            Some(p) => format!("Stripe refused the request ({p}): {}", r.message),
-            None => format!("Stripe refused the request: {}", r.message),
-        },
-        StripeError::Authentication(m) => format!("Stripe refused the secret key: {m}"),
-        StripeError::RateLimited(m) => format!("Stripe rate limit, retries exhausted: {m}"),
-        StripeError::Unreachable(m) => format!("Stripe unreachable, retries exhausted: {m}"),
-        StripeError::Denied(m) => m.clone(),
-        StripeError::Api(a) => format!("Stripe error (HTTP {}): {}", a.status, a.message),
-    }
-}
-
 /// How often an operation is redone after losing a commit race, and how
 /// many steps a withdrawal may take.
-const MAX_ROUNDS: usize = 8;
+const MAX_ROUNDS: u32 = 8;
 
 /// Runs `step` and commits what it staged, until it is done. `step`
 /// answers `Ok(None)` to be called again after the commit (a withdrawal's
 /// hold), `Ok(Some(..))` when done. Staged writes are committed even when
 /// the operation failed (a released hold), never half.
-async fn run<T, F, Fut>(db: &Db, label: &str, mut step: F) -> Result<T, OperationFailure>
+async fn run<T, F, Fut>(db: &Db, label: &str, mut step: F) -> Result<T, ApiFailure>
 where
     F: FnMut(StagedState) -> Fut,
     Fut: std::future::Future<Output = Step<T>>,
 {
-    for _ in 0..MAX_ROUNDS {
+    let mut rounds = Rounds::new(MAX_ROUNDS);
+    while rounds.next().await {
         let staged = StagedState::new(db.clone(), format!("operation:{label}"));
         let (result, staged) = step(staged).await?;
-        let outcome = db
-            .commit_state(&staged)
-            .await
-            .map_err(ApiFailure::Database)?;
-        if matches!(outcome, CommitOutcome::Conflict) {
+        if !commit(db, &staged).await? {
             continue;
         }
         match result {
             Ok(Some(t)) => return Ok(t),
             Ok(None) => continue,
-            Err(e) => return Err(OperationFailure::Refused(e)),
+            Err(e) => return Err(ApiFailure::Refused(e)),
         }
     }
-    Err(OperationFailure::Host(ApiFailure::Database(
-        anyhow::anyhow!(
-            "{label}: the state it reads kept changing under concurrent requests; try again"
-        ),
+    Err(ApiFailure::Database(anyhow::anyhow!(
+        "{label}: the state it reads kept changing under concurrent requests; try again"
     )))
 }
 
@@ -116,27 +61,35 @@ async fn amount(
     runtime: &Runtime,
     amount: &str,
     currency: &str,
-) -> Result<crate::runtime::Money, OperationFailure> {
+) -> Result<crate::runtime::Money, ApiFailure> {
     runtime
         .parse_amount(amount, currency)
         .await?
-        .map_err(|e| OperationFailure::Refused(OperationError::Fees(e)))
+        .map_err(|e| ApiFailure::Refused(OperationError::Fees(e)))
 }
 
 /// `POST /v1/operations/charge-invoice`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChargeInvoiceInput {
+    /// Names the request: a repeat with the same id returns the recorded result and never reaches Stripe twice.
     pub request_id: String,
+    /// The tenant (the application's own id for its customer organisation).
     pub tenant: String,
+    /// The tenant's connected account (`acct_...`).
     pub account: String,
+    /// The application's invoice id, kept in the payment's metadata.
     pub invoice_id: String,
     /// Decimal, in `currency` ("120.50").
     pub amount: String,
+    /// ISO currency code.
     pub currency: String,
+    /// The payment method type, for the fee schedule (default `card`).
     #[serde(default = "card")]
     pub payment_method_type: String,
+    /// The Stripe customer charged (`cus_...`).
     pub customer: Option<String>,
+    /// The payment method charged (`pm_...`).
     pub payment_method: Option<String>,
     /// A destination charge instead of a direct one.
     #[serde(default)]
@@ -147,12 +100,13 @@ fn card() -> String {
     "card".into()
 }
 
+/// Charges an invoice; the application fee is priced by the rules.
 pub async fn charge_invoice(
     runtime: &Runtime,
     db: &Db,
     rules: Option<&str>,
     input: ChargeInvoiceInput,
-) -> Result<Value, OperationFailure> {
+) -> Result<Value, ApiFailure> {
     let request = ChargeInvoiceRequest {
         amount: amount(runtime, &input.amount, &input.currency).await?,
         request_id: input.request_id,
@@ -180,28 +134,35 @@ pub async fn charge_invoice(
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RefundInput {
+    /// Names the request: a repeat with the same id returns the recorded result and never reaches Stripe twice.
     pub request_id: String,
+    /// The tenant (the application's own id for its customer organisation).
     pub tenant: String,
+    /// The connected account of a direct charge.
     pub account: Option<String>,
+    /// The payment refunded (`pi_...`).
     pub payment_intent: String,
     /// Decimal in `currency`; none: what is left.
     pub amount: Option<String>,
+    /// ISO currency code of `amount` (default: the payment's).
     pub currency: Option<String>,
+    /// Whether the application fee is refunded in proportion.
     #[serde(default)]
     pub refund_application_fee: bool,
 }
 
+/// Refunds a payment, partly or fully.
 pub async fn refund(
     runtime: &Runtime,
     db: &Db,
     rules: Option<&str>,
     input: RefundInput,
-) -> Result<Value, OperationFailure> {
+) -> Result<Value, ApiFailure> {
     let minor = match (&input.amount, &input.currency) {
         (Some(a), Some(c)) => Some(amount(runtime, a, c).await?.amount),
         (None, _) => None,
         (Some(_), None) => {
-            return Err(OperationFailure::Refused(OperationError::Invalid(
+            return Err(ApiFailure::Refused(OperationError::Invalid(
                 "an amount needs its currency".into(),
             )));
         }
@@ -230,19 +191,25 @@ pub async fn refund(
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WithdrawInput {
+    /// Names the request: a repeat with the same id returns the recorded result and never reaches Stripe twice.
     pub request_id: String,
+    /// The tenant (the application's own id for its customer organisation).
     pub tenant: String,
+    /// The contractor's connected account paid (`acct_...`).
     pub destination: String,
+    /// Decimal, in `currency`.
     pub amount: String,
+    /// ISO currency code.
     pub currency: String,
 }
 
+/// Pays out a tenant's contractor balance: hold, transfer, settle or release.
 pub async fn withdraw(
     runtime: &Runtime,
     db: &Db,
     rules: Option<&str>,
     input: WithdrawInput,
-) -> Result<Value, OperationFailure> {
+) -> Result<Value, ApiFailure> {
     let request = WithdrawRequest {
         amount: amount(runtime, &input.amount, &input.currency).await?,
         request_id: input.request_id,
@@ -270,18 +237,24 @@ pub async fn withdraw(
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LicenseCountInput {
+    /// Names the request: a repeat with the same id returns the recorded result and never reaches Stripe twice.
     pub request_id: String,
+    /// The tenant (the application's own id for its customer organisation).
     pub tenant: String,
+    /// The connected account the subscription lives on, if not the platform.
     pub account: Option<String>,
+    /// The subscription (`sub_...`).
     pub subscription: String,
+    /// The license count to set.
     pub count: u64,
 }
 
+/// Sets a subscription's license count (its item's quantity).
 pub async fn set_license_count(
     runtime: &Runtime,
     db: &Db,
     input: LicenseCountInput,
-) -> Result<Value, OperationFailure> {
+) -> Result<Value, ApiFailure> {
     let request = LicenseCountRequest {
         request_id: input.request_id,
         tenant: input.tenant,
@@ -304,19 +277,26 @@ pub async fn set_license_count(
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OnboardInput {
+    /// Names the request: a repeat with the same id returns the recorded result and never reaches Stripe twice.
     pub request_id: String,
+    /// The tenant (the application's own id for its customer organisation).
     pub tenant: String,
+    /// The account's country (ISO 3166-1 alpha-2).
     pub country: String,
+    /// The account holder's email, if known.
     pub email: Option<String>,
+    /// Where Stripe sends the user when the link expired.
     pub refresh_url: String,
+    /// Where Stripe sends the user when onboarding is done.
     pub return_url: String,
 }
 
+/// Creates and registers a tenant's connected account; returns the onboarding link.
 pub async fn onboard_tenant(
     runtime: &Runtime,
     db: &Db,
     input: OnboardInput,
-) -> Result<Value, OperationFailure> {
+) -> Result<Value, ApiFailure> {
     let request = OnboardRequest {
         request_id: input.request_id,
         tenant: input.tenant,

@@ -4,8 +4,8 @@
 //! `psa_billing_core::effects::KINDS` names its variant, and
 //! `unrouted: true` when the effect names no tenant.
 
-use crate::db::NewEffect;
 use crate::runtime::Effect;
+use crate::storage::NewEffect;
 use psa_billing_core::effects::kind_of_variant;
 use serde_json::Value;
 

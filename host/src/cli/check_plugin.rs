@@ -2,8 +2,9 @@
 //! can load it, and what it answers to a fixed set of quotes, for plugin
 //! authors before they deploy.
 
-use crate::quoting::{self, QuoteFailure, QuoteInput};
-use crate::runtime::{CUSTOM_RULES_DECLINED, DEFAULT_PLUGIN, Limits, Runtime};
+use crate::api::ApiFailure;
+use crate::api::quotes::{self, QuoteInput};
+use crate::runtime::{CUSTOM_RULES_DECLINED, DEFAULT_PLUGIN, Limits, Runtime, WasmKind};
 use anyhow::Result;
 use serde_json::{Value, json};
 use wasmtime::component::Component;
@@ -12,11 +13,14 @@ use wasmtime::{Config, Engine};
 /// Which world a component implements, as far as this host can load it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum World {
+    /// The billing plugin's world (`billing-plugin`).
     BillingPlugin,
+    /// A custom fee-rules component's world (`fee-rules-plugin`).
     FeeRulesPlugin,
 }
 
 impl World {
+    /// The world's WIT name.
     pub fn name(self) -> &'static str {
         match self {
             World::BillingPlugin => "psa:billing/billing-plugin",
@@ -53,14 +57,7 @@ pub fn sample_quotes(tenant: Option<&str>) -> Vec<QuoteInput> {
 /// trap or timeout; the rules declining a currency is not one.
 pub async fn check(wasm: &[u8], tenant: Option<&str>) -> Value {
     let mut report = json!({ "size_bytes": wasm.len() });
-    let kind = if wasm.len() >= 8 && wasm[..4] == *b"\0asm" {
-        match wasm[4..8] {
-            [1, 0, 0, 0] => "core module",
-            _ => "component",
-        }
-    } else {
-        "not WebAssembly"
-    };
+    let kind = WasmKind::of(wasm).name();
     report["binary"] = json!(kind);
     if kind != "component" {
         report["error"] = json!(format!(
@@ -90,7 +87,7 @@ pub async fn check(wasm: &[u8], tenant: Option<&str>) -> Value {
     let mut violations = 0;
     for input in sample_quotes(tenant) {
         let asked = format!("{} {}", input.amount, input.currency);
-        let answer = match quoting::quote(&runtime, None, input).await {
+        let answer = match quotes::quote(&runtime, None, input).await {
             Ok(q) => match conservation_error(&q) {
                 None => json!({ "quote": asked, "result": q }),
                 Some(why) => {
@@ -99,16 +96,16 @@ pub async fn check(wasm: &[u8], tenant: Option<&str>) -> Value {
                 }
             },
             // The component's own "I do not price this" is its right.
-            Err(QuoteFailure::Invalid(m))
+            Err(ApiFailure::Invalid(m))
                 if m.contains(CUSTOM_RULES_DECLINED) || world == World::BillingPlugin =>
             {
                 json!({ "quote": asked, "declined": m })
             }
-            Err(QuoteFailure::Invalid(m)) => {
+            Err(ApiFailure::Invalid(m)) => {
                 violations += 1;
                 json!({ "quote": asked, "refused": m })
             }
-            Err(QuoteFailure::Plugin(e)) => {
+            Err(e) => {
                 violations += 1;
                 json!({ "quote": asked, "failed": e.to_string() })
             }

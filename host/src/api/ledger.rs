@@ -3,10 +3,12 @@
 //! way out. Postings are committed by the host like an event's state: all of
 //! it or nothing, redone when a concurrent event changed the tenant's book.
 
-use crate::StagedState;
-use crate::db::{CommitOutcome, Db};
-use crate::quoting::{fee_error_text, money_json};
-use crate::runtime::{CallError, LedgerError, Money, Movement, Runtime, Transaction};
+use crate::api::quotes::{fee_error_text, money_json};
+use crate::api::{ApiFailure, commit};
+use crate::pipeline::Rounds;
+use crate::runtime::{LedgerError, Money, Movement, Runtime, Transaction};
+use crate::storage::Db;
+use crate::storage::StagedState;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -16,16 +18,22 @@ use serde_json::{Map, Value, json};
 pub struct PostInput {
     /// Unique per tenant: posting it again changes nothing.
     pub id: String,
+    /// What the transaction is for, kept with it.
     #[serde(default)]
     pub description: String,
+    /// ISO code of every movement's amount (`usd`).
     pub currency: String,
+    /// The money moved; a transaction is their sum, debits equal to credits.
     pub movements: Vec<MovementInput>,
 }
 
+/// One movement of a posting: `amount` from one account to another.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MovementInput {
+    /// The account debited (`customer`, `tenant`, `escrow`...).
     pub from: String,
+    /// The account credited.
     pub to: String,
     /// What the movement is for ("platform_fee"); accepted so that an
     /// escrow plan's movements can be posted as they are, not stored.
@@ -33,21 +41,6 @@ pub struct MovementInput {
     pub label: String,
     /// Major units as text: "105.00".
     pub amount: String,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ApiFailure {
-    /// The caller's to fix: unknown account, bad amount, empty posting.
-    #[error("{0}")]
-    Invalid(String),
-    #[error(transparent)]
-    Plugin(#[from] CallError),
-    /// The request contradicts one made before (a posting id reused with
-    /// other content): answered 409, never retried as it is.
-    #[error("{0}")]
-    Conflict(String),
-    #[error("database: {0:#}")]
-    Database(anyhow::Error),
 }
 
 /// Longest posting id (Stripe's own ids and idempotency keys fit in 255).
@@ -91,7 +84,7 @@ fn check_posting(input: &PostInput) -> Result<(), ApiFailure> {
 }
 
 /// How often a posting is redone when events keep changing the book.
-const MAX_CONFLICT_RETRIES: usize = 16;
+const MAX_CONFLICT_RETRIES: u32 = 16;
 
 fn refused(e: LedgerError) -> ApiFailure {
     match e {
@@ -129,7 +122,8 @@ pub async fn post(
             amount,
         });
     }
-    for _ in 0..MAX_CONFLICT_RETRIES {
+    let mut rounds = Rounds::new(MAX_CONFLICT_RETRIES);
+    while rounds.next().await {
         let (posted, staged) = runtime
             .ledger_post(
                 staged(db, tenant),
@@ -141,13 +135,8 @@ pub async fn post(
             )
             .await?;
         let tx = posted.map_err(refused)?;
-        match db
-            .commit_state(&staged)
-            .await
-            .map_err(ApiFailure::Database)?
-        {
-            CommitOutcome::Conflict => continue,
-            _ => return Ok(transaction_json(&tx)),
+        if commit(db, &staged).await? {
+            return Ok(transaction_json(&tx));
         }
     }
     Err(ApiFailure::Database(anyhow::anyhow!(

@@ -1,4 +1,4 @@
-//! The `stripe` capability: the plugin's typed Stripe operations, carried out
+//! The Stripe client: the plugin's typed Stripe operations, carried out
 //! by the host with async-stripe. The secret key never enters the guest.
 //!
 //! Every call: refused with `denied` unless the deployment allows the
@@ -12,9 +12,12 @@
 //! async-stripe 1.0.0-rc.10 has no v2 API (its client puts `v1` before
 //! every path), so thin events (`GET /v2/core/events/{id}`) are fetched with
 //! reqwest, with the same key, base URL, retries and error mapping.
+//!
+//! Knows nothing about the plugin's instances or the database: the
+//! `stripe` capability calls it with WIT types.
 
-use crate::runtime::bindings::psa::billing::stripe as wit;
-use crate::runtime::bindings::psa::billing::types::Money;
+use crate::bindings::psa::billing::stripe as wit;
+use crate::bindings::psa::billing::types::Money;
 use anyhow::{Context, Result};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -72,6 +75,7 @@ impl std::fmt::Debug for StripeConfig {
 }
 
 impl StripeConfig {
+    /// A configuration with `secret_key` and the defaults for the rest.
     pub fn new(secret_key: impl Into<String>) -> StripeConfig {
         StripeConfig {
             secret_key: secret_key.into(),
@@ -121,6 +125,7 @@ enum Attempt {
 }
 
 impl StripeApi {
+    /// A client for `config`; refuses an empty key.
     pub fn new(config: StripeConfig) -> Result<StripeApi> {
         if config.secret_key.trim().is_empty() {
             anyhow::bail!("the Stripe secret key is empty");
@@ -213,7 +218,7 @@ impl StripeApi {
                 Err(Attempt::Retry(e)) if tries >= config.max_attempts.max(1) => return Err(e),
                 Err(Attempt::Retry(e)) => {
                     tracing::warn!(operation, attempt = tries, error = ?e, "Stripe call failed; retrying");
-                    tokio::time::sleep(backoff).await;
+                    tokio::time::sleep(jittered(backoff)).await;
                     backoff = backoff.saturating_mul(2);
                 }
             }
@@ -279,6 +284,11 @@ impl StripeApi {
                 .await
                 .map_err(|e| Attempt::Retry(WitError::Unreachable(e.without_url().to_string())))?;
             let status = response.status().as_u16();
+            let should_retry = response
+                .headers()
+                .get("Stripe-Should-Retry")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<bool>().ok());
             let body = response
                 .text()
                 .await
@@ -286,11 +296,12 @@ impl StripeApi {
             if (200..300).contains(&status) {
                 return Ok(body);
             }
-            Err(classify_v2(status, &body))
+            Err(should_retry_says(should_retry, classify_v2(status, &body)))
         })
         .await
     }
 
+    /// `GET /v1/payment_intents/{id}`.
     pub async fn retrieve_payment_intent(
         &self,
         id: &str,
@@ -304,6 +315,7 @@ impl StripeApi {
         Ok(payment_intent(pi))
     }
 
+    /// `GET /v1/charges/{id}`.
     pub async fn retrieve_charge(
         &self,
         id: &str,
@@ -325,6 +337,7 @@ impl StripeApi {
         })
     }
 
+    /// `GET /v1/invoices/{id}`.
     pub async fn retrieve_invoice(
         &self,
         id: &str,
@@ -345,6 +358,7 @@ impl StripeApi {
         })
     }
 
+    /// `GET /v1/subscriptions/{id}`.
     pub async fn retrieve_subscription(
         &self,
         id: &str,
@@ -358,6 +372,7 @@ impl StripeApi {
         Ok(subscription(s))
     }
 
+    /// `GET /v1/accounts/{id}`.
     pub async fn retrieve_account(&self, id: &str) -> Result<wit::Account, WitError> {
         check_id(id, "acct_")?;
         let req = stripe_connect::account::RetrieveAccount::new(id);
@@ -367,6 +382,7 @@ impl StripeApi {
         Ok(account(a))
     }
 
+    /// `POST /v1/payment_intents`, confirmed at once.
     pub async fn create_payment_intent(
         &self,
         p: wit::PaymentIntentParams,
@@ -407,6 +423,7 @@ impl StripeApi {
         Ok(payment_intent(pi))
     }
 
+    /// `POST /v1/refunds`.
     pub async fn create_refund(
         &self,
         p: wit::RefundParams,
@@ -436,6 +453,7 @@ impl StripeApi {
         })
     }
 
+    /// `POST /v1/transfers` to a connected account.
     pub async fn create_transfer(
         &self,
         p: wit::TransferParams,
@@ -461,6 +479,7 @@ impl StripeApi {
         })
     }
 
+    /// Sets the quantity of one subscription item.
     pub async fn update_subscription_quantity(
         &self,
         id: &str,
@@ -482,6 +501,7 @@ impl StripeApi {
         Ok(subscription(s))
     }
 
+    /// `POST /v1/accounts`: an Express account.
     pub async fn create_account(
         &self,
         p: wit::AccountParams,
@@ -500,6 +520,7 @@ impl StripeApi {
         Ok(account(a))
     }
 
+    /// `POST /v1/account_links`: an onboarding link.
     pub async fn create_account_link(
         &self,
         account: &str,
@@ -638,6 +659,27 @@ fn classify(e: StripeError) -> Attempt {
     }
 }
 
+/// Stripe's own word on retrying, where its answer carries one
+/// (`Stripe-Should-Retry`), over the status-based guess. async-stripe reads
+/// the header only inside its own retry loop, which would send a fresh
+/// idempotency key on every attempt, so the v1 calls keep the guess.
+fn should_retry_says(header: Option<bool>, guess: Attempt) -> Attempt {
+    match (header, guess) {
+        (Some(false), Attempt::Retry(e)) => Attempt::Fail(e),
+        (Some(true), Attempt::Fail(e @ (WitError::Api(_) | WitError::Unreachable(_)))) => {
+            Attempt::Retry(e)
+        }
+        (_, guess) => guess,
+    }
+}
+
+/// A wait of between half of `backoff` and all of it, at random: clients
+/// that failed together do not all come back at the same instant.
+fn jittered(backoff: Duration) -> Duration {
+    let half = backoff / 2;
+    half + Duration::from_micros(fastrand::u64(0..=half.as_micros() as u64))
+}
+
 /// The same mapping for the v2 API's error body (`{"error": {...}}`).
 fn classify_v2(status: u16, body: &str) -> Attempt {
     let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
@@ -675,5 +717,29 @@ fn api_error(
             status,
             message: format!("{kind}: {message}"),
         })),
+    }
+}
+
+/// A sentence for a Stripe error.
+pub fn describe_stripe(e: &WitError) -> String {
+    match e {
+        WitError::CardDeclined(d) => format!(
+            "card declined ({}{}): {}",
+            d.code,
+            d.decline_code
+                .as_ref()
+                .map(|c| format!(", {c}"))
+                .unwrap_or_default(),
+            d.message
+        ),
+        WitError::InvalidRequest(r) => match &r.param {
+            Some(p) => format!("Stripe refused the request ({p}): {}", r.message),
+            None => format!("Stripe refused the request: {}", r.message),
+        },
+        WitError::Authentication(m) => format!("Stripe refused the secret key: {m}"),
+        WitError::RateLimited(m) => format!("Stripe rate limit, retries exhausted: {m}"),
+        WitError::Unreachable(m) => format!("Stripe unreachable, retries exhausted: {m}"),
+        WitError::Denied(m) => m.clone(),
+        WitError::Api(a) => format!("Stripe error (HTTP {}): {}", a.status, a.message),
     }
 }

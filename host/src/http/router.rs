@@ -4,13 +4,13 @@
 //! (`POST /v1/quote[/{flow}]`), the ledger (`/v1/ledger/{tenant}/...`) and
 //! `GET /healthz`.
 
-use crate::ledger::{self, ApiFailure};
-use crate::operations::{self, OperationFailure};
+use crate::api::operations;
+use crate::api::quotes::{self, QuoteInput};
+use crate::api::tenants;
+use crate::api::{ApiFailure, ledger};
 use crate::pipeline::{DeliveryError, Outcome, Pipeline, describe_rejection, rejection_code};
-use crate::quoting::{self, QuoteFailure, QuoteInput};
 use crate::runtime::CallError;
 use crate::runtime::{OperationError, StripeError};
-use crate::tenants;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -27,8 +27,10 @@ use subtle::ConstantTimeEq;
 /// Default limit on a webhook body (Stripe's events are far smaller).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 
+/// What the router serves besides the pipeline: body limit, API token, rules.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
+    /// Largest webhook body accepted; a larger one is answered 413.
     pub max_body_bytes: usize,
     /// Bearer token for `/v1`; without one, `/v1` answers 403.
     pub api_token: Option<String>,
@@ -352,26 +354,11 @@ async fn quote(
         Ok(i) => i,
         Err(refused) => return *refused,
     };
-    quote_response(quoting::quote(app.pipeline.runtime(), app.rules.as_deref(), input).await)
+    quote_response(quotes::quote(app.pipeline.runtime(), app.rules.as_deref(), input).await)
 }
 
-fn quote_response(result: Result<serde_json::Value, QuoteFailure>) -> Response {
-    match result {
-        Ok(q) => Json(q).into_response(),
-        Err(QuoteFailure::Invalid(m)) => {
-            error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_quote", m)
-        }
-        Err(QuoteFailure::Plugin(e @ CallError::FeeRules(_))) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "fee_rules_failed",
-            e.to_string(),
-        ),
-        Err(QuoteFailure::Plugin(e)) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "plugin_failed",
-            e.to_string(),
-        ),
-    }
+fn quote_response(result: Result<serde_json::Value, ApiFailure>) -> Response {
+    api_response(result, "invalid_quote")
 }
 
 async fn quote_flow(
@@ -384,7 +371,7 @@ async fn quote_flow(
         Err(refused) => return *refused,
     };
     let rt = app.pipeline.runtime();
-    quote_response(quoting::flow(rt, app.rules.as_deref(), &flow, input).await)
+    quote_response(quotes::flow(rt, app.rules.as_deref(), &flow, input).await)
 }
 
 fn ledger_response(result: Result<serde_json::Value, ApiFailure>) -> Response {
@@ -397,6 +384,11 @@ fn api_response(result: Result<serde_json::Value, ApiFailure>, invalid: &str) ->
         Ok(v) => Json(v).into_response(),
         Err(ApiFailure::Invalid(m)) => error(StatusCode::UNPROCESSABLE_ENTITY, invalid, m),
         Err(ApiFailure::Conflict(m)) => error(StatusCode::CONFLICT, "conflict", m),
+        Err(ApiFailure::Plugin(e @ CallError::FeeRules(_))) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "fee_rules_failed",
+            e.to_string(),
+        ),
         Err(ApiFailure::Plugin(e)) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "plugin_failed",
@@ -405,6 +397,7 @@ fn api_response(result: Result<serde_json::Value, ApiFailure>, invalid: &str) ->
         Err(e @ ApiFailure::Database(_)) => {
             error(StatusCode::SERVICE_UNAVAILABLE, "database", e.to_string())
         }
+        Err(ApiFailure::Refused(e)) => refusal_response(e),
     }
 }
 
@@ -557,13 +550,13 @@ async fn operation(
     operation_response(result)
 }
 
-fn operation_response(result: Result<serde_json::Value, OperationFailure>) -> Response {
-    let e = match result {
-        Ok(v) => return Json(v).into_response(),
-        Err(OperationFailure::Host(e)) => return api_response(Err(e), "invalid_request"),
-        Err(OperationFailure::Refused(e)) => e,
-    };
-    let why = operations::describe(&e);
+fn operation_response(result: Result<serde_json::Value, ApiFailure>) -> Response {
+    api_response(result, "invalid_request")
+}
+
+/// An operation the plugin or Stripe refused.
+fn refusal_response(e: OperationError) -> Response {
+    let why = crate::api::describe(&e);
     let (status, code) = match &e {
         OperationError::Invalid(_) | OperationError::Fees(_) => {
             (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request")

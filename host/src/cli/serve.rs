@@ -1,0 +1,152 @@
+//! `psa-billing serve`: the webhook endpoint and the `/v1` API on the
+//! embedding builder ([`crate::Billing`]), with the listener's limits.
+
+use super::*;
+
+#[derive(Args)]
+pub(super) struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "PSA_BILLING_LISTEN", default_value = "127.0.0.1:8787")]
+    listen: String,
+    /// Database URL.
+    #[arg(
+        long,
+        env = "PSA_BILLING_DATABASE_URL",
+        default_value = "sqlite://psa-billing.db"
+    )]
+    database_url: String,
+    /// Webhook endpoint secrets (whsec_...), comma-separated during rotation.
+    #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+    webhook_secret: Option<String>,
+    /// Attempts at a failed event (Stripe's redeliveries and the host's own
+    /// retries together) before it goes to the dead-letter list.
+    #[arg(long, env = "PSA_BILLING_MAX_ATTEMPTS", default_value_t = 8)]
+    max_attempts: i64,
+    /// First delay of the host's retries, in seconds; doubled each time, at most an hour.
+    #[arg(long, env = "PSA_BILLING_RETRY_BASE_SECONDS", default_value_t = 30)]
+    retry_base_seconds: u64,
+    /// Secrets of the thin-event destination (/webhooks/stripe/thin).
+    #[arg(long, env = "STRIPE_WEBHOOK_SECRET_THIN", hide_env_values = true)]
+    thin_webhook_secret: Option<String>,
+    /// Accepted distance between a signature's timestamp and now, both ways.
+    #[arg(long, env = "PSA_BILLING_TOLERANCE_SECONDS", default_value_t = psa_billing_core::signature::DEFAULT_TOLERANCE_SECONDS)]
+    tolerance_seconds: u32,
+    /// Largest webhook body accepted, in bytes.
+    #[arg(long, env = "PSA_BILLING_MAX_BODY_BYTES", default_value_t = http::DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+    /// Bearer token for the /v1 API; without it /v1 is closed.
+    #[arg(long, env = "PSA_BILLING_API_TOKEN", hide_env_values = true)]
+    api_token: Option<String>,
+    /// Fee rules file (TOML) for /v1/quote; checked at start.
+    #[arg(long, env = "PSA_BILLING_RULES")]
+    rules: Option<PathBuf>,
+    #[command(flatten)]
+    routing: RoutingArgs,
+    #[command(flatten)]
+    plugin: PluginArgs,
+    #[command(flatten)]
+    stripe: StripeArgs,
+    #[command(flatten)]
+    http: HttpArgs,
+}
+
+#[derive(Args)]
+pub(super) struct HttpArgs {
+    /// Connections open at once; when all are taken, a new one closes the
+    /// connection idle longest, or waits in the listen backlog if none is idle.
+    #[arg(long, env = "PSA_BILLING_MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
+    /// Bytes of a request's line and headers (at least 8192).
+    #[arg(long, env = "PSA_BILLING_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
+    max_header_bytes: usize,
+    /// Seconds to answer one request; then 408.
+    #[arg(
+        long,
+        env = "PSA_BILLING_REQUEST_TIMEOUT_SECONDS",
+        default_value_t = 60
+    )]
+    request_timeout_seconds: u64,
+    /// Seconds from a connection's opening to its first complete request
+    /// header, and to send each later request's headers; then it is closed.
+    #[arg(
+        long,
+        env = "PSA_BILLING_HEADER_TIMEOUT_SECONDS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    header_timeout_seconds: u64,
+    /// Seconds an answered connection may stay open with nothing in flight.
+    #[arg(
+        long,
+        env = "PSA_BILLING_IDLE_TIMEOUT_SECONDS",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    idle_timeout_seconds: u64,
+}
+
+impl HttpArgs {
+    fn limits(&self) -> crate::http::listener::HttpLimits {
+        crate::http::listener::HttpLimits {
+            max_connections: self.max_connections,
+            max_header_bytes: self.max_header_bytes,
+            request_timeout: Duration::from_secs(self.request_timeout_seconds),
+            header_timeout: Duration::from_secs(self.header_timeout_seconds),
+            idle_timeout: Duration::from_secs(self.idle_timeout_seconds),
+            ..Default::default()
+        }
+    }
+}
+
+pub(super) async fn serve(a: ServeArgs) -> Result<()> {
+    let thin_secrets = match a.thin_webhook_secret.as_deref() {
+        Some(s) if !s.is_empty() => parse_secrets(Some(s))?,
+        _ => vec![],
+    };
+    let mut builder = Billing::builder()
+        .webhook_secrets(parse_secrets(a.webhook_secret.as_deref())?)
+        .thin_webhook_secrets(thin_secrets)
+        .tolerance_seconds(a.tolerance_seconds)
+        .database(a.database_url.clone())
+        .max_body_bytes(a.max_body_bytes)
+        .retry_policy(RetryPolicy {
+            max_attempts: a.max_attempts.max(1),
+            base: Duration::from_secs(a.retry_base_seconds),
+            ..RetryPolicy::default()
+        });
+    builder = a.routing.configure(a.plugin.configure(builder));
+    if let Some(config) = a.stripe.config()? {
+        builder = builder.stripe(config);
+    }
+    if let Some(path) = &a.rules {
+        builder = builder.rules_file(path);
+    }
+    if let Some(token) = a.api_token.filter(|t| !t.is_empty()) {
+        builder = builder.api_token(token);
+    }
+    let billing = builder.build().await?;
+    let listener = tokio::net::TcpListener::bind(&a.listen)
+        .await
+        .with_context(|| format!("listening on {}", a.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, database = %a.database_url, "psa-billing serving");
+    billing
+        .serve(listener, a.http.limits(), shutdown_signal())
+        .await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+pub(super) async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

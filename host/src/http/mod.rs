@@ -1,0 +1,12 @@
+//! HTTP: the router of the webhook endpoints and the `/v1` API, and the
+//! listener that serves it with limits on connections, headers and idle time.
+//!
+//! Knows nothing about how a delivery is handled or stored: it calls the
+//! pipeline and the application calls in `api`, and maps their answers to
+//! statuses.
+
+pub mod listener;
+pub mod router;
+
+pub use listener::{HttpLimits, serve};
+pub use router::{DEFAULT_MAX_BODY_BYTES, ServerOptions, router, router_with};
