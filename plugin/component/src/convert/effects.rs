@@ -1,7 +1,7 @@
 //! Core effects -> the WIT `effect` variant, field for field.
 
-use crate::glue::exports::psa::billing::webhooks::{self as w, Effect};
-use crate::glue::wit_money;
+use super::wit_money;
+use crate::bindings::exports::psa::billing::webhooks::{self as w, Effect};
 use psa_billing_core::effects as fx;
 
 fn wit_update(u: fx::PaymentUpdate) -> w::PaymentUpdate {

@@ -8,19 +8,20 @@
 //! request id, so a repeat returns the first result without creating
 //! anything again, and two tenants may use the same request ids.
 
-use crate::glue::exports::psa::billing::operations::{
+use crate::bindings::Plugin;
+use crate::bindings::exports::psa::billing::operations::{
     self as ops, ChargeInvoiceRequest, ChargedInvoice, LicenseCountRequest, OnboardRequest,
     Onboarded, OperationError, PaidWithdrawal, RefundRequest, Refunded, WithdrawRequest,
     Withdrawal,
 };
-use crate::glue::psa::billing::stripe::{
+use crate::bindings::psa::billing::stripe::{
     self, AccountParams, PaymentIntentParams, RefundParams, StripeError, Subscription,
     TransferParams,
 };
-use crate::glue::psa::billing::{clock, log};
-use crate::glue::{
-    HostState, Plugin, core_money, fee_error, load_rules, wit_quote, wit_transaction,
-};
+use crate::bindings::psa::billing::{clock, log};
+use crate::convert::{core_money, fee_error, wit_quote, wit_transaction};
+use crate::exports::load_rules;
+use crate::imports::HostState;
 use psa_billing_core::{
     escrow, fees as core_fees, ledger, mapping, money, refunds, state, state::StateStore,
 };
@@ -164,7 +165,10 @@ impl ops::Guest for Plugin {
             ("psa_billing_request".to_string(), req.request_id.clone()),
         ];
         let params = PaymentIntentParams {
-            amount: crate::glue::wit_money(money::Money::new(quote.gross, quote.currency.clone())),
+            amount: crate::convert::wit_money(money::Money::new(
+                quote.gross,
+                quote.currency.clone(),
+            )),
             customer: req.customer.clone(),
             payment_method: req.payment_method.clone(),
             confirm: req.payment_method.is_some(),
@@ -263,7 +267,7 @@ impl ops::Guest for Plugin {
         let refund = stripe::create_refund(&params, account, &key).map_err(stripe_failed)?;
         let done = Refunded {
             refund,
-            split: crate::glue::wit_refund_split(split, &intent.amount.currency),
+            split: crate::convert::wit_refund_split(split, &intent.amount.currency),
         };
         record(
             "refund",
@@ -473,7 +477,7 @@ fn refunded_from_record(v: &Value) -> Result<Refunded, OperationError> {
             .ok_or_else(|| storage(format!("refund record without {k}")))
     };
     let currency = v["currency"].as_str().unwrap_or_default().to_string();
-    let amount = crate::glue::wit_money(money::Money::new(int("amount")?, currency.clone()));
+    let amount = crate::convert::wit_money(money::Money::new(int("amount")?, currency.clone()));
     Ok(Refunded {
         refund: stripe::Refund {
             id: recorded_id(v, "id")?,
@@ -481,7 +485,7 @@ fn refunded_from_record(v: &Value) -> Result<Refunded, OperationError> {
             status: v["status"].as_str().map(str::to_string),
             payment_intent: v["payment_intent"].as_str().map(str::to_string),
         },
-        split: crate::glue::exports::psa::billing::fees::RefundSplit {
+        split: crate::bindings::exports::psa::billing::fees::RefundSplit {
             amount,
             application_fee_refunded: int("fee_back")?,
             tenant_debit: int("tenant_debit")?,
@@ -531,7 +535,7 @@ fn stripe_transfer_from_record(
 ) -> Result<stripe::Transfer, OperationError> {
     Ok(stripe::Transfer {
         id: recorded_id(first, "transfer")?,
-        amount: crate::glue::wit_money(amount.clone()),
+        amount: crate::convert::wit_money(amount.clone()),
         destination: first["destination"].as_str().map(str::to_string),
         amount_reversed: 0,
     })
