@@ -1,10 +1,13 @@
-//! Money going out: refund objects, payouts and transfers.
+//! Money going out: refunds (`charge.refunded` totals and refund objects),
+//! payouts and transfers.
 
 use super::{
     Ctx, HandleError, Mapped, advance, last_applied, record_applied, registered_tenant, soft_tenant,
 };
+use super::{owner_of, post_to_ledger};
 use crate::effects::*;
 use crate::event::id_at;
+use crate::ledger;
 use crate::money::Money;
 use crate::state::{StateStore, key};
 
@@ -97,4 +100,68 @@ pub(super) fn transfer(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
         tenant: ctx.tenant().or(registered),
         reference: ctx.reference(),
     })]))
+}
+
+/// Where the refunded total last applied per charge is kept.
+pub const REFUNDS: &str = "refunds";
+
+/// `charge.refunded` carries the charge's cumulative `amount_refunded`, so
+/// the refund applied is its growth since the last one applied: partial
+/// refunds accumulate, a repeat applies nothing, and an older total arriving
+/// late is stale. The tenant pays the customer back in the ledger.
+pub(super) fn refund_recorded(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
+    let id = ctx.req_str("id")?;
+    let total = ctx.money("amount_refunded")?;
+    let charged = ctx.req_i64("amount")?;
+    let before: i64 = match store
+        .get(REFUNDS, &key(&[&id]))
+        .map_err(HandleError::Storage)?
+    {
+        Some(raw) => raw
+            .parse()
+            .map_err(|e| HandleError::Storage(format!("refund state of {id} is corrupt: {e}")))?,
+        None => 0,
+    };
+    if total.amount <= before {
+        return Ok(Err(format!(
+            "stale: charge {id} already has {before} refunded, this event says {}",
+            total.amount
+        )));
+    }
+    if total.amount > charged {
+        return Err(HandleError::MissingField(format!(
+            "data.object.amount_refunded: {} exceeds the charge's amount {charged}",
+            total.amount
+        )));
+    }
+    store
+        .put(REFUNDS, &key(&[&id]), &total.amount.to_string())
+        .map_err(HandleError::Storage)?;
+    let payment_intent = id_at(ctx.object, &["payment_intent"]);
+    // Charges do not always repeat the payment's metadata.
+    let (tenant, ledger_owner) = owner_of(ctx, store, payment_intent.as_deref())?;
+    let effect = RefundRecorded {
+        charge: id.clone(),
+        payment_intent,
+        amount: Money::new(total.amount - before, total.currency.clone()),
+        full: total.amount == charged,
+        total_refunded: total,
+        tenant,
+        account: ctx.account.clone(),
+        reference: ctx.reference(),
+    };
+    let posting = ledger::Posting {
+        id: format!("{id}:refunded:{}", effect.total_refunded.amount),
+        tenant: ledger_owner,
+        currency: effect.amount.currency.clone(),
+        description: format!("refund on {id}"),
+        at: ctx.created,
+        transfers: vec![ledger::Transfer::new(
+            "tenant",
+            "customer",
+            effect.amount.amount,
+        )],
+    };
+    post_to_ledger(store, posting)?;
+    Ok(Ok(vec![Effect::RefundRecorded(effect)]))
 }

@@ -1,0 +1,196 @@
+//! Which tenant an event belongs to: the registry of connected accounts
+//! (checked ids and tenants), metadata keys, and the owner recorded for a
+//! payment so that its later events find it.
+//!
+//! Knows nothing about what the mappers emit.
+
+use super::*;
+
+/// The registry of connected accounts: `acct_...` → the application's tenant.
+pub const TENANTS: &str = "tenants";
+
+/// Where the application keeps its tenant and references in `metadata`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routing {
+    /// First present wins.
+    pub tenant_keys: Vec<String>,
+    /// First present wins.
+    pub reference_keys: Vec<String>,
+}
+
+impl Default for Routing {
+    fn default() -> Self {
+        Routing {
+            tenant_keys: vec!["tenant_id".into()],
+            reference_keys: vec!["reference".into(), "invoice_id".into()],
+        }
+    }
+}
+
+impl Routing {
+    /// Empty lists fall back to the defaults, so a host may leave them out.
+    pub fn or_defaults(tenant_keys: Vec<String>, reference_keys: Vec<String>) -> Routing {
+        let d = Routing::default();
+        Routing {
+            tenant_keys: if tenant_keys.is_empty() {
+                d.tenant_keys
+            } else {
+                tenant_keys
+            },
+            reference_keys: if reference_keys.is_empty() {
+                d.reference_keys
+            } else {
+                reference_keys
+            },
+        }
+    }
+}
+
+/// Longest tenant name: Stripe's limit on a metadata value, so that every
+/// tenant an event can name can also be registered, and no longer.
+pub const MAX_TENANT_CHARS: usize = 500;
+
+/// Longest connected account id (Stripe's ids are far shorter).
+pub const MAX_ACCOUNT_BYTES: usize = 255;
+
+/// A connected account id: `acct_` and letters or digits, as Stripe mints them.
+pub fn check_account_id(account: &str) -> Result<(), String> {
+    let rest = account.strip_prefix("acct_").unwrap_or_default();
+    if rest.is_empty()
+        || account.len() > MAX_ACCOUNT_BYTES
+        || !rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
+        return Err(format!(
+            "expected a connected account id (acct_ and up to {} letters or digits), got {:?}",
+            MAX_ACCOUNT_BYTES - 5,
+            shorten(account)
+        ));
+    }
+    Ok(())
+}
+
+/// A tenant name: 1 to [`MAX_TENANT_CHARS`] characters, not blank, no
+/// control characters.
+pub fn check_tenant(tenant: &str) -> Result<(), String> {
+    let chars = tenant.chars().count();
+    if tenant.trim().is_empty() || chars > MAX_TENANT_CHARS {
+        return Err(format!(
+            "a tenant is 1 to {MAX_TENANT_CHARS} characters, not blank (got {chars})"
+        ));
+    }
+    if tenant.chars().any(char::is_control) {
+        return Err("a tenant must not contain control characters".into());
+    }
+    Ok(())
+}
+
+/// The start of a long text, for an error message.
+pub(super) fn shorten(text: &str) -> String {
+    match text.char_indices().nth(64) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
+}
+
+/// Registers (or moves) a connected account to a tenant.
+pub fn register_tenant(
+    store: &mut dyn StateStore,
+    account: &str,
+    tenant: &str,
+) -> Result<(), String> {
+    check_account_id(account)?;
+    check_tenant(tenant)?;
+    store.put(TENANTS, &key(&[account]), tenant)
+}
+
+/// Forgets a connected account: its later events are routed by metadata.
+pub fn unregister_tenant(store: &mut dyn StateStore, account: &str) -> Result<(), String> {
+    store.delete(TENANTS, &key(&[account]))
+}
+
+/// The tenant a connected account is registered to.
+pub fn lookup_tenant(store: &mut dyn StateStore, account: &str) -> Result<Option<String>, String> {
+    store.get(TENANTS, &key(&[account]))
+}
+
+/// Who a payment-related object belongs to: its own `metadata.tenant_id`,
+/// else the tenant and ledger its payment intent was posted under, else
+/// the connected account or the platform. Returns (tenant, ledger tenant).
+pub(super) fn owner_of(
+    ctx: &Ctx,
+    store: &mut dyn StateStore,
+    payment_intent: Option<&str>,
+) -> Result<(Option<String>, String), HandleError> {
+    if let Some(t) = ctx.tenant() {
+        return Ok((Some(t.clone()), t));
+    }
+    let Some(pi) = payment_intent else {
+        return Ok((None, ledger_tenant(None, ctx.account.as_deref())));
+    };
+    // Posting under a guess would split one payment over two ledgers.
+    let Some(owner) = recorded_owner(store, pi)? else {
+        return Err(HandleError::NotReady(format!(
+            "payment {pi} not seen yet and no metadata.tenant_id to route by; Stripe's retry will apply this after it"
+        )));
+    };
+    let tenant = owner["tenant"].as_str().map(str::to_string);
+    let ledger = owner["ledger"].as_str().unwrap_or(ledger::PLATFORM_TENANT);
+    Ok((tenant, ledger.to_string()))
+}
+
+/// The tenant of an object about a payment, for effects that post nothing:
+/// its own routing, else its payment's, else unknown (never not-ready).
+pub(super) fn soft_tenant(
+    ctx: &Ctx,
+    store: &mut dyn StateStore,
+    payment_intent: Option<&str>,
+) -> Result<Option<String>, HandleError> {
+    if ctx.tenant.is_some() {
+        return Ok(ctx.tenant());
+    }
+    let Some(pi) = payment_intent else {
+        return Ok(None);
+    };
+    Ok(recorded_owner(store, pi)?.and_then(|owner| owner["tenant"].as_str().map(str::to_string)))
+}
+
+/// Whose tenant and ledger a payment intent was posted under, if it was.
+pub(super) fn recorded_owner(
+    store: &mut dyn StateStore,
+    pi: &str,
+) -> Result<Option<Value>, HandleError> {
+    let Some(raw) = store
+        .get(LEDGER_OWNERS, &key(&[pi]))
+        .map_err(HandleError::Storage)?
+    else {
+        return Ok(None);
+    };
+    serde_json::from_str(&raw)
+        .map(Some)
+        .map_err(|e| HandleError::Storage(format!("owner of {pi} is corrupt: {e}")))
+}
+
+/// The tenant a connected account is registered to, if any.
+pub(super) fn registered_tenant(
+    store: &mut dyn StateStore,
+    account: Option<&str>,
+) -> Result<Option<String>, HandleError> {
+    match account {
+        Some(acct) => store
+            .get(TENANTS, &key(&[acct]))
+            .map_err(HandleError::Storage),
+        None => Ok(None),
+    }
+}
+
+/// Payment intent → the ledger tenant its payment was posted to.
+pub(super) const LEDGER_OWNERS: &str = "ledger_owners";
+
+/// Whose ledger a payment belongs to: the application's tenant, else the
+/// connected account, else the platform's own.
+pub fn ledger_tenant(tenant: Option<&str>, account: Option<&str>) -> String {
+    tenant
+        .or(account)
+        .unwrap_or(ledger::PLATFORM_TENANT)
+        .to_string()
+}

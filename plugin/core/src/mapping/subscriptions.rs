@@ -1,0 +1,69 @@
+//! Subscriptions: plan, status and the license count.
+
+use super::*;
+
+/// Where the license count last announced per subscription is kept.
+pub(super) const LICENSES: &str = "licenses";
+
+/// Subscriptions move back and forth (active, past_due, active...), so their
+/// events apply in `created` order: an older one arriving late is stale,
+/// whatever it says. `canceled` is final. A `license.count_set` follows
+/// whenever the quantity differs from the count last announced.
+pub(super) fn subscription_changed(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
+    let object = ctx.object;
+    let id = ctx.req_str("id")?;
+    let status = ctx.req_str("status")?;
+    let items = at(object, &["items", "data"])
+        .and_then(Value::as_array)
+        .ok_or_else(|| HandleError::MissingField("data.object.items.data".into()))?;
+    let mut quantity = 0i64;
+    for item in items {
+        // An item without quantity (metered prices) counts for nothing.
+        quantity = quantity
+            .checked_add(item.get("quantity").and_then(Value::as_i64).unwrap_or(0))
+            .ok_or_else(|| HandleError::MissingField("data.object.items.data.quantity".into()))?;
+    }
+    let period_end = items
+        .iter()
+        .filter_map(|i| i.get("current_period_end").and_then(Value::as_i64))
+        .max()
+        .or_else(|| object.get("current_period_end").and_then(Value::as_i64));
+    if let Err(stale) = advance_in_time(
+        store,
+        "subscription",
+        &id,
+        &status,
+        ctx.created,
+        Some("canceled"),
+    )? {
+        return Ok(Err(stale));
+    }
+    let tenant = ctx.tenant();
+    let mut effects = vec![Effect::SubscriptionChanged(SubscriptionChanged {
+        subscription: id.clone(),
+        status,
+        quantity,
+        current_period_end: period_end,
+        cancel_at_period_end: object
+            .get("cancel_at_period_end")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        tenant: tenant.clone(),
+        account: ctx.account.clone(),
+        customer: id_at(object, &["customer"]),
+    })];
+    let announced = store
+        .get(LICENSES, &key(&[&id]))
+        .map_err(HandleError::Storage)?;
+    if announced.as_deref() != Some(quantity.to_string().as_str()) {
+        store
+            .put(LICENSES, &key(&[&id]), &quantity.to_string())
+            .map_err(HandleError::Storage)?;
+        effects.push(Effect::LicenseCountSet(LicenseCountSet {
+            subscription: id,
+            tenant,
+            count: quantity,
+        }));
+    }
+    Ok(Ok(effects))
+}
