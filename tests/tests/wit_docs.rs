@@ -3,8 +3,33 @@
 
 #[test]
 fn every_wit_item_has_a_doc_comment() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../wit/billing.wit");
-    let text = std::fs::read_to_string(path).unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wit"))
+        .collect();
+    files.sort();
+    assert!(files.len() > 1, "the package is one file per interface");
+    let mut missing = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        missing.extend(
+            undocumented(&text)
+                .into_iter()
+                .map(|m| format!("{name}:{m}")),
+        );
+    }
+    assert!(
+        missing.is_empty(),
+        "undocumented in wit/:\n{}",
+        missing.join("\n")
+    );
+}
+
+/// The items of one WIT file without a `///` comment above them.
+fn undocumented(text: &str) -> Vec<String> {
     let lines: Vec<&str> = text.lines().collect();
     let mut missing = Vec::new();
     for (i, line) in lines.iter().enumerate() {
@@ -36,9 +61,5 @@ fn every_wit_item_has_a_doc_comment() {
             }
         }
     }
-    assert!(
-        missing.is_empty(),
-        "undocumented in wit/billing.wit:\n{}",
-        missing.join("\n")
-    );
+    missing
 }

@@ -75,7 +75,7 @@ macro_rules! exports {
                 Ok($name {
                     $( $( $field: Export::find(
                         component,
-                        // The WIT package's version (wit/billing.wit).
+                        // The WIT package's version (wit/package.wit).
                         concat!("psa:billing/", $iface, "@0.1.0"),
                         $func,
                     )?, )* )*
