@@ -31,10 +31,13 @@ use std::time::Duration;
 /// What an operation answers: its result as `/v1/operations` returns it.
 pub type OperationResult = Result<serde_json::Value, ApiFailure>;
 
-/// Where the component comes from.
-enum Source {
+/// Where a component comes from.
+pub(crate) enum Source {
+    /// The billing plugin built into the binary.
     BuiltIn,
+    /// The bytes of a component.
     Bytes(Vec<u8>),
+    /// A component file.
     File(PathBuf),
 }
 
@@ -48,6 +51,34 @@ impl Source {
             ),
         })
     }
+}
+
+/// Reads and compiles the billing plugin and the custom fee-rules
+/// component, if any: the one place the builder and the CLI's commands load
+/// them. An error names the files.
+pub(crate) fn load_runtime(
+    plugin: &Source,
+    fee_rules: Option<&Source>,
+    limits: Limits,
+    cache: Option<&std::path::Path>,
+) -> Result<Runtime> {
+    let wasm = plugin.load("plugin")?;
+    let rules = fee_rules.map(|s| s.load("fee rules")).transpose()?;
+    Runtime::build(&wasm, rules.as_deref(), limits, cache).with_context(|| {
+        let files: Vec<String> = [Some(plugin), fee_rules]
+            .into_iter()
+            .flatten()
+            .filter_map(|s| match s {
+                Source::File(p) => Some(p.display().to_string()),
+                _ => None,
+            })
+            .collect();
+        match (files.is_empty(), plugin) {
+            (false, _) => format!("loading {}", files.join(" and ")),
+            (true, Source::BuiltIn) => "loading the built-in plugin".to_string(),
+            (true, _) => "loading the plugin".to_string(),
+        }
+    })
 }
 
 /// Configures a [`Billing`]; every setting has the default `serve` has.
@@ -187,35 +218,13 @@ impl BillingBuilder {
             !self.secrets.is_empty(),
             "no webhook secret: call webhook_secrets with the endpoint's whsec_... secret"
         );
-        let plugin = self.plugin.load("plugin")?;
-        let fee_rules = match &self.fee_rules {
-            Some(s) => Some(s.load("fee rules")?),
-            None => None,
-        };
         let stripe = self.stripe.map(StripeApi::new).transpose()?;
-        let runtime = Runtime::build(
-            &plugin,
-            fee_rules.as_deref(),
+        let runtime = load_runtime(
+            &self.plugin,
+            self.fee_rules.as_ref(),
             self.limits,
             self.compile_cache.as_deref(),
-        )
-        .with_context(|| {
-            let files: Vec<String> = [
-                &self.plugin,
-                self.fee_rules.as_ref().unwrap_or(&Source::BuiltIn),
-            ]
-            .into_iter()
-            .filter_map(|s| match s {
-                Source::File(p) => Some(p.display().to_string()),
-                _ => None,
-            })
-            .collect();
-            if files.is_empty() {
-                "loading the plugin".to_string()
-            } else {
-                format!("loading {}", files.join(" and "))
-            }
-        })?
+        )?
         .with_stripe(stripe);
         let mut options = self.options;
         if let Some(path) = &self.rules {

@@ -20,7 +20,7 @@ use sign::{SignArgs, sign};
 use tenants::{TenantsArgs, tenants};
 
 use crate::api::quotes::{self, QuoteInput};
-use crate::embed::{Billing, BillingBuilder};
+use crate::embed::{Billing, BillingBuilder, Source, load_runtime};
 use crate::http;
 use crate::pipeline::RetryPolicy;
 use crate::pipeline::{DeliveryError, Outcome, Pipeline, describe_rejection, rejection_code};
@@ -232,37 +232,13 @@ impl PluginArgs {
     }
 
     fn runtime(&self) -> Result<Runtime> {
-        let limits = self.limits();
-        let read = |path: &PathBuf, what: &str| {
-            std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
-        };
-        let plugin = match &self.plugin {
-            Some(path) => std::borrow::Cow::Owned(read(path, "plugin")?),
-            None => std::borrow::Cow::Borrowed(crate::DEFAULT_PLUGIN),
-        };
-        let fee_rules = match &self.fee_rules {
-            Some(path) => Some(read(path, "fee rules")?),
-            None => None,
-        };
-        let what = [&self.plugin, &self.fee_rules]
-            .into_iter()
-            .flatten()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(" and ");
-        Runtime::build(
-            &plugin,
-            fee_rules.as_deref(),
-            limits,
+        let file = |p: &Option<PathBuf>| p.clone().map(Source::File);
+        load_runtime(
+            &file(&self.plugin).unwrap_or(Source::BuiltIn),
+            file(&self.fee_rules).as_ref(),
+            self.limits(),
             self.component_cache.as_deref(),
         )
-        .with_context(|| {
-            if what.is_empty() {
-                "loading the built-in plugin".to_string()
-            } else {
-                format!("loading {what}")
-            }
-        })
     }
 }
 

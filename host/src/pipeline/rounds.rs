@@ -45,11 +45,6 @@ impl Rounds {
         self.started += 1;
         true
     }
-
-    /// Rounds started so far (0 before the first).
-    pub fn started(&self) -> u32 {
-        self.started
-    }
 }
 
 /// A random wait before the round after `lost` lost rounds: up to 1 ms,
@@ -72,7 +67,6 @@ mod tests {
             ran += 1;
         }
         assert_eq!(ran, 3);
-        assert_eq!(rounds.started(), 3);
         assert!(!rounds.next().await, "no round after the last");
     }
 
