@@ -12,20 +12,31 @@ use rust_decimal::Decimal;
 /// One transfer of a plan: `from` pays `to`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Movement {
+    /// The account debited.
     pub from: &'static str,
+    /// The account credited.
     pub to: &'static str,
+    /// What the transfer is for, e.g. "platform_fee".
     pub label: &'static str,
+    /// The amount, in minor units.
     pub amount: i64,
 }
 
+/// Marketplace escrow for one offer (seed 002). Invariant: what
+/// `on-accept` and `on-complete` pay out equals `hold`; `on-cancel` returns `hold`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EscrowPlan {
+    /// Lowercase ISO currency code of every amount in the plan.
     pub currency: String,
+    /// The offer's price.
     pub price: i64,
     /// What the customer pays into escrow: price + platform fee.
     pub hold: i64,
+    /// Movements when the customer pays into escrow.
     pub on_hold: Vec<Movement>,
+    /// Movements when the contractor accepts the offer.
     pub on_accept: Vec<Movement>,
+    /// Movements when the work is done and escrow is released.
     pub on_complete: Vec<Movement>,
     /// Cancelled before acceptance: the hold goes back in full.
     pub on_cancel: Vec<Movement>,
@@ -83,7 +94,9 @@ pub fn plan(rules: &FeeRules, price: &Money) -> Result<EscrowPlan, FeeError> {
 /// Which way money moves through a wallet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WalletMove {
+    /// Money coming in: checked against the deposit limits.
     Deposit,
+    /// Money going out: checked against the withdrawal limits and the balance.
     Withdrawal,
 }
 

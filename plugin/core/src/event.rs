@@ -3,20 +3,30 @@
 
 use serde_json::Value;
 
+/// The fields of an event that the host needs before handling it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
+    /// Stripe's event id (`evt_...`): the de-duplication key.
     pub id: String,
+    /// Stripe's event type, e.g. `invoice.paid`.
     pub event_type: String,
+    /// Connected account (`acct_...`) for Connect events.
     pub account: Option<String>,
+    /// Unix seconds at which Stripe created the event.
     pub created: i64,
+    /// Live mode (true) or test mode.
     pub livemode: bool,
+    /// The API version the event was rendered in.
     pub api_version: Option<String>,
 }
 
+/// Why a body is not an event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {
+    /// The body is not a JSON object.
     #[error("body is not a JSON object: {0}")]
     Malformed(String),
+    /// A field every event has (id, type, created) is missing or mistyped.
     #[error("required field {0} is missing or has the wrong type")]
     MissingField(String),
 }

@@ -16,6 +16,7 @@ pub struct QuoteRequest {
     /// The price: what the customer pays when the tenant bears the processor
     /// fee, or what the tenant must net before platform fees when the customer does.
     pub amount: Money,
+    /// Stripe payment method type, e.g. "card", "us_bank_account".
     pub payment_method: String,
     /// Selects per-tenant overrides in the rules.
     pub tenant: Option<String>,
@@ -28,33 +29,49 @@ pub struct QuoteRequest {
 /// One movement of money: `payer` pays `payee` `amount`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeeLine {
+    /// What the line is: "processor_fee", "application_fee" or "net".
     pub label: &'static str,
+    /// Who pays ("customer", "tenant").
     pub payer: &'static str,
+    /// Who receives ("processor", "platform", "tenant").
     pub payee: &'static str,
+    /// The amount, in minor units.
     pub amount: i64,
 }
 
+/// A fee breakdown. Invariant: processor-fee + application-fee + net = gross.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quote {
+    /// Lowercase ISO currency code of every amount.
     pub currency: String,
     /// What the customer is charged.
     pub gross: i64,
+    /// Stripe's fee.
     pub processor_fee: i64,
+    /// The platform's (Connect application) fee.
     pub application_fee: i64,
+    /// What the tenant keeps: the gross minus every fee.
     pub net: i64,
+    /// The same breakdown as labelled lines (from, to, amount).
     pub lines: Vec<FeeLine>,
 }
 
+/// Why a fee computation was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FeeError {
+    /// The currency is not one Stripe charges in.
     #[error("unknown currency {0:?}")]
     UnknownCurrency(String),
+    /// The amount is zero, negative, or beyond what the currency allows.
     #[error("{0}")]
     InvalidAmount(String),
+    /// A rate or a fixed fee is out of range.
     #[error("{0}")]
     InvalidRate(String),
+    /// The fees add up to more than the amount they come out of.
     #[error("{0}")]
     FeesExceedAmount(String),
+    /// The rules (file or component) are inconsistent.
     #[error("invalid rules: {0}")]
     InvalidRules(String),
 }
@@ -257,7 +274,9 @@ pub fn quote(rules: &FeeRules, req: &QuoteRequest) -> Result<Quote, FeeError> {
 /// A line as a custom fee-rules component returns it (untrusted).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProposedLine {
+    /// What the line is, e.g. "platform_fee".
     pub label: String,
+    /// The line's amount; its currency must be the quote's.
     pub amount: Money,
 }
 

@@ -8,34 +8,47 @@ use crate::money;
 use crate::rules::{Percent, Rounding};
 use rust_decimal::Decimal;
 
+/// A discount on an invoice line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Discount {
+    /// Percent off, as a decimal string.
     Percent(Percent),
     /// Minor units off the line, at most the line's subtotal.
     Amount(i64),
 }
 
+/// A tax on an invoice line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaxRate {
+    /// Decimal string, e.g. "8.25".
     pub percent: Percent,
     /// Already contained in the unit price (VAT-style), rather than added.
     pub inclusive: bool,
 }
 
+/// One line of an invoice: quantity × unit price, less a discount, plus taxes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
+    /// Free text for people reading it.
     pub description: String,
+    /// How many units; never negative.
     pub quantity: i64,
+    /// Price of one unit, minor units.
     pub unit_amount: i64,
+    /// A discount on this line, if any.
     pub discount: Option<Discount>,
+    /// Taxes on this line, applied after the discount.
     pub tax_rates: Vec<TaxRate>,
 }
 
+/// Totals of one line, all in minor units. total = subtotal - discount + tax-exclusive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineTotal {
+    /// Free text for people reading it.
     pub description: String,
     /// quantity × unit amount.
     pub subtotal: i64,
+    /// Discount taken off, minor units.
     pub discount: i64,
     /// Tax added on top (exclusive rates).
     pub tax_exclusive: i64,
@@ -45,13 +58,20 @@ pub struct LineTotal {
     pub total: i64,
 }
 
+/// Invoice totals: each the sum of the lines' values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvoiceTotals {
+    /// Lowercase ISO currency code.
     pub currency: String,
+    /// Each line's totals, in input order.
     pub lines: Vec<LineTotal>,
+    /// Before discounts and taxes, minor units.
     pub subtotal: i64,
+    /// Discount taken off, minor units.
     pub discount: i64,
+    /// Tax, minor units.
     pub tax: i64,
+    /// What is due, minor units.
     pub total: i64,
 }
 

@@ -53,12 +53,16 @@ pub const ACCOUNTS: [&str; 8] = [
 /// The ledger of payments made to the platform account itself (no tenant).
 pub const PLATFORM_TENANT: &str = "_platform";
 
+/// Why a posting or a read was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LedgerError {
+    /// The posting is malformed (empty, negative or overflowing amounts, bad names).
     #[error("invalid ledger transaction: {0}")]
     Invalid(String),
+    /// Debits and credits differ.
     #[error("unbalanced ledger transaction: {0}")]
     Unbalanced(String),
+    /// The state store failed underneath.
     #[error("ledger storage failed: {0}")]
     Storage(String),
     /// The id was posted before with other movements, currency or
@@ -70,12 +74,16 @@ pub enum LedgerError {
 /// One movement to post: `from` pays `to`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transfer {
+    /// The account debited.
     pub from: String,
+    /// The account credited.
     pub to: String,
+    /// The amount.
     pub amount: i64,
 }
 
 impl Transfer {
+    /// A movement of `amount` from `from` to `to`.
     pub fn new(from: &str, to: &str, amount: i64) -> Transfer {
         Transfer {
             from: from.into(),
@@ -88,40 +96,56 @@ impl Transfer {
 /// One side of a transaction: exactly one of `debit` and `credit` is positive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Leg {
+    /// Ledger account: customer, processor, platform, tenant, escrow or contractor.
     pub account: String,
+    /// Amount debited, minor units (0 when credited).
     pub debit: i64,
+    /// Amount credited, minor units (0 when debited).
     pub credit: i64,
 }
 
+/// One posted ledger transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transaction {
     /// Unique per tenant; posting the same id again changes nothing.
     pub id: String,
+    /// Whose ledger.
     pub tenant: String,
     /// Position in the tenant's ledger, from 1.
     pub seq: u64,
+    /// Lowercase ISO currency code.
     pub currency: String,
+    /// Free text for people reading it.
     pub description: String,
     /// Unix seconds.
     pub at: i64,
+    /// One debit and one credit per movement; debits equal credits.
     pub legs: Vec<Leg>,
 }
 
 /// A tenant's balances: currency → account → debits − credits.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Book {
+    /// Currency → account → debits − credits.
     pub balances: BTreeMap<String, BTreeMap<String, i64>>,
+    /// The sequence number of the next transaction posted.
     pub next_seq: u64,
 }
 
 /// What to post: `post` validates it and turns it into a transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Posting {
+    /// Idempotency key: the same id with the same content posts once.
     pub id: String,
+    /// Whose ledger.
     pub tenant: String,
+    /// Lowercase ISO currency code of every movement.
     pub currency: String,
+    /// Free text for people reading it.
     pub description: String,
+    /// Unix seconds at which the money moved.
     pub at: i64,
+    /// The movements; each becomes a debit and a credit.
     pub transfers: Vec<Transfer>,
 }
 

@@ -3,6 +3,8 @@
 //! component). Nothing here does I/O: state goes through [`state::StateStore`],
 //! time is passed in.
 
+#![warn(missing_docs)]
+
 pub mod currency;
 pub mod effects;
 pub mod escrow;

@@ -6,11 +6,14 @@ use rust_decimal::Decimal;
 /// An amount in the minor unit of its currency.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Money {
+    /// Minor units; negative only where a flow says so (never in a quote).
     pub amount: i64,
+    /// Lower-case ISO 4217 code, e.g. "usd", "jpy", "kwd".
     pub currency: String,
 }
 
 impl Money {
+    /// An amount of `currency` in minor units.
     pub fn new(amount: i64, currency: impl Into<String>) -> Self {
         Money {
             amount,
@@ -19,10 +22,13 @@ impl Money {
     }
 }
 
+/// Why an amount cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MoneyError {
+    /// The currency is not one Stripe charges in.
     #[error("unknown currency {0:?}")]
     UnknownCurrency(String),
+    /// The amount is negative, or beyond what the currency allows.
     #[error("{0}")]
     InvalidAmount(String),
 }

@@ -8,26 +8,38 @@ use crate::fees::FeeError;
 use crate::rules::Rounding;
 use rust_decimal::Decimal;
 
+/// A refund (`re_...`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refund {
+    /// The amount refunded.
     pub amount: i64,
     /// Application fee returned to the tenant with this refund.
     pub application_fee_refunded: i64,
     /// What the tenant's balance loses: amount − application fee returned.
     pub tenant_debit: i64,
+    /// Refunded on the charge so far, this refund included.
     pub total_refunded: i64,
+    /// The whole charge is refunded.
     pub full: bool,
 }
 
 /// The original charge and what was already refunded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Charged {
+    /// What the customer pays.
     pub gross: i64,
+    /// The application fee collected on the payment, minor units.
     pub application_fee: i64,
+    /// Refunded on the payment before this refund, minor units.
     pub refunded: i64,
+    /// Application fee already given back, minor units.
     pub application_fee_refunded: i64,
 }
 
+/// Splits a refund of `amount` on `original`: what the tenant loses and,
+/// when `refund_application_fee`, the application fee returned in
+/// proportion (the last refund takes the remainder). Refuses a refund
+/// beyond what is left on the charge.
 pub fn refund(
     original: &Charged,
     amount: i64,

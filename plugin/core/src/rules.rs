@@ -27,6 +27,7 @@ pub enum Rounding {
 }
 
 impl Rounding {
+    /// Rounds to a whole number of minor units.
     pub fn apply(self, value: Decimal) -> Decimal {
         let strategy = match self {
             Rounding::HalfUp => RoundingStrategy::MidpointAwayFromZero,
@@ -54,6 +55,7 @@ pub enum Bearer {
 pub struct Percent(pub Decimal);
 
 impl Percent {
+    /// Parses "2.9" (percent, not a fraction); refuses values outside 0..=100.
     pub fn parse(text: &str) -> Result<Percent, String> {
         let d = Decimal::from_str(text.trim())
             .map_err(|_| format!("percent {text:?} is not a decimal number"))?;
@@ -107,8 +109,10 @@ pub struct ProcessorRate {
     pub payment_method: Option<String>,
     /// Currency code; any when absent.
     pub currency: Option<String>,
+    /// Percentage of the amount.
     #[serde(default)]
     pub percent: Percent,
+    /// Fixed fee per charge, minor units.
     #[serde(default, deserialize_with = "non_negative")]
     pub fixed: i64,
     /// Added when the card's country differs from the account's.
@@ -117,6 +121,7 @@ pub struct ProcessorRate {
     /// Added when the charge is converted to another currency.
     #[serde(default)]
     pub conversion_percent: Percent,
+    /// Floor of the fee, minor units.
     #[serde(default, deserialize_with = "opt_non_negative")]
     pub min: Option<i64>,
     /// A cap, e.g. ACH's 0.8% up to $5.00.
@@ -135,12 +140,14 @@ pub enum TierMode {
     Volume,
 }
 
+/// One tier of a platform fee.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tier {
     /// Upper bound of the tier in minor units, inclusive; the last tier has none.
     #[serde(default, deserialize_with = "opt_non_negative")]
     pub up_to: Option<i64>,
+    /// Percentage of the amount in (graduated) or at (volume) this tier.
     #[serde(default)]
     pub percent: Percent,
     /// Charged once when the amount reaches this tier.
@@ -152,11 +159,17 @@ pub struct Tier {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, try_from = "RawPlatform")]
 pub struct PlatformFee {
+    /// Percentage of the amount (when there are no tiers).
     pub percent: Percent,
+    /// Fixed fee per charge, minor units.
     pub fixed: i64,
+    /// Floor of the fee, minor units.
     pub min: Option<i64>,
+    /// Cap of the fee, minor units.
     pub max: Option<i64>,
+    /// Tiers by amount; empty for a flat fee.
     pub tiers: Vec<Tier>,
+    /// How the tiers apply.
     pub tier_mode: TierMode,
 }
 
@@ -219,13 +232,18 @@ impl TryFrom<RawPlatform> for PlatformFee {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
+    /// Lowercase ISO currency code the limits are for.
     pub currency: String,
+    /// Smallest deposit, minor units.
     #[serde(default, deserialize_with = "opt_non_negative")]
     pub deposit_min: Option<i64>,
+    /// Largest deposit, minor units.
     #[serde(default, deserialize_with = "opt_non_negative")]
     pub deposit_max: Option<i64>,
+    /// Smallest withdrawal, minor units.
     #[serde(default, deserialize_with = "opt_non_negative")]
     pub withdrawal_min: Option<i64>,
+    /// Largest withdrawal, minor units.
     #[serde(default, deserialize_with = "opt_non_negative")]
     pub withdrawal_max: Option<i64>,
 }
@@ -236,8 +254,10 @@ pub struct Limits {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EscrowTerms {
+    /// Paid by the customer on top of the price, taken by the platform at acceptance.
     #[serde(default)]
     pub platform_percent: Percent,
+    /// Taken out of the price at completion, for the platform.
     #[serde(default)]
     pub service_percent: Percent,
 }
@@ -246,25 +266,35 @@ pub struct EscrowTerms {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantOverride {
+    /// The tenant's platform fee instead of the default one.
     pub platform: Option<PlatformFee>,
+    /// Who pays the processor fee for this tenant.
     pub fee_bearer: Option<Bearer>,
 }
 
+/// A rules file: the processor's schedules, the platform fee, escrow terms,
+/// limits, and per-tenant overrides. Read with [`FeeRules::from_toml`].
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeeRules {
+    /// How fees are rounded to minor units.
     #[serde(default)]
     pub rounding: Rounding,
+    /// Who pays the processor fee by default.
     #[serde(default)]
     pub fee_bearer: Bearer,
     /// Processor schedules, most specific first. When none matches, the US
     /// card default (2.9% + 30¢) applies to USD cards and anything else is an error.
     #[serde(default)]
     pub processor: Vec<ProcessorRate>,
+    /// The platform fee by default; none: no application fee.
     pub platform: Option<PlatformFee>,
+    /// Escrow terms, for marketplaces that hold money.
     pub escrow: Option<EscrowTerms>,
+    /// Deposit and withdrawal limits, per currency.
     #[serde(default)]
     pub limits: Vec<Limits>,
+    /// Per-tenant overrides, by tenant id.
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantOverride>,
 }
@@ -286,6 +316,7 @@ impl FeeRules {
             .or_else(|| (method == "card" && currency == "usd").then(us_card_default))
     }
 
+    /// The platform fee for a tenant: its override, else the default.
     pub fn platform_for(&self, tenant: Option<&str>) -> Option<&PlatformFee> {
         tenant
             .and_then(|t| self.tenants.get(t))
@@ -293,6 +324,7 @@ impl FeeRules {
             .or(self.platform.as_ref())
     }
 
+    /// Who pays the processor fee for a tenant: its override, else the default.
     pub fn bearer_for(&self, tenant: Option<&str>) -> Bearer {
         tenant
             .and_then(|t| self.tenants.get(t))
@@ -300,6 +332,7 @@ impl FeeRules {
             .unwrap_or(self.fee_bearer)
     }
 
+    /// Deposit and withdrawal limits for a currency, if any are set.
     pub fn limits_for(&self, currency: &str) -> Option<&Limits> {
         self.limits
             .iter()

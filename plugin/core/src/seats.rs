@@ -8,21 +8,29 @@ use crate::money;
 use crate::rules::Rounding;
 use rust_decimal::Decimal;
 
+/// A change of seat count within a billing period (seed 004).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeatChange {
+    /// Lowercase ISO currency code.
     pub currency: String,
     /// Price of one seat for a whole period, minor units.
     pub unit_amount: i64,
+    /// Seats before the change.
     pub old_quantity: i64,
+    /// Seats after the change.
     pub new_quantity: i64,
     /// Unix seconds.
     pub period_start: i64,
+    /// Unix seconds at which the billing period ends.
     pub period_end: i64,
+    /// Unix seconds at which the seat count changes.
     pub change_at: i64,
 }
 
+/// What a seat change costs or credits for the rest of the period.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Proration {
+    /// Lowercase ISO currency code.
     pub currency: String,
     /// The license count after the change: the new quantity.
     pub license_count: i64,
@@ -36,6 +44,8 @@ pub struct Proration {
     pub remaining_ppm: i64,
 }
 
+/// Prorates a seat change to the second, as Stripe does: a credit for the
+/// unused time on the old quantity and a charge for the new one.
 pub fn prorate(c: &SeatChange, rounding: Rounding) -> Result<Proration, FeeError> {
     let cur = money::currency(&c.currency)?;
     let bad = |m: &str| FeeError::InvalidAmount(m.to_string());

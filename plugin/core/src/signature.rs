@@ -14,18 +14,25 @@ type HmacSha256 = Hmac<Sha256>;
 /// The default tolerance, as in Stripe's SDKs.
 pub const DEFAULT_TOLERANCE_SECONDS: u32 = 300;
 
+/// Why a delivery's signature is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
+    /// No `Stripe-Signature` header.
     #[error("missing Stripe-Signature header")]
     Missing,
+    /// The header does not follow `t=...,v1=...`.
     #[error("malformed Stripe-Signature header: {0}")]
     Malformed(String),
+    /// No `v1` signature matches any configured secret.
     #[error("no v1 signature matches any configured endpoint secret")]
     NoMatch,
+    /// The signed timestamp is older than the tolerance (age in seconds).
     #[error("signature timestamp is {0} s old, beyond the tolerance")]
     TooOld(i64),
+    /// The signed timestamp is ahead of the clock beyond the tolerance (seconds ahead).
     #[error("signature timestamp is {0} s in the future, beyond the tolerance")]
     InFuture(i64),
+    /// No endpoint secret was given to check against.
     #[error("no endpoint secret configured")]
     NoSecret,
 }
@@ -33,6 +40,7 @@ pub enum SignatureError {
 /// The parts of a `Stripe-Signature` header that matter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
+    /// The signed timestamp `t`, Unix seconds.
     pub timestamp: i64,
     /// Decoded `v1` signatures (32 bytes each).
     pub v1: Vec<Vec<u8>>,

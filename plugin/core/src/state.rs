@@ -3,15 +3,21 @@
 
 use std::collections::BTreeMap;
 
+/// Key-value state in named collections. Every read and write of the
+/// mapping and the ledger goes through it; a failure is a text.
 pub trait StateStore {
+    /// The value under `key` in `collection`, if any.
     fn get(&mut self, collection: &str, key: &str) -> Result<Option<String>, String>;
+    /// Sets `key` in `collection` to `value`.
     fn put(&mut self, collection: &str, key: &str, value: &str) -> Result<(), String>;
+    /// Removes `key` from `collection`; removing a missing key is not an error.
     fn delete(&mut self, collection: &str, key: &str) -> Result<(), String>;
 }
 
 /// An in-memory store for tests and tooling.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct MemoryState {
+    /// Every entry, by (collection, key).
     pub entries: BTreeMap<(String, String), String>,
 }
 

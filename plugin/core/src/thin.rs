@@ -15,7 +15,9 @@ pub const THIN_OBJECT: &str = "v2.core.event";
 /// What the host needs from a verified thin notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ThinEnvelope {
+    /// The event's id (`evt_...`): the de-duplication key.
     pub id: String,
+    /// The v2 type, e.g. `v1.payment_intent.succeeded`.
     pub event_type: String,
     /// The connected account it happened on (`context`).
     pub context: Option<String>,

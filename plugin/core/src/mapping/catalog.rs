@@ -21,8 +21,11 @@ pub enum Class {
     Legacy,
 }
 
+/// One event type the plugin knows.
 pub struct Entry {
+    /// Stripe's event type, e.g. `charge.refunded`.
     pub event_type: &'static str,
+    /// Why it is in the catalog.
     pub class: Class,
     /// The kinds it may emit; any mapped event may also be `event.ignored`
     /// when it is stale.

@@ -12,12 +12,16 @@ use crate::money::Money;
 use crate::state::{StateStore, key};
 use serde_json::{Value, json};
 
+/// Why an event could not be handled. Every case fails the delivery.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandleError {
+    /// The body is not a JSON event.
     #[error("body is not a JSON event: {0}")]
     Malformed(String),
+    /// A field the event's type needs is missing or mistyped.
     #[error("required field {0} is missing or has the wrong type")]
     MissingField(String),
+    /// The state store failed underneath.
     #[error("storage failed: {0}")]
     Storage(String),
     /// The event refers to one not seen yet that it needs (a refund before
