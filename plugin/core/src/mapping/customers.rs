@@ -1,6 +1,6 @@
 //! Customers, their ways to pay, and Checkout Sessions.
 
-use super::{Ctx, Mapped, advance, advance_in_time};
+use super::{Ctx, FINAL, Lifecycle, Mapped, advance, advance_in_time};
 use crate::effects::*;
 use crate::event::id_at;
 use crate::money::Money;
@@ -89,7 +89,7 @@ pub(super) fn checkout(
         None => format!("complete:{payment_status}"),
         Some(other) => other.to_string(),
     };
-    if let Err(stale) = advance(store, "checkout_session", &id, &status, ctx.created)? {
+    if let Err(stale) = advance(store, &CHECKOUT_SESSION, &id, &status, ctx.created)? {
         return Ok(Err(stale));
     }
     let amount_total = match (ctx.opt_i64(&["amount_total"]), ctx.opt_str(&["currency"])) {
@@ -115,3 +115,14 @@ pub(super) fn checkout(
     };
     Ok(Ok(vec![effect(session)]))
 }
+
+/// The statuses of a checkout session, in order.
+pub(super) const CHECKOUT_SESSION: Lifecycle = Lifecycle {
+    kind: "checkout_session",
+    rank: |status| match status {
+        // A completed session whose asynchronous payment is still settling
+        // can still succeed or fail.
+        "complete:unpaid" => 1,
+        _ => FINAL,
+    },
+};

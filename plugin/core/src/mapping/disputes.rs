@@ -10,7 +10,7 @@ pub(super) fn dispute_update(
     let id = ctx.req_str("id")?;
     let status = ctx.req_str("status")?;
     let payment_intent = id_at(ctx.object, &["payment_intent"]);
-    if let Err(stale) = advance(store, "dispute", &id, &status, ctx.created)? {
+    if let Err(stale) = advance(store, &DISPUTE, &id, &status, ctx.created)? {
         return Ok(Err(stale));
     }
     let (tenant, _) = owner_of(ctx, store, payment_intent.as_deref())?;
@@ -94,3 +94,13 @@ pub(super) fn dispute_funds(ctx: &Ctx, store: &mut dyn StateStore, withdrawn: bo
         Effect::DisputeFundsReinstated(funds)
     }]))
 }
+
+/// The statuses of a dispute, in order.
+pub(super) const DISPUTE: Lifecycle = Lifecycle {
+    kind: "dispute",
+    rank: |status| match status {
+        "won" | "lost" | "warning_closed" | "prevented" => FINAL,
+        "under_review" | "warning_under_review" => 2,
+        _ => 1,
+    },
+};

@@ -16,7 +16,7 @@ pub(super) fn invoice_status(
     let id = ctx.req_str("id")?;
     let amount_paid = ctx.money("amount_paid")?;
     let amount_due = ctx.money("amount_due")?;
-    if let Err(stale) = advance(store, "invoice", &id, status, ctx.created)? {
+    if let Err(stale) = advance(store, &INVOICE, &id, status, ctx.created)? {
         return Ok(Err(stale));
     }
     // Newer API versions moved the subscription under `parent`.
@@ -47,3 +47,14 @@ pub(super) fn invoice_status(
         },
     )]))
 }
+
+/// The statuses of a invoice, in order.
+pub(super) const INVOICE: Lifecycle = Lifecycle {
+    kind: "invoice",
+    rank: |status| match status {
+        "paid" | "void" => FINAL,
+        "uncollectible" => 2,
+        "open" => 1,
+        _ => 0,
+    },
+};

@@ -2,7 +2,8 @@
 //! payouts and transfers.
 
 use super::{
-    Ctx, HandleError, Mapped, advance, last_applied, record_applied, registered_tenant, soft_tenant,
+    Ctx, FINAL, HandleError, Lifecycle, Mapped, advance, last_applied, record_applied,
+    registered_tenant, soft_tenant,
 };
 use super::{owner_of, post_to_ledger};
 use crate::effects::*;
@@ -17,7 +18,7 @@ pub(super) fn refund_changed(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
     let id = ctx.req_str("id")?;
     let status = ctx.req_str("status")?;
     let amount = ctx.money("amount")?;
-    if let Err(stale) = advance(store, "refund", &id, &status, ctx.created)? {
+    if let Err(stale) = advance(store, &REFUND, &id, &status, ctx.created)? {
         return Ok(Err(stale));
     }
     let payment_intent = id_at(ctx.object, &["payment_intent"]);
@@ -45,7 +46,7 @@ pub(super) fn payout(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
     let id = ctx.req_str("id")?;
     let status = ctx.req_str("status")?;
     let amount = ctx.money("amount")?;
-    if let Err(stale) = advance(store, "payout", &id, &status, ctx.created)? {
+    if let Err(stale) = advance(store, &PAYOUT, &id, &status, ctx.created)? {
         return Ok(Err(stale));
     }
     Ok(Ok(vec![Effect::PayoutChanged(Payout {
@@ -165,3 +166,25 @@ pub(super) fn refund_recorded(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
     post_to_ledger(store, posting)?;
     Ok(Ok(vec![Effect::RefundRecorded(effect)]))
 }
+
+/// The statuses of a payout, in order.
+pub(super) const PAYOUT: Lifecycle = Lifecycle {
+    kind: "payout",
+    rank: |status| match status {
+        // A payout reported paid can still fail days later.
+        "failed" | "canceled" => FINAL,
+        "paid" => 2,
+        "in_transit" => 1,
+        _ => 0,
+    },
+};
+
+/// The statuses of a refund, in order.
+pub(super) const REFUND: Lifecycle = Lifecycle {
+    kind: "refund",
+    rank: |status| match status {
+        "failed" | "canceled" => FINAL,
+        "succeeded" => 2,
+        _ => 1,
+    },
+};

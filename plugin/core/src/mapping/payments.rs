@@ -15,7 +15,7 @@ pub(super) fn payment_succeeded(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped
         .get("application_fee_amount")
         .and_then(Value::as_i64)
         .map(|a| Money::new(a, amount.currency.clone()));
-    if let Err(stale) = advance(store, "payment_intent", &id, "succeeded", ctx.created)? {
+    if let Err(stale) = advance(store, &PAYMENT_INTENT, &id, "succeeded", ctx.created)? {
         return Ok(Err(stale));
     }
     let effect = PaymentSucceeded {
@@ -103,7 +103,7 @@ pub(super) fn payment_failed(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
     let amount = ctx.money("amount")?;
     if let Err(stale) = advance(
         store,
-        "payment_intent",
+        &PAYMENT_INTENT,
         &id,
         "requires_payment_method",
         ctx.created,
@@ -128,7 +128,7 @@ pub(super) fn payment_failed(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
 pub(super) fn payment_update(ctx: &Ctx, store: &mut dyn StateStore, status: &str) -> Mapped {
     let id = ctx.req_str("id")?;
     let amount = ctx.money("amount")?;
-    if let Err(stale) = advance(store, "payment_intent", &id, status, ctx.created)? {
+    if let Err(stale) = advance(store, &PAYMENT_INTENT, &id, status, ctx.created)? {
         return Ok(Err(stale));
     }
     let update = PaymentUpdate {
@@ -147,3 +147,13 @@ pub(super) fn payment_update(ctx: &Ctx, store: &mut dyn StateStore, status: &str
         _ => Effect::PaymentCanceled(update),
     }]))
 }
+
+/// The statuses of a payment intent, in order.
+pub(super) const PAYMENT_INTENT: Lifecycle = Lifecycle {
+    kind: "payment_intent",
+    rank: |status| match status {
+        "succeeded" | "canceled" => FINAL,
+        "processing" | "requires_capture" => 2,
+        _ => 1,
+    },
+};

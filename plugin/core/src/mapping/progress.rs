@@ -1,5 +1,5 @@
 //! Status progress: each object's announced status only moves forward
-//! (`rank`), or, for objects without an order of statuses, with event time
+//! (the [`Lifecycle`] its family supplies), or, for objects without an order of statuses, with event time
 //! (`advance_in_time`).
 //!
 //! Knows nothing about which object families use it.
@@ -12,48 +12,32 @@ pub const OBJECTS: &str = "objects";
 /// The rank of a status an object never leaves.
 pub(super) const FINAL: u8 = 3;
 
-/// How far along its life an object is; a status never follows a higher rank.
-pub(super) fn rank(kind: &str, status: &str) -> u8 {
-    match (kind, status) {
-        ("payment_intent", "succeeded" | "canceled") => 3,
-        ("payment_intent", "processing" | "requires_capture") => 2,
-        ("payment_intent", _) => 1,
-        ("invoice", "paid" | "void") => 3,
-        ("dispute", "won" | "lost" | "warning_closed" | "prevented") => 3,
-        ("dispute", "under_review" | "warning_under_review") => 2,
-        ("dispute", _) => 1,
-        ("invoice", "uncollectible") => 2,
-        ("invoice", "open") => 1,
-        // A payout reported paid can still fail days later.
-        ("payout", "failed" | "canceled") => 3,
-        ("payout", "paid") => 2,
-        ("payout", "in_transit") => 1,
-        ("refund", "failed" | "canceled") => 3,
-        ("refund", "succeeded") => 2,
-        ("refund", _) => 1,
-        ("review", "closed") => 3,
-        ("review", _) => 1,
-        // A completed session whose asynchronous payment is still settling
-        // can still succeed or fail.
-        ("checkout_session", "complete:unpaid") => 1,
-        ("checkout_session", _) => 3,
-        _ => 0,
-    }
+/// An object family whose statuses have an order. Each family's file
+/// supplies its own: the kind (the prefix of its state key) and the rank of
+/// each status, where a higher rank is further along its life and a status
+/// never follows a higher rank. [`FINAL`] is a status the object never leaves.
+pub(super) struct Lifecycle {
+    /// The object family, e.g. "payment_intent".
+    pub kind: &'static str,
+    /// How far along its life an object with this status is.
+    pub rank: fn(&str) -> u8,
 }
 
 /// Records `status` for the object unless it already went further. Returns
 /// the stale reason when the event must not be applied.
 pub(super) fn advance(
     store: &mut dyn StateStore,
-    kind: &str,
+    life: &Lifecycle,
     id: &str,
     status: &str,
     created: i64,
 ) -> Result<Result<(), String>, HandleError> {
+    let kind = life.kind;
     let key = key(&[kind, id]);
     if let Some((last_status, last_created)) = last_applied(store, &key)? {
         let last_status = last_status.as_str();
-        let (old, new) = (rank(kind, last_status), rank(kind, status));
+        let (old, new) = ((life.rank)(last_status), (life.rank)(status));
+        debug_assert!(old <= FINAL && new <= FINAL, "{kind} ranks beyond FINAL");
         // A final status (rank 3) never changes into another final one: a
         // succeeded payment is not canceled, a paid invoice not voided.
         let other_final = old == FINAL && last_status != status;

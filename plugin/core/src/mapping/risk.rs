@@ -1,6 +1,6 @@
 //! Fraud signals: early fraud warnings and Radar reviews.
 
-use super::{Ctx, Mapped, advance, soft_tenant};
+use super::{Ctx, FINAL, Lifecycle, Mapped, advance, soft_tenant};
 use crate::effects::*;
 use crate::event::id_at;
 use crate::state::StateStore;
@@ -38,7 +38,7 @@ pub(super) fn fraud_warning(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
 pub(super) fn review(ctx: &Ctx, store: &mut dyn StateStore, opened: bool) -> Mapped {
     let id = ctx.req_str("id")?;
     let status = if opened { "open" } else { "closed" };
-    if let Err(stale) = advance(store, "review", &id, status, ctx.created)? {
+    if let Err(stale) = advance(store, &REVIEW, &id, status, ctx.created)? {
         return Ok(Err(stale));
     }
     let reason_field = if opened {
@@ -64,3 +64,12 @@ pub(super) fn review(ctx: &Ctx, store: &mut dyn StateStore, opened: bool) -> Map
         Effect::ReviewClosed(review)
     }]))
 }
+
+/// The statuses of a review, in order.
+pub(super) const REVIEW: Lifecycle = Lifecycle {
+    kind: "review",
+    rank: |status| match status {
+        "closed" => FINAL,
+        _ => 1,
+    },
+};
