@@ -389,14 +389,19 @@ impl Billing {
     }
 
     /// Tries failed events again in the background, each when its retry
-    /// policy says (Stripe's own redeliveries come besides), until the
-    /// handle is aborted. [`Billing::serve`] runs it; an application that
-    /// mounts [`Billing::router`] in its own server starts it itself.
+    /// policy says (Stripe's own redeliveries come besides), and queues and
+    /// runs the follow-up jobs (settling succeeded payments, when a Stripe
+    /// key is configured), until the handle is aborted. [`Billing::serve`]
+    /// runs it; an application that mounts [`Billing::router`] in its own
+    /// server starts it itself.
     pub fn spawn_retries(&self) -> tokio::task::JoinHandle<()> {
         let pipeline = self.pipeline.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
+                if let Err(e) = pipeline.queue_jobs().await {
+                    tracing::warn!(error = %format!("{e:#}"), "queueing follow-up jobs");
+                }
                 if let Err(e) = pipeline.retry_due().await {
                     tracing::warn!(error = %format!("{e:#}"), "retrying failed events");
                 }

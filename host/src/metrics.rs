@@ -24,6 +24,7 @@ pub struct Metrics {
     plugin_calls: Histogram,
     outbox: Gauge,
     retries: Family<Labels, Counter>,
+    jobs: Family<Labels, Counter>,
     commit_groups: Counter,
     grouped_deliveries: Counter,
     conflicts: Counter,
@@ -62,6 +63,12 @@ impl Default for Metrics {
             "Failed attempts at an event by what followed: retry_scheduled or dead_lettered",
             retries.clone(),
         );
+        let jobs = Family::<Labels, Counter>::default();
+        registry.register(
+            "jobs",
+            "Runs of follow-up jobs (settle_payment) by outcome: done, retry_scheduled or dead_lettered",
+            jobs.clone(),
+        );
         let commit_groups = Counter::default();
         registry.register(
             "commit_groups",
@@ -88,6 +95,7 @@ impl Default for Metrics {
         );
         Metrics {
             registry,
+            jobs,
             conflicts,
             duplicate_mismatches,
             commit_groups,
@@ -121,6 +129,14 @@ impl Metrics {
             "retry_scheduled"
         };
         self.retries.get_or_create(&vec![("next", next)]).inc();
+    }
+
+    /// Counts one run of a follow-up job by its kind and outcome (done,
+    /// retry_scheduled, dead_lettered).
+    pub fn job(&self, kind: &'static str, outcome: &'static str) {
+        self.jobs
+            .get_or_create(&vec![("kind", kind), ("outcome", outcome)])
+            .inc();
     }
 
     /// Counts a delivery sent back to be handled again (a state conflict).

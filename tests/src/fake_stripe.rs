@@ -9,8 +9,13 @@
 //! object created on a connected account is not found without its header),
 //! and answers the faults it is told to (429, 500, a card decline).
 //!
+//! Every succeeded charge gets a balance transaction with Stripe's card fee
+//! (2.9 % + 30¢ unless the test sets another, rounded half up) and, on a
+//! direct charge, the application fee, as Stripe's `fee_details` list them.
+//!
 //! What it does not model: balances (a transfer never fails for lack of
-//! funds), asynchronous payment states (a confirmed intent succeeds at
+//! funds), currency conversion (a balance transaction is in the charge's
+//! currency), asynchronous payment states (a confirmed intent succeeds at
 //! once), webhooks it would send, pagination, expansion, and most
 //! validation of parameters beyond the ones psa-billing sends.
 
@@ -49,7 +54,6 @@ pub enum Fault {
 type Scoped = (Option<String>, String);
 type Form = BTreeMap<String, String>;
 
-#[derive(Default)]
 struct FakeState {
     requests: Vec<Recorded>,
     /// Idempotency key → the first request's form, and its answer.
@@ -58,7 +62,25 @@ struct FakeState {
     objects: HashMap<Scoped, Value>,
     faults: VecDeque<Fault>,
     next: u64,
+    /// Stripe's card fee on a charge: (basis points, fixed minor units).
+    card_fee: (i64, i64),
 }
+
+impl Default for FakeState {
+    fn default() -> Self {
+        FakeState {
+            requests: vec![],
+            replays: HashMap::new(),
+            objects: HashMap::new(),
+            faults: VecDeque::new(),
+            next: 0,
+            card_fee: (290, 30),
+        }
+    }
+}
+
+/// When a fake balance transaction's net becomes available.
+pub const AVAILABLE_ON: i64 = 1_764_000_000;
 
 pub struct FakeStripe {
     pub addr: SocketAddr,
@@ -99,6 +121,53 @@ impl FakeStripe {
             .into_iter()
             .filter(|r| r.method == method && r.path.starts_with(prefix))
             .collect()
+    }
+
+    /// Stripe's fee on the charges made from now on: `basis_points` of the
+    /// amount (290: 2.9 %) plus `fixed` minor units, rounded half up.
+    pub fn set_card_fee(&self, basis_points: i64, fixed: i64) {
+        self.state.lock().unwrap().card_fee = (basis_points, fixed);
+    }
+
+    /// A payment that succeeded at Stripe without this fake's help (its
+    /// webhook is what the test delivers): its intent, its charge and the
+    /// charge's balance transaction, on `account` (a direct charge) or the
+    /// platform. Returns (charge id, balance transaction id).
+    pub fn succeeded_payment(
+        &self,
+        account: Option<&str>,
+        payment_intent: &str,
+        amount: i64,
+        currency: &str,
+        application_fee: Option<i64>,
+        destination: Option<&str>,
+    ) -> (String, String) {
+        let s = &mut self.state.lock().unwrap();
+        let account = account.map(str::to_string);
+        let mut pi = crate::stripe_object("payment_intent");
+        pi["id"] = json!(payment_intent);
+        pi["amount"] = json!(amount);
+        pi["amount_received"] = json!(amount);
+        pi["currency"] = json!(currency);
+        pi["application_fee_amount"] = json!(application_fee);
+        pi["status"] = json!("succeeded");
+        pi["metadata"] = json!({});
+        pi["transfer_data"] = match destination {
+            Some(d) => json!({ "destination": d }),
+            None => Value::Null,
+        };
+        let charge = charge_with_balance(
+            s,
+            &account,
+            payment_intent,
+            amount,
+            currency,
+            application_fee,
+            destination.is_some(),
+        );
+        pi["latest_charge"] = json!(charge.0);
+        store(s, &account, pi);
+        charge
     }
 
     /// The next requests answer these faults, in order.
@@ -363,22 +432,70 @@ fn create_payment_intent(s: &mut FakeState, r: &Recorded) -> (u16, Value) {
     });
     pi["latest_charge"] = Value::Null;
     if confirmed {
-        let charge_id = new_id(s, "ch");
-        let mut ch = crate::stripe_object("charge");
-        ch["id"] = json!(charge_id);
-        ch["amount"] = json!(amount);
-        ch["amount_captured"] = json!(amount);
-        ch["amount_refunded"] = json!(0);
-        ch["refunded"] = json!(false);
-        ch["currency"] = json!(currency);
-        ch["payment_intent"] = json!(id);
-        ch["application_fee_amount"] = json!(fee);
-        ch["status"] = json!("succeeded");
-        ch["paid"] = json!(true);
-        store(s, &r.account, ch);
+        let (charge_id, _) = charge_with_balance(
+            s,
+            &r.account,
+            &id,
+            amount,
+            &currency,
+            fee,
+            destination.is_some(),
+        );
         pi["latest_charge"] = json!(charge_id);
     }
     store(s, &r.account, pi)
+}
+
+/// A succeeded charge of `payment_intent` and its balance transaction:
+/// Stripe's card fee, plus the application fee when the charge is direct
+/// (on `account`, whose balance pays it). (charge id, transaction id).
+fn charge_with_balance(
+    s: &mut FakeState,
+    account: &Option<String>,
+    payment_intent: &str,
+    amount: i64,
+    currency: &str,
+    application_fee: Option<i64>,
+    destination: bool,
+) -> (String, String) {
+    let charge_id = new_id(s, "ch");
+    let txn_id = new_id(s, "txn");
+    let (bp, fixed) = s.card_fee;
+    let stripe_fee = (amount * bp + 5_000) / 10_000 + fixed;
+    let mut fee_details = vec![
+        json!({"type": "stripe_fee", "amount": stripe_fee, "currency": currency,
+                                       "description": "Stripe processing fees", "application": null}),
+    ];
+    let mut fee = stripe_fee;
+    if let (Some(app), false) = (application_fee.filter(|a| *a > 0), destination) {
+        fee += app;
+        fee_details.push(
+            json!({"type": "application_fee", "amount": app, "currency": currency,
+                                "description": "Application fee", "application": "ca_fake"}),
+        );
+    }
+    let txn = json!({
+        "id": txn_id, "object": "balance_transaction", "amount": amount, "currency": currency,
+        "fee": fee, "net": amount - fee, "fee_details": fee_details, "type": "charge",
+        "reporting_category": "charge", "source": charge_id, "status": "pending",
+        "available_on": AVAILABLE_ON, "created": AVAILABLE_ON - 172_800,
+        "balance_type": "payments", "description": null, "exchange_rate": null,
+    });
+    store(s, account, txn);
+    let mut ch = crate::stripe_object("charge");
+    ch["id"] = json!(charge_id);
+    ch["amount"] = json!(amount);
+    ch["amount_captured"] = json!(amount);
+    ch["amount_refunded"] = json!(0);
+    ch["refunded"] = json!(false);
+    ch["currency"] = json!(currency);
+    ch["payment_intent"] = json!(payment_intent);
+    ch["application_fee_amount"] = json!(application_fee);
+    ch["status"] = json!("succeeded");
+    ch["paid"] = json!(true);
+    ch["balance_transaction"] = json!(txn_id);
+    store(s, account, ch);
+    (charge_id, txn_id)
 }
 
 fn create_refund(s: &mut FakeState, r: &Recorded) -> (u16, Value) {

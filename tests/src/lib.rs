@@ -66,6 +66,9 @@ impl Default for Options {
 pub struct TestServer {
     pub addr: SocketAddr,
     pub db: Db,
+    /// The server's pipeline, for what `serve` runs in the background
+    /// (queueing and running follow-up jobs, retries).
+    pub pipeline: Pipeline,
     pub client: reqwest::Client,
     _dir: tempfile::TempDir,
     task: tokio::task::JoinHandle<()>,
@@ -108,7 +111,7 @@ impl TestServer {
             pipeline = pipeline.with_api_version(version, strict);
         }
         let app = http::router_with(
-            pipeline,
+            pipeline.clone(),
             ServerOptions {
                 max_body_bytes: opts.max_body_bytes,
                 api_token: Some(API_TOKEN.into()),
@@ -127,6 +130,7 @@ impl TestServer {
         TestServer {
             addr,
             db,
+            pipeline,
             client: reqwest::Client::new(),
             _dir: dir,
             task,

@@ -480,6 +480,72 @@ async fn onboarding_creates_the_account_registers_it_and_links() {
     assert_eq!(fake.requests_to("POST", "/v1/accounts").len(), 1);
 }
 
+/// The application fee `POST /v1/quote` gives for t1's invoice, and the one
+/// `charge-invoice` then sends to Stripe for it.
+async fn quoted_and_charged(server: &TestServer, fake: &FakeStripe, volume: &str) -> (i64, String) {
+    let q = server
+        .post_json(
+            "/v1/quote",
+            &json!({"amount": "100.00", "currency": "usd", "tenant": "t1", "monthly_volume": volume}),
+        )
+        .await;
+    assert_eq!(q.status, 200, "{}", q.body);
+    let mut body = invoice(&format!("req-{volume}"), None);
+    body["monthly_volume"] = json!(volume);
+    let a = server
+        .post_json("/v1/operations/charge-invoice", &body)
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(
+        a.body["fees"]["application_fee"]["amount"],
+        q.body["application_fee"]["amount"]
+    );
+    let sent = fake.requests_to("POST", "/v1/payment_intents");
+    let form = &sent.last().unwrap().form;
+    (
+        q.body["application_fee"]["amount"].as_i64().unwrap(),
+        form["application_fee_amount"].clone(),
+    )
+}
+
+#[tokio::test]
+async fn the_fee_charged_is_the_fee_quoted_with_the_rules_file() {
+    let (fake, server) = setup().await;
+    let (quoted, charged) = quoted_and_charged(&server, &fake, "0").await;
+    assert_eq!(quoted, 250, "the rules file's 2.5 %");
+    assert_eq!(charged, quoted.to_string());
+}
+
+#[tokio::test]
+async fn the_fee_charged_is_the_fee_quoted_by_a_fee_rules_component() {
+    let fake = FakeStripe::start().await;
+    let wasm = std::fs::read(psa_billing::testing::VOLUME_DISCOUNT_RULES_PATH).unwrap();
+    let runtime =
+        Runtime::with_fee_rules(psa_billing::DEFAULT_PLUGIN, Some(&wasm), Limits::default())
+            .unwrap();
+    // The rules file says 5 %: with a component loaded it must price nothing.
+    let server = TestServer::start(Options {
+        runtime: Some(runtime),
+        stripe: Some(config(&fake)),
+        rules: Some("[platform]\npercent = \"5\"\n".into()),
+        ..Options::default()
+    })
+    .await;
+    let (quoted, charged) = quoted_and_charged(&server, &fake, "0").await;
+    assert_eq!(
+        quoted, 250,
+        "the component's 2.5 % below its volume threshold"
+    );
+    assert_eq!(charged, quoted.to_string());
+    // Above the threshold the component's lower rate, in both.
+    let (quoted, charged) = quoted_and_charged(&server, &fake, "12000.00").await;
+    assert_eq!(
+        quoted, 150,
+        "the component's 1.5 % above its volume threshold"
+    );
+    assert_eq!(charged, quoted.to_string());
+}
+
 #[tokio::test]
 async fn bad_requests_are_refused_with_reasons() {
     let (fake, server) = setup().await;

@@ -11,7 +11,7 @@ use crate::api::{ApiFailure, commit};
 use crate::pipeline::Rounds;
 use crate::runtime::{
     CallError, ChargeInvoiceRequest, LicenseCountRequest, OnboardRequest, OperationError,
-    RefundRequest, Runtime, WithdrawRequest, Withdrawal,
+    QuoteRequest, RefundRequest, Runtime, WithdrawRequest, Withdrawal,
 };
 use crate::storage::Db;
 use crate::storage::StagedState;
@@ -94,19 +94,27 @@ pub struct ChargeInvoiceInput {
     /// A destination charge instead of a direct one.
     #[serde(default)]
     pub destination: bool,
+    /// The tenant's volume so far this month, decimal in `currency`, for fee
+    /// rules that price by volume (as in `POST /v1/quote`).
+    pub monthly_volume: Option<String>,
 }
 
 fn card() -> String {
     "card".into()
 }
 
-/// Charges an invoice; the application fee is priced by the rules.
+/// Charges an invoice at its quote: the application fee sent to Stripe is
+/// the one `quote` gives for the same amount, tenant and payment method.
 pub async fn charge_invoice(
     runtime: &Runtime,
     db: &Db,
     rules: Option<&str>,
     input: ChargeInvoiceInput,
 ) -> Result<Value, ApiFailure> {
+    let monthly_volume = match &input.monthly_volume {
+        Some(v) => Some(amount(runtime, v, &input.currency).await?.amount),
+        None => None,
+    };
     let request = ChargeInvoiceRequest {
         amount: amount(runtime, &input.amount, &input.currency).await?,
         request_id: input.request_id,
@@ -118,11 +126,29 @@ pub async fn charge_invoice(
         payment_method: input.payment_method,
         destination: input.destination,
     };
-    let rules = rules.map(str::to_string);
+    // Priced once, the way `quote` prices (the custom fee-rules component
+    // when one is loaded, else the rules file), before anything is staged:
+    // the application fee sent to Stripe is the quote's.
+    let fees = runtime
+        .quote(
+            rules.map(str::to_string),
+            QuoteRequest {
+                amount: request.amount.clone(),
+                payment_method: request.payment_method_type.clone(),
+                tenant: Some(request.tenant.clone()),
+                international: false,
+                converted: false,
+                application_fee_percent: None,
+                application_fee_fixed: None,
+                monthly_volume,
+            },
+        )
+        .await?
+        .map_err(|e| ApiFailure::Refused(OperationError::Fees(e)))?;
     let done = run(db, "charge-invoice", |staged| {
-        let (rt, rules, request) = (runtime.clone(), rules.clone(), request.clone());
+        let (rt, request, fees) = (runtime.clone(), request.clone(), fees.clone());
         async move {
-            let (r, staged) = rt.charge_invoice(staged, rules, request).await?;
+            let (r, staged) = rt.charge_invoice(staged, request, fees).await?;
             Ok((r.map(Some), staged))
         }
     })

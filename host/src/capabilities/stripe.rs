@@ -76,6 +76,18 @@ impl stripe::Host for CallState {
             .await
     }
 
+    async fn retrieve_balance_transaction(
+        &mut self,
+        id: String,
+        account: Option<String>,
+    ) -> wasmtime::Result<Result<stripe::BalanceTransaction, stripe::StripeError>> {
+        self.stripe_call(async |s| {
+            s.retrieve_balance_transaction(&id, account.as_deref())
+                .await
+        })
+        .await
+    }
+
     async fn retrieve_invoice(
         &mut self,
         id: String,

@@ -12,9 +12,11 @@ use crate::storage::{CommitOutcome, Db, EventMeta, NewEffect, StagedState};
 use std::fmt;
 
 pub(crate) mod effects_json;
+mod jobs;
 mod retry;
 mod rounds;
 
+pub use jobs::{SETTLE_PAYMENT, settle_job_id};
 pub use retry::RetryPolicy;
 pub use rounds::Rounds;
 
@@ -231,6 +233,11 @@ impl Pipeline {
     pub async fn retry_due(&self) -> anyhow::Result<usize> {
         let due = self.db.due_retries(crate::clock::unix_now(), 64).await?;
         for (id, payload) in &due {
+            if id.starts_with(crate::storage::JOB_PREFIX) {
+                // Logged and recorded by the job itself.
+                let _ = self.run_job(id, payload).await;
+                continue;
+            }
             match self.receive_unsigned(payload).await {
                 Ok(_) => tracing::info!(event = %escape_controls(id), "retried event processed"),
                 Err(e) => {
@@ -247,7 +254,19 @@ impl Pipeline {
     ) -> anyhow::Result<Vec<(String, Result<Outcome, DeliveryError>)>> {
         let mut outcomes = Vec::new();
         for (record, payload) in self.db.dead_letters().await? {
-            outcomes.push((record.id, self.receive_unsigned(&payload).await));
+            let outcome = if record.id.starts_with(crate::storage::JOB_PREFIX) {
+                match self.run_job(&record.id, &payload).await {
+                    Ok(effects) => Ok(Outcome::Accepted {
+                        event_id: record.id.clone(),
+                        effects,
+                        ignored: false,
+                    }),
+                    Err(reason) => Err(failed(Some(record.id.clone()), reason)),
+                }
+            } else {
+                self.receive_unsigned(&payload).await
+            };
+            outcomes.push((record.id, outcome));
         }
         Ok(outcomes)
     }

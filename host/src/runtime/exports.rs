@@ -106,14 +106,15 @@ impl Runtime {
         )
     }
 
-    /// Charges an invoice (staged; the caller commits).
+    /// Charges an invoice at the price of `fees`, a quote for it (staged;
+    /// the caller commits).
     pub async fn charge_invoice(
         &self,
         staged: StagedState,
-        rules: Option<String>,
         request: ChargeInvoiceRequest,
+        fees: Quote,
     ) -> Result<(Result<ChargedInvoice, OperationError>, StagedState), CallError> {
-        operation_call!(self, staged, charge_invoice(rules, request))
+        operation_call!(self, staged, charge_invoice(request, fees))
     }
 
     /// Refunds a payment (staged; the caller commits).
@@ -144,6 +145,17 @@ impl Runtime {
         request: LicenseCountRequest,
     ) -> Result<(Result<Subscription, OperationError>, StagedState), CallError> {
         operation_call!(self, staged, set_license_count(request))
+    }
+
+    /// Settles a succeeded payment: reads its balance transaction through
+    /// Stripe and posts Stripe's fee (staged; the caller commits with the
+    /// returned `payment.settled` effect).
+    pub async fn settle_payment(
+        &self,
+        staged: StagedState,
+        request: SettleRequest,
+    ) -> Result<(Result<Vec<Effect>, OperationError>, StagedState), CallError> {
+        operation_call!(self, staged, settle_payment(request))
     }
 
     /// Onboards a tenant (staged: its registration; the caller commits).

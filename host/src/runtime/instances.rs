@@ -109,10 +109,11 @@ exports!(BillingExports {
         transactions = "transactions"(String, u64, u32) -> Result<Vec<Transaction>, LedgerError>;
     }
     "operations" {
-        charge_invoice = "charge-invoice"(Option<String>, ChargeInvoiceRequest) -> Result<ChargedInvoice, OperationError>;
+        charge_invoice = "charge-invoice"(ChargeInvoiceRequest, Quote) -> Result<ChargedInvoice, OperationError>;
         refund = "refund"(Option<String>, RefundRequest) -> Result<Refunded, OperationError>;
         withdraw = "withdraw"(Option<String>, WithdrawRequest) -> Result<Withdrawal, OperationError>;
         set_license_count = "set-license-count"(LicenseCountRequest) -> Result<Subscription, OperationError>;
+        settle_payment = "settle-payment"(SettleRequest) -> Result<Vec<Effect>, OperationError>;
         onboard_tenant = "onboard-tenant"(OnboardRequest) -> Result<Onboarded, OperationError>;
     }
     "fees" {

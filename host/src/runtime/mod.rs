@@ -40,7 +40,8 @@ pub use crate::bindings::exports::psa::billing::fees::{
 pub use crate::bindings::exports::psa::billing::ledger::{Balance, LedgerError, Leg, Transaction};
 pub use crate::bindings::exports::psa::billing::operations::{
     ChargeInvoiceRequest, ChargedInvoice, LicenseCountRequest, OnboardRequest, Onboarded,
-    OperationError, PaidWithdrawal, RefundRequest, Refunded, WithdrawRequest, Withdrawal,
+    OperationError, PaidWithdrawal, RefundRequest, Refunded, SettleRequest, WithdrawRequest,
+    Withdrawal,
 };
 pub use crate::bindings::exports::psa::billing::webhooks::{
     Delivery, Effect, Envelope, HandleError, Routing, ThinEnvelope, VerifyError,
@@ -314,6 +315,11 @@ impl Runtime {
                 },
             }),
         }
+    }
+
+    /// Whether operations (and settlement jobs) can reach Stripe.
+    pub fn has_stripe(&self) -> bool {
+        matches!(self.inner.stripe, StripeAccess::Api(_))
     }
 
     /// The limits every call runs under.

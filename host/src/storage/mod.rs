@@ -244,6 +244,22 @@ pub enum CommitOutcome {
     Conflict,
 }
 
+/// A follow-up job to queue (see [`Db::queue_jobs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewJob {
+    /// Its id in the events table: [`JOB_PREFIX`] and what it is about.
+    pub id: String,
+    /// What kind of job it is (`psa_billing.settle_payment`).
+    pub job_type: String,
+    /// The connected account it concerns, if any.
+    pub account: Option<String>,
+    /// What the job needs to run, as JSON.
+    pub payload: Vec<u8>,
+}
+
+/// How a job's id begins; no Stripe event id does (they begin with `evt_`).
+pub const JOB_PREFIX: &str = "job:";
+
 /// An effect as the application reads it from the outbox.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct StoredEffect {
@@ -583,11 +599,12 @@ impl Db {
         Ok(Some(attempts))
     }
 
-    /// Failed events whose next attempt is due, oldest first: id and payload.
+    /// Failed events and queued jobs whose next attempt is due, oldest
+    /// first: id and payload.
     pub async fn due_retries(&self, now: i64, limit: i64) -> Result<Vec<(String, Vec<u8>)>> {
         Ok(on_pool!(self.pool, |p| {
             sqlx::query_as(
-                "SELECT id, payload FROM events WHERE status = 'failed' AND retry_at <= $1
+                "SELECT id, payload FROM events WHERE status IN ('failed', 'queued') AND retry_at <= $1
                  ORDER BY retry_at LIMIT $2",
             )
             .bind(now)
@@ -595,6 +612,59 @@ impl Db {
             .fetch_all(p)
             .await?
         }))
+    }
+
+    /// How far the job source `name` has read the effects outbox (0: not yet).
+    pub async fn job_cursor(&self, name: &str) -> Result<i64> {
+        let seq: Option<i64> = on_pool!(self.pool, |p| {
+            sqlx::query_scalar("SELECT seq FROM job_cursors WHERE name = $1")
+                .bind(name)
+                .fetch_optional(p)
+                .await?
+        });
+        Ok(seq.unwrap_or(0))
+    }
+
+    /// Queues `jobs`, due now, and moves the cursor of the job source `name`
+    /// to `seq`, in one transaction: a job is queued once whatever happens
+    /// between its effect's commit and this one. A job id queued before is
+    /// left as it is; the cursor never moves back (two processes may queue
+    /// the same jobs at once).
+    pub async fn queue_jobs(&self, name: &str, seq: i64, jobs: &[NewJob]) -> Result<()> {
+        let now = unix_now();
+        on_pool!(self.pool, |p| {
+            let mut tx = begin_commit!(self.pool, p);
+            for job in jobs {
+                debug_assert!(
+                    job.id.starts_with(JOB_PREFIX),
+                    "job ids begin with {JOB_PREFIX}"
+                );
+                sqlx::query(
+                    "INSERT INTO events (id, type, account, created, livemode, received_at, status, attempts, payload, retry_at)
+                     VALUES ($1, $2, $3, $4, $5, $4, 'queued', 0, $6, $4)
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(&job.id)
+                .bind(&job.job_type)
+                .bind(&job.account)
+                .bind(now)
+                .bind(false)
+                .bind(&job.payload)
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query(
+                "INSERT INTO job_cursors (name, seq) VALUES ($1, $2)
+                 ON CONFLICT (name) DO UPDATE SET seq = CASE WHEN excluded.seq > job_cursors.seq
+                     THEN excluded.seq ELSE job_cursors.seq END",
+            )
+            .bind(name)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        });
+        Ok(())
     }
 
     /// The dead-letter list: events whose attempts are used up, with their payloads.

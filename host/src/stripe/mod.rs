@@ -337,6 +337,22 @@ impl StripeApi {
         })
     }
 
+    /// `GET /v1/balance_transactions/{id}`.
+    pub async fn retrieve_balance_transaction(
+        &self,
+        id: &str,
+        account: Option<&str>,
+    ) -> Result<wit::BalanceTransaction, WitError> {
+        check_id(id, "txn_")?;
+        let req = stripe_core::balance_transaction::RetrieveBalanceTransaction::new(id);
+        let t = self
+            .send("retrieve-balance-transaction", account, None, || {
+                req.customize()
+            })
+            .await?;
+        Ok(balance_transaction(t))
+    }
+
     /// `GET /v1/invoices/{id}`.
     pub async fn retrieve_invoice(
         &self,
@@ -573,6 +589,27 @@ fn currency(code: &str) -> Result<stripe_types::Currency, WitError> {
         ));
     }
     Ok(c)
+}
+
+fn balance_transaction(t: stripe_shared::BalanceTransaction) -> wit::BalanceTransaction {
+    wit::BalanceTransaction {
+        id: t.id.to_string(),
+        amount: money(t.amount, &t.currency),
+        fee: t.fee,
+        net: t.net,
+        fee_details: t
+            .fee_details
+            .into_iter()
+            .map(|f| wit::FeeDetail {
+                kind: f.type_,
+                amount: f.amount,
+            })
+            .collect(),
+        available_on: t.available_on,
+        kind: t.type_.as_str().to_string(),
+        source: t.source.map(|s| s.id().to_string()),
+        status: t.status,
+    }
 }
 
 fn money(amount: i64, currency: &stripe_types::Currency) -> Money {

@@ -70,6 +70,10 @@ pub enum Effect {
     PaymentMethodChanged(PaymentMethod),
     /// A wallet deposit arrived (seed 002).
     WalletDepositConfirmed(WalletDeposit),
+    /// The platform gave part of an application fee back to the tenant.
+    ApplicationFeeRefunded(ApplicationFeeRefund),
+    /// Stripe's fee on a payment is known and posted (a settlement job).
+    PaymentSettled(PaymentSettled),
     /// Recorded with no effect; `reason` says why.
     EventIgnored(EventIgnored),
 }
@@ -109,6 +113,8 @@ pub const KINDS: &[(&str, &str)] = &[
     ("CustomerChanged", "customer.changed"),
     ("PaymentMethodChanged", "payment_method.changed"),
     ("WalletDepositConfirmed", "wallet.deposit_confirmed"),
+    ("ApplicationFeeRefunded", "application_fee.refunded"),
+    ("PaymentSettled", "payment.settled"),
     ("EventIgnored", "event.ignored"),
 ];
 
@@ -153,6 +159,8 @@ impl Effect {
             Effect::CustomerChanged(_) => "customer.changed",
             Effect::PaymentMethodChanged(_) => "payment_method.changed",
             Effect::WalletDepositConfirmed(_) => "wallet.deposit_confirmed",
+            Effect::ApplicationFeeRefunded(_) => "application_fee.refunded",
+            Effect::PaymentSettled(_) => "payment.settled",
             Effect::EventIgnored(_) => "event.ignored",
         }
     }
@@ -562,4 +570,47 @@ pub struct WalletDeposit {
     pub tenant: Option<String>,
     /// The application's own record, from the configured metadata keys.
     pub reference: Option<String>,
+}
+
+/// Part of a Connect application fee given back to the connected account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplicationFeeRefund {
+    /// The application fee (`fee_...`).
+    pub application_fee: String,
+    /// The charge the fee was taken on (`ch_...`).
+    pub charge: Option<String>,
+    /// Given back by this event (the growth of the fee's refunded total).
+    pub amount: Money,
+    /// Given back on the fee so far, this event included.
+    pub total_refunded: Money,
+    /// The tenant the fee's connected account is registered to.
+    pub tenant: Option<String>,
+    /// The connected account that paid the fee (`acct_...`).
+    pub account: Option<String>,
+}
+
+/// What Stripe took from a succeeded payment and when the rest is
+/// available, from the charge's balance transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentSettled {
+    /// The payment intent (`pi_...`).
+    pub payment_intent: String,
+    /// The charge (`ch_...`).
+    pub charge: String,
+    /// The balance transaction (`txn_...`).
+    pub balance_transaction: String,
+    /// What the balance received before fees, in the balance's currency.
+    pub gross: Money,
+    /// Stripe's own fees (application fee excluded), posted payer → processor.
+    pub processor_fee: Money,
+    /// What the balance keeps: gross − every fee (Stripe's net).
+    pub net: Money,
+    /// Unix seconds at which the net can be paid out.
+    pub available_on: i64,
+    /// Who bears the processor fee in the ledger: "tenant" or "platform".
+    pub paid_by: String,
+    /// The payment's tenant, as its payment was posted.
+    pub tenant: Option<String>,
+    /// The connected account of a direct charge.
+    pub account: Option<String>,
 }

@@ -17,6 +17,7 @@ pub mod money;
 pub mod refunds;
 pub mod rules;
 pub mod seats;
+pub mod settlement;
 pub mod signature;
 pub mod state;
 pub mod thin;

@@ -96,7 +96,7 @@ fn sample_for(samples: &Value, event_type: &str) -> Value {
         .unwrap_or_else(|| json!({"id": "obj_unknown"}));
     object["metadata"] = json!({"tenant_id": "t_catalog"});
     // The sample is a snapshot in one state; some events only come in another.
-    if event_type == "charge.refunded" {
+    if event_type == "charge.refunded" || event_type == "application_fee.refunded" {
         object["amount_refunded"] = object["amount"].clone();
     }
     object

@@ -136,6 +136,13 @@ fn status(e: &Effect) -> Option<(String, String)> {
         | Effect::PaymentPartiallyFunded(u) => pair(&u.payment_intent, e.kind().into()),
         Effect::InvoiceStatusChanged(i) => pair(&i.invoice, i.status.clone()),
         Effect::RefundRecorded(r) => pair(&r.charge, r.total_refunded.amount.to_string()),
+        Effect::PaymentSettled(p) => pair(
+            &format!("{}/settled", p.payment_intent),
+            p.net.amount.to_string(),
+        ),
+        Effect::ApplicationFeeRefunded(f) => {
+            pair(&f.application_fee, f.total_refunded.amount.to_string())
+        }
         Effect::SubscriptionChanged(c) => pair(&c.subscription, c.status.clone()),
         Effect::LicenseCountSet(l) => {
             pair(&format!("{}/count", l.subscription), l.count.to_string())

@@ -131,8 +131,8 @@ mod glue {
     /// The registry hangs: a host must survive a stuck registration.
     impl exports::psa::billing::operations::Guest for Hostile {
         fn charge_invoice(
-            _: Option<String>,
             _: ops::ChargeInvoiceRequest,
+            _: Quote,
         ) -> Result<ops::ChargedInvoice, ops::OperationError> {
             panic!("hostile plugin trapped on purpose")
         }
@@ -158,6 +158,9 @@ mod glue {
         fn set_license_count(
             _: ops::LicenseCountRequest,
         ) -> Result<psa::billing::stripe::Subscription, ops::OperationError> {
+            panic!("hostile plugin trapped on purpose")
+        }
+        fn settle_payment(_: ops::SettleRequest) -> Result<Vec<Effect>, ops::OperationError> {
             panic!("hostile plugin trapped on purpose")
         }
         fn onboard_tenant(_: ops::OnboardRequest) -> Result<ops::Onboarded, ops::OperationError> {

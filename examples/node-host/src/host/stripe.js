@@ -9,6 +9,7 @@ export const retrieveEvent = denied;
 export const retrieveThinEvent = denied;
 export const retrievePaymentIntent = denied;
 export const retrieveCharge = denied;
+export const retrieveBalanceTransaction = denied;
 export const retrieveInvoice = denied;
 export const retrieveSubscription = denied;
 export const retrieveAccount = denied;

@@ -177,6 +177,28 @@ pub(crate) fn wit_effect(e: fx::Effect) -> Effect {
             tenant: d.tenant,
             reference: d.reference,
         }),
+        fx::Effect::ApplicationFeeRefunded(f) => {
+            Effect::ApplicationFeeRefunded(w::ApplicationFeeRefund {
+                application_fee: f.application_fee,
+                charge: f.charge,
+                amount: wit_money(f.amount),
+                total_refunded: wit_money(f.total_refunded),
+                tenant: f.tenant,
+                account: f.account,
+            })
+        }
+        fx::Effect::PaymentSettled(p) => Effect::PaymentSettled(w::PaymentSettled {
+            payment_intent: p.payment_intent,
+            charge: p.charge,
+            balance_transaction: p.balance_transaction,
+            gross: wit_money(p.gross),
+            processor_fee: wit_money(p.processor_fee),
+            net: wit_money(p.net),
+            available_on: p.available_on,
+            paid_by: p.paid_by,
+            tenant: p.tenant,
+            account: p.account,
+        }),
         fx::Effect::DisputeOpened(d) => Effect::DisputeOpened(wit_dispute(d)),
         fx::Effect::DisputeUpdated(d) => Effect::DisputeUpdated(wit_dispute(d)),
         fx::Effect::DisputeClosed(d) => Effect::DisputeClosed(wit_dispute(d)),

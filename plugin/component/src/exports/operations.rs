@@ -19,11 +19,12 @@ use crate::bindings::psa::billing::stripe::{
     TransferParams,
 };
 use crate::bindings::psa::billing::{clock, log};
-use crate::convert::{core_money, fee_error, wit_quote, wit_transaction};
+use crate::convert::effects::wit_effect;
+use crate::convert::{core_money, fee_error, wit_transaction};
 use crate::exports::load_rules;
 use crate::imports::HostState;
 use psa_billing_core::{
-    escrow, fees as core_fees, ledger, mapping, money, refunds, state, state::StateStore,
+    escrow, ledger, mapping, money, refunds, settlement, state, state::StateStore,
 };
 use serde_json::{Value, json};
 
@@ -124,8 +125,8 @@ fn recorded_id(record: &Value, field: &str) -> Result<String, OperationError> {
 
 impl ops::Guest for Plugin {
     fn charge_invoice(
-        rules: Option<String>,
         req: ChargeInvoiceRequest,
+        fees: ops::Quote,
     ) -> Result<ChargedInvoice, OperationError> {
         check_request(&req.request_id, &req.tenant)?;
         check_account("account", &req.account)?;
@@ -138,25 +139,14 @@ impl ops::Guest for Plugin {
                 req.amount.amount
             )));
         }
-        let rules = load_rules(rules.as_deref()).map_err(OperationError::Fees)?;
-        let quote = core_fees::quote(
-            &rules,
-            &core_fees::QuoteRequest {
-                amount: core_money(req.amount.clone()),
-                payment_method: req.payment_method_type.clone(),
-                tenant: Some(req.tenant.clone()),
-                international: false,
-                converted: false,
-            },
-        )
-        .map_err(|e| OperationError::Fees(fee_error(e)))?;
+        let quote = priced(&req.amount, fees)?;
         if let Some(first) = recorded("charge-invoice", &req.tenant, &req.request_id)? {
             let id = recorded_id(&first, "payment_intent")?;
             let on = (!req.destination).then_some(req.account.as_str());
             let intent = stripe::retrieve_payment_intent(&id, on).map_err(stripe_failed)?;
             return Ok(ChargedInvoice {
                 payment_intent: intent,
-                fees: wit_quote(quote),
+                fees: quote,
             });
         }
         let metadata = vec![
@@ -165,15 +155,13 @@ impl ops::Guest for Plugin {
             ("psa_billing_request".to_string(), req.request_id.clone()),
         ];
         let params = PaymentIntentParams {
-            amount: crate::convert::wit_money(money::Money::new(
-                quote.gross,
-                quote.currency.clone(),
-            )),
+            amount: quote.gross.clone(),
             customer: req.customer.clone(),
             payment_method: req.payment_method.clone(),
             confirm: req.payment_method.is_some(),
             description: Some(format!("Invoice {}", req.invoice_id)),
-            application_fee_amount: (quote.application_fee > 0).then_some(quote.application_fee),
+            application_fee_amount: (quote.application_fee.amount > 0)
+                .then_some(quote.application_fee.amount),
             transfer_destination: req.destination.then(|| req.account.clone()),
             metadata,
         };
@@ -194,7 +182,7 @@ impl ops::Guest for Plugin {
         )?;
         Ok(ChargedInvoice {
             payment_intent: intent,
-            fees: wit_quote(quote),
+            fees: quote,
         })
     }
 
@@ -408,6 +396,67 @@ impl ops::Guest for Plugin {
         Ok(updated)
     }
 
+    fn settle_payment(req: ops::SettleRequest) -> Result<Vec<ops::Effect>, OperationError> {
+        if let Some(a) = &req.account {
+            check_account("account", a)?;
+        }
+        let on = req.account.as_deref();
+        let intent =
+            stripe::retrieve_payment_intent(&req.payment_intent, on).map_err(stripe_failed)?;
+        if intent.status != "succeeded" {
+            return Err(invalid(format!(
+                "payment {} is {}, not succeeded: nothing to settle",
+                intent.id, intent.status
+            )));
+        }
+        let not_yet = |what: &str| {
+            OperationError::Refused(format!(
+                "payment {} has no {what} yet; settled on a later attempt",
+                intent.id
+            ))
+        };
+        let charge_id = intent
+            .latest_charge
+            .clone()
+            .ok_or_else(|| not_yet("charge"))?;
+        let charge = stripe::retrieve_charge(&charge_id, on).map_err(stripe_failed)?;
+        let bt_id = charge
+            .balance_transaction
+            .clone()
+            .ok_or_else(|| not_yet("balance transaction"))?;
+        let bt = stripe::retrieve_balance_transaction(&bt_id, on).map_err(stripe_failed)?;
+        let bt = settlement::BalanceTransaction {
+            id: bt.id,
+            amount: core_money(bt.amount),
+            fee: bt.fee,
+            net: bt.net,
+            fee_details: bt
+                .fee_details
+                .into_iter()
+                .map(|f| (f.kind, f.amount))
+                .collect(),
+            available_on: bt.available_on,
+        };
+        let payment = settlement::Payment {
+            payment_intent: intent.id.clone(),
+            charge: charge.id,
+            currency: charge.amount.currency,
+            account: req.account.clone(),
+            destination: intent.transfer_destination.is_some(),
+            at: clock::now(),
+        };
+        match settlement::settle(&mut HostState, &payment, &bt) {
+            Ok(settled) => Ok(vec![wit_effect(
+                psa_billing_core::effects::Effect::PaymentSettled(settled),
+            )]),
+            Err(e @ settlement::SettleError::NotPosted(_)) => {
+                Err(OperationError::Refused(e.to_string()))
+            }
+            Err(e @ settlement::SettleError::Invalid(_)) => Err(invalid(e.to_string())),
+            Err(settlement::SettleError::Storage(e)) => Err(storage(e)),
+        }
+    }
+
     fn onboard_tenant(req: OnboardRequest) -> Result<Onboarded, OperationError> {
         check_request(&req.request_id, &req.tenant)?;
         if req.country.len() != 2 || !req.country.chars().all(|c| c.is_ascii_alphabetic()) {
@@ -539,4 +588,36 @@ fn stripe_transfer_from_record(
         destination: first["destination"].as_str().map(str::to_string),
         amount_reversed: 0,
     })
+}
+
+/// The quote an invoice is charged at, checked against the invoice: one
+/// currency, a gross of at least the invoice (more only when the customer
+/// bears the processor fee), and parts that add up to the gross.
+fn priced(amount: &ops::Money, fees: ops::Quote) -> Result<ops::Quote, OperationError> {
+    let parts = [&fees.processor_fee, &fees.application_fee, &fees.net];
+    let sum = parts
+        .iter()
+        .try_fold(0i64, |acc, p| acc.checked_add(p.amount));
+    let one_currency = parts
+        .iter()
+        .all(|p| p.currency.eq_ignore_ascii_case(&fees.gross.currency));
+    if !one_currency
+        || !fees.gross.currency.eq_ignore_ascii_case(&amount.currency)
+        || fees.gross.amount < amount.amount
+        || parts.iter().any(|p| p.amount < 0)
+        || sum != Some(fees.gross.amount)
+    {
+        return Err(invalid(format!(
+            "the fees given are not a quote for {} {}: gross {} {}, processor fee {}, \
+             application fee {}, net {}",
+            amount.amount,
+            amount.currency,
+            fees.gross.amount,
+            fees.gross.currency,
+            fees.processor_fee.amount,
+            fees.application_fee.amount,
+            fees.net.amount
+        )));
+    }
+    Ok(fees)
 }

@@ -5,8 +5,8 @@
 
 use super::{
     MapFn, account_application, account_updated, customers, dispute_funds, dispute_update,
-    invoice_status, money_out, payment_failed, payment_succeeded, payment_update, refund_recorded,
-    risk, subscription_changed,
+    invoice_status, money_out, payment_failed, payment_succeeded, payment_update, refunds, risk,
+    subscription_changed,
 };
 use crate::effects::Effect;
 
@@ -91,7 +91,7 @@ const PM_NOTES: &str = "type, card brand, last4, expiry, customer. Applied in ev
 const LEGACY_SOURCE: &str =
     "Replaced by payment_method.* (and customer.source.* for sources). Mapped like them.";
 const PAYOUT_NOTES: &str = "amount, status, arrival_date, destination, failure code and message; the connected account's tenant. pending < in_transit < paid < failed/canceled (a paid payout can still fail).";
-const TRANSFER_NOTES: &str = "amount, amount_reversed (cumulative, only grows), destination account, transfer_group, metadata reference. Seed 002's withdrawals.";
+const TRANSFER_NOTES: &str = "amount, amount_reversed (cumulative, only grows), destination account, transfer_group, metadata reference. Seed 002's withdrawals: the reversal of a withdrawal's transfer (metadata.psa_billing_request) posts its growth paid_out → contractor to the tenant's ledger.";
 const SCHEDULE_NOTES: &str = "A schedule acts through its subscription: each phase change arrives as customer.subscription.*, which is mapped.";
 const PERSON_NOTES: &str = "What a person's details mean for the account (requirements due, charges and payouts enabled) arrives in account.updated, which is mapped.";
 const EXTERNAL_ACCOUNT_NOTES: &str =
@@ -150,8 +150,8 @@ pub const CATALOG: &[Entry] = &[
     mapped(
         "charge.refunded",
         &["refund.recorded"],
-        "amount_refunded is cumulative: the refund applied is its growth since the last one applied, so partial refunds accumulate and repeats apply nothing. Posts tenant → customer to the payment's ledger. Not ready until the payment is seen, unless the charge names its tenant.",
-        refund_recorded,
+        "amount_refunded is cumulative: the refund reported is its growth since the largest total applied, so partial refunds accumulate and repeats apply nothing. Refunds listed on the charge (older API versions) are posted per refund; the rest of the total is posted tenant → customer as unmatched until its refund objects arrive. Not ready until the payment is seen, unless the charge names its tenant.",
+        refunds::refund_recorded,
     ),
     by_design("charge.succeeded", CHARGE_NOTES),
     by_design("charge.failed", CHARGE_NOTES),
@@ -165,26 +165,41 @@ pub const CATALOG: &[Entry] = &[
         "charge.refund.updated",
         REFUND,
         "Same as refund.updated.",
-        money_out::refund_changed,
+        refunds::refund_changed,
     ),
     // Refunds.
     mapped(
         "refund.created",
         REFUND,
-        "amount, status, reason, failure_reason. pending < succeeded < failed/canceled. The money itself is accounted by charge.refunded.",
-        money_out::refund_changed,
+        "amount, status, reason, failure_reason. pending < succeeded < failed/canceled. Posts the refund tenant → customer once per refund id (refund:<id>); a failed or canceled refund also posts its return customer → tenant (refund:<id>:failed), as Stripe's refund_failure balance transaction does.",
+        refunds::refund_changed,
     ),
     mapped(
         "refund.updated",
         REFUND,
         "As refund.created.",
-        money_out::refund_changed,
+        refunds::refund_changed,
     ),
     mapped(
         "refund.failed",
         REFUND,
-        "The refund did not reach the customer (failure_reason). Final.",
-        money_out::refund_changed,
+        "The refund did not reach the customer (failure_reason): its posting is returned customer → tenant. Final.",
+        refunds::refund_changed,
+    ),
+    // Application fees.
+    mapped(
+        "application_fee.refunded",
+        &["application_fee.refunded"],
+        "amount_refunded is cumulative: its growth since the largest total applied is posted platform → tenant, to the ledger of the tenant the fee's account is registered to. Sent for refunds with refund_application_fee and for the platform's own fee refunds.",
+        refunds::application_fee_refunded,
+    ),
+    by_design(
+        "application_fee.created",
+        "the fee is posted with its payment (payment_intent.succeeded's application_fee_amount).",
+    ),
+    by_design(
+        "application_fee.refund.updated",
+        "only a fee refund's metadata changes; the money is in application_fee.refunded.",
     ),
     // Disputes.
     mapped(

@@ -43,6 +43,7 @@ mod catalog;
 mod customers;
 
 mod money_out;
+mod refunds;
 
 mod risk;
 
@@ -57,9 +58,9 @@ mod subscriptions;
 use accounts::*;
 use disputes::*;
 use invoices::*;
-use money_out::*;
 use payments::*;
 use progress::*;
+pub use refunds::{FEE_REFUNDS, REFUNDS};
 pub use routing::*;
 use subscriptions::*;
 

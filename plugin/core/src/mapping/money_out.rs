@@ -1,45 +1,19 @@
-//! Money going out: refunds (`charge.refunded` totals and refund objects),
-//! payouts and transfers.
+//! Money going out to banks and connected accounts: payouts, and transfers
+//! with their reversals.
+//!
+//! Knows nothing about refunds (`refunds.rs`) or how a payment's owner was
+//! recorded.
 
+use super::post_to_ledger;
 use super::{
     Ctx, FINAL, HandleError, Lifecycle, Mapped, advance, last_applied, record_applied,
-    registered_tenant, soft_tenant,
+    registered_tenant,
 };
-use super::{owner_of, post_to_ledger};
 use crate::effects::*;
 use crate::event::id_at;
 use crate::ledger;
 use crate::money::Money;
 use crate::state::{StateStore, key};
-
-/// A refund object's status (`refund.*`, `charge.refund.updated`). The money
-/// is accounted by `charge.refunded`; this reports where the refund stands.
-pub(super) fn refund_changed(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
-    let id = ctx.req_str("id")?;
-    let status = ctx.req_str("status")?;
-    let amount = ctx.money("amount")?;
-    if let Err(stale) = advance(store, &REFUND, &id, &status, ctx.created)? {
-        return Ok(Err(stale));
-    }
-    let payment_intent = id_at(ctx.object, &["payment_intent"]);
-    let update = RefundUpdate {
-        refund: id,
-        charge: id_at(ctx.object, &["charge"]),
-        tenant: soft_tenant(ctx, store, payment_intent.as_deref())?,
-        payment_intent,
-        amount,
-        reason: ctx.opt_str(&["reason"]),
-        failure_reason: ctx.opt_str(&["failure_reason"]),
-        account: ctx.account.clone(),
-        reference: ctx.reference(),
-        status,
-    };
-    Ok(Ok(vec![if update.status == "failed" {
-        Effect::RefundFailed(update)
-    } else {
-        Effect::RefundUpdated(update)
-    }]))
-}
 
 /// A payout's status: pending < in_transit < paid < failed/canceled.
 pub(super) fn payout(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
@@ -76,6 +50,7 @@ pub(super) fn transfer(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
         )));
     }
     let key = key(&["transfer", &id]);
+    let mut before = 0;
     if let Some((last, last_created)) = last_applied(store, &key)? {
         let last: i64 = last.parse().unwrap_or(0);
         if reversed < last || (reversed == last && last_created > ctx.created) {
@@ -83,6 +58,7 @@ pub(super) fn transfer(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
                 "stale: transfer {id} already has {last} reversed, this event says {reversed}"
             )));
         }
+        before = last;
     }
     if let Err(stale) = record_applied(store, &key, &reversed.to_string(), ctx.created)? {
         return Ok(Err(stale));
@@ -91,6 +67,26 @@ pub(super) fn transfer(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
     // the application registered it.
     let destination = id_at(ctx.object, &["destination"]);
     let registered = registered_tenant(store, destination.as_deref())?;
+    // A withdrawal's transfer (made by the `withdraw` operation, named in
+    // its metadata) reversed: the money is the contractor's again. Other
+    // transfers (a destination charge's, the platform's own) move no
+    // ledger account of a tenant's and are reported only.
+    let withdrawal = ctx.opt_str(&["metadata", "psa_billing_request"]).is_some();
+    if let (true, Some(tenant)) = (withdrawal && reversed > before, ctx.tenant()) {
+        let posting = ledger::Posting {
+            id: format!("{id}:reversed:{reversed}"),
+            tenant,
+            currency: amount.currency.clone(),
+            description: format!("transfer {id} reversed"),
+            at: ctx.created,
+            transfers: vec![ledger::Transfer::new(
+                "paid_out",
+                "contractor",
+                reversed - before,
+            )],
+        };
+        post_to_ledger(store, posting)?;
+    }
     Ok(Ok(vec![Effect::TransferChanged(Transfer {
         transfer: id,
         amount_reversed: Money::new(reversed, amount.currency.clone()),
@@ -101,70 +97,6 @@ pub(super) fn transfer(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
         tenant: ctx.tenant().or(registered),
         reference: ctx.reference(),
     })]))
-}
-
-/// Where the refunded total last applied per charge is kept.
-pub const REFUNDS: &str = "refunds";
-
-/// `charge.refunded` carries the charge's cumulative `amount_refunded`, so
-/// the refund applied is its growth since the last one applied: partial
-/// refunds accumulate, a repeat applies nothing, and an older total arriving
-/// late is stale. The tenant pays the customer back in the ledger.
-pub(super) fn refund_recorded(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
-    let id = ctx.req_str("id")?;
-    let total = ctx.money("amount_refunded")?;
-    let charged = ctx.req_i64("amount")?;
-    let before: i64 = match store
-        .get(REFUNDS, &key(&[&id]))
-        .map_err(HandleError::Storage)?
-    {
-        Some(raw) => raw
-            .parse()
-            .map_err(|e| HandleError::Storage(format!("refund state of {id} is corrupt: {e}")))?,
-        None => 0,
-    };
-    if total.amount <= before {
-        return Ok(Err(format!(
-            "stale: charge {id} already has {before} refunded, this event says {}",
-            total.amount
-        )));
-    }
-    if total.amount > charged {
-        return Err(HandleError::MissingField(format!(
-            "data.object.amount_refunded: {} exceeds the charge's amount {charged}",
-            total.amount
-        )));
-    }
-    store
-        .put(REFUNDS, &key(&[&id]), &total.amount.to_string())
-        .map_err(HandleError::Storage)?;
-    let payment_intent = id_at(ctx.object, &["payment_intent"]);
-    // Charges do not always repeat the payment's metadata.
-    let (tenant, ledger_owner) = owner_of(ctx, store, payment_intent.as_deref())?;
-    let effect = RefundRecorded {
-        charge: id.clone(),
-        payment_intent,
-        amount: Money::new(total.amount - before, total.currency.clone()),
-        full: total.amount == charged,
-        total_refunded: total,
-        tenant,
-        account: ctx.account.clone(),
-        reference: ctx.reference(),
-    };
-    let posting = ledger::Posting {
-        id: format!("{id}:refunded:{}", effect.total_refunded.amount),
-        tenant: ledger_owner,
-        currency: effect.amount.currency.clone(),
-        description: format!("refund on {id}"),
-        at: ctx.created,
-        transfers: vec![ledger::Transfer::new(
-            "tenant",
-            "customer",
-            effect.amount.amount,
-        )],
-    };
-    post_to_ledger(store, posting)?;
-    Ok(Ok(vec![Effect::RefundRecorded(effect)]))
 }
 
 /// The statuses of a payout, in order.
@@ -179,12 +111,43 @@ pub(super) const PAYOUT: Lifecycle = Lifecycle {
     },
 };
 
-/// The statuses of a refund, in order.
-pub(super) const REFUND: Lifecycle = Lifecycle {
-    kind: "refund",
-    rank: |status| match status {
-        "failed" | "canceled" => FINAL,
-        "succeeded" => 2,
-        _ => 1,
-    },
-};
+#[cfg(test)]
+mod tests {
+    use crate::ledger;
+    use crate::mapping::handle;
+    use crate::state::MemoryState;
+    use serde_json::{Value, json};
+
+    fn transfer(reversed: i64, metadata: Value) -> Value {
+        json!({"id": "tr_1", "object": "transfer", "amount": 5000, "amount_reversed": reversed,
+               "currency": "usd", "destination": "acct_c", "metadata": metadata})
+    }
+
+    fn event(id: &str, created: i64, object: Value) -> Vec<u8> {
+        json!({"id": id, "object": "event", "type": "transfer.reversed", "created": created,
+               "data": {"object": object}})
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn a_withdrawals_reversal_returns_its_growth_to_the_contractor_in_any_order() {
+        let ours = json!({"tenant_id": "t_1", "psa_billing_request": "w-1"});
+        let part = event("evt_1", 10, transfer(2000, ours.clone()));
+        let all = event("evt_2", 20, transfer(5000, ours));
+        for order in [[&part, &all], [&all, &part]] {
+            let mut s = MemoryState::default();
+            for e in order {
+                handle(e, &mut s).unwrap();
+            }
+            let usd = &ledger::book(&mut s, "t_1").unwrap().balances["usd"];
+            assert_eq!(usd["contractor"], 5000);
+            assert_eq!(usd["paid_out"], -5000);
+        }
+        // Another transfer (not a withdrawal) is reported, never posted.
+        let mut s = MemoryState::default();
+        let theirs = event("evt_3", 10, transfer(5000, json!({"tenant_id": "t_1"})));
+        handle(&theirs, &mut s).unwrap();
+        assert!(ledger::book(&mut s, "t_1").unwrap().balances.is_empty());
+    }
+}

@@ -170,6 +170,19 @@ pub(super) fn recorded_owner(
         .map_err(|e| HandleError::Storage(format!("owner of {pi} is corrupt: {e}")))
 }
 
+/// The tenant and the ledger a payment intent's payment was posted under,
+/// if it was posted.
+pub fn payment_owner(
+    store: &mut dyn StateStore,
+    pi: &str,
+) -> Result<Option<(Option<String>, String)>, HandleError> {
+    Ok(recorded_owner(store, pi)?.map(|owner| {
+        let tenant = owner["tenant"].as_str().map(str::to_string);
+        let ledger = owner["ledger"].as_str().unwrap_or(ledger::PLATFORM_TENANT);
+        (tenant, ledger.to_string())
+    }))
+}
+
 /// The tenant a connected account is registered to, if any.
 pub(super) fn registered_tenant(
     store: &mut dyn StateStore,
