@@ -19,8 +19,13 @@ fn config(fake: &FakeStripe) -> StripeConfig {
 }
 
 async fn server(fake: Option<&FakeStripe>) -> TestServer {
+    on(fake, false).await
+}
+
+async fn on(fake: Option<&FakeStripe>, postgres: bool) -> TestServer {
     TestServer::start(Options {
         stripe: fake.map(config),
+        postgres,
         ..Options::default()
     })
     .await
@@ -61,8 +66,17 @@ fn amount(balances: &Value, account: &str) -> i64 {
 
 #[tokio::test]
 async fn seed_000_through_a_webhook_and_its_settlement_leaves_the_tenant_at_94_30() {
+    seed_000_settles(false).await;
+}
+
+#[tokio::test]
+async fn seed_000_settles_on_postgresql_too() {
+    seed_000_settles(true).await;
+}
+
+async fn seed_000_settles(postgres: bool) {
     let fake = FakeStripe::start().await;
-    let server = server(Some(&fake)).await;
+    let server = on(Some(&fake), postgres).await;
     let (charge, txn) =
         fake.succeeded_payment(Some("acct_000"), "pi_000", 10_000, "usd", Some(250), None);
     let a = server
