@@ -350,3 +350,32 @@ fn the_corpus_covers_the_seed_scenarios() {
         }
     }
 }
+
+/// What the money scenarios leave in the ledger, delivered in Stripe's
+/// order (the property above makes every other order end the same).
+#[test]
+fn the_money_scenarios_end_at_what_stripe_moved() {
+    const TENANT: &str = "5f0c1a52-0d1e-4c3a-9a57-0c1b6f3a2d11";
+    const MARKET: &str = "9b1d3c70-6a2e-4f5b-8c1d-2e3f4a5b6c7d";
+    let all = scenarios();
+    let balance = |name: &str, tenant: &str, account: &str| {
+        let s = all.iter().find(|s| s.name == name).unwrap();
+        let (mut state, _) = deliver(s, &(0..s.events.len()).collect::<Vec<_>>());
+        let book = ledger::book(&mut state, tenant).unwrap();
+        book.balances["usd"].get(account).copied().unwrap_or(0)
+    };
+    // 30.00 then 20.00 refunded, each posted once: by the charge's total
+    // first, then matched to its refund object.
+    assert_eq!(balance("refund-matched-late", TENANT, "customer"), -5_000);
+    assert_eq!(balance("refund-matched-late", TENANT, "tenant"), 4_750);
+    // The application fee went back in full, once.
+    assert_eq!(balance("application-fee-refunded", TENANT, "platform"), 0);
+    assert_eq!(
+        balance("application-fee-refunded", TENANT, "tenant"),
+        10_000
+    );
+    // A failed refund leaves the payment as it was.
+    assert_eq!(balance("refund-failed", TENANT, "tenant"), 9_750);
+    // The withdrawal's 80.00 came back to the contractor.
+    assert_eq!(balance("withdrawal-reversed", MARKET, "contractor"), 8_000);
+}
