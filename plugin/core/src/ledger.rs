@@ -8,7 +8,8 @@
 //! is owed. Invariants, checked on every post:
 //! - a transaction is in one currency and its debits equal its credits, so
 //!   each tenant's balances in a currency always sum to zero;
-//! - amounts are positive minor units and accounts come from [`ACCOUNTS`];
+//! - amounts are positive minor units and accounts come from [`ACCOUNTS`]
+//!   or are a party's ([`PARTY_ACCOUNTS`]: `wallet:<id>`...);
 //! - a transaction id is posted once per tenant (a repeat with the same
 //!   content returns the first; with other content it is refused);
 //! - currency codes are kept in lower case, as Stripe writes them.
@@ -49,6 +50,28 @@ pub const ACCOUNTS: [&str; 8] = [
     // Transferred out to connected accounts.
     "paid_out",
 ];
+
+/// Accounts kept per party, named `<kind>:<party>`: `wallet:<id>` what a
+/// customer holds in an application wallet (seed 002), `customer:<id>` and
+/// `contractor:<id>` one customer's or contractor's share where a flow
+/// names them. A party is 1 to 64 of `A-Z a-z 0-9 _ - .`.
+pub const PARTY_ACCOUNTS: [&str; 3] = ["wallet", "customer", "contractor"];
+
+/// Whether `name` is an account of a tenant's ledger: one of [`ACCOUNTS`],
+/// or a party's account (see [`PARTY_ACCOUNTS`]).
+pub fn is_account(name: &str) -> bool {
+    if ACCOUNTS.contains(&name) {
+        return true;
+    }
+    let Some((kind, party)) = name.split_once(':') else {
+        return false;
+    };
+    PARTY_ACCOUNTS.contains(&kind)
+        && (1..=64).contains(&party.len())
+        && party
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
 
 /// The ledger of payments made to the platform account itself (no tenant).
 pub const PLATFORM_TENANT: &str = "_platform";
@@ -96,7 +119,7 @@ impl Transfer {
 /// One side of a transaction: exactly one of `debit` and `credit` is positive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Leg {
-    /// Ledger account: customer, processor, platform, tenant, escrow or contractor.
+    /// Ledger account: one of [`ACCOUNTS`], or a party's (see [`PARTY_ACCOUNTS`]).
     pub account: String,
     /// Amount debited, minor units (0 when credited).
     pub debit: i64,
@@ -164,10 +187,11 @@ pub fn legs(posting: &Posting) -> Result<Vec<Leg>, LedgerError> {
     let mut legs = Vec::with_capacity(posting.transfers.len() * 2);
     for t in &posting.transfers {
         for account in [&t.from, &t.to] {
-            if !ACCOUNTS.contains(&account.as_str()) {
+            if !is_account(account) {
                 return Err(invalid(format!(
-                    "unknown account {account:?} (known: {})",
-                    ACCOUNTS.join(", ")
+                    "unknown account {account:?} (known: {}, or {} with :<party>)",
+                    ACCOUNTS.join(", "),
+                    PARTY_ACCOUNTS.join(", ")
                 )));
             }
         }

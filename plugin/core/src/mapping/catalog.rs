@@ -103,7 +103,7 @@ pub const CATALOG: &[Entry] = &[
     mapped(
         "payment_intent.succeeded",
         PAYMENT_SUCCEEDED,
-        "amount_received (else amount), application_fee_amount, customer, metadata tenant and reference. Posts customer → tenant and the application fee tenant → platform to the tenant's ledger, once per payment intent. metadata.type = deposit (seed 002) also emits wallet.deposit_confirmed with metadata.walletId.",
+        "amount_received (else amount), application_fee_amount, customer, metadata tenant and reference. Posts customer → tenant and the application fee tenant → platform to the tenant's ledger, once per payment intent. metadata.type = deposit (seed 002) is the customer's money, not revenue: it posts customer → wallet:<metadata.walletId, else the customer> instead, and also emits wallet.deposit_confirmed.",
         payment_succeeded,
     ),
     mapped(

@@ -27,14 +27,26 @@ pub(super) fn payment_succeeded(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped
         reference: ctx.reference(),
         application_fee,
     };
-    post_payment(store, &effect, ctx.created)?;
+    // Seed 002 marks wallet deposits in the payment's metadata: the money
+    // is the customer's, held in its wallet, not the tenant's revenue.
+    let deposit = ctx.opt_str(&["metadata", "type"]).as_deref() == Some("deposit");
+    let wallet = ctx
+        .opt_str(&["metadata", "walletId"])
+        .or_else(|| ctx.opt_str(&["metadata", "wallet_id"]));
+    let payee = if deposit {
+        let party = wallet
+            .clone()
+            .or_else(|| effect.customer.clone())
+            .unwrap_or_else(|| effect.payment_intent.clone());
+        format!("wallet:{party}")
+    } else {
+        "tenant".to_string()
+    };
+    post_payment(store, &effect, &payee, ctx.created)?;
     let mut effects = vec![];
-    // Seed 002 marks wallet deposits in the payment's metadata.
-    if ctx.opt_str(&["metadata", "type"]).as_deref() == Some("deposit") {
+    if deposit {
         effects.push(Effect::WalletDepositConfirmed(WalletDeposit {
-            wallet: ctx
-                .opt_str(&["metadata", "walletId"])
-                .or_else(|| ctx.opt_str(&["metadata", "wallet_id"])),
+            wallet,
             payment_intent: effect.payment_intent.clone(),
             amount: effect.amount.clone(),
             tenant: effect.tenant.clone(),
@@ -45,13 +57,15 @@ pub(super) fn payment_succeeded(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped
     Ok(Ok(effects))
 }
 
-/// The ledger's view of a payment: the customer pays the tenant the amount
-/// received, and the tenant pays the platform its application fee. Stripe's
-/// processing fee is not in the event (it is on the balance transaction), so
-/// it is not posted here.
+/// The ledger's view of a payment: the customer pays `payee` (the tenant,
+/// or a wallet for a deposit) the amount received, and `payee` pays the
+/// platform its application fee. Stripe's processing fee is not in the
+/// event (it is on the balance transaction: see `crate::settlement`), so it
+/// is not posted here.
 pub(super) fn post_payment(
     store: &mut dyn StateStore,
     p: &PaymentSucceeded,
+    payee: &str,
     at: i64,
 ) -> Result<(), HandleError> {
     let fee = p.application_fee.as_ref().map_or(0, |f| f.amount);
@@ -72,8 +86,8 @@ pub(super) fn post_payment(
         description: format!("payment {}", p.payment_intent),
         at,
         transfers: vec![
-            ledger::Transfer::new("customer", "tenant", p.amount.amount),
-            ledger::Transfer::new("tenant", "platform", fee),
+            ledger::Transfer::new("customer", payee, p.amount.amount),
+            ledger::Transfer::new(payee, "platform", fee),
         ],
     };
     post_to_ledger(store, posting).map(drop)
@@ -157,3 +171,76 @@ pub(super) const PAYMENT_INTENT: Lifecycle = Lifecycle {
         _ => 1,
     },
 };
+
+#[cfg(test)]
+mod tests {
+    use crate::ledger::{self, Posting, Transfer};
+    use crate::mapping::handle;
+    use crate::state::MemoryState;
+    use serde_json::json;
+
+    /// Seed 002: a $105.00 deposit into wallet w-1 of the marketplace
+    /// tenant, then an offer of $100 with a 5 % platform fee held in escrow
+    /// and a 20 % service fee at completion: platform 5 + 20, contractor 80.
+    #[test]
+    fn seed_002_a_deposit_is_the_customers_and_escrow_pays_105_5_20_80() {
+        let mut s = MemoryState::default();
+        let pi = json!({"id": "pi_dep", "object": "payment_intent", "amount": 10500,
+            "amount_received": 10500, "currency": "usd", "status": "succeeded",
+            "customer": "cus_1",
+            "metadata": {"tenant_id": "market", "type": "deposit", "walletId": "w-1"}});
+        let body = json!({"id": "evt_dep", "object": "event", "type": "payment_intent.succeeded",
+            "created": 10, "data": {"object": pi}});
+        handle(body.to_string().as_bytes(), &mut s).unwrap();
+        let usd = |s: &mut MemoryState| ledger::book(s, "market").unwrap().balances["usd"].clone();
+        let b = usd(&mut s);
+        assert_eq!(b["wallet:w-1"], 10_500, "{b:?}");
+        assert_eq!(
+            b.get("tenant").copied().unwrap_or(0),
+            0,
+            "a deposit is not revenue"
+        );
+
+        let stage = |s: &mut MemoryState, id: &str, moves: &[(&str, &str, i64)]| {
+            let posting = Posting {
+                id: id.into(),
+                tenant: "market".into(),
+                currency: "usd".into(),
+                description: id.into(),
+                at: 20,
+                transfers: moves
+                    .iter()
+                    .map(|(f, t, a)| Transfer::new(f, t, *a))
+                    .collect(),
+            };
+            ledger::post(s, posting).unwrap();
+        };
+        stage(&mut s, "offer-7:hold", &[("wallet:w-1", "escrow", 10_500)]);
+        stage(&mut s, "offer-7:accept", &[("escrow", "platform", 500)]);
+        stage(
+            &mut s,
+            "offer-7:complete",
+            &[
+                ("escrow", "platform", 2_000),
+                ("escrow", "contractor:c-9", 8_000),
+            ],
+        );
+        let b = usd(&mut s);
+        assert_eq!(b["customer"], -10_500, "the customer paid once: {b:?}");
+        assert_eq!(b["wallet:w-1"], 0);
+        assert_eq!(b["escrow"], 0);
+        assert_eq!(b["platform"], 2_500);
+        assert_eq!(b["contractor:c-9"], 8_000);
+        assert_eq!(b.values().sum::<i64>(), 0);
+        // A party name that could reach another key is refused.
+        let bad = Posting {
+            id: "bad".into(),
+            tenant: "market".into(),
+            currency: "usd".into(),
+            description: "bad".into(),
+            at: 30,
+            transfers: vec![Transfer::new("wallet:../x", "escrow", 1)],
+        };
+        assert!(ledger::post(&mut s, bad).is_err());
+    }
+}
