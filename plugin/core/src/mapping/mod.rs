@@ -175,7 +175,8 @@ mod tests {
     use crate::state::MemoryState;
     use std::collections::BTreeMap;
 
-    fn event(id: &str, kind: &str, created: i64, object: Value) -> Vec<u8> {
+    /// An event body of `kind` about `object`, for the family files' tests.
+    pub(super) fn event(id: &str, kind: &str, created: i64, object: Value) -> Vec<u8> {
         json!({"id": id, "object": "event", "type": kind, "created": created,
                "data": {"object": object}})
         .to_string()

@@ -124,10 +124,7 @@ mod tests {
     }
 
     fn event(id: &str, created: i64, object: Value) -> Vec<u8> {
-        json!({"id": id, "object": "event", "type": "transfer.reversed", "created": created,
-               "data": {"object": object}})
-        .to_string()
-        .into_bytes()
+        crate::mapping::tests::event(id, "transfer.reversed", created, object)
     }
 
     #[test]

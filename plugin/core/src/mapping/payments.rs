@@ -176,6 +176,7 @@ pub(super) const PAYMENT_INTENT: Lifecycle = Lifecycle {
 mod tests {
     use crate::ledger::{self, Posting, Transfer};
     use crate::mapping::handle;
+    use crate::mapping::tests::event;
     use crate::state::MemoryState;
     use serde_json::json;
 
@@ -189,9 +190,11 @@ mod tests {
             "amount_received": 10500, "currency": "usd", "status": "succeeded",
             "customer": "cus_1",
             "metadata": {"tenant_id": "market", "type": "deposit", "walletId": "w-1"}});
-        let body = json!({"id": "evt_dep", "object": "event", "type": "payment_intent.succeeded",
-            "created": 10, "data": {"object": pi}});
-        handle(body.to_string().as_bytes(), &mut s).unwrap();
+        handle(
+            &event("evt_dep", "payment_intent.succeeded", 10, pi),
+            &mut s,
+        )
+        .unwrap();
         let usd = |s: &mut MemoryState| ledger::book(s, "market").unwrap().balances["usd"].clone();
         let b = usd(&mut s);
         assert_eq!(b["wallet:w-1"], 10_500, "{b:?}");

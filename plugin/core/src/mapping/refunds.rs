@@ -134,6 +134,9 @@ impl Book<'_> {
             )));
         }
         let seen = state.refunds.get(id).copied();
+        // The first amount posted is the one given back if it fails.
+        let posted = seen.map_or(amount, |s| s.amount);
+        let was_failed = seen.is_some_and(|s| s.failed);
         if seen.is_none() {
             self.post(
                 store,
@@ -144,9 +147,7 @@ impl Book<'_> {
                 amount,
             )?;
         }
-        if failed && !seen.is_some_and(|s| s.failed) {
-            // The first amount posted is the one given back.
-            let posted = seen.map_or(amount, |s| s.amount);
+        if failed && !was_failed {
             self.post(
                 store,
                 format!("refund:{id}:failed"),
@@ -156,12 +157,11 @@ impl Book<'_> {
                 posted,
             )?;
         }
-        let amount = seen.map_or(amount, |s| s.amount);
         state.refunds.insert(
             id.to_string(),
             RefundSeen {
-                amount,
-                failed: failed || seen.is_some_and(|s| s.failed),
+                amount: posted,
+                failed: failed || was_failed,
             },
         );
         Ok(())
@@ -393,16 +393,10 @@ mod tests {
     use crate::effects::Effect;
     use crate::ledger;
     use crate::mapping::handle;
+    use crate::mapping::tests::event;
     use crate::state::{MemoryState, StateStore};
     use serde_json::{Value, json};
     use std::collections::BTreeMap;
-
-    fn event(id: &str, kind: &str, created: i64, object: Value) -> Vec<u8> {
-        json!({"id": id, "object": "event", "type": kind, "created": created,
-               "data": {"object": object}})
-        .to_string()
-        .into_bytes()
-    }
 
     fn payment() -> Vec<u8> {
         let pi = json!({"id": "pi_1", "object": "payment_intent", "amount": 10000,
