@@ -142,6 +142,10 @@ pub struct Transaction {
     pub description: String,
     /// Unix seconds.
     pub at: i64,
+    /// The Stripe object whose money this is, if any (see [`Posting::source`]).
+    /// Transactions posted before sources were recorded have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// One debit and one credit per movement; debits equal credits.
     pub legs: Vec<Leg>,
 }
@@ -168,6 +172,10 @@ pub struct Posting {
     pub description: String,
     /// Unix seconds at which the money moved.
     pub at: i64,
+    /// The Stripe object whose money this is (`pi_`, `re_`, `du_`, `tr_`,
+    /// `ch_`...), for reconciliation with Stripe's balance transactions;
+    /// `None` for movements inside the application (escrow stages).
+    pub source: Option<String>,
     /// The movements; each becomes a debit and a credit.
     pub transfers: Vec<Transfer>,
 }
@@ -314,6 +322,7 @@ pub fn post(
         currency: posting.currency,
         description: posting.description,
         at: posting.at,
+        source: posting.source,
         legs,
     };
     book.next_seq += 1;
@@ -398,6 +407,7 @@ mod tests {
             currency: "usd".into(),
             description: "test".into(),
             at: 0,
+            source: None,
             transfers,
         }
     }

@@ -14,6 +14,7 @@ pub mod invoice;
 pub mod ledger;
 pub mod mapping;
 pub mod money;
+pub mod reconcile;
 pub mod refunds;
 pub mod rules;
 pub mod seats;

@@ -114,6 +114,7 @@ pub fn settle(
             currency: currency.clone(),
             description: format!("Stripe's fee on {} ({})", payment.charge, bt.id),
             at: payment.at,
+            source: Some(payment.payment_intent.clone()),
             transfers: vec![ledger::Transfer::new(paid_by, "processor", fee)],
         };
         match ledger::post(store, posting) {

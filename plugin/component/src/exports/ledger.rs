@@ -33,6 +33,8 @@ impl ledger::Guest for Plugin {
             currency,
             description,
             at: clock::now(),
+            // Posted by the application: no Stripe object of its own.
+            source: None,
             transfers: movements
                 .iter()
                 .map(|m| core_ledger::Transfer::new(&m.from, &m.to, m.amount.amount))

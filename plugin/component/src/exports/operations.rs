@@ -297,6 +297,7 @@ impl ops::Guest for Plugin {
             post(
                 &req,
                 &hold_id,
+                None,
                 "contractor",
                 "withdrawing",
                 "withdrawal held",
@@ -322,7 +323,14 @@ impl ops::Guest for Plugin {
         let key = idempotency_key("withdraw", &req.tenant, &req.request_id, "transfer");
         match stripe::create_transfer(&params, &key) {
             Ok(transfer) => {
-                let tx = post(&req, &paid_id, "withdrawing", "paid_out", "withdrawal paid")?;
+                let tx = post(
+                    &req,
+                    &paid_id,
+                    Some(&transfer.id),
+                    "withdrawing",
+                    "paid_out",
+                    "withdrawal paid",
+                )?;
                 record(
                     "withdraw",
                     &req.tenant,
@@ -344,6 +352,7 @@ impl ops::Guest for Plugin {
                 post(
                     &req,
                     &release,
+                    None,
                     "withdrawing",
                     "contractor",
                     "withdrawal released",
@@ -552,6 +561,7 @@ fn posted(tenant: &str, id: &str) -> Result<Option<ledger::Transaction>, Operati
 fn post(
     req: &WithdrawRequest,
     id: &str,
+    source: Option<&str>,
     from: &str,
     to: &str,
     description: &str,
@@ -562,6 +572,7 @@ fn post(
         currency: req.amount.currency.to_ascii_lowercase(),
         description: format!("{description} to {}", req.destination),
         at: clock::now(),
+        source: source.map(str::to_string),
         transfers: vec![ledger::Transfer::new(from, to, req.amount.amount)],
     };
     ledger::post(&mut HostState, posting)

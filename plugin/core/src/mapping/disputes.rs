@@ -66,6 +66,7 @@ pub(super) fn dispute_funds(ctx: &Ctx, store: &mut dyn StateStore, withdrawn: bo
         currency: amount.currency.clone(),
         description: format!("dispute {id} funds {stage}"),
         at: ctx.created,
+        source: Some(id.clone()),
         transfers,
     };
     match ledger::post(store, posting) {

@@ -79,6 +79,7 @@ pub(super) fn transfer(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
             currency: amount.currency.clone(),
             description: format!("transfer {id} reversed"),
             at: ctx.created,
+            source: Some(id.clone()),
             transfers: vec![ledger::Transfer::new(
                 "paid_out",
                 "contractor",

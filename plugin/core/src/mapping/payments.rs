@@ -85,6 +85,7 @@ pub(super) fn post_payment(
         currency: p.amount.currency.clone(),
         description: format!("payment {}", p.payment_intent),
         at,
+        source: Some(p.payment_intent.clone()),
         transfers: vec![
             ledger::Transfer::new("customer", payee, p.amount.amount),
             ledger::Transfer::new(payee, "platform", fee),
@@ -211,6 +212,7 @@ mod tests {
                 currency: "usd".into(),
                 description: id.into(),
                 at: 20,
+                source: None,
                 transfers: moves
                     .iter()
                     .map(|(f, t, a)| Transfer::new(f, t, *a))
@@ -242,6 +244,7 @@ mod tests {
             currency: "usd".into(),
             description: "bad".into(),
             at: 30,
+            source: None,
             transfers: vec![Transfer::new("wallet:../x", "escrow", 1)],
         };
         assert!(ledger::post(&mut s, bad).is_err());

@@ -101,6 +101,7 @@ impl Book<'_> {
         &self,
         store: &mut dyn StateStore,
         id: String,
+        source: &str,
         description: String,
         from: &str,
         to: &str,
@@ -112,6 +113,7 @@ impl Book<'_> {
             currency: self.currency.clone(),
             description,
             at: self.at,
+            source: Some(source.to_string()),
             transfers: vec![ledger::Transfer::new(from, to, amount)],
         };
         post_to_ledger(store, posting).map(drop)
@@ -141,6 +143,7 @@ impl Book<'_> {
             self.post(
                 store,
                 format!("refund:{id}"),
+                id,
                 format!("refund {id} on {}", self.charge),
                 "tenant",
                 "customer",
@@ -151,6 +154,7 @@ impl Book<'_> {
             self.post(
                 store,
                 format!("refund:{id}:failed"),
+                id,
                 format!("refund {id} on {} failed: money back", self.charge),
                 "customer",
                 "tenant",
@@ -195,7 +199,7 @@ impl Book<'_> {
             } else {
                 format!("refund on {} matched to its refund objects", self.charge)
             };
-            self.post(store, id, description, from, to, delta.abs())?;
+            self.post(store, id, self.charge, description, from, to, delta.abs())?;
             state.unmatched = target;
         }
         debug_assert_eq!(state.unmatched, (state.total - state.matched()?).max(0));
@@ -363,6 +367,8 @@ pub(super) fn application_fee_refunded(ctx: &Ctx, store: &mut dyn StateStore) ->
         currency: total.currency.clone(),
         description: format!("application fee {id} refunded"),
         at: ctx.created,
+        // The charge the fee was taken on: the payment's other money.
+        source: Some(id_at(ctx.object, &["charge"]).unwrap_or_else(|| id.clone())),
         transfers: vec![ledger::Transfer::new("platform", "tenant", amount.amount)],
     };
     post_to_ledger(store, posting)?;
