@@ -9,14 +9,34 @@
 //! object created on a connected account is not found without its header),
 //! and answers the faults it is told to (429, 500, a card decline).
 //!
-//! Every succeeded charge gets a balance transaction with Stripe's card fee
-//! (2.9 % + 30¢ unless the test sets another, rounded half up) and, on a
-//! direct charge, the application fee, as Stripe's `fee_details` list them.
+//! Money moves with balance transactions, as Stripe writes them:
+//! - a succeeded charge: `charge` with Stripe's card fee (2.9 % + 30¢ unless
+//!   the test sets another, rounded half up) and, on a direct charge, the
+//!   application fee in `fee_details`; the platform gets the
+//!   `application_fee` (a `fee_...` object naming the charge and account).
+//!   A destination charge is the platform's `charge` and `transfer` (with
+//!   `source_transaction`), and the connected account's `payment` (a `py_`
+//!   charge with `source_transfer`).
+//! - a refund: `refund` on the charge's balance; a refund that fails
+//!   ([`FakeStripe::fail_refund`]): `adjustment` giving it back.
+//! - an application-fee refund: the platform's `application_fee_refund`
+//!   and the connected account's `adjustment` (a `fr_...` object).
+//! - a lost dispute: `adjustment` of the amount and Stripe's dispute fee.
+//! - a transfer: the platform's `transfer`; its reversal `transfer_refund`
+//!   (a `trr_...` object).
 //!
-//! What it does not model: balances (a transfer never fails for lack of
-//! funds), currency conversion (a balance transaction is in the charge's
+//! `GET /v1/balance_transactions` lists a balance's transactions newest
+//! first, with `created[gte]`/`created[lt]`, `limit`, `starting_after`,
+//! `has_more`, and `expand[]=data.source` (the source object as stored).
+//! Every transaction is created at the fake's clock ([`FakeStripe::set_now`]).
+//!
+//! What it does not model: balances themselves (a transfer never fails for
+//! lack of funds, nothing becomes available, payouts are not made), the
+//! connected side of transfers to other accounts than a destination
+//! charge's, currency conversion (a balance transaction is in the charge's
 //! currency), asynchronous payment states (a confirmed intent succeeds at
-//! once), webhooks it would send, pagination, expansion, and most
+//! once), dispute fees given back when a dispute is won, webhooks it would
+//! send, expansion other than `data.source`, `ending_before`, and most
 //! validation of parameters beyond the ones psa-billing sends.
 
 use axum::Router;
@@ -64,6 +84,8 @@ struct FakeState {
     next: u64,
     /// Stripe's card fee on a charge: (basis points, fixed minor units).
     card_fee: (i64, i64),
+    /// Unix seconds at which new balance transactions are created.
+    now: i64,
 }
 
 impl Default for FakeState {
@@ -75,6 +97,7 @@ impl Default for FakeState {
             faults: VecDeque::new(),
             next: 0,
             card_fee: (290, 30),
+            now: AVAILABLE_ON - 172_800,
         }
     }
 }
@@ -163,11 +186,142 @@ impl FakeStripe {
             amount,
             currency,
             application_fee,
-            destination.is_some(),
+            destination,
         );
         pi["latest_charge"] = json!(charge.0);
         store(s, &account, pi);
         charge
+    }
+
+    /// The time new balance transactions are created at (Unix seconds).
+    pub fn set_now(&self, now: i64) {
+        self.state.lock().unwrap().now = now;
+    }
+
+    /// Refunds `amount` of `charge` (on `account`'s balance): the refund
+    /// object and its `refund` balance transaction. Returns the refund.
+    pub fn refund_charge(&self, account: Option<&str>, charge: &str, amount: i64) -> Value {
+        let s = &mut self.state.lock().unwrap();
+        let account = account.map(str::to_string);
+        refund_with_balance(s, &account, charge, amount, json!({})).expect("the charge exists")
+    }
+
+    /// The refund fails at the bank: status `failed`, the charge's refunded
+    /// amount given back, and an `adjustment` returning the money to the
+    /// balance. Returns the refund.
+    pub fn fail_refund(&self, account: Option<&str>, refund: &str) -> Value {
+        let s = &mut self.state.lock().unwrap();
+        let account = account.map(str::to_string);
+        let mut re = s.objects[&(account.clone(), refund.to_string())].clone();
+        let amount = re["amount"].as_i64().unwrap();
+        let charge_key = (account.clone(), re["charge"].as_str().unwrap().to_string());
+        let mut charge = s.objects[&charge_key].clone();
+        charge["amount_refunded"] = json!(charge["amount_refunded"].as_i64().unwrap() - amount);
+        charge["refunded"] = json!(false);
+        s.objects.insert(charge_key, charge);
+        let txn = balance_transaction(
+            s,
+            &account,
+            "adjustment",
+            amount,
+            &[],
+            refund,
+            &re["currency"],
+        );
+        re["status"] = json!("failed");
+        re["failure_reason"] = json!("expired_or_canceled_card");
+        re["failure_balance_transaction"] = json!(txn);
+        store(s, &account, re).1
+    }
+
+    /// Gives back `amount` of an application fee (a platform object): the
+    /// `fr_...` refund, the platform's `application_fee_refund` and the
+    /// connected account's `adjustment`. Returns the updated fee.
+    pub fn refund_application_fee(&self, fee: &str, amount: i64) -> Value {
+        let s = &mut self.state.lock().unwrap();
+        let mut f = s.objects[&(None, fee.to_string())].clone();
+        let account = f["account"].as_str().map(str::to_string);
+        let currency = f["currency"].clone();
+        let fr = new_id(s, "fr");
+        let refund = json!({"id": fr, "object": "fee_refund", "amount": amount,
+                            "currency": currency, "fee": fee, "metadata": {}});
+        store(s, &None, refund.clone());
+        store(s, &account, refund);
+        balance_transaction(
+            s,
+            &None,
+            "application_fee_refund",
+            -amount,
+            &[],
+            &fr,
+            &currency,
+        );
+        balance_transaction(s, &account, "adjustment", amount, &[], &fr, &currency);
+        f["amount_refunded"] = json!(f["amount_refunded"].as_i64().unwrap() + amount);
+        f["refunded"] = json!(f["amount_refunded"] == f["amount"]);
+        store(s, &None, f).1
+    }
+
+    /// `charge` (on `account`) is disputed and lost: the dispute, with the
+    /// `adjustment` taking the amount and Stripe's `fee` in its
+    /// `balance_transactions`. Returns the dispute.
+    pub fn lose_dispute(&self, account: Option<&str>, charge: &str, fee: i64) -> Value {
+        let s = &mut self.state.lock().unwrap();
+        let account = account.map(str::to_string);
+        let ch = s.objects[&(account.clone(), charge.to_string())].clone();
+        let amount = ch["amount"].as_i64().unwrap();
+        let id = new_id(s, "du");
+        let txn = balance_transaction(
+            s,
+            &account,
+            "adjustment",
+            -amount,
+            &[("stripe_fee", fee)],
+            &id,
+            &ch["currency"],
+        );
+        let bt = s.objects[&(account.clone(), txn)].clone();
+        let dispute = json!({"id": id, "object": "dispute", "amount": amount,
+            "currency": ch["currency"], "charge": charge, "payment_intent": ch["payment_intent"],
+            "status": "lost", "reason": "fraudulent", "balance_transactions": [bt],
+            "metadata": {}});
+        store(s, &account, dispute).1
+    }
+
+    /// Reverses `amount` of a platform transfer: the `trr_...` reversal and
+    /// the platform's `transfer_refund`. Returns the updated transfer.
+    pub fn reverse_transfer(&self, transfer: &str, amount: i64) -> Value {
+        let s = &mut self.state.lock().unwrap();
+        let mut t = s.objects[&(None, transfer.to_string())].clone();
+        let id = new_id(s, "trr");
+        let currency = t["currency"].clone();
+        store(
+            s,
+            &None,
+            json!({"id": id, "object": "transfer_reversal", "amount": amount,
+                                "currency": currency, "transfer": transfer, "metadata": {}}),
+        );
+        balance_transaction(s, &None, "transfer_refund", amount, &[], &id, &currency);
+        t["amount_reversed"] = json!(t["amount_reversed"].as_i64().unwrap() + amount);
+        t["reversed"] = json!(t["amount_reversed"] == t["amount"]);
+        store(s, &None, t).1
+    }
+
+    /// Changes a stored balance transaction (a test's "Stripe says
+    /// otherwise"): `change` edits its JSON.
+    pub fn edit_balance_transaction(
+        &self,
+        account: Option<&str>,
+        id: &str,
+        change: impl FnOnce(&mut Value),
+    ) {
+        let s = &mut self.state.lock().unwrap();
+        let key = (account.map(str::to_string), id.to_string());
+        let txn = s
+            .objects
+            .get_mut(&key)
+            .expect("a stored balance transaction");
+        change(txn);
     }
 
     /// The next requests answer these faults, in order.
@@ -313,6 +467,7 @@ fn route(s: &mut FakeState, r: &Recorded) -> (u16, Value) {
     let account = r.account.clone();
     let get = |s: &FakeState, id: &str| s.objects.get(&(account.clone(), id.to_string())).cloned();
     match (r.method.as_str(), parts.as_slice()) {
+        ("GET", ["v1", "balance_transactions"]) => list_balance_transactions(s, r),
         ("GET", ["v2", "core", "events", id]) | ("GET", ["v1", _, id]) => match get(s, id) {
             Some(o) => (200, o),
             None => missing(id),
@@ -439,7 +594,7 @@ fn create_payment_intent(s: &mut FakeState, r: &Recorded) -> (u16, Value) {
             amount,
             &currency,
             fee,
-            destination.is_some(),
+            destination.as_deref(),
         );
         pi["latest_charge"] = json!(charge_id);
     }
@@ -448,7 +603,9 @@ fn create_payment_intent(s: &mut FakeState, r: &Recorded) -> (u16, Value) {
 
 /// A succeeded charge of `payment_intent` and its balance transaction:
 /// Stripe's card fee, plus the application fee when the charge is direct
-/// (on `account`, whose balance pays it). (charge id, transaction id).
+/// (on `account`, whose balance pays it; the platform gets the fee). A
+/// destination charge also transfers the amount less the application fee
+/// to `destination`. (charge id, transaction id).
 fn charge_with_balance(
     s: &mut FakeState,
     account: &Option<String>,
@@ -456,32 +613,18 @@ fn charge_with_balance(
     amount: i64,
     currency: &str,
     application_fee: Option<i64>,
-    destination: bool,
+    destination: Option<&str>,
 ) -> (String, String) {
     let charge_id = new_id(s, "ch");
-    let txn_id = new_id(s, "txn");
     let (bp, fixed) = s.card_fee;
     let stripe_fee = (amount * bp + 5_000) / 10_000 + fixed;
-    let mut fee_details = vec![
-        json!({"type": "stripe_fee", "amount": stripe_fee, "currency": currency,
-                                       "description": "Stripe processing fees", "application": null}),
-    ];
-    let mut fee = stripe_fee;
-    if let (Some(app), false) = (application_fee.filter(|a| *a > 0), destination) {
-        fee += app;
-        fee_details.push(
-            json!({"type": "application_fee", "amount": app, "currency": currency,
-                                "description": "Application fee", "application": "ca_fake"}),
-        );
+    let app_fee = application_fee.filter(|a| *a > 0);
+    let mut fees = vec![("stripe_fee", stripe_fee)];
+    if let (Some(app), None) = (app_fee, destination) {
+        fees.push(("application_fee", app));
     }
-    let txn = json!({
-        "id": txn_id, "object": "balance_transaction", "amount": amount, "currency": currency,
-        "fee": fee, "net": amount - fee, "fee_details": fee_details, "type": "charge",
-        "reporting_category": "charge", "source": charge_id, "status": "pending",
-        "available_on": AVAILABLE_ON, "created": AVAILABLE_ON - 172_800,
-        "balance_type": "payments", "description": null, "exchange_rate": null,
-    });
-    store(s, account, txn);
+    let cur = json!(currency);
+    let txn_id = balance_transaction(s, account, "charge", amount, &fees, &charge_id, &cur);
     let mut ch = crate::stripe_object("charge");
     ch["id"] = json!(charge_id);
     ch["amount"] = json!(amount);
@@ -494,8 +637,188 @@ fn charge_with_balance(
     ch["status"] = json!("succeeded");
     ch["paid"] = json!(true);
     ch["balance_transaction"] = json!(txn_id);
+    ch["metadata"] = json!({});
+    match (destination, app_fee) {
+        (Some(dest), _) => {
+            // The platform keeps the application fee and transfers the rest.
+            let paid = amount - app_fee.unwrap_or(0);
+            let tr = new_id(s, "tr");
+            let py = new_id(s, "py");
+            let dest_account = Some(dest.to_string());
+            let py_txn = balance_transaction(s, &dest_account, "payment", paid, &[], &py, &cur);
+            store(
+                s,
+                &dest_account,
+                json!({"id": py, "object": "charge", "amount": paid,
+                "currency": currency, "source_transfer": tr, "balance_transaction": py_txn,
+                "status": "succeeded", "metadata": {}}),
+            );
+            let tr_txn = balance_transaction(s, &None, "transfer", -paid, &[], &tr, &cur);
+            store(
+                s,
+                &None,
+                json!({"id": tr, "object": "transfer", "amount": paid,
+                "amount_reversed": 0, "currency": currency, "destination": dest,
+                "destination_payment": py, "source_transaction": charge_id,
+                "balance_transaction": tr_txn, "metadata": {}}),
+            );
+            ch["transfer"] = json!(tr);
+            ch["transfer_data"] = json!({ "destination": dest });
+        }
+        (None, Some(app)) => {
+            let fee_id = new_id(s, "fee");
+            balance_transaction(s, &None, "application_fee", app, &[], &fee_id, &cur);
+            store(
+                s,
+                &None,
+                json!({"id": fee_id, "object": "application_fee", "amount": app,
+                "amount_refunded": 0, "refunded": false, "currency": currency,
+                "charge": charge_id, "account": account, "originating_transaction": null}),
+            );
+            ch["application_fee"] = json!(fee_id);
+        }
+        (None, None) => {}
+    }
     store(s, account, ch);
     (charge_id, txn_id)
+}
+
+/// A balance transaction on `account`'s balance (the platform's: `None`),
+/// created now; `fees` as Stripe's `fee_details`. Returns its id.
+fn balance_transaction(
+    s: &mut FakeState,
+    account: &Option<String>,
+    kind: &str,
+    amount: i64,
+    fees: &[(&str, i64)],
+    source: &str,
+    currency: &Value,
+) -> String {
+    let id = new_id(s, "txn");
+    let fee: i64 = fees.iter().map(|(_, a)| a).sum();
+    let fee_details: Vec<Value> = fees
+        .iter()
+        .map(|(kind, a)| {
+            json!({"type": kind, "amount": a, "currency": currency,
+                                "description": kind, "application": null})
+        })
+        .collect();
+    let txn = json!({
+        "id": id, "object": "balance_transaction", "amount": amount, "currency": currency,
+        "fee": fee, "net": amount - fee, "fee_details": fee_details, "type": kind,
+        "reporting_category": kind, "source": source, "status": "pending",
+        "available_on": AVAILABLE_ON, "created": s.now,
+        "balance_type": "payments", "description": null, "exchange_rate": null,
+    });
+    store(s, account, txn);
+    id
+}
+
+/// `GET /v1/balance_transactions`: newest first, paged.
+fn list_balance_transactions(s: &FakeState, r: &Recorded) -> (u16, Value) {
+    let f = &r.form;
+    let limit = int(f, "limit").unwrap_or(10);
+    if !(1..=100).contains(&limit) {
+        return stripe_error(
+            400,
+            "invalid_request_error",
+            "limit must be between 1 and 100",
+            json!({ "param": "limit" }),
+        );
+    }
+    let (gte, lt) = (int(f, "created[gte]"), int(f, "created[lt]"));
+    let expand = f
+        .iter()
+        .any(|(k, v)| k.starts_with("expand") && v == "data.source");
+    let mut rows: Vec<&Value> = s
+        .objects
+        .iter()
+        .filter(|((a, _), o)| *a == r.account && o["object"] == "balance_transaction")
+        .map(|(_, o)| o)
+        .filter(|o| {
+            let c = o["created"].as_i64().unwrap();
+            gte.is_none_or(|g| c >= g) && lt.is_none_or(|l| c < l)
+        })
+        .collect();
+    let order = |o: &Value| {
+        (
+            o["created"].as_i64().unwrap(),
+            o["id"].as_str().unwrap().to_string(),
+        )
+    };
+    rows.sort_by_key(|o| std::cmp::Reverse(order(o)));
+    let start = match f.get("starting_after") {
+        None => 0,
+        Some(after) => match rows.iter().position(|o| o["id"] == after.as_str()) {
+            Some(i) => i + 1,
+            None => return missing(after),
+        },
+    };
+    let page: Vec<Value> = rows
+        .iter()
+        .skip(start)
+        .take(limit as usize)
+        .map(|o| {
+            let mut o = (*o).clone();
+            if expand
+                && let Some(id) = o["source"].as_str()
+                && let Some(obj) = s.objects.get(&(r.account.clone(), id.to_string()))
+            {
+                o["source"] = obj.clone();
+            }
+            o
+        })
+        .collect();
+    let has_more = start + page.len() < rows.len();
+    (
+        200,
+        json!({"object": "list", "url": "/v1/balance_transactions", "has_more": has_more, "data": page}),
+    )
+}
+
+/// Refunds `amount` of `charge_id`: the refund object and its `refund`
+/// balance transaction. Refuses more than the charge has left.
+fn refund_with_balance(
+    s: &mut FakeState,
+    account: &Option<String>,
+    charge_id: &str,
+    amount: i64,
+    metadata: Value,
+) -> Result<Value, (u16, Value)> {
+    let key = (account.clone(), charge_id.to_string());
+    let mut charge = s
+        .objects
+        .get(&key)
+        .cloned()
+        .ok_or_else(|| missing(charge_id))?;
+    let left = charge["amount"].as_i64().unwrap() - charge["amount_refunded"].as_i64().unwrap();
+    if amount > left {
+        return Err(stripe_error(
+            400,
+            "invalid_request_error",
+            &format!(
+                "Refund amount ({amount}) is greater than unrefunded amount on charge ({left})"
+            ),
+            json!({ "param": "amount", "code": "amount_too_large" }),
+        ));
+    }
+    charge["amount_refunded"] = json!(charge["amount_refunded"].as_i64().unwrap() + amount);
+    charge["refunded"] = json!(amount == left);
+    let currency = charge["currency"].clone();
+    let pi = charge["payment_intent"].clone();
+    s.objects.insert(key, charge);
+    let id = new_id(s, "re");
+    let txn = balance_transaction(s, account, "refund", -amount, &[], &id, &currency);
+    let mut refund = crate::stripe_object("refund");
+    refund["id"] = json!(id);
+    refund["amount"] = json!(amount);
+    refund["currency"] = currency;
+    refund["charge"] = json!(charge_id);
+    refund["payment_intent"] = pi;
+    refund["status"] = json!("succeeded");
+    refund["balance_transaction"] = json!(txn);
+    refund["metadata"] = metadata;
+    Ok(store(s, account, refund).1)
 }
 
 fn create_refund(s: &mut FakeState, r: &Recorded) -> (u16, Value) {
@@ -514,32 +837,13 @@ fn create_refund(s: &mut FakeState, r: &Recorded) -> (u16, Value) {
             json!({ "param": "payment_intent" }),
         );
     };
-    let key = (r.account.clone(), charge_id.clone());
-    let mut charge = s.objects[&key].clone();
+    let charge = &s.objects[&(r.account.clone(), charge_id.clone())];
     let left = charge["amount"].as_i64().unwrap() - charge["amount_refunded"].as_i64().unwrap();
     let amount = int(&r.form, "amount").unwrap_or(left);
-    if amount > left {
-        return stripe_error(
-            400,
-            "invalid_request_error",
-            &format!(
-                "Refund amount ({amount}) is greater than unrefunded amount on charge ({left})"
-            ),
-            json!({ "param": "amount", "code": "amount_too_large" }),
-        );
+    match refund_with_balance(s, &r.account, &charge_id, amount, metadata(&r.form)) {
+        Ok(refund) => (200, refund),
+        Err(e) => e,
     }
-    charge["amount_refunded"] = json!(charge["amount_refunded"].as_i64().unwrap() + amount);
-    charge["refunded"] = json!(amount == left);
-    s.objects.insert(key, charge);
-    let mut refund = crate::stripe_object("refund");
-    refund["id"] = json!(new_id(s, "re"));
-    refund["amount"] = json!(amount);
-    refund["currency"] = pi["currency"].clone();
-    refund["charge"] = json!(charge_id);
-    refund["payment_intent"] = json!(pi_id);
-    refund["status"] = json!("succeeded");
-    refund["metadata"] = metadata(&r.form);
-    store(s, &r.account, refund)
 }
 
 fn create_transfer(s: &mut FakeState, r: &Recorded) -> (u16, Value) {
@@ -571,6 +875,16 @@ fn create_transfer(s: &mut FakeState, r: &Recorded) -> (u16, Value) {
     t["destination"] = json!(destination);
     t["transfer_group"] = json!(r.form.get("transfer_group"));
     t["metadata"] = metadata(&r.form);
+    let id = t["id"].as_str().unwrap().to_string();
+    t["balance_transaction"] = json!(balance_transaction(
+        s,
+        &r.account,
+        "transfer",
+        -amount,
+        &[],
+        &id,
+        &json!(currency)
+    ));
     store(s, &r.account, t)
 }
 

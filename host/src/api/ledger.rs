@@ -185,6 +185,27 @@ pub async fn transactions(
     }))
 }
 
+/// Every transaction of `tenant`'s ledger, oldest first.
+pub(crate) async fn all_transactions(
+    runtime: &Runtime,
+    db: &Db,
+    tenant: &str,
+) -> Result<Vec<Transaction>, ApiFailure> {
+    check_tenant(tenant)?;
+    let mut all: Vec<Transaction> = Vec::new();
+    loop {
+        let after = all.last().map_or(0, |t| t.seq);
+        let page = runtime
+            .ledger_transactions(staged(db, tenant), tenant.to_string(), after, 1000)
+            .await?
+            .map_err(refused)?;
+        if page.is_empty() {
+            return Ok(all);
+        }
+        all.extend(page);
+    }
+}
+
 fn transaction_json(t: &Transaction) -> Value {
     let m = |amount| {
         money_json(&Money {
@@ -199,6 +220,7 @@ fn transaction_json(t: &Transaction) -> Value {
         "currency": t.currency,
         "description": t.description,
         "at": t.at,
+        "source": t.source,
         "legs": t.legs.iter().map(|l| {
             let (side, amount) = if l.debit > 0 { ("debit", l.debit) } else { ("credit", l.credit) };
             json!({ "account": l.account, "side": side, "amount": m(amount) })

@@ -1,5 +1,6 @@
 //! The application calls that HTTP, the CLI and an embedding application
-//! share: quotes, the ledger, the tenant registry and the Stripe operations,
+//! share: quotes, the ledger, the tenant registry, the Stripe operations
+//! and reconciliation with Stripe's balance transactions,
 //! each validating its input and committing what the plugin staged; and
 //! the one error type they answer with.
 //!
@@ -8,6 +9,7 @@
 pub mod ledger;
 pub mod operations;
 pub mod quotes;
+pub mod reconcile;
 pub mod tenants;
 
 use crate::runtime::{CallError, OperationError};

@@ -6,6 +6,7 @@
 pub mod check_plugin;
 mod ledger;
 mod quote;
+mod reconcile;
 mod replay;
 mod serve;
 mod sign;
@@ -13,6 +14,7 @@ mod tenants;
 
 use ledger::{LedgerArgs, ledger};
 use quote::{QuoteArgs, quote};
+use reconcile::{ReconcileArgs, reconcile};
 pub use replay::replay_event;
 use replay::{ReplayArgs, replay};
 use serve::{ServeArgs, serve};
@@ -59,6 +61,9 @@ enum Command {
     Sign(SignArgs),
     /// Read or post a tenant's double-entry ledger.
     Ledger(LedgerArgs),
+    /// Compare the ledger with Stripe's balance transactions for a period
+    /// (needs STRIPE_SECRET_KEY); exits 1 on any difference.
+    Reconcile(ReconcileArgs),
     /// Register which tenant each connected account (acct_...) belongs to;
     /// Connect events are routed by it.
     Tenants(TenantsArgs),
@@ -308,6 +313,7 @@ pub fn main() -> Result<()> {
             Command::Sign(a) => sign(a),
             Command::Ledger(a) => ledger(a).await,
             Command::Tenants(a) => tenants(a).await,
+            Command::Reconcile(a) => reconcile(a).await,
             Command::CheckPlugin { file, tenant } => check_plugin(&file, tenant.as_deref()).await,
             Command::Component { out } => {
                 std::fs::write(&out, crate::DEFAULT_PLUGIN)

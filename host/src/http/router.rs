@@ -83,6 +83,7 @@ pub fn router_with(pipeline: Pipeline, options: ServerOptions, extra: Router) ->
         )
         .route("/v1/operations/{operation}", post(operation))
         .route("/v1/tenants", get(tenants_list))
+        .route("/v1/reconciliation", get(reconciliation))
         .route(
             "/v1/tenants/{account}",
             get(tenant_lookup)
@@ -450,6 +451,40 @@ async fn ledger_post(
 #[serde(deny_unknown_fields)]
 struct TenantInput {
     tenant: String,
+}
+
+#[derive(Deserialize)]
+struct ReconciliationQuery {
+    /// One tenant; none: every registered tenant.
+    tenant: Option<String>,
+    from: String,
+    to: String,
+}
+
+/// `GET /v1/reconciliation?tenant=&from=&to=`: 200 with the report, which
+/// says how many differences it found (a difference is a finding, not a
+/// failed request).
+async fn reconciliation(
+    State(app): State<Arc<AppState>>,
+    query: Result<Query<ReconciliationQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    use crate::api::reconcile::{Scope, parse_time, reconcile, reports_json};
+    let Ok(Query(q)) = query else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            "from and to are required (a date, an RFC 3339 timestamp or Unix seconds); tenant is optional",
+        );
+    };
+    let (rt, db) = (app.pipeline.runtime(), app.pipeline.db());
+    let result = async {
+        let (from, to) = (parse_time(&q.from)?, parse_time(&q.to)?);
+        let scope = q.tenant.map_or(Scope::All, Scope::Tenant);
+        let reports = reconcile(rt, db, &scope, from, to).await?;
+        Ok(reports_json(&reports, from, to))
+    }
+    .await;
+    api_response(result, "invalid_period")
 }
 
 async fn tenants_list(State(app): State<Arc<AppState>>) -> Response {

@@ -47,8 +47,8 @@ pub use crate::bindings::exports::psa::billing::webhooks::{
     Delivery, Effect, Envelope, HandleError, Routing, ThinEnvelope, VerifyError,
 };
 pub use crate::bindings::psa::billing::stripe::{
-    Account, AccountLink, PaymentIntent, StripeError, Subscription, SubscriptionItem,
-    Transfer as StripeTransfer,
+    Account, AccountLink, ApiFailure as StripeApiFailure, PaymentIntent, StripeError, Subscription,
+    SubscriptionItem, Transfer as StripeTransfer,
 };
 pub use crate::bindings::psa::billing::types::{FeeLine, Money, Movement};
 use crate::bindings::{BillingPlugin, BillingPluginPre};

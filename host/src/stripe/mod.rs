@@ -29,13 +29,16 @@ use stripe_client_core::{
 };
 use wit::StripeError as WitError;
 
-/// Every operation of the `stripe` interface, by its WIT name: what
+/// Every operation of the `stripe` interface, by its WIT name, and the
+/// host's own `list-balance-transactions` (`reconcile`): what
 /// `PSA_BILLING_STRIPE_ALLOW` may list.
-pub const OPERATIONS: [&str; 13] = [
+pub const OPERATIONS: [&str; 15] = [
     "retrieve-event",
     "retrieve-thin-event",
     "retrieve-payment-intent",
     "retrieve-charge",
+    "retrieve-balance-transaction",
+    "list-balance-transactions",
     "retrieve-invoice",
     "retrieve-subscription",
     "retrieve-account",
@@ -353,6 +356,75 @@ impl StripeApi {
         Ok(balance_transaction(t))
     }
 
+    /// Every balance transaction created in [`from`, `to`) (Unix seconds) on
+    /// `account`'s balance (the platform's when `None`), with its source
+    /// expanded (`expand[]=data.source`), as Stripe's JSON. Pages through
+    /// the list, 100 at a time, by `starting_after` while `has_more`.
+    pub async fn list_balance_transactions(
+        &self,
+        account: Option<&str>,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<serde_json::Value>, WitError> {
+        #[derive(serde::Serialize)]
+        struct Created {
+            gte: i64,
+            lt: i64,
+        }
+        #[derive(serde::Serialize)]
+        struct Page<'a> {
+            limit: u32,
+            created: Created,
+            expand: [&'a str; 1],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            starting_after: Option<&'a str>,
+        }
+        /// More than this many in one period is refused rather than held
+        /// in memory: reconcile a shorter period.
+        const MAX_ROWS: usize = 500_000;
+        let broken = |m: String| {
+            WitError::Api(wit::ApiFailure {
+                status: 200,
+                message: format!("the balance transaction list: {m}"),
+            })
+        };
+        let mut all: Vec<serde_json::Value> = Vec::new();
+        loop {
+            let last = all
+                .last()
+                .and_then(|t| t["id"].as_str())
+                .map(str::to_string);
+            let page = Page {
+                limit: 100,
+                created: Created { gte: from, lt: to },
+                expand: ["data.source"],
+                starting_after: last.as_deref(),
+            };
+            let body: miniserde::json::Value = self
+                .send("list-balance-transactions", account, None, || {
+                    RequestBuilder::new(StripeMethod::Get, "/balance_transactions")
+                        .query(&page)
+                        .customize()
+                })
+                .await?;
+            let mut body: serde_json::Value =
+                serde_json::from_str(&miniserde::json::to_string(&body))
+                    .map_err(|e| broken(e.to_string()))?;
+            let has_more = body["has_more"].as_bool().unwrap_or(false);
+            let serde_json::Value::Array(data) = body["data"].take() else {
+                return Err(broken("no data array".into()));
+            };
+            let empty = data.is_empty();
+            all.extend(data);
+            if all.len() > MAX_ROWS {
+                return Err(broken(format!("more than {MAX_ROWS} rows in the period")));
+            }
+            if !has_more || empty {
+                return Ok(all);
+            }
+        }
+    }
+
     /// `GET /v1/invoices/{id}`.
     pub async fn retrieve_invoice(
         &self,
@@ -606,6 +678,7 @@ fn balance_transaction(t: stripe_shared::BalanceTransaction) -> wit::BalanceTran
             })
             .collect(),
         available_on: t.available_on,
+        created: t.created,
         kind: t.type_.as_str().to_string(),
         source: t.source.map(|s| s.id().to_string()),
         status: t.status,

@@ -33,7 +33,7 @@
 
 use crate::event::{id_at, str_at};
 use crate::ledger::Transaction;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -150,7 +150,7 @@ pub fn stripe_txn(balance: &str, bt: &Value) -> Result<StripeTxn, String> {
 }
 
 /// How one key compares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Both sides agree on net and Stripe's fee.
@@ -164,7 +164,7 @@ pub enum Status {
 }
 
 /// One side's figures for a key.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Side {
     /// Net into the tenant's money held at Stripe, minor units.
     pub net: i64,
@@ -175,7 +175,7 @@ pub struct Side {
 }
 
 /// One Stripe object's money, both sides.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Line {
     /// The object the money belongs to (`pi_`, `re_`, `du_`, `tr_`, `po_`...).
     pub key: String,
@@ -190,7 +190,7 @@ pub struct Line {
 }
 
 /// One currency's totals, side by side.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Totals {
     /// Lowercase ISO currency code.
     pub currency: String,
@@ -205,7 +205,7 @@ pub struct Totals {
 }
 
 /// A tenant's reconciliation for a period.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
     /// Whose ledger.
     pub tenant: String,

@@ -115,6 +115,7 @@ pub(crate) fn wit_transaction(t: core_ledger::Transaction) -> ledger::Transactio
         currency: t.currency,
         description: t.description,
         at: t.at,
+        source: t.source,
         legs: t
             .legs
             .into_iter()

@@ -434,6 +434,7 @@ impl ops::Guest for Plugin {
             .clone()
             .ok_or_else(|| not_yet("balance transaction"))?;
         let bt = stripe::retrieve_balance_transaction(&bt_id, on).map_err(stripe_failed)?;
+        let bt_created = bt.created;
         let bt = settlement::BalanceTransaction {
             id: bt.id,
             amount: core_money(bt.amount),
@@ -446,13 +447,15 @@ impl ops::Guest for Plugin {
                 .collect(),
             available_on: bt.available_on,
         };
+        // Stripe took its fee when it created the balance transaction.
+        let at = bt_created;
         let payment = settlement::Payment {
             payment_intent: intent.id.clone(),
             charge: charge.id,
             currency: charge.amount.currency,
             account: req.account.clone(),
             destination: intent.transfer_destination.is_some(),
-            at: clock::now(),
+            at,
         };
         match settlement::settle(&mut HostState, &payment, &bt) {
             Ok(settled) => Ok(vec![wit_effect(

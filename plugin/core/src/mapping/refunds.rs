@@ -103,9 +103,7 @@ impl Book<'_> {
         id: String,
         source: &str,
         description: String,
-        from: &str,
-        to: &str,
-        amount: i64,
+        movement: ledger::Transfer,
     ) -> Result<(), HandleError> {
         let posting = ledger::Posting {
             id,
@@ -114,7 +112,7 @@ impl Book<'_> {
             description,
             at: self.at,
             source: Some(source.to_string()),
-            transfers: vec![ledger::Transfer::new(from, to, amount)],
+            transfers: vec![movement],
         };
         post_to_ledger(store, posting).map(drop)
     }
@@ -145,9 +143,7 @@ impl Book<'_> {
                 format!("refund:{id}"),
                 id,
                 format!("refund {id} on {}", self.charge),
-                "tenant",
-                "customer",
-                amount,
+                ledger::Transfer::new("tenant", "customer", amount),
             )?;
         }
         if failed && !was_failed {
@@ -156,9 +152,7 @@ impl Book<'_> {
                 format!("refund:{id}:failed"),
                 id,
                 format!("refund {id} on {} failed: money back", self.charge),
-                "customer",
-                "tenant",
-                posted,
+                ledger::Transfer::new("customer", "tenant", posted),
             )?;
         }
         state.refunds.insert(
@@ -199,7 +193,8 @@ impl Book<'_> {
             } else {
                 format!("refund on {} matched to its refund objects", self.charge)
             };
-            self.post(store, id, self.charge, description, from, to, delta.abs())?;
+            let movement = ledger::Transfer::new(from, to, delta.abs());
+            self.post(store, id, self.charge, description, movement)?;
             state.unmatched = target;
         }
         debug_assert_eq!(state.unmatched, (state.total - state.matched()?).max(0));
