@@ -38,6 +38,13 @@ async fn setup(postgres: bool) -> (FakeStripe, TestServer) {
     let mut worker = stripe_object("account");
     worker["id"] = json!(WORKER);
     fake.insert(None, worker);
+    let a = server
+        .put_json(
+            &format!("/v1/contractors/{TENANT}/c-9"),
+            &json!({"account": WORKER}),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
     (fake, server)
 }
 
@@ -183,7 +190,7 @@ async fn a_month(postgres: bool) {
         (
             "offer-7:complete",
             json!([{"from": "escrow", "to": "platform", "amount": "20.00"},
-                   {"from": "escrow", "to": "contractor", "amount": "80.00"}]),
+                   {"from": "escrow", "to": "contractor:c-9", "amount": "80.00"}]),
         ),
     ] {
         post(
@@ -194,8 +201,8 @@ async fn a_month(postgres: bool) {
         .await;
     }
     // The contractor withdraws 50.00; 10.00 of the transfer comes back.
-    let w = json!({"request_id": "w-1", "tenant": TENANT, "destination": WORKER,
-                   "amount": "50.00", "currency": "usd"});
+    let w = json!({"request_id": "w-1", "tenant": TENANT, "contractor": "c-9",
+                   "destination": WORKER, "amount": "50.00", "currency": "usd"});
     let paid = post(&server, "/v1/operations/withdraw", w).await;
     let transfer = paid["transfer"]["id"].as_str().unwrap().to_string();
     let reversed = fake.reverse_transfer(&transfer, 1_000);
@@ -205,7 +212,7 @@ async fn a_month(postgres: bool) {
     let (from, to) = (now - 86_400, now + 86_400);
     let report = reconcile(&server, from, to).await;
     let r = &report["reports"][0];
-    println!("{}", serde_json::to_string_pretty(&report).unwrap());
+    println!("{}", table(&report));
     assert_eq!(report["differences"], 0, "{report:#}");
     let lines: BTreeMap<&str, &Value> = r["lines"]
         .as_array()
@@ -259,7 +266,7 @@ async fn a_month(postgres: bool) {
     // And each party holds what its flows leave it.
     assert_eq!(b["wallet:w-1"], 0, "{b:?}");
     assert_eq!(b["escrow"], 0, "{b:?}");
-    assert_eq!(b["contractor"], 8_000 - 5_000 + 1_000, "{b:?}");
+    assert_eq!(b["contractor:c-9"], 8_000 - 5_000 + 1_000, "{b:?}");
     assert_eq!(b["paid_out"], 4_000, "{b:?}");
     assert_eq!(b.get("withdrawing").copied().unwrap_or(0), 0, "{b:?}");
     assert_eq!(b.values().sum::<i64>(), 0, "double entry: {b:?}");
@@ -284,12 +291,13 @@ async fn a_month(postgres: bool) {
     assert_eq!(line["status"], "differs");
     assert_eq!(line["stripe"]["fee"], 321);
     assert_eq!(line["ledger"]["fee"], 320);
-    println!(
-        "{}",
-        psa_billing::api::reconcile::reports_table(
-            &serde_json::from_value::<Vec<_>>(report["reports"].clone()).unwrap()
-        )
-    );
+    println!("{}", table(&report));
+}
+
+/// The report as `psa-billing reconcile` prints it (shown with --nocapture).
+fn table(report: &Value) -> String {
+    let reports = serde_json::from_value::<Vec<_>>(report["reports"].clone()).unwrap();
+    psa_billing::api::reconcile::reports_table(&reports)
 }
 
 #[tokio::test]

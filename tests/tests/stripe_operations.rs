@@ -411,6 +411,101 @@ async fn withdrawals_hold_then_transfer_and_never_overdraw() {
 }
 
 #[tokio::test]
+async fn a_contractor_withdraws_its_own_balance_to_its_own_account() {
+    let (fake, server) = setup().await;
+    for id in ["acct_1Ana", "acct_1Ben"] {
+        let mut a = stripe_object("account");
+        a["id"] = json!(id);
+        fake.insert(None, a);
+    }
+    let register = |contractor: &str, account: &str| {
+        let path = format!("/v1/contractors/market/{contractor}");
+        let body = json!({ "account": account });
+        let server = &server;
+        async move { server.put_json(&path, &body).await }
+    };
+    assert_eq!(register("ana", "acct_1Ana").await.status, 200);
+    assert_eq!(register("ben", "acct_1Ben").await.status, 200);
+    let bad = register("bad!", "acct_1Ana").await;
+    assert_eq!(
+        (bad.status, bad.body["error"].as_str()),
+        (422, Some("invalid_contractor"))
+    );
+    let looked = server
+        .get(
+            "/v1/contractors/market/ana",
+            Some(psa_billing_tests::API_TOKEN),
+        )
+        .await;
+    assert_eq!(looked.body["account"], "acct_1Ana", "{}", looked.body);
+    let unknown = server
+        .get(
+            "/v1/contractors/market/cy",
+            Some(psa_billing_tests::API_TOKEN),
+        )
+        .await;
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+    // Ana earned 80.00, Ben 20.00.
+    let a = server
+        .post_json(
+            "/v1/ledger/market/transactions",
+            &json!({"id": "offer-1:complete", "currency": "usd", "movements": [
+                {"from": "customer", "to": "contractor:ana", "amount": "80.00"},
+                {"from": "customer", "to": "contractor:ben", "amount": "20.00"}]}),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let withdraw = |id: &str, contractor: &str, destination: &str, amount: &str| {
+        let body = json!({"request_id": id, "tenant": "market", "contractor": contractor,
+                          "destination": destination, "amount": amount, "currency": "usd"});
+        let server = &server;
+        async move { server.post_json("/v1/operations/withdraw", &body).await }
+    };
+    // Ben cannot take Ana's money, nor send his own to Ana's account.
+    let a = withdraw("w-b1", "ben", "acct_1Ben", "30.00").await;
+    assert_eq!(
+        (a.status, a.body["error"].as_str()),
+        (409, Some("refused")),
+        "{}",
+        a.body
+    );
+    let a = withdraw("w-b2", "ben", "acct_1Ana", "10.00").await;
+    assert_eq!(a.status, 409, "{}", a.body);
+    assert!(
+        a.body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("paid to acct_1Ben"),
+        "{}",
+        a.body
+    );
+    let a = withdraw("w-c1", "cy", "acct_1Ana", "1.00").await;
+    assert_eq!(a.status, 409, "{}", a.body);
+    assert!(fake.requests_to("POST", "/v1/transfers").is_empty());
+
+    let a = withdraw("w-a1", "ana", "acct_1Ana", "50.00").await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let t = &fake.requests_to("POST", "/v1/transfers")[0];
+    assert_eq!(t.form["metadata[psa_billing_contractor]"], "ana");
+    assert_eq!(balance(&server, "market", "contractor:ana").await, 3_000);
+    assert_eq!(balance(&server, "market", "contractor:ben").await, 2_000);
+
+    // Stripe reverses 10.00 of Ana's transfer: it is Ana's again.
+    let transfer = a.body["transfer"]["id"].as_str().unwrap();
+    let reversed = fake.reverse_transfer(transfer, 1_000);
+    let a = server
+        .deliver_signed(&psa_billing_tests::event(
+            "evt_rev_ana",
+            "transfer.reversed",
+            reversed,
+        ))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(balance(&server, "market", "contractor:ana").await, 4_000);
+    assert_eq!(balance(&server, "market", "paid_out").await, 4_000);
+}
+
+#[tokio::test]
 async fn set_license_count_updates_the_single_item_quantity() {
     let (fake, server) = setup().await;
     let sub = stripe_object("subscription");

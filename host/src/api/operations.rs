@@ -223,6 +223,10 @@ pub struct WithdrawInput {
     pub tenant: String,
     /// The contractor's connected account paid (`acct_...`).
     pub destination: String,
+    /// The contractor (its ledger account `contractor:<id>`); it must have
+    /// `destination` registered. None: the tenant's one `contractor` account.
+    #[serde(default)]
+    pub contractor: Option<String>,
     /// Decimal, in `currency`.
     pub amount: String,
     /// ISO currency code.
@@ -241,6 +245,7 @@ pub async fn withdraw(
         request_id: input.request_id,
         tenant: input.tenant,
         destination: input.destination,
+        contractor: input.contractor,
     };
     let rules = rules.map(str::to_string);
     // Hold (committed), then transfer and settle.

@@ -75,6 +75,49 @@ pub async fn lookup(
         .map_err(|e| ApiFailure::Database(anyhow::anyhow!(e)))
 }
 
+/// Registers (or moves) the connected account `contractor` of `tenant` is
+/// paid to: a withdrawal for that contractor goes there and nowhere else.
+pub async fn register_contractor(
+    runtime: &Runtime,
+    db: &Db,
+    tenant: &str,
+    contractor: &str,
+    account: &str,
+) -> Result<(), ApiFailure> {
+    check_account(account)?;
+    psa_billing_core::mapping::check_tenant(tenant).map_err(ApiFailure::Invalid)?;
+    psa_billing_core::mapping::check_contractor(contractor).map_err(ApiFailure::Invalid)?;
+    let mut rounds = Rounds::new(MAX_CONFLICT_RETRIES);
+    while rounds.next().await {
+        let staged = staged(db, &format!("{tenant}/{contractor}"));
+        let (r, staged) = runtime
+            .register_contractor(staged, tenant.into(), contractor.into(), account.into())
+            .await?;
+        r.map_err(ApiFailure::Invalid)?;
+        if commit(db, &staged).await? {
+            return Ok(());
+        }
+    }
+    Err(ApiFailure::Database(anyhow::anyhow!(
+        "contractor {contractor} kept changing under concurrent registrations; try again"
+    )))
+}
+
+/// The connected account `contractor` of `tenant` is paid to.
+pub async fn contractor_account(
+    runtime: &Runtime,
+    db: &Db,
+    tenant: &str,
+    contractor: &str,
+) -> Result<Option<String>, ApiFailure> {
+    psa_billing_core::mapping::check_tenant(tenant).map_err(ApiFailure::Invalid)?;
+    psa_billing_core::mapping::check_contractor(contractor).map_err(ApiFailure::Invalid)?;
+    runtime
+        .contractor_account(staged(db, tenant), tenant.into(), contractor.into())
+        .await?
+        .map_err(|e| ApiFailure::Database(anyhow::anyhow!(e)))
+}
+
 /// An account id as Stripe mints them, refused (422) otherwise.
 fn check_account(account: &str) -> Result<(), ApiFailure> {
     psa_billing_core::mapping::check_account_id(account).map_err(ApiFailure::Invalid)

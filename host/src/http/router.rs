@@ -85,6 +85,10 @@ pub fn router_with(pipeline: Pipeline, options: ServerOptions, extra: Router) ->
         .route("/v1/tenants", get(tenants_list))
         .route("/v1/reconciliation", get(reconciliation))
         .route(
+            "/v1/contractors/{tenant}/{contractor}",
+            get(contractor_lookup).put(contractor_register),
+        )
+        .route(
             "/v1/tenants/{account}",
             get(tenant_lookup)
                 .put(tenant_register)
@@ -528,6 +532,51 @@ async fn tenant_register(
         done.map(|()| json!({ "account": account, "tenant": input.tenant })),
         "invalid_tenant",
     )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContractorInput {
+    account: String,
+}
+
+/// `PUT /v1/contractors/{tenant}/{contractor}` `{"account": "acct_..."}`:
+/// where that contractor's withdrawals are paid.
+async fn contractor_register(
+    State(app): State<Arc<AppState>>,
+    Path((tenant, contractor)): Path<(String, String)>,
+    input: Result<Json<ContractorInput>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let input = match json_body(input) {
+        Ok(i) => i,
+        Err(refused) => return *refused,
+    };
+    let (rt, db) = (app.pipeline.runtime(), app.pipeline.db());
+    let done = tenants::register_contractor(rt, db, &tenant, &contractor, &input.account).await;
+    api_response(
+        done.map(
+            |()| json!({ "tenant": tenant, "contractor": contractor, "account": input.account }),
+        ),
+        "invalid_contractor",
+    )
+}
+
+async fn contractor_lookup(
+    State(app): State<Arc<AppState>>,
+    Path((tenant, contractor)): Path<(String, String)>,
+) -> Response {
+    let (rt, db) = (app.pipeline.runtime(), app.pipeline.db());
+    match tenants::contractor_account(rt, db, &tenant, &contractor).await {
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            "unknown_contractor",
+            format!("contractor {contractor} of {tenant} has no registered account"),
+        ),
+        other => api_response(
+            other.map(|a| json!({ "tenant": tenant, "contractor": contractor, "account": a })),
+            "invalid_contractor",
+        ),
+    }
 }
 
 async fn tenant_unregister(

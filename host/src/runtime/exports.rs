@@ -88,6 +88,32 @@ impl Runtime {
         Ok(r)
     }
 
+    /// Registers where a tenant's contractor is paid (staged; the caller commits).
+    pub async fn register_contractor(
+        &self,
+        staged: StagedState,
+        tenant: String,
+        contractor: String,
+        account: String,
+    ) -> Result<(Result<(), String>, StagedState), CallError> {
+        storage_call!(
+            self,
+            staged,
+            register_contractor(tenant, contractor, account)
+        )
+    }
+
+    /// The account a tenant's contractor is paid to (reads only).
+    pub async fn contractor_account(
+        &self,
+        staged: StagedState,
+        tenant: String,
+        contractor: String,
+    ) -> Result<Result<Option<String>, String>, CallError> {
+        let (r, _) = storage_call!(self, staged, contractor_account(tenant, contractor))?;
+        Ok(r)
+    }
+
     /// Posts movements to a tenant's ledger with storage staged in `staged`;
     /// the caller commits the staged writes.
     pub async fn ledger_post(

@@ -102,6 +102,8 @@ exports!(BillingExports {
         register = "register"(String, String) -> Result<(), String>;
         unregister = "unregister"(String) -> Result<(), String>;
         lookup = "lookup"(String) -> Result<Option<String>, String>;
+        register_contractor = "register-contractor"(String, String, String) -> Result<(), String>;
+        contractor_account = "contractor-account"(String, String) -> Result<Option<String>, String>;
     }
     "ledger" {
         post = "post"(String, String, String, String, Vec<Movement>) -> Result<Transaction, LedgerError>;

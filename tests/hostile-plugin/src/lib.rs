@@ -184,6 +184,12 @@ mod glue {
         fn lookup(_: String) -> Result<Option<String>, String> {
             panic!("hostile plugin trapped on purpose")
         }
+        fn register_contractor(_: String, _: String, _: String) -> Result<(), String> {
+            panic!("hostile plugin trapped on purpose")
+        }
+        fn contractor_account(_: String, _: String) -> Result<Option<String>, String> {
+            panic!("hostile plugin trapped on purpose")
+        }
     }
 
     impl webhooks::Guest for Hostile {

@@ -269,6 +269,32 @@ impl ops::Guest for Plugin {
     fn withdraw(rules: Option<String>, req: WithdrawRequest) -> Result<Withdrawal, OperationError> {
         check_request(&req.request_id, &req.tenant)?;
         check_account("destination", &req.destination)?;
+        let party = match &req.contractor {
+            None => "contractor".to_string(),
+            Some(c) => {
+                mapping::check_contractor(c).map_err(invalid)?;
+                // Only the contractor's own account may receive its money.
+                match mapping::contractor_account(&mut HostState, &req.tenant, c)
+                    .map_err(storage)?
+                {
+                    Some(a) if a == req.destination => {}
+                    Some(a) => {
+                        return Err(OperationError::Refused(format!(
+                            "contractor {c} is paid to {a}, not {}",
+                            req.destination
+                        )));
+                    }
+                    None => {
+                        return Err(OperationError::Refused(format!(
+                            "contractor {c} of {} has no registered account \
+                             (PUT /v1/contractors/{}/{c})",
+                            req.tenant, req.tenant
+                        )));
+                    }
+                }
+                format!("contractor:{c}")
+            }
+        };
         let rules = load_rules(rules.as_deref()).map_err(OperationError::Fees)?;
         let amount = core_money(req.amount.clone());
         money::currency(&amount.currency).map_err(|e| OperationError::Fees(fee_error(e.into())))?;
@@ -289,7 +315,7 @@ impl ops::Guest for Plugin {
             let available = book
                 .balances
                 .get(&amount.currency)
-                .and_then(|b| b.get("contractor"))
+                .and_then(|b| b.get(&party))
                 .copied()
                 .unwrap_or(0);
             escrow::check_wallet_move(&rules, escrow::WalletMove::Withdrawal, &amount, available)
@@ -298,7 +324,7 @@ impl ops::Guest for Plugin {
                 &req,
                 &hold_id,
                 None,
-                "contractor",
+                &party,
                 "withdrawing",
                 "withdrawal held",
             )?;
@@ -315,10 +341,18 @@ impl ops::Guest for Plugin {
             amount: req.amount.clone(),
             destination: req.destination.clone(),
             transfer_group: Some(format!("withdraw:{}", req.request_id)),
-            metadata: vec![
-                ("tenant_id".to_string(), req.tenant.clone()),
-                ("psa_billing_request".to_string(), req.request_id.clone()),
-            ],
+            metadata: [
+                ("tenant_id".to_string(), Some(req.tenant.clone())),
+                (
+                    "psa_billing_request".to_string(),
+                    Some(req.request_id.clone()),
+                ),
+                // The reversal of this transfer goes back to this contractor.
+                ("psa_billing_contractor".to_string(), req.contractor.clone()),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect(),
         };
         let key = idempotency_key("withdraw", &req.tenant, &req.request_id, "transfer");
         match stripe::create_transfer(&params, &key) {
@@ -354,7 +388,7 @@ impl ops::Guest for Plugin {
                     &release,
                     None,
                     "withdrawing",
-                    "contractor",
+                    &party,
                     "withdrawal released",
                 )?;
                 Err(OperationError::Stripe(e))

@@ -14,4 +14,14 @@ impl crate::bindings::exports::psa::billing::tenants::Guest for Plugin {
     fn lookup(account: String) -> Result<Option<String>, String> {
         mapping::lookup_tenant(&mut HostState, &account)
     }
+    fn register_contractor(
+        tenant: String,
+        contractor: String,
+        account: String,
+    ) -> Result<(), String> {
+        mapping::register_contractor(&mut HostState, &tenant, &contractor, &account)
+    }
+    fn contractor_account(tenant: String, contractor: String) -> Result<Option<String>, String> {
+        mapping::contractor_account(&mut HostState, &tenant, &contractor)
+    }
 }

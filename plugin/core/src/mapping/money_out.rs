@@ -73,6 +73,14 @@ pub(super) fn transfer(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
     // ledger account of a tenant's and are reported only.
     let withdrawal = ctx.opt_str(&["metadata", "psa_billing_request"]).is_some();
     if let (true, Some(tenant)) = (withdrawal && reversed > before, ctx.tenant()) {
+        // A contractor's own withdrawal goes back to that contractor.
+        let party = match ctx.opt_str(&["metadata", "psa_billing_contractor"]) {
+            Some(c) => {
+                super::check_contractor(&c).map_err(HandleError::Malformed)?;
+                format!("contractor:{c}")
+            }
+            None => "contractor".to_string(),
+        };
         let posting = ledger::Posting {
             id: format!("{id}:reversed:{reversed}"),
             tenant,
@@ -80,11 +88,7 @@ pub(super) fn transfer(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
             description: format!("transfer {id} reversed"),
             at: ctx.created,
             source: Some(id.clone()),
-            transfers: vec![ledger::Transfer::new(
-                "paid_out",
-                "contractor",
-                reversed - before,
-            )],
+            transfers: vec![ledger::Transfer::new("paid_out", &party, reversed - before)],
         };
         post_to_ledger(store, posting)?;
     }

@@ -113,6 +113,46 @@ pub fn lookup_tenant(store: &mut dyn StateStore, account: &str) -> Result<Option
     store.get(TENANTS, &key(&[account]))
 }
 
+/// Where each marketplace contractor of a tenant is paid: `<tenant>/<id>` →
+/// its connected account. A withdrawal for a contractor goes only there.
+pub const CONTRACTORS: &str = "contractors";
+
+/// A contractor's id: what its ledger account `contractor:<id>` allows.
+pub fn check_contractor(contractor: &str) -> Result<(), String> {
+    if crate::ledger::is_account(&format!("contractor:{contractor}")) {
+        Ok(())
+    } else {
+        Err(format!(
+            "a contractor id is 1 to 64 of A-Z a-z 0-9 _ - . (got {:?})",
+            shorten(contractor)
+        ))
+    }
+}
+
+/// Registers (or moves) the connected account a tenant's contractor is
+/// paid to.
+pub fn register_contractor(
+    store: &mut dyn StateStore,
+    tenant: &str,
+    contractor: &str,
+    account: &str,
+) -> Result<(), String> {
+    check_tenant(tenant)?;
+    check_contractor(contractor)?;
+    check_account_id(account)?;
+    store.put(CONTRACTORS, &key(&[tenant, contractor]), account)
+}
+
+/// The connected account a tenant's contractor is paid to, if registered.
+pub fn contractor_account(
+    store: &mut dyn StateStore,
+    tenant: &str,
+    contractor: &str,
+) -> Result<Option<String>, String> {
+    check_contractor(contractor)?;
+    store.get(CONTRACTORS, &key(&[tenant, contractor]))
+}
+
 /// Who a payment-related object belongs to: its own `metadata.tenant_id`,
 /// else the tenant and ledger its payment intent was posted under, else
 /// the connected account or the platform. Returns (tenant, ledger tenant).
