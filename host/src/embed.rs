@@ -304,6 +304,12 @@ impl Billing {
         ops::refund(rt, db, self.options.rules.as_deref(), input).await
     }
 
+    /// A customer's wallet deposit: the rules' limits, then its payment intent.
+    pub async fn deposit(&self, input: ops::DepositInput) -> OperationResult {
+        let (rt, db) = (self.pipeline.runtime(), self.pipeline.db());
+        ops::deposit(rt, db, self.options.rules.as_deref(), input).await
+    }
+
     /// Pays out a tenant's contractor balance to a connected account.
     pub async fn withdraw(&self, input: ops::WithdrawInput) -> OperationResult {
         let (rt, db) = (self.pipeline.runtime(), self.pipeline.db());

@@ -506,6 +506,68 @@ async fn a_contractor_withdraws_its_own_balance_to_its_own_account() {
 }
 
 #[tokio::test]
+async fn a_deposit_is_held_to_the_rules_limits_and_credits_the_wallet() {
+    let fake = FakeStripe::start().await;
+    let rules = format!(
+        "{RULES}\n[[limits]]\ncurrency = \"usd\"\ndeposit_min = 500\ndeposit_max = 100000\n"
+    );
+    let server = TestServer::start(Options {
+        stripe: Some(config(&fake)),
+        rules: Some(rules),
+        ..Options::default()
+    })
+    .await;
+    let deposit = |id: &str, amount: &str| {
+        json!({"request_id": id, "tenant": "market", "wallet": "w-1", "amount": amount,
+               "currency": "usd", "customer": "cus_123", "payment_method": "pm_card_visa"})
+    };
+    // Below the minimum and above the maximum: refused before Stripe.
+    for (id, amount, limit) in [
+        ("d-small", "4.99", "minimum deposit is 5.00"),
+        ("d-big", "1000.01", "maximum deposit is 1000.00"),
+    ] {
+        let a = server
+            .post_json("/v1/operations/deposit", &deposit(id, amount))
+            .await;
+        assert_eq!(a.status, 422, "{}", a.body);
+        assert!(
+            a.body["reason"].as_str().unwrap().contains(limit),
+            "{}",
+            a.body
+        );
+    }
+    let mut bad = deposit("d-bad", "10.00");
+    bad["wallet"] = json!("w/1");
+    let a = server.post_json("/v1/operations/deposit", &bad).await;
+    assert_eq!(a.status, 422, "{}", a.body);
+    assert!(fake.requests_to("POST", "/v1/payment_intents").is_empty());
+
+    // Within them: a payment intent on the platform, marked as a deposit.
+    let a = server
+        .post_json("/v1/operations/deposit", &deposit("d-1", "105.00"))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let sent = &fake.requests_to("POST", "/v1/payment_intents")[0];
+    assert_eq!(sent.account, None);
+    assert_eq!(sent.form["metadata[type]"], "deposit");
+    assert_eq!(sent.form["metadata[walletId]"], "w-1");
+    assert_eq!(sent.form.get("application_fee_amount"), None);
+    let again = server
+        .post_json("/v1/operations/deposit", &deposit("d-1", "105.00"))
+        .await;
+    assert_eq!(again.body["id"], a.body["id"], "{}", again.body);
+    assert_eq!(fake.requests_to("POST", "/v1/payment_intents").len(), 1);
+
+    // Its webhook credits the wallet, not the tenant.
+    let pi = fake.object(None, a.body["id"].as_str().unwrap()).unwrap();
+    assert_eq!(pi["status"], "succeeded");
+    let body = psa_billing_tests::event("evt_dep_1", "payment_intent.succeeded", pi);
+    assert_eq!(server.deliver_signed(&body).await.status, 200);
+    assert_eq!(balance(&server, "market", "wallet:w-1").await, 10_500);
+    assert_eq!(balance(&server, "market", "tenant").await, 0);
+}
+
+#[tokio::test]
 async fn set_license_count_updates_the_single_item_quantity() {
     let (fake, server) = setup().await;
     let sub = stripe_object("subscription");

@@ -10,8 +10,8 @@
 use crate::api::{ApiFailure, commit};
 use crate::pipeline::Rounds;
 use crate::runtime::{
-    CallError, ChargeInvoiceRequest, LicenseCountRequest, OnboardRequest, OperationError,
-    QuoteRequest, RefundRequest, Runtime, WithdrawRequest, Withdrawal,
+    CallError, ChargeInvoiceRequest, DepositRequest, LicenseCountRequest, OnboardRequest,
+    OperationError, QuoteRequest, RefundRequest, Runtime, WithdrawRequest, Withdrawal,
 };
 use crate::storage::Db;
 use crate::storage::StagedState;
@@ -262,6 +262,54 @@ pub async fn withdraw(
     })
     .await?;
     Ok(json(&paid))
+}
+
+/// `POST /v1/operations/deposit`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DepositInput {
+    /// Names the request: a repeat with the same id returns the recorded result and never reaches Stripe twice.
+    pub request_id: String,
+    /// The tenant (the marketplace) whose ledger keeps the wallet.
+    pub tenant: String,
+    /// The wallet credited (`wallet:<id>` in the ledger).
+    pub wallet: String,
+    /// Decimal, in `currency`.
+    pub amount: String,
+    /// ISO currency code.
+    pub currency: String,
+    /// Stripe customer paying (`cus_...`).
+    pub customer: Option<String>,
+    /// A saved payment method: the intent is confirmed at once.
+    pub payment_method: Option<String>,
+}
+
+/// A wallet deposit: the rules' deposit limits, then a payment intent on
+/// the platform whose success credits the wallet.
+pub async fn deposit(
+    runtime: &Runtime,
+    db: &Db,
+    rules: Option<&str>,
+    input: DepositInput,
+) -> Result<Value, ApiFailure> {
+    let request = DepositRequest {
+        amount: amount(runtime, &input.amount, &input.currency).await?,
+        request_id: input.request_id,
+        tenant: input.tenant,
+        wallet: input.wallet,
+        customer: input.customer,
+        payment_method: input.payment_method,
+    };
+    let rules = rules.map(str::to_string);
+    let done = run(db, "deposit", |staged| {
+        let (rt, rules, request) = (runtime.clone(), rules.clone(), request.clone());
+        async move {
+            let (r, staged) = rt.deposit(staged, rules, request).await?;
+            Ok((r.map(Some), staged))
+        }
+    })
+    .await?;
+    Ok(json(&done))
 }
 
 /// `POST /v1/operations/set-license-count`.

@@ -618,6 +618,7 @@ async fn operation(
         "charge-invoice" => run!(operations::charge_invoice, rules),
         "refund" => run!(operations::refund, rules),
         "withdraw" => run!(operations::withdraw, rules),
+        "deposit" => run!(operations::deposit, rules),
         "set-license-count" => run!(operations::set_license_count),
         "onboard-tenant" => run!(operations::onboard_tenant),
         _ => {
@@ -625,8 +626,8 @@ async fn operation(
                 StatusCode::NOT_FOUND,
                 "unknown_operation",
                 format!(
-                    "no operation {name:?}; there are charge-invoice, refund, withdraw, \
-                     set-license-count, onboard-tenant"
+                    "no operation {name:?}; there are charge-invoice, refund, deposit, \
+                     withdraw, set-license-count, onboard-tenant"
                 ),
             );
         }

@@ -153,6 +153,16 @@ impl Runtime {
         operation_call!(self, staged, refund(rules, request))
     }
 
+    /// A wallet deposit's payment intent (staged; the caller commits).
+    pub async fn deposit(
+        &self,
+        staged: StagedState,
+        rules: Option<String>,
+        request: DepositRequest,
+    ) -> Result<(Result<PaymentIntent, OperationError>, StagedState), CallError> {
+        operation_call!(self, staged, deposit(rules, request))
+    }
+
     /// One step of a withdrawal (staged; the caller commits, and calls
     /// again while it is `reserved`).
     pub async fn withdraw(

@@ -113,6 +113,7 @@ exports!(BillingExports {
     "operations" {
         charge_invoice = "charge-invoice"(ChargeInvoiceRequest, Quote) -> Result<ChargedInvoice, OperationError>;
         refund = "refund"(Option<String>, RefundRequest) -> Result<Refunded, OperationError>;
+        deposit = "deposit"(Option<String>, DepositRequest) -> Result<PaymentIntent, OperationError>;
         withdraw = "withdraw"(Option<String>, WithdrawRequest) -> Result<Withdrawal, OperationError>;
         set_license_count = "set-license-count"(LicenseCountRequest) -> Result<Subscription, OperationError>;
         settle_payment = "settle-payment"(SettleRequest) -> Result<Vec<Effect>, OperationError>;

@@ -148,6 +148,12 @@ mod glue {
                 }
             }
         }
+        fn deposit(
+            _: Option<String>,
+            _: ops::DepositRequest,
+        ) -> Result<psa::billing::stripe::PaymentIntent, ops::OperationError> {
+            panic!("hostile plugin trapped on purpose")
+        }
         fn withdraw(
             _: Option<String>,
             req: ops::WithdrawRequest,

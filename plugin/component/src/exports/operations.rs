@@ -10,9 +10,9 @@
 
 use crate::bindings::Plugin;
 use crate::bindings::exports::psa::billing::operations::{
-    self as ops, ChargeInvoiceRequest, ChargedInvoice, LicenseCountRequest, OnboardRequest,
-    Onboarded, OperationError, PaidWithdrawal, RefundRequest, Refunded, WithdrawRequest,
-    Withdrawal,
+    self as ops, ChargeInvoiceRequest, ChargedInvoice, DepositRequest, LicenseCountRequest,
+    OnboardRequest, Onboarded, OperationError, PaidWithdrawal, RefundRequest, Refunded,
+    WithdrawRequest, Withdrawal,
 };
 use crate::bindings::psa::billing::stripe::{
     self, AccountParams, PaymentIntentParams, RefundParams, StripeError, Subscription,
@@ -264,6 +264,51 @@ impl ops::Guest for Plugin {
             refunded_record(&done),
         )?;
         Ok(done)
+    }
+
+    fn deposit(
+        rules: Option<String>,
+        req: DepositRequest,
+    ) -> Result<stripe::PaymentIntent, OperationError> {
+        check_request(&req.request_id, &req.tenant)?;
+        if !ledger::is_account(&format!("wallet:{}", req.wallet)) {
+            return Err(invalid(format!(
+                "a wallet id is 1 to 64 of A-Z a-z 0-9 _ - . (got {:?})",
+                req.wallet
+            )));
+        }
+        let rules = load_rules(rules.as_deref()).map_err(OperationError::Fees)?;
+        let amount = core_money(req.amount.clone());
+        escrow::check_wallet_move(&rules, escrow::WalletMove::Deposit, &amount, 0)
+            .map_err(|e| OperationError::Fees(fee_error(e)))?;
+        if let Some(first) = recorded("deposit", &req.tenant, &req.request_id)? {
+            let id = recorded_id(&first, "payment_intent")?;
+            return stripe::retrieve_payment_intent(&id, None).map_err(stripe_failed);
+        }
+        let params = PaymentIntentParams {
+            amount: req.amount.clone(),
+            customer: req.customer.clone(),
+            payment_method: req.payment_method.clone(),
+            confirm: req.payment_method.is_some(),
+            description: Some(format!("Deposit into wallet {}", req.wallet)),
+            application_fee_amount: None,
+            transfer_destination: None,
+            metadata: vec![
+                ("tenant_id".to_string(), req.tenant.clone()),
+                ("type".to_string(), "deposit".to_string()),
+                ("walletId".to_string(), req.wallet.clone()),
+                ("psa_billing_request".to_string(), req.request_id.clone()),
+            ],
+        };
+        let key = idempotency_key("deposit", &req.tenant, &req.request_id, "payment_intent");
+        let intent = stripe::create_payment_intent(&params, None, &key).map_err(stripe_failed)?;
+        record(
+            "deposit",
+            &req.tenant,
+            &req.request_id,
+            json!({ "payment_intent": intent.id }),
+        )?;
+        Ok(intent)
     }
 
     fn withdraw(rules: Option<String>, req: WithdrawRequest) -> Result<Withdrawal, OperationError> {
