@@ -760,3 +760,130 @@ fn the_readme_configuration_table_agrees_with_serve_help() {
         }
     }
 }
+
+/// `reconcile` against a stand-in for Stripe's list endpoint that reports
+/// one charge on the tenant's account: the ledger has none of it, so the
+/// command prints the line and exits 1; for a period without balance
+/// transactions it exits 0. Without a key it refuses clearly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_exits_1_on_a_difference_and_0_without() {
+    use axum::extract::Query;
+    use std::collections::HashMap;
+    let list = |Query(q): Query<HashMap<String, String>>| async move {
+        // One charge created at 1_764_000_000, on the connected account only.
+        let from: i64 = q["created[gte]"].parse().unwrap();
+        let data = if from <= 1_764_000_000 {
+            vec![
+                serde_json::json!({"id": "txn_1", "object": "balance_transaction",
+                "type": "charge", "amount": 1000, "fee": 59, "net": 941, "currency": "usd",
+                "created": 1_764_000_000, "fee_details": [{"type": "stripe_fee", "amount": 59}],
+                "source": {"id": "ch_1", "object": "charge", "payment_intent": "pi_1"}}),
+            ]
+        } else {
+            vec![]
+        };
+        axum::Json(serde_json::json!({"object": "list", "has_more": false, "data": data}))
+    };
+    let accounts = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = accounts.clone();
+    let app = axum::Router::new().route(
+        "/v1/balance_transactions",
+        axum::routing::get(move |headers: axum::http::HeaderMap, q| {
+            let account = headers
+                .get("stripe-account")
+                .map(|v| v.to_str().unwrap().to_string());
+            seen.lock().unwrap().push(account.clone());
+            async move {
+                match account {
+                    Some(_) => axum::response::IntoResponse::into_response(list(q).await),
+                    None => axum::response::IntoResponse::into_response(axum::Json(
+                        serde_json::json!({"object": "list", "has_more": false, "data": []}),
+                    )),
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], key: bool| {
+        let mut c = bin();
+        c.current_dir(dir.path()).args(args);
+        if key {
+            c.env("STRIPE_SECRET_KEY", "sk_test_cli")
+                .env("PSA_BILLING_STRIPE_URL", &url);
+        } else {
+            c.env_remove("STRIPE_SECRET_KEY");
+        }
+        c.output().unwrap()
+    };
+    let out = run(&["tenants", "register", "acct_1Cli", "t-cli"], false);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let out = tokio::task::block_in_place(|| {
+        run(
+            &[
+                "reconcile",
+                "--tenant",
+                "t-cli",
+                "--from",
+                "2025-11-01",
+                "--to",
+                "2025-12-01",
+            ],
+            true,
+        )
+    });
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let table = stdout(&out);
+    assert!(table.contains("pi_1"), "{table}");
+    assert!(table.contains("missing_in_ledger"), "{table}");
+    assert!(table.contains("differences: 1"), "{table}");
+    assert!(stderr(&out).contains("1 difference"), "{}", stderr(&out));
+    assert!(
+        accounts
+            .lock()
+            .unwrap()
+            .contains(&Some("acct_1Cli".to_string()))
+    );
+
+    let out = tokio::task::block_in_place(|| {
+        run(
+            &[
+                "reconcile",
+                "--all",
+                "--from",
+                "2025-12-01",
+                "--to",
+                "2026-01-01",
+                "--format",
+                "json",
+            ],
+            true,
+        )
+    });
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["differences"], 0);
+    assert_eq!(report["reports"][0]["tenant"], "t-cli");
+
+    let out = run(
+        &[
+            "reconcile",
+            "--all",
+            "--from",
+            "2025-12-01",
+            "--to",
+            "2026-01-01",
+        ],
+        false,
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("STRIPE_SECRET_KEY"),
+        "{}",
+        stderr(&out)
+    );
+}
