@@ -167,3 +167,62 @@ async fn an_api_version_mismatch_warns_or_in_strict_mode_waits_for_a_fix() {
     .await;
     assert_eq!(matching.deliver_signed(&body).await.status, 200);
 }
+
+/// A payment on an account the application had not registered yet is kept
+/// under the account's id; registering the account moves it to the
+/// tenant's ledger with new postings, and the account's own ledger ends at
+/// zero with its history intact.
+#[tokio::test]
+async fn registering_late_moves_the_ledger_kept_under_the_account() {
+    let s = TestServer::start(Options::default()).await;
+    let a = s
+        .deliver_signed(&connect_event(
+            "evt_late1",
+            "acct_1Late",
+            untagged_payment("pi_late1"),
+        ))
+        .await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    let usd = |b: Value| {
+        b["balances"]["usd"]["tenant"]["amount"]
+            .as_i64()
+            .unwrap_or(0)
+    };
+    let ledger = |tenant: &str| format!("/v1/ledger/{tenant}/balances");
+    assert_eq!(
+        usd(s.get(&ledger("acct_1Late"), Some(API_TOKEN)).await.body),
+        9_750
+    );
+
+    let put = s
+        .put_json("/v1/tenants/acct_1Late", &json!({"tenant": "tenant-late"}))
+        .await;
+    assert_eq!(put.status, 200, "{:?}", put.body);
+    assert_eq!(
+        usd(s.get(&ledger("tenant-late"), Some(API_TOKEN)).await.body),
+        9_750
+    );
+    assert_eq!(
+        usd(s.get(&ledger("acct_1Late"), Some(API_TOKEN)).await.body),
+        0
+    );
+    let txs = s
+        .get("/v1/ledger/acct_1Late/transactions", Some(API_TOKEN))
+        .await;
+    let ids: Vec<&str> = txs.body["transactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["pi_late1:payment", "pi_late1:payment:rerouted"]);
+    // Registering again moves nothing more.
+    let put = s
+        .put_json("/v1/tenants/acct_1Late", &json!({"tenant": "tenant-late"}))
+        .await;
+    assert_eq!(put.status, 200);
+    assert_eq!(
+        usd(s.get(&ledger("tenant-late"), Some(API_TOKEN)).await.body),
+        9_750
+    );
+}

@@ -13,8 +13,10 @@ fn staged(db: &Db, account: &str) -> StagedState {
     StagedState::new(db.clone(), format!("tenants:{account}"))
 }
 
-/// Registers (or moves) `account` to `tenant`. Events already handled keep
-/// the routing they had; later ones follow the registry.
+/// Registers (or moves) `account` to `tenant`. Later events follow the
+/// registry; ledger postings kept under the account's own id (events that
+/// came first) move to the tenant's ledger as new postings. Effects already
+/// in the outbox keep the routing they had.
 pub async fn register(
     runtime: &Runtime,
     db: &Db,

@@ -338,6 +338,19 @@ pub fn post(
     Ok((tx, true))
 }
 
+/// The movements a transaction was posted from: its legs come in pairs,
+/// the payer's credit then the payee's debit (see [`legs`]).
+pub fn transfers_of(tx: &Transaction) -> Vec<Transfer> {
+    debug_assert!(tx.legs.len() % 2 == 0, "{}: legs come in pairs", tx.id);
+    tx.legs
+        .chunks(2)
+        .map(|pair| {
+            debug_assert!(pair[0].credit > 0 && pair[0].credit == pair[1].debit);
+            Transfer::new(&pair[0].account, &pair[1].account, pair[0].credit)
+        })
+        .collect()
+}
+
 fn tx_key(tenant: &str, seq: u64) -> String {
     key(&[tenant, &seq.to_string()])
 }

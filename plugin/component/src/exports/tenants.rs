@@ -6,7 +6,8 @@ use psa_billing_core::mapping;
 
 impl crate::bindings::exports::psa::billing::tenants::Guest for Plugin {
     fn register(account: String, tenant: String) -> Result<(), String> {
-        mapping::register_tenant(&mut HostState, &account, &tenant)
+        mapping::register_tenant(&mut HostState, &account, &tenant)?;
+        mapping::reroute(&mut HostState, &account, &tenant).map(drop)
     }
     fn unregister(account: String) -> Result<(), String> {
         mapping::unregister_tenant(&mut HostState, &account)

@@ -898,4 +898,59 @@ mod tests {
         assert_eq!(usd["tenant"], 9_750 - 6_000 - 10_000 - 1_500);
         assert_eq!(usd.values().sum::<i64>(), 0);
     }
+
+    /// A payment that arrived before its account was registered is posted
+    /// under the account's id; registering moves it, with new postings
+    /// only, and its later refund follows the tenant.
+    #[test]
+    fn registering_an_account_moves_what_was_posted_under_its_id() {
+        let mut s = MemoryState::default();
+        let mut body: Value = serde_json::from_slice(&event(
+            "evt_1",
+            "payment_intent.succeeded",
+            10,
+            pi("succeeded"),
+        ))
+        .unwrap();
+        body["account"] = json!("acct_1Late");
+        body["data"]["object"]["metadata"] = json!({});
+        handle(body.to_string().as_bytes(), &mut s).unwrap();
+        let before = ledger::book(&mut s, "acct_1Late").unwrap().balances;
+        assert_eq!(before["usd"]["tenant"], 9_750);
+
+        register_tenant(&mut s, "acct_1Late", "t_late").unwrap();
+        assert_eq!(
+            reroute(&mut s, "acct_1Late", "t_late").unwrap(),
+            ["pi_1:payment"]
+        );
+        assert!(
+            reroute(&mut s, "acct_1Late", "t_late").unwrap().is_empty(),
+            "once"
+        );
+        assert_eq!(ledger::book(&mut s, "t_late").unwrap().balances, before);
+        let left = &ledger::book(&mut s, "acct_1Late").unwrap().balances["usd"];
+        assert!(left.values().all(|b| *b == 0), "{left:?}");
+        let moved = ledger::transaction_by_id(&mut s, "t_late", "pi_1:payment")
+            .unwrap()
+            .unwrap();
+        assert_eq!(moved.source.as_deref(), Some("pi_1"));
+        // The history under the account's id is still there, given back.
+        assert_eq!(
+            ledger::transactions(&mut s, "acct_1Late", 0, 10)
+                .unwrap()
+                .len(),
+            2
+        );
+
+        let refund = json!({"id": "re_1", "object": "refund", "amount": 1000, "currency": "usd",
+            "charge": "ch_1", "payment_intent": "pi_1", "status": "succeeded", "metadata": {}});
+        let mut body: Value =
+            serde_json::from_slice(&event("evt_2", "refund.created", 20, refund)).unwrap();
+        body["account"] = json!("acct_1Late");
+        handle(body.to_string().as_bytes(), &mut s).unwrap();
+        assert_eq!(
+            ledger::book(&mut s, "t_late").unwrap().balances["usd"]["tenant"],
+            8_750
+        );
+    }
 }

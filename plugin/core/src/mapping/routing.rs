@@ -103,6 +103,81 @@ pub fn register_tenant(
     store.put(TENANTS, &key(&[account]), tenant)
 }
 
+/// Moves what was posted under `account`'s own id (its events came before
+/// it was registered, with no tenant to route by) to `tenant`'s ledger:
+/// each transaction is posted again in `tenant`'s ledger (same id,
+/// movements, source and time) and given back in the account's with a
+/// new transaction `<id>:rerouted`, so history is never edited. The
+/// payments among them are owned by `tenant` from then on (their refunds
+/// and disputes follow). Returns the ids moved; a repeat moves nothing.
+pub fn reroute(
+    store: &mut dyn StateStore,
+    account: &str,
+    tenant: &str,
+) -> Result<Vec<String>, String> {
+    let from = ledger_tenant(None, Some(account));
+    if from == tenant {
+        return Ok(vec![]);
+    }
+    let mut moved = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = ledger::transactions(store, &from, after, 200).map_err(|e| e.to_string())?;
+        let Some(last) = page.last() else {
+            return Ok(moved);
+        };
+        after = last.seq;
+        for tx in page {
+            let back = format!("{}:rerouted", tx.id);
+            if tx.id.ends_with(":rerouted")
+                || ledger::transaction_by_id(store, &from, &back)
+                    .map_err(|e| e.to_string())?
+                    .is_some()
+            {
+                continue;
+            }
+            let transfers = ledger::transfers_of(&tx);
+            let mut here = ledger::Posting {
+                id: tx.id.clone(),
+                tenant: tenant.to_string(),
+                currency: tx.currency.clone(),
+                description: tx.description.clone(),
+                at: tx.at,
+                source: tx.source.clone(),
+                transfers: transfers.clone(),
+            };
+            match ledger::post(store, here.clone()) {
+                Ok(_) => {}
+                // The tenant's ledger has this id for something else: keep
+                // both, under a name of its own.
+                Err(ledger::LedgerError::Conflict(_)) => {
+                    here.id = format!("rerouted:{account}:{}", tx.id);
+                    ledger::post(store, here).map_err(|e| e.to_string())?;
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+            let given_back = ledger::Posting {
+                id: back,
+                tenant: from.clone(),
+                currency: tx.currency.clone(),
+                description: format!("moved to {tenant}: {}", tx.description),
+                at: tx.at,
+                source: tx.source.clone(),
+                transfers: transfers
+                    .iter()
+                    .map(|t| ledger::Transfer::new(&t.to, &t.from, t.amount))
+                    .collect(),
+            };
+            ledger::post(store, given_back).map_err(|e| e.to_string())?;
+            if let Some(pi) = tx.source.as_deref().filter(|s| s.starts_with("pi_")) {
+                let owner = serde_json::json!({ "tenant": tenant, "ledger": tenant });
+                store.put(LEDGER_OWNERS, &key(&[pi]), &owner.to_string())?;
+            }
+            moved.push(tx.id);
+        }
+    }
+}
+
 /// Forgets a connected account: its later events are routed by metadata.
 pub fn unregister_tenant(store: &mut dyn StateStore, account: &str) -> Result<(), String> {
     store.delete(TENANTS, &key(&[account]))
