@@ -24,6 +24,7 @@
 //! - a lost dispute: `adjustment` of the amount and Stripe's dispute fee.
 //! - a transfer: the platform's `transfer`; its reversal `transfer_refund`
 //!   (a `trr_...` object).
+//! - a payout ([`FakeStripe::payout`]): `payout` on the paying balance.
 //!
 //! `GET /v1/balance_transactions` lists a balance's transactions newest
 //! first, with `created[gte]`/`created[lt]`, `limit`, `starting_after`,
@@ -31,7 +32,8 @@
 //! Every transaction is created at the fake's clock ([`FakeStripe::set_now`]).
 //!
 //! What it does not model: balances themselves (a transfer never fails for
-//! lack of funds, nothing becomes available, payouts are not made), the
+//! lack of funds, nothing becomes available, no payout is made on its own
+//! schedule or fails), the
 //! connected side of transfers to other accounts than a destination
 //! charge's, currency conversion (a balance transaction is in the charge's
 //! currency), asynchronous payment states (a confirmed intent succeeds at
@@ -305,6 +307,19 @@ impl FakeStripe {
         t["amount_reversed"] = json!(t["amount_reversed"].as_i64().unwrap() + amount);
         t["reversed"] = json!(t["amount_reversed"] == t["amount"]);
         store(s, &None, t).1
+    }
+
+    /// Pays `amount` out of `account`'s balance to its bank: the payout
+    /// (status `paid`) and its `payout` balance transaction. Returns the payout.
+    pub fn payout(&self, account: Option<&str>, amount: i64, currency: &str) -> Value {
+        let s = &mut self.state.lock().unwrap();
+        let account = account.map(str::to_string);
+        let id = new_id(s, "po");
+        let txn = balance_transaction(s, &account, "payout", -amount, &[], &id, &json!(currency));
+        let payout = json!({"id": id, "object": "payout", "amount": amount, "currency": currency,
+            "status": "paid", "balance_transaction": txn, "arrival_date": s.now + 86_400,
+            "metadata": {}});
+        store(s, &account, payout).1
     }
 
     /// Changes a stored balance transaction (a test's "Stripe says

@@ -208,6 +208,10 @@ async fn a_month(postgres: bool) {
     let reversed = fake.reverse_transfer(&transfer, 1_000);
     deliver(&server, "evt_10", "transfer.reversed", None, &reversed).await;
 
+    // The tenant's account pays 60.00 out to its bank.
+    let payout = fake.payout(Some(ACCOUNT), 6_000, "usd");
+    deliver(&server, "evt_11", "payout.paid", Some(ACCOUNT), &payout).await;
+
     let now = psa_billing::clock::unix_now();
     let (from, to) = (now - 86_400, now + 86_400);
     let report = reconcile(&server, from, to).await;
@@ -244,6 +248,10 @@ async fn a_month(postgres: bool) {
         lines[dispute["id"].as_str().unwrap()]["stripe"]["net"],
         -3_500
     );
+    assert_eq!(
+        lines[payout["id"].as_str().unwrap()]["ledger"]["net"],
+        -6_000
+    );
 
     // The ledger's accounts held at Stripe sum to what Stripe's balances say.
     let b = balances(&server).await;
@@ -267,7 +275,11 @@ async fn a_month(postgres: bool) {
     assert_eq!(b["wallet:w-1"], 0, "{b:?}");
     assert_eq!(b["escrow"], 0, "{b:?}");
     assert_eq!(b["contractor:c-9"], 8_000 - 5_000 + 1_000, "{b:?}");
-    assert_eq!(b["paid_out"], 4_000, "{b:?}");
+    assert_eq!(
+        b["paid_out"],
+        4_000 + 6_000,
+        "the withdrawal and the payout: {b:?}"
+    );
     assert_eq!(b.get("withdrawing").copied().unwrap_or(0), 0, "{b:?}");
     assert_eq!(b.values().sum::<i64>(), 0, "double entry: {b:?}");
 

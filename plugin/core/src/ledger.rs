@@ -341,7 +341,11 @@ pub fn post(
 /// The movements a transaction was posted from: its legs come in pairs,
 /// the payer's credit then the payee's debit (see [`legs`]).
 pub fn transfers_of(tx: &Transaction) -> Vec<Transfer> {
-    debug_assert!(tx.legs.len().is_multiple_of(2), "{}: legs come in pairs", tx.id);
+    debug_assert!(
+        tx.legs.len().is_multiple_of(2),
+        "{}: legs come in pairs",
+        tx.id
+    );
     tx.legs
         .chunks(2)
         .map(|pair| {

@@ -90,7 +90,7 @@ const CHARGE_NOTES: &str = "payment_intent.* reports the same change of the same
 const PM_NOTES: &str = "type, card brand, last4, expiry, customer. Applied in event-time order; detached is final (Stripe does not reuse a detached method).";
 const LEGACY_SOURCE: &str =
     "Replaced by payment_method.* (and customer.source.* for sources). Mapped like them.";
-const PAYOUT_NOTES: &str = "amount, status, arrival_date, destination, failure code and message; the connected account's tenant. pending < in_transit < paid < failed/canceled (a paid payout can still fail).";
+const PAYOUT_NOTES: &str = "amount, status, arrival_date, destination, failure code and message; the connected account's tenant. pending < in_transit < paid < failed/canceled (a paid payout can still fail). Ledger: tenant → paid_out when first seen, back when failed or canceled.";
 const TRANSFER_NOTES: &str = "amount, amount_reversed (cumulative, only grows), destination account, transfer_group, metadata reference. Seed 002's withdrawals: the reversal of a withdrawal's transfer (metadata.psa_billing_request) posts its growth paid_out → contractor to the tenant's ledger.";
 const SCHEDULE_NOTES: &str = "A schedule acts through its subscription: each phase change arrives as customer.subscription.*, which is mapped.";
 const PERSON_NOTES: &str = "What a person's details mean for the account (requirements due, charges and payouts enabled) arrives in account.updated, which is mapped.";

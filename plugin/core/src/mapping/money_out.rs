@@ -20,6 +20,9 @@ pub(super) fn payout(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
     let id = ctx.req_str("id")?;
     let status = ctx.req_str("status")?;
     let amount = ctx.money("amount")?;
+    // Posted before the status check: an older event arriving late still
+    // finds its postings made (each once, by id), in any order.
+    post_payout(ctx, store, &id, &status, &amount)?;
     if let Err(stale) = advance(store, &PAYOUT, &id, &status, ctx.created)? {
         return Ok(Err(stale));
     }
@@ -34,6 +37,40 @@ pub(super) fn payout(ctx: &Ctx, store: &mut dyn StateStore) -> Mapped {
         tenant: ctx.tenant(),
         account: ctx.account.clone(),
     })]))
+}
+
+/// Stripe takes a payout from the balance when it creates it (`<po>:out`,
+/// tenant → paid_out) and gives it back when it fails or is canceled
+/// (`<po>:returned`), as its `payout` and `payout_failure` balance
+/// transactions do. A failure seen first posts both.
+fn post_payout(
+    ctx: &Ctx,
+    store: &mut dyn StateStore,
+    id: &str,
+    status: &str,
+    amount: &Money,
+) -> Result<(), HandleError> {
+    if amount.amount <= 0 {
+        return Ok(());
+    }
+    let owner = super::ledger_tenant(ctx.tenant().as_deref(), ctx.account.as_deref());
+    let mut stages = vec![("out", "tenant", "paid_out", "sent")];
+    if matches!(status, "failed" | "canceled") {
+        stages.push(("returned", "paid_out", "tenant", "returned"));
+    }
+    for (suffix, from, to, what) in stages {
+        let posting = ledger::Posting {
+            id: format!("{id}:{suffix}"),
+            tenant: owner.clone(),
+            currency: amount.currency.clone(),
+            description: format!("payout {id} {what}"),
+            at: ctx.created,
+            source: Some(id.to_string()),
+            transfers: vec![ledger::Transfer::new(from, to, amount.amount)],
+        };
+        post_to_ledger(store, posting)?;
+    }
+    Ok(())
 }
 
 /// A transfer to a connected account. Its only moving part is
@@ -130,6 +167,46 @@ mod tests {
 
     fn event(id: &str, created: i64, object: Value) -> Vec<u8> {
         crate::mapping::tests::event(id, "transfer.reversed", created, object)
+    }
+
+    /// A connected account's payout leaves the tenant's balance once; a
+    /// failure gives it back, whatever order the events come in.
+    #[test]
+    fn a_payout_leaves_the_tenant_once_and_a_failure_returns_it_in_any_order() {
+        let payout = |status: &str| {
+            json!({"id": "po_1", "object": "payout", "amount": 4000, "currency": "usd",
+                   "status": status, "metadata": {"tenant_id": "t_1"}})
+        };
+        let e = |id: &str, kind: &str, created: i64, status: &str| {
+            crate::mapping::tests::event(id, kind, created, payout(status))
+        };
+        let created = e("evt_p1", "payout.created", 10, "pending");
+        let paid = e("evt_p2", "payout.paid", 20, "paid");
+        let failed = e("evt_p3", "payout.failed", 30, "failed");
+        let usd = |s: &mut MemoryState| ledger::book(s, "t_1").unwrap().balances["usd"].clone();
+        for order in [[&created, &paid], [&paid, &created]] {
+            let mut s = MemoryState::default();
+            for ev in order {
+                handle(ev, &mut s).unwrap();
+            }
+            assert_eq!(usd(&mut s)["tenant"], -4000);
+            assert_eq!(usd(&mut s)["paid_out"], 4000);
+        }
+        for order in [
+            [&created, &paid, &failed],
+            [&failed, &paid, &created],
+            [&paid, &failed, &created],
+        ] {
+            let mut s = MemoryState::default();
+            for ev in order {
+                handle(ev, &mut s).unwrap();
+            }
+            assert_eq!(usd(&mut s)["tenant"], 0, "failed: given back");
+            assert_eq!(usd(&mut s)["paid_out"], 0);
+            let txs = ledger::transactions(&mut s, "t_1", 0, 10).unwrap();
+            assert_eq!(txs.len(), 2, "{txs:?}");
+            assert!(txs.iter().all(|t| t.source.as_deref() == Some("po_1")));
+        }
     }
 
     #[test]
