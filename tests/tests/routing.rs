@@ -216,7 +216,21 @@ async fn registering_late_moves_the_ledger_kept_under_the_account() {
         .map(|t| t["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["pi_late1:payment", "pi_late1:payment:rerouted"]);
-    // Registering again moves nothing more.
+    // The application learns what moved from the outbox.
+    let rerouted = |effects: Vec<Value>| -> Vec<Value> {
+        effects
+            .into_iter()
+            .filter(|e| e["kind"] == "account.rerouted")
+            .collect()
+    };
+    let moved = rerouted(s.effects().await);
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    assert_eq!(
+        moved[0]["effect"],
+        json!({"kind": "account.rerouted", "account": "acct_1Late", "tenant": "tenant-late",
+               "transactions": ["pi_late1:payment"]})
+    );
+    // Registering again moves nothing more, and says nothing.
     let put = s
         .put_json("/v1/tenants/acct_1Late", &json!({"tenant": "tenant-late"}))
         .await;
@@ -225,4 +239,5 @@ async fn registering_late_moves_the_ledger_kept_under_the_account() {
         usd(s.get(&ledger("tenant-late"), Some(API_TOKEN)).await.body),
         9_750
     );
+    assert_eq!(rerouted(s.effects().await).len(), 1);
 }

@@ -4,10 +4,9 @@
 //! embedding applications fill it.
 
 use crate::api::{ApiFailure, commit};
-use crate::pipeline::Rounds;
-use crate::runtime::Runtime;
-use crate::storage::Db;
-use crate::storage::StagedState;
+use crate::pipeline::{Rounds, effects_json};
+use crate::runtime::{Effect, Runtime};
+use crate::storage::{CommitOutcome, Db, EventMeta, NewEffect, StagedState};
 
 fn staged(db: &Db, account: &str) -> StagedState {
     StagedState::new(db.clone(), format!("tenants:{account}"))
@@ -15,8 +14,9 @@ fn staged(db: &Db, account: &str) -> StagedState {
 
 /// Registers (or moves) `account` to `tenant`. Later events follow the
 /// registry; ledger postings kept under the account's own id (events that
-/// came first) move to the tenant's ledger as new postings. Effects already
-/// in the outbox keep the routing they had.
+/// came first) move to the tenant's ledger as new postings, and an
+/// `account.rerouted` effect lists them. Effects already in the outbox keep
+/// the routing they had.
 pub async fn register(
     runtime: &Runtime,
     db: &Db,
@@ -46,22 +46,58 @@ async fn change(
     let mut rounds = Rounds::new(MAX_CONFLICT_RETRIES);
     while rounds.next().await {
         let staged = staged(db, account);
-        let (r, staged) = match tenant {
+        let (effects, staged) = match tenant {
             Some(t) => {
-                runtime
+                let (r, staged) = runtime
                     .register_tenant(staged, account.into(), t.into())
-                    .await?
+                    .await?;
+                (r.map_err(ApiFailure::Invalid)?, staged)
             }
-            None => runtime.unregister_tenant(staged, account.into()).await?,
+            None => {
+                let (r, staged) = runtime.unregister_tenant(staged, account.into()).await?;
+                r.map_err(ApiFailure::Invalid)?;
+                (vec![], staged)
+            }
         };
-        r.map_err(ApiFailure::Invalid)?;
-        if commit(db, &staged).await? {
+        let committed = if effects.is_empty() {
+            commit(db, &staged).await?
+        } else {
+            commit_with_effects(db, account, &staged, &effects).await?
+        };
+        if committed {
             return Ok(());
         }
     }
     Err(ApiFailure::Database(anyhow::anyhow!(
         "{account} kept changing under concurrent registrations; try again"
     )))
+}
+
+/// Commits a registration that re-routed something, with its effects in
+/// the outbox under a registration row of the events table (the outbox's
+/// effects each belong to a row); `false` on a lost commit race.
+async fn commit_with_effects(
+    db: &Db,
+    account: &str,
+    staged: &StagedState,
+    effects: &[Effect],
+) -> Result<bool, ApiFailure> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let row = EventMeta {
+        id: format!("registration:{account}:{}", now.as_nanos()),
+        event_type: "psa_billing.registration".into(),
+        account: Some(account.to_string()),
+        created: crate::clock::unix_now(),
+        livemode: false,
+    };
+    let effects: Vec<NewEffect> = effects.iter().map(effects_json::to_json).collect();
+    match db.commit(&row, b"", staged, &effects, "processed").await {
+        Ok(CommitOutcome::Conflict) => Ok(false),
+        Ok(CommitOutcome::Committed | CommitOutcome::Duplicate) => Ok(true),
+        Err(e) => Err(ApiFailure::Database(e)),
+    }
 }
 
 /// The tenant `account` is registered to.

@@ -59,13 +59,14 @@ impl Runtime {
         storage_call!(self, staged, handle(body, routing))
     }
 
-    /// Registers a connected account to a tenant (staged; the caller commits).
+    /// Registers a connected account to a tenant (staged; the caller
+    /// commits); the effects of what it re-routed.
     pub async fn register_tenant(
         &self,
         staged: StagedState,
         account: String,
         tenant: String,
-    ) -> Result<(Result<(), String>, StagedState), CallError> {
+    ) -> Result<(Result<Vec<Effect>, String>, StagedState), CallError> {
         storage_call!(self, staged, register(account, tenant))
     }
 

@@ -99,7 +99,7 @@ exports!(BillingExports {
         handle = "handle"(Vec<u8>, Routing) -> Result<Vec<Effect>, HandleError>;
     }
     "tenants" {
-        register = "register"(String, String) -> Result<(), String>;
+        register = "register"(String, String) -> Result<Vec<Effect>, String>;
         unregister = "unregister"(String) -> Result<(), String>;
         lookup = "lookup"(String) -> Result<Option<String>, String>;
         register_contractor = "register-contractor"(String, String, String) -> Result<(), String>;

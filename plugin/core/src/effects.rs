@@ -74,6 +74,9 @@ pub enum Effect {
     ApplicationFeeRefunded(ApplicationFeeRefund),
     /// Stripe's fee on a payment is known and posted (a settlement job).
     PaymentSettled(PaymentSettled),
+    /// An account was registered to a tenant after some of its events:
+    /// their ledger postings moved to the tenant (registration).
+    AccountRerouted(AccountRerouted),
     /// Recorded with no effect; `reason` says why.
     EventIgnored(EventIgnored),
 }
@@ -115,6 +118,7 @@ pub const KINDS: &[(&str, &str)] = &[
     ("WalletDepositConfirmed", "wallet.deposit_confirmed"),
     ("ApplicationFeeRefunded", "application_fee.refunded"),
     ("PaymentSettled", "payment.settled"),
+    ("AccountRerouted", "account.rerouted"),
     ("EventIgnored", "event.ignored"),
 ];
 
@@ -161,6 +165,7 @@ impl Effect {
             Effect::WalletDepositConfirmed(_) => "wallet.deposit_confirmed",
             Effect::ApplicationFeeRefunded(_) => "application_fee.refunded",
             Effect::PaymentSettled(_) => "payment.settled",
+            Effect::AccountRerouted(_) => "account.rerouted",
             Effect::EventIgnored(_) => "event.ignored",
         }
     }
@@ -587,6 +592,18 @@ pub struct ApplicationFeeRefund {
     pub tenant: Option<String>,
     /// The connected account that paid the fee (`acct_...`).
     pub account: Option<String>,
+}
+
+/// What registering an account moved: the ledger transactions its events
+/// had posted under the account's own id, now in the tenant's ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRerouted {
+    /// The connected account registered (`acct_...`).
+    pub account: String,
+    /// The tenant it was registered to.
+    pub tenant: String,
+    /// The ledger transactions moved, by id.
+    pub transactions: Vec<String>,
 }
 
 /// What Stripe took from a succeeded payment and when the rest is

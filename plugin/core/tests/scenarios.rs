@@ -143,6 +143,7 @@ fn status(e: &Effect) -> Option<(String, String)> {
         Effect::ApplicationFeeRefunded(f) => {
             pair(&f.application_fee, f.total_refunded.amount.to_string())
         }
+        Effect::AccountRerouted(r) => pair(&r.account, r.tenant.clone()),
         Effect::SubscriptionChanged(c) => pair(&c.subscription, c.status.clone()),
         Effect::LicenseCountSet(l) => {
             pair(&format!("{}/count", l.subscription), l.count.to_string())

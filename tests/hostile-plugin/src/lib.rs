@@ -179,7 +179,10 @@ mod glue {
     }
 
     impl exports::psa::billing::tenants::Guest for Hostile {
-        fn register(_: String, _: String) -> Result<(), String> {
+        fn register(
+            _: String,
+            _: String,
+        ) -> Result<Vec<exports::psa::billing::tenants::Effect>, String> {
             loop {
                 std::hint::black_box(());
             }

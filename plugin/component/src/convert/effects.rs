@@ -187,6 +187,11 @@ pub(crate) fn wit_effect(e: fx::Effect) -> Effect {
                 account: f.account,
             })
         }
+        fx::Effect::AccountRerouted(r) => Effect::AccountRerouted(w::AccountRerouted {
+            account: r.account,
+            tenant: r.tenant,
+            transactions: r.transactions,
+        }),
         fx::Effect::PaymentSettled(p) => Effect::PaymentSettled(w::PaymentSettled {
             payment_intent: p.payment_intent,
             charge: p.charge,
