@@ -127,6 +127,62 @@ async fn escrow_stages_posted_from_the_plan_balance() {
     assert_eq!(sum(&b.body, "usd"), 0);
 }
 
+/// Seed 002 between parties: the plan pays from the customer's wallet and
+/// to the contractor's own account, so its stages post as they are.
+#[tokio::test]
+async fn an_escrow_plan_between_parties_moves_wallet_to_contractor() {
+    let s = TestServer::start(Options {
+        rules: Some("[escrow]\nplatform_percent = \"5\"\nservice_percent = \"20\"\n".into()),
+        ..Options::default()
+    })
+    .await;
+    let bad = s
+        .post_json(
+            "/v1/quote/escrow",
+            &json!({"amount": "100.00", "currency": "usd", "wallet": "w/1"}),
+        )
+        .await;
+    assert_eq!(bad.status, 422, "{:?}", bad.body);
+    let plan = s
+        .post_json(
+            "/v1/quote/escrow",
+            &json!({"amount": "100.00", "currency": "usd", "wallet": "w-1", "contractor": "c-9"}),
+        )
+        .await;
+    assert_eq!(plan.status, 200, "{:?}", plan.body);
+    assert_eq!(plan.body["on_hold"][0]["from"], "wallet:w-1");
+    assert_eq!(plan.body["on_cancel"][0]["to"], "wallet:w-1");
+    assert_eq!(plan.body["on_complete"][1]["to"], "contractor:c-9");
+    // The deposit (as its webhook posts it), then the stages as planned.
+    let deposit = json!({"id": "pi_dep:payment", "currency": "usd", "movements": [
+        {"from": "customer", "to": "wallet:w-1", "amount": "105.00"}]});
+    let a = s
+        .post_json("/v1/ledger/shop-9/transactions", &deposit)
+        .await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    for stage in ["on_hold", "on_accept", "on_complete"] {
+        let movements: Vec<Value> = plan.body[stage]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| json!({"from": m["from"], "to": m["to"], "amount": m["amount"]["display"]}))
+            .collect();
+        let posting = json!({"id": format!("offer-2:{stage}"), "currency": "usd",
+                             "movements": movements});
+        let a = s
+            .post_json("/v1/ledger/shop-9/transactions", &posting)
+            .await;
+        assert_eq!(a.status, 200, "{stage}: {:?}", a.body);
+    }
+    let b = s.get("/v1/ledger/shop-9/balances", Some(API_TOKEN)).await;
+    assert_eq!(amount(&b.body, "usd", "customer"), -10_500, "paid once");
+    assert_eq!(amount(&b.body, "usd", "wallet:w-1"), 0);
+    assert_eq!(amount(&b.body, "usd", "escrow"), 0);
+    assert_eq!(amount(&b.body, "usd", "platform"), 2_500);
+    assert_eq!(amount(&b.body, "usd", "contractor:c-9"), 8_000);
+    assert_eq!(sum(&b.body, "usd"), 0);
+}
+
 #[tokio::test]
 async fn bad_postings_are_refused_and_change_nothing() {
     let s = TestServer::start(Options::default()).await;

@@ -140,6 +140,10 @@ async fn a_plugin_that_loops_or_traps_in_fee_math_fails_that_quote_only() {
                 amount: 100,
                 currency: "usd".into(),
             },
+            psa_billing::runtime::EscrowParties {
+                wallet: None,
+                contractor: None,
+            },
         )
         .await;
     assert!(

@@ -3,8 +3,8 @@
 
 use crate::api::ApiFailure;
 use crate::runtime::{
-    Charged, Discount, FeeError, InvoiceLine, Money, QuoteRequest, Runtime, SeatChange, TaxRate,
-    WalletMove,
+    Charged, Discount, EscrowParties, FeeError, InvoiceLine, Money, QuoteRequest, Runtime,
+    SeatChange, TaxRate, WalletMove,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -162,6 +162,12 @@ pub const FLOWS: &[&str] = &["escrow", "wallet", "invoice", "seats", "refund"];
 struct EscrowInput {
     amount: String,
     currency: String,
+    /// The wallet the customer pays from; none: `customer`.
+    #[serde(default)]
+    wallet: Option<String>,
+    /// The contractor paid; none: the tenant's one `contractor`.
+    #[serde(default)]
+    contractor: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -294,7 +300,14 @@ pub async fn flow(
         "escrow" => {
             let i: EscrowInput = parse_input(input)?;
             let price = money(minor(rt, &i.amount, &i.currency).await?, &i.currency);
-            let p = rt.plan_escrow(rules, price).await?.map_err(invalid)?;
+            let parties = EscrowParties {
+                wallet: i.wallet,
+                contractor: i.contractor,
+            };
+            let p = rt
+                .plan_escrow(rules, price, parties)
+                .await?
+                .map_err(invalid)?;
             Ok(json!({
                 "price": money_json(&p.price),
                 "hold": money_json(&p.hold),

@@ -45,7 +45,7 @@ pub(super) struct QuoteArgs {
 
 #[derive(Subcommand)]
 pub(super) enum Flow {
-    /// Marketplace escrow plan for an offer (seed 002). Input: {"amount": "100.00", "currency": "usd"}
+    /// Marketplace escrow plan for an offer (seed 002). Input: {"amount": "100.00", "currency": "usd", "wallet": "w-1", "contractor": "c-9"} (wallet and contractor optional)
     Escrow(FlowArgs),
     /// Check a deposit or withdrawal against the limits. Input: {"kind": "withdrawal", "amount": "80.00", "currency": "usd", "available": "95.00"}
     Wallet(FlowArgs),

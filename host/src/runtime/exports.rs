@@ -281,13 +281,14 @@ impl Runtime {
         plugin_call!(self, check_rules(rules))
     }
 
-    /// Plans an escrow's stages (`fees.plan-escrow`).
+    /// Plans an escrow's stages between `parties` (`fees.plan-escrow`).
     pub async fn plan_escrow(
         &self,
         rules: Option<String>,
         price: Money,
+        parties: EscrowParties,
     ) -> Result<Result<EscrowPlan, FeeError>, CallError> {
-        plugin_call!(self, plan_escrow(rules, price))
+        plugin_call!(self, plan_escrow(rules, price, parties))
     }
 
     /// Checks a wallet movement against its limits (`fees.check-wallet-move`).

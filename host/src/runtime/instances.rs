@@ -123,7 +123,7 @@ exports!(BillingExports {
         compute_quote = "compute-quote"(Option<String>, QuoteRequest) -> Result<Quote, FeeError>;
         check_breakdown = "check-breakdown"(QuoteRequest, Vec<FeeLine>) -> Result<Quote, FeeError>;
         check_rules = "check-rules"(String) -> Result<(), FeeError>;
-        plan_escrow = "plan-escrow"(Option<String>, Money) -> Result<EscrowPlan, FeeError>;
+        plan_escrow = "plan-escrow"(Option<String>, Money, EscrowParties) -> Result<EscrowPlan, FeeError>;
         check_wallet_move = "check-wallet-move"(Option<String>, WalletMove, Money, i64) -> Result<(), FeeError>;
         total_invoice = "total-invoice"(Option<String>, String, Vec<InvoiceLine>) -> Result<InvoiceTotals, FeeError>;
         prorate_seats = "prorate-seats"(Option<String>, SeatChange) -> Result<Proration, FeeError>;

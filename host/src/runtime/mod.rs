@@ -34,8 +34,8 @@ use wasmtime::{
 };
 
 pub use crate::bindings::exports::psa::billing::fees::{
-    Charged, Discount, EscrowPlan, FeeError, InvoiceLine, InvoiceTotals, Proration, Quote,
-    QuoteRequest, RefundSplit, SeatChange, TaxRate, WalletMove,
+    Charged, Discount, EscrowParties, EscrowPlan, FeeError, InvoiceLine, InvoiceTotals, Proration,
+    Quote, QuoteRequest, RefundSplit, SeatChange, TaxRate, WalletMove,
 };
 pub use crate::bindings::exports::psa::billing::ledger::{Balance, LedgerError, Leg, Transaction};
 pub use crate::bindings::exports::psa::billing::operations::{

@@ -13,9 +13,9 @@ use rust_decimal::Decimal;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Movement {
     /// The account debited.
-    pub from: &'static str,
+    pub from: String,
     /// The account credited.
-    pub to: &'static str,
+    pub to: String,
     /// What the transfer is for, e.g. "platform_fee".
     pub label: &'static str,
     /// The amount, in minor units.
@@ -49,8 +49,37 @@ fn pct(amount: i64, p: Percent, rounding: Rounding) -> Result<i64, FeeError> {
         .map_err(|_| FeeError::InvalidAmount("amount too large".into()))
 }
 
-/// The plan for an offer of `price`.
-pub fn plan(rules: &FeeRules, price: &Money) -> Result<EscrowPlan, FeeError> {
+/// Who an offer's money belongs to: the wallet it is paid from
+/// (`wallet:<id>`; none: `customer`, paid by card) and the contractor it
+/// goes to (`contractor:<id>`; none: the tenant's one `contractor`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Parties {
+    /// The paying customer's wallet id.
+    pub wallet: Option<String>,
+    /// The contractor's id.
+    pub contractor: Option<String>,
+}
+
+impl Parties {
+    fn account(kind: &str, party: &Option<String>, default: &str) -> Result<String, FeeError> {
+        let Some(p) = party else {
+            return Ok(default.to_string());
+        };
+        let name = format!("{kind}:{p}");
+        if crate::ledger::is_account(&name) {
+            Ok(name)
+        } else {
+            Err(FeeError::InvalidAmount(format!(
+                "a {kind} id is 1 to 64 of A-Z a-z 0-9 _ - . (got {p:?})"
+            )))
+        }
+    }
+}
+
+/// The plan for an offer of `price` between `parties`.
+pub fn plan(rules: &FeeRules, price: &Money, parties: &Parties) -> Result<EscrowPlan, FeeError> {
+    let payer = Parties::account("wallet", &parties.wallet, "customer")?;
+    let payee = Parties::account("contractor", &parties.contractor, "contractor")?;
     let cur = money::currency(&price.currency)?;
     if price.amount <= 0 {
         return Err(FeeError::InvalidAmount(format!(
@@ -66,9 +95,9 @@ pub fn plan(rules: &FeeRules, price: &Money) -> Result<EscrowPlan, FeeError> {
         .checked_add(platform_fee)
         .ok_or_else(|| FeeError::InvalidAmount("amount too large".into()))?;
     money::check_charge(hold, cur.code)?;
-    let mv = |from, to, label, amount| Movement {
-        from,
-        to,
+    let mv = |from: &str, to: &str, label, amount| Movement {
+        from: from.to_string(),
+        to: to.to_string(),
         label,
         amount,
     };
@@ -76,18 +105,18 @@ pub fn plan(rules: &FeeRules, price: &Money) -> Result<EscrowPlan, FeeError> {
         currency: cur.code.to_string(),
         price: price.amount,
         hold,
-        on_hold: vec![mv("customer", "escrow", "escrow_hold", hold)],
+        on_hold: vec![mv(&payer, "escrow", "escrow_hold", hold)],
         on_accept: vec![mv("escrow", "platform", "platform_fee", platform_fee)],
         on_complete: vec![
             mv("escrow", "platform", "service_fee", service_fee),
             mv(
                 "escrow",
-                "contractor",
+                &payee,
                 "contractor_payout",
                 price.amount - service_fee,
             ),
         ],
-        on_cancel: vec![mv("escrow", "customer", "refund", hold)],
+        on_cancel: vec![mv("escrow", &payer, "refund", hold)],
     })
 }
 
@@ -177,7 +206,7 @@ mod tests {
 
     #[test]
     fn seed_002_offer_of_100() {
-        let p = plan(&rules(), &Money::new(10_000, "usd")).unwrap();
+        let p = plan(&rules(), &Money::new(10_000, "usd"), &Parties::default()).unwrap();
         assert_eq!(p.hold, 10_500);
         assert_eq!(p.on_accept[0].amount, 500);
         assert_eq!(
@@ -215,7 +244,7 @@ mod tests {
                 }),
                 ..FeeRules::default()
             };
-            let plan = plan(&r, &Money::new(price, "usd")).unwrap();
+            let plan = plan(&r, &Money::new(price, "usd"), &Parties::default()).unwrap();
             proptest::prop_assert_eq!(sum(&plan.on_accept) + sum(&plan.on_complete), plan.hold);
             proptest::prop_assert_eq!(sum(&plan.on_cancel), plan.hold);
             proptest::prop_assert!(plan.on_complete.iter().all(|m| m.amount >= 0));

@@ -54,7 +54,11 @@ mod glue {
         ) -> Result<Quote, FeeError> {
             panic!("hostile plugin trapped on purpose")
         }
-        fn plan_escrow(_: Option<String>, _: Money) -> Result<fees::EscrowPlan, FeeError> {
+        fn plan_escrow(
+            _: Option<String>,
+            _: Money,
+            _: fees::EscrowParties,
+        ) -> Result<fees::EscrowPlan, FeeError> {
             panic!("hostile plugin trapped on purpose")
         }
         fn check_wallet_move(

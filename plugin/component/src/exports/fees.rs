@@ -77,9 +77,17 @@ impl fees::Guest for Plugin {
         load_rules(Some(&text)).map(|_| ())
     }
 
-    fn plan_escrow(rules_text: Option<String>, price: Money) -> Result<fees::EscrowPlan, FeeError> {
+    fn plan_escrow(
+        rules_text: Option<String>,
+        price: Money,
+        parties: fees::EscrowParties,
+    ) -> Result<fees::EscrowPlan, FeeError> {
         let rules = load_rules(rules_text.as_deref())?;
-        let p = escrow::plan(&rules, &core_money(price)).map_err(fee_error)?;
+        let parties = escrow::Parties {
+            wallet: parties.wallet,
+            contractor: parties.contractor,
+        };
+        let p = escrow::plan(&rules, &core_money(price), &parties).map_err(fee_error)?;
         let m = |amount| Money {
             amount,
             currency: p.currency.clone(),
@@ -87,8 +95,8 @@ impl fees::Guest for Plugin {
         let mv = |list: &[escrow::Movement]| {
             list.iter()
                 .map(|x| Movement {
-                    from: x.from.into(),
-                    to: x.to.into(),
+                    from: x.from.clone(),
+                    to: x.to.clone(),
                     label: x.label.into(),
                     amount: m(x.amount),
                 })
