@@ -635,6 +635,56 @@ async fn onboarding_creates_the_account_registers_it_and_links() {
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.body["account"]["id"], account);
     assert_eq!(fake.requests_to("POST", "/v1/accounts").len(), 1);
+
+    // Another request id for the same tenant (a second click, another
+    // process): still its one account, a fresh link.
+    let mut other = body.clone();
+    other["request_id"] = json!("onb-2");
+    let a = server
+        .post_json("/v1/operations/onboard-tenant", &other)
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["account"]["id"], account);
+    assert_eq!(fake.requests_to("POST", "/v1/accounts").len(), 1);
+    assert_eq!(fake.requests_to("POST", "/v1/account_links").len(), 3);
+    // Another tenant gets its own.
+    let mut third = body.clone();
+    third["tenant"] = json!("t-other");
+    let a = server
+        .post_json("/v1/operations/onboard-tenant", &third)
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_ne!(a.body["account"]["id"], account);
+    assert_eq!(fake.requests_to("POST", "/v1/accounts").len(), 2);
+}
+
+#[tokio::test]
+async fn a_tenant_without_an_account_is_charged_on_the_platform() {
+    let (fake, server) = setup().await;
+    let mut body = invoice("req-p1", None);
+    body.as_object_mut().unwrap().remove("account");
+    let a = server
+        .post_json("/v1/operations/charge-invoice", &body)
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let r = &fake.requests_to("POST", "/v1/payment_intents")[0];
+    assert_eq!(r.account, None, "on the platform");
+    assert!(
+        !r.form.contains_key("application_fee_amount"),
+        "{:?}",
+        r.form
+    );
+    assert!(!r.form.contains_key("transfer_data[destination]"));
+    assert_eq!(r.form["metadata[tenant_id]"], "t1");
+    assert_eq!(r.form["amount"], "10000");
+
+    body["request_id"] = json!("req-p2");
+    body["destination"] = json!(true);
+    let a = server
+        .post_json("/v1/operations/charge-invoice", &body)
+        .await;
+    assert_eq!(a.status, 422, "{}", a.body);
+    assert_eq!(fake.requests_to("POST", "/v1/payment_intents").len(), 1);
 }
 
 /// The application fee `POST /v1/quote` gives for t1's invoice, and the one

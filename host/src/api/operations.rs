@@ -76,8 +76,10 @@ pub struct ChargeInvoiceInput {
     pub request_id: String,
     /// The tenant (the application's own id for its customer organisation).
     pub tenant: String,
-    /// The tenant's connected account (`acct_...`).
-    pub account: String,
+    /// The tenant's connected account (`acct_...`); none: a platform-only
+    /// charge (no application fee).
+    #[serde(default)]
+    pub account: Option<String>,
     /// The application's invoice id, kept in the payment's metadata.
     pub invoice_id: String,
     /// Decimal, in `currency` ("120.50").

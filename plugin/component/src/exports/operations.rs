@@ -129,7 +129,14 @@ impl ops::Guest for Plugin {
         fees: ops::Quote,
     ) -> Result<ChargedInvoice, OperationError> {
         check_request(&req.request_id, &req.tenant)?;
-        check_account("account", &req.account)?;
+        if let Some(a) = &req.account {
+            check_account("account", a)?;
+        }
+        if req.destination && req.account.is_none() {
+            return Err(invalid(
+                "a destination charge needs the tenant's account to send the funds to",
+            ));
+        }
         if req.invoice_id.is_empty() {
             return Err(invalid("invoice-id must not be empty"));
         }
@@ -140,9 +147,11 @@ impl ops::Guest for Plugin {
             )));
         }
         let quote = priced(&req.amount, fees)?;
+        // Direct charge: on the tenant's account. Destination or platform-only:
+        // on the platform.
+        let on = req.account.as_deref().filter(|_| !req.destination);
         if let Some(first) = recorded("charge-invoice", &req.tenant, &req.request_id)? {
             let id = recorded_id(&first, "payment_intent")?;
-            let on = (!req.destination).then_some(req.account.as_str());
             let intent = stripe::retrieve_payment_intent(&id, on).map_err(stripe_failed)?;
             return Ok(ChargedInvoice {
                 payment_intent: intent,
@@ -160,13 +169,12 @@ impl ops::Guest for Plugin {
             payment_method: req.payment_method.clone(),
             confirm: req.payment_method.is_some(),
             description: Some(format!("Invoice {}", req.invoice_id)),
-            application_fee_amount: (quote.application_fee.amount > 0)
+            // Only a charge for a connected account carries an application fee.
+            application_fee_amount: (quote.application_fee.amount > 0 && req.account.is_some())
                 .then_some(quote.application_fee.amount),
-            transfer_destination: req.destination.then(|| req.account.clone()),
+            transfer_destination: req.account.clone().filter(|_| req.destination),
             metadata,
         };
-        // Direct charge: on the tenant's account. Destination: on the platform.
-        let on = (!req.destination).then_some(req.account.as_str());
         let key = idempotency_key(
             "charge-invoice",
             &req.tenant,
@@ -564,7 +572,13 @@ impl ops::Guest for Plugin {
                 return Err(invalid(format!("{field} must be an http(s) URL")));
             }
         }
-        let account = match recorded("onboard-tenant", &req.tenant, &req.request_id)? {
+        // One account per tenant, whatever the request id: the tenant's
+        // record (under the reserved request id `account`) names it.
+        let earlier = match recorded("onboard-tenant", &req.tenant, &req.request_id)? {
+            Some(first) => Some(first),
+            None => recorded("onboard-tenant", &req.tenant, TENANT_ACCOUNT)?,
+        };
+        let account = match earlier {
             Some(first) => {
                 stripe::retrieve_account(&recorded_id(&first, "account")?).map_err(stripe_failed)?
             }
@@ -574,18 +588,22 @@ impl ops::Guest for Plugin {
                     email: req.email.clone(),
                     metadata: vec![("tenant_id".to_string(), req.tenant.clone())],
                 };
-                let key =
-                    idempotency_key("onboard-tenant", &req.tenant, &req.request_id, "account");
-                let account = stripe::create_account(&params, &key).map_err(stripe_failed)?;
+                // Keyed by the tenant alone: two first requests racing with
+                // different ids still make one account at Stripe.
+                let key = idempotency_key("onboard-tenant", &req.tenant, TENANT_ACCOUNT, "account");
+                stripe::create_account(&params, &key).map_err(stripe_failed)?
+            }
+        };
+        for id in [TENANT_ACCOUNT, req.request_id.as_str()] {
+            if recorded("onboard-tenant", &req.tenant, id)?.is_none() {
                 record(
                     "onboard-tenant",
                     &req.tenant,
-                    &req.request_id,
+                    id,
                     json!({ "account": account.id }),
                 )?;
-                account
             }
-        };
+        }
         // Its events route to the tenant from now on.
         mapping::register_tenant(&mut HostState, &account.id, &req.tenant).map_err(storage)?;
         // A link expires within minutes: each request gets a fresh one.
@@ -601,6 +619,9 @@ impl ops::Guest for Plugin {
         Ok(Onboarded { account, link })
     }
 }
+
+/// The onboarding record naming a tenant's one Express account.
+const TENANT_ACCOUNT: &str = "account";
 
 fn refunded_record(r: &Refunded) -> Value {
     json!({
