@@ -326,6 +326,11 @@ impl Billing {
         ops::onboard_tenant(self.pipeline.runtime(), self.pipeline.db(), input).await
     }
 
+    /// A tenant's Connect account as Stripe has it (enabled, requirements due).
+    pub async fn account_status(&self, input: ops::AccountStatusInput) -> OperationResult {
+        ops::account_status(self.pipeline.runtime(), self.pipeline.db(), input).await
+    }
+
     /// A fee breakdown, like `POST /v1/quote`.
     pub async fn quote(&self, input: QuoteInput) -> Result<serde_json::Value, ApiFailure> {
         quotes::quote(

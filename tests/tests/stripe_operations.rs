@@ -656,6 +656,28 @@ async fn onboarding_creates_the_account_registers_it_and_links() {
     assert_eq!(a.status, 200, "{}", a.body);
     assert_ne!(a.body["account"]["id"], account);
     assert_eq!(fake.requests_to("POST", "/v1/accounts").len(), 2);
+
+    // Its status, as Stripe has it now: not enabled yet, what is due.
+    let status = |body: Value| {
+        let server = &server;
+        async move {
+            server
+                .post_json("/v1/operations/account-status", &body)
+                .await
+        }
+    };
+    let a = status(json!({"tenant": "t-new"})).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["id"], account);
+    assert_eq!(a.body["charges_enabled"], false);
+    assert!(a.body["requirements_due"].is_array(), "{}", a.body);
+    let got = fake.requests_to("GET", &format!("/v1/accounts/{account}"));
+    assert_eq!(got.last().unwrap().account, None, "read as the platform");
+    // Another tenant's account, or a tenant never onboarded: refused.
+    let a = status(json!({"tenant": "t-other", "account": account})).await;
+    assert_eq!(a.status, 409, "{}", a.body);
+    let a = status(json!({"tenant": "t-never"})).await;
+    assert_eq!(a.status, 409, "{}", a.body);
 }
 
 #[tokio::test]

@@ -10,8 +10,9 @@
 use crate::api::{ApiFailure, commit};
 use crate::pipeline::Rounds;
 use crate::runtime::{
-    CallError, ChargeInvoiceRequest, DepositRequest, LicenseCountRequest, OnboardRequest,
-    OperationError, QuoteRequest, RefundRequest, Runtime, WithdrawRequest, Withdrawal,
+    AccountStatusRequest, CallError, ChargeInvoiceRequest, DepositRequest, LicenseCountRequest,
+    OnboardRequest, OperationError, QuoteRequest, RefundRequest, Runtime, WithdrawRequest,
+    Withdrawal,
 };
 use crate::storage::Db;
 use crate::storage::StagedState;
@@ -370,6 +371,38 @@ pub struct OnboardInput {
     pub refresh_url: String,
     /// Where Stripe sends the user when onboarding is done.
     pub return_url: String,
+}
+
+/// `POST /v1/operations/account-status`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountStatusInput {
+    /// The tenant.
+    pub tenant: String,
+    /// The account; none: the one `onboard-tenant` made for the tenant.
+    #[serde(default)]
+    pub account: Option<String>,
+}
+
+/// A tenant's Connect account as Stripe has it now (enabled, requirements due).
+pub async fn account_status(
+    runtime: &Runtime,
+    db: &Db,
+    input: AccountStatusInput,
+) -> Result<Value, ApiFailure> {
+    let request = AccountStatusRequest {
+        tenant: input.tenant,
+        account: input.account,
+    };
+    let done = run(db, "account-status", |staged| {
+        let (rt, request) = (runtime.clone(), request.clone());
+        async move {
+            let (r, staged) = rt.account_status(staged, request).await?;
+            Ok((r.map(Some), staged))
+        }
+    })
+    .await?;
+    Ok(json(&done))
 }
 
 /// Creates and registers a tenant's connected account; returns the onboarding link.

@@ -621,13 +621,14 @@ async fn operation(
         "deposit" => run!(operations::deposit, rules),
         "set-license-count" => run!(operations::set_license_count),
         "onboard-tenant" => run!(operations::onboard_tenant),
+        "account-status" => run!(operations::account_status),
         _ => {
             return error(
                 StatusCode::NOT_FOUND,
                 "unknown_operation",
                 format!(
                     "no operation {name:?}; there are charge-invoice, refund, deposit, \
-                     withdraw, set-license-count, onboard-tenant"
+                     withdraw, set-license-count, onboard-tenant, account-status"
                 ),
             );
         }

@@ -195,6 +195,15 @@ impl Runtime {
         operation_call!(self, staged, settle_payment(request))
     }
 
+    /// A tenant's Connect account as Stripe has it (reads only).
+    pub async fn account_status(
+        &self,
+        staged: StagedState,
+        request: AccountStatusRequest,
+    ) -> Result<(Result<Account, OperationError>, StagedState), CallError> {
+        operation_call!(self, staged, account_status(request))
+    }
+
     /// Onboards a tenant (staged: its registration; the caller commits).
     pub async fn onboard_tenant(
         &self,

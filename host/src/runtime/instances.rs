@@ -118,6 +118,7 @@ exports!(BillingExports {
         set_license_count = "set-license-count"(LicenseCountRequest) -> Result<Subscription, OperationError>;
         settle_payment = "settle-payment"(SettleRequest) -> Result<Vec<Effect>, OperationError>;
         onboard_tenant = "onboard-tenant"(OnboardRequest) -> Result<Onboarded, OperationError>;
+        account_status = "account-status"(AccountStatusRequest) -> Result<Account, OperationError>;
     }
     "fees" {
         compute_quote = "compute-quote"(Option<String>, QuoteRequest) -> Result<Quote, FeeError>;

@@ -39,9 +39,9 @@ pub use crate::bindings::exports::psa::billing::fees::{
 };
 pub use crate::bindings::exports::psa::billing::ledger::{Balance, LedgerError, Leg, Transaction};
 pub use crate::bindings::exports::psa::billing::operations::{
-    ChargeInvoiceRequest, ChargedInvoice, DepositRequest, LicenseCountRequest, OnboardRequest,
-    Onboarded, OperationError, PaidWithdrawal, RefundRequest, Refunded, SettleRequest,
-    WithdrawRequest, Withdrawal,
+    AccountStatusRequest, ChargeInvoiceRequest, ChargedInvoice, DepositRequest,
+    LicenseCountRequest, OnboardRequest, Onboarded, OperationError, PaidWithdrawal, RefundRequest,
+    Refunded, SettleRequest, WithdrawRequest, Withdrawal,
 };
 pub use crate::bindings::exports::psa::billing::webhooks::{
     Delivery, Effect, Envelope, HandleError, Routing, ThinEnvelope, VerifyError,

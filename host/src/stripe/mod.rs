@@ -742,6 +742,15 @@ fn account(a: stripe_shared::Account) -> wit::Account {
         details_submitted: a.details_submitted.unwrap_or(false),
         country: a.country,
         email: a.email,
+        requirements_due: a
+            .requirements
+            .as_ref()
+            .and_then(|r| r.currently_due.clone())
+            .unwrap_or_default(),
+        disabled_reason: a
+            .requirements
+            .and_then(|r| r.disabled_reason)
+            .map(|d| d.as_str().to_string()),
     }
 }
 

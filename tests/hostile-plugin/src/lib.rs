@@ -173,6 +173,11 @@ mod glue {
         fn settle_payment(_: ops::SettleRequest) -> Result<Vec<Effect>, ops::OperationError> {
             panic!("hostile plugin trapped on purpose")
         }
+        fn account_status(
+            _: ops::AccountStatusRequest,
+        ) -> Result<psa::billing::stripe::Account, ops::OperationError> {
+            panic!("hostile plugin trapped on purpose")
+        }
         fn onboard_tenant(_: ops::OnboardRequest) -> Result<ops::Onboarded, ops::OperationError> {
             // Time spent in Stripe is given back; the spin after it is not.
             let _ = psa::billing::stripe::retrieve_account("acct_1Hostile");
