@@ -398,6 +398,7 @@ async fn sandbox(runtime: &Runtime, db: &Db, n: usize, load: Load) -> Result<(St
     let routing = Routing {
         tenant_keys: vec![],
         reference_keys: vec![],
+        license_prices: vec![],
     };
     let native_routing = mapping::Routing::default();
     let rules = rules::FeeRules::default();

@@ -92,6 +92,7 @@ pub struct BillingBuilder {
     options: ServerOptions,
     tenant_keys: Vec<String>,
     reference_keys: Vec<String>,
+    license_prices: Vec<String>,
     api_version: Option<(String, bool)>,
     livemode: Option<bool>,
     limits: Limits,
@@ -158,6 +159,12 @@ impl BillingBuilder {
     /// Metadata keys naming the tenant, first present wins (default `tenant_id`).
     pub fn tenant_keys<S: Into<String>>(mut self, keys: impl IntoIterator<Item = S>) -> Self {
         self.tenant_keys = keys.into_iter().map(Into::into).collect();
+        self
+    }
+    /// The prices (`price_...`) whose subscription items are licenses: the
+    /// license count adds up those items alone (default: every item).
+    pub fn license_prices<S: Into<String>>(mut self, prices: impl IntoIterator<Item = S>) -> Self {
+        self.license_prices = prices.into_iter().map(Into::into).collect();
         self
     }
     /// Metadata keys naming the application's record (default `reference`, `invoice_id`).
@@ -233,6 +240,7 @@ impl BillingBuilder {
         let db = Db::open(&self.database_url).await?;
         let mut pipeline = Pipeline::new(runtime, db, self.secrets, self.tolerance_seconds)
             .with_routing(self.tenant_keys, self.reference_keys)
+            .with_license_prices(self.license_prices)
             .with_thin_secrets(self.thin_secrets)
             .with_livemode(self.livemode)
             .with_retry_policy(self.retry_policy);
@@ -262,6 +270,7 @@ impl Billing {
             tolerance_seconds: psa_billing_core::signature::DEFAULT_TOLERANCE_SECONDS,
             rules: None,
             options: ServerOptions::default(),
+            license_prices: Vec::new(),
             tenant_keys: Vec::new(),
             reference_keys: Vec::new(),
             api_version: None,

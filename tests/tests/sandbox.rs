@@ -196,6 +196,7 @@ async fn an_instance_serves_a_bounded_number_of_calls_and_none_after_a_trap() {
     let routing = Routing {
         tenant_keys: vec![],
         reference_keys: vec![],
+        license_prices: vec![],
     };
     let runtime = |calls_per_instance| {
         Runtime::new(

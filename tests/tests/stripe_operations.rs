@@ -599,6 +599,60 @@ async fn set_license_count_updates_the_single_item_quantity() {
     assert_eq!(a.status, 422, "{}", a.body);
 }
 
+/// Seed 004: seats and an add-on on one subscription. Naming the license
+/// price sets its item alone; without it, two items are refused.
+#[tokio::test]
+async fn set_license_count_by_price_leaves_an_add_on_alone() {
+    let (fake, server) = setup().await;
+    let mut sub = stripe_object("subscription");
+    let sub_id = sub["id"].as_str().unwrap().to_string();
+    let mut seats = sub["items"]["data"][0].clone();
+    seats["id"] = json!("si_seats");
+    seats["price"]["id"] = json!("price_pro");
+    seats["quantity"] = json!(5);
+    let mut addon = seats.clone();
+    addon["id"] = json!("si_addon");
+    addon["price"]["id"] = json!("price_addon");
+    addon["quantity"] = json!(2);
+    sub["items"]["data"] = json!([addon, seats]);
+    fake.insert(Some(ACCOUNT), sub);
+    let body = |id: &str, price: Option<&str>| {
+        json!({"request_id": id, "tenant": "t1", "account": ACCOUNT,
+               "subscription": sub_id, "price": price, "count": 9})
+    };
+    let a = server
+        .post_json("/v1/operations/set-license-count", &body("seats-a", None))
+        .await;
+    assert_eq!(a.status, 422, "{}", a.body);
+    assert!(
+        a.body["reason"].as_str().unwrap().contains("price"),
+        "{}",
+        a.body
+    );
+    let a = server
+        .post_json(
+            "/v1/operations/set-license-count",
+            &body("seats-b", Some("price_x")),
+        )
+        .await;
+    assert_eq!(a.status, 422, "{}", a.body);
+    assert!(fake.requests_to("POST", "/v1/subscriptions/").is_empty());
+
+    let a = server
+        .post_json(
+            "/v1/operations/set-license-count",
+            &body("seats-c", Some("price_pro")),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let r = &fake.requests_to("POST", "/v1/subscriptions/")[0];
+    assert_eq!(r.form["items[0][id]"], "si_seats");
+    assert_eq!(r.form["items[0][quantity]"], "9");
+    let items = fake.object(Some(ACCOUNT), &sub_id).unwrap()["items"]["data"].clone();
+    assert_eq!(items[0]["quantity"], 2, "the add-on is left alone");
+    assert_eq!(items[1]["quantity"], 9);
+}
+
 #[tokio::test]
 async fn onboarding_creates_the_account_registers_it_and_links() {
     let (fake, server) = setup().await;

@@ -91,7 +91,7 @@ function payloadOf(e) {
 export class Billing {
   /**
    * @param {string} path  SQLite file, or ':memory:'
-   * @param {{secrets?: string[], toleranceSeconds?: number, tenantKeys?: string[], referenceKeys?: string[]}} options
+   * @param {{secrets?: string[], toleranceSeconds?: number, tenantKeys?: string[], referenceKeys?: string[], licensePrices?: string[]}} options
    */
   constructor(path, options = {}) {
     this.db = new Database(path);
@@ -100,7 +100,11 @@ export class Billing {
     this.db.exec(SCHEMA);
     this.secrets = options.secrets ?? [];
     this.tolerance = options.toleranceSeconds ?? 300;
-    this.routing = { tenantKeys: options.tenantKeys ?? [], referenceKeys: options.referenceKeys ?? [] };
+    this.routing = {
+      tenantKeys: options.tenantKeys ?? [],
+      referenceKeys: options.referenceKeys ?? [],
+      licensePrices: options.licensePrices ?? [],
+    };
   }
 
   /** A signed delivery: `{status, eventId, effects}` or `{rejected, reason}` or `{failed, eventId}`. */

@@ -327,6 +327,10 @@ pub struct LicenseCountInput {
     pub account: Option<String>,
     /// The subscription (`sub_...`).
     pub subscription: String,
+    /// The license price (`price_...`): its item alone is set. None: the
+    /// subscription must have exactly one item.
+    #[serde(default)]
+    pub price: Option<String>,
     /// The license count to set.
     pub count: u64,
 }
@@ -342,6 +346,7 @@ pub async fn set_license_count(
         tenant: input.tenant,
         account: input.account,
         subscription: input.subscription,
+        price: input.price,
         count: input.count,
     };
     let done = run(db, "set-license-count", |staged| {

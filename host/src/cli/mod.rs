@@ -95,6 +95,14 @@ struct RoutingArgs {
         value_delimiter = ','
     )]
     tenant_keys: Vec<String>,
+    /// Prices whose subscription items are licenses (seed 004's license
+    /// price); the license count adds up those items alone (default: all).
+    #[arg(
+        long = "license-price",
+        env = "PSA_BILLING_LICENSE_PRICES",
+        value_delimiter = ','
+    )]
+    license_prices: Vec<String>,
     /// Metadata keys naming the application's record (default reference, invoice_id).
     #[arg(
         long = "reference-key",
@@ -135,6 +143,7 @@ impl RoutingArgs {
     fn configure(&self, builder: BillingBuilder) -> BillingBuilder {
         let builder = builder
             .tenant_keys(self.tenant_keys.clone())
+            .license_prices(self.license_prices.clone())
             .reference_keys(self.reference_keys.clone())
             .livemode(self.livemode());
         match &self.api_version {
@@ -147,6 +156,7 @@ impl RoutingArgs {
         let livemode = self.livemode();
         let pipeline = pipeline
             .with_routing(self.tenant_keys.clone(), self.reference_keys.clone())
+            .with_license_prices(self.license_prices.clone())
             .with_livemode(livemode);
         match &self.api_version {
             Some(v) => pipeline.with_api_version(v.clone(), self.strict_api_version),

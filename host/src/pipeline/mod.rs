@@ -212,6 +212,7 @@ impl Pipeline {
             routing: Routing {
                 tenant_keys: vec![],
                 reference_keys: vec![],
+                license_prices: vec![],
             },
             api_version: None,
             livemode: None,
@@ -280,10 +281,15 @@ impl Pipeline {
     /// first present wins; empty lists keep the plugin's defaults
     /// (`tenant_id`; `reference`, `invoice_id`).
     pub fn with_routing(mut self, tenant_keys: Vec<String>, reference_keys: Vec<String>) -> Self {
-        self.routing = Routing {
-            tenant_keys,
-            reference_keys,
-        };
+        self.routing.tenant_keys = tenant_keys;
+        self.routing.reference_keys = reference_keys;
+        self
+    }
+
+    /// The prices whose subscription items are licenses (seed 004): the
+    /// license count adds up those items alone. Empty: every item counts.
+    pub fn with_license_prices(mut self, prices: Vec<String>) -> Self {
+        self.routing.license_prices = prices;
         self
     }
 

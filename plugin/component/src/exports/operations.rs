@@ -470,11 +470,29 @@ impl ops::Guest for Plugin {
         let account = req.account.as_deref();
         let sub =
             stripe::retrieve_subscription(&req.subscription, account).map_err(stripe_failed)?;
-        let item = match sub.items.as_slice() {
-            [item] => item.id.clone(),
-            items => {
+        let item = match (&req.price, sub.items.as_slice()) {
+            (Some(price), items) => {
+                let mut of_price = items.iter().filter(|i| &i.price == price);
+                match (of_price.next(), of_price.next()) {
+                    (Some(item), None) => item.id.clone(),
+                    (None, _) => {
+                        return Err(invalid(format!(
+                            "subscription {} has no item of price {price}",
+                            sub.id
+                        )));
+                    }
+                    (Some(_), Some(_)) => {
+                        return Err(invalid(format!(
+                            "subscription {} has several items of price {price}",
+                            sub.id
+                        )));
+                    }
+                }
+            }
+            (None, [item]) => item.id.clone(),
+            (None, items) => {
                 return Err(invalid(format!(
-                    "subscription {} has {} items; the license count needs exactly one",
+                    "subscription {} has {} items; name the license `price` to set",
                     sub.id,
                     items.len()
                 )));

@@ -43,7 +43,16 @@ impl webhooks::Guest for Plugin {
     }
 
     fn handle(body: Vec<u8>, routing: webhooks::Routing) -> Result<Vec<Effect>, HandleError> {
-        let routing = mapping::Routing::or_defaults(routing.tenant_keys, routing.reference_keys);
+        let routing = {
+            let webhooks::Routing {
+                tenant_keys,
+                reference_keys,
+                license_prices,
+            } = routing;
+            let mut r = mapping::Routing::or_defaults(tenant_keys, reference_keys);
+            r.license_prices = license_prices;
+            r
+        };
         let effects = mapping::handle_with(&body, &routing, &mut HostState).map_err(|e| {
             log::log(log::Level::Warn, &e.to_string());
             match e {

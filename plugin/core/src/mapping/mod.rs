@@ -346,6 +346,33 @@ mod tests {
             .collect()
     }
 
+    /// Seed 004: a license price and an add-on on one subscription. With
+    /// the license price configured only its items are seats; without, every
+    /// item counts (as before).
+    #[test]
+    fn the_license_count_adds_up_the_license_price_alone() {
+        let mut sub = subscription("active", 0);
+        sub["items"]["data"] = json!([
+            {"id": "si_1", "quantity": 12, "price": {"id": "price_pro", "object": "price"}},
+            {"id": "si_2", "quantity": 3, "price": "price_addon"},
+        ]);
+        let e = event("e1", "customer.subscription.updated", 10, sub);
+        let licensed = Routing {
+            license_prices: vec!["price_pro".into()],
+            ..Routing::default()
+        };
+        let mut s = MemoryState::default();
+        assert_eq!(
+            kinds(&handle_with(&e, &licensed, &mut s).unwrap()),
+            ["changed:active:12", "count:12"]
+        );
+        let mut s = MemoryState::default();
+        assert_eq!(
+            kinds(&handle(&e, &mut s).unwrap()),
+            ["changed:active:15", "count:15"]
+        );
+    }
+
     #[test]
     fn subscriptions_apply_in_event_order_and_set_the_license_count() {
         let mut s = MemoryState::default();

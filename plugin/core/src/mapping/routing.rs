@@ -16,6 +16,10 @@ pub struct Routing {
     pub tenant_keys: Vec<String>,
     /// First present wins.
     pub reference_keys: Vec<String>,
+    /// The prices (`price_...`) whose items are licenses (seed 004's
+    /// license price): a subscription's license count adds up those items
+    /// alone. Empty: every item counts.
+    pub license_prices: Vec<String>,
 }
 
 impl Default for Routing {
@@ -23,6 +27,7 @@ impl Default for Routing {
         Routing {
             tenant_keys: vec!["tenant_id".into()],
             reference_keys: vec!["reference".into(), "invoice_id".into()],
+            license_prices: vec![],
         }
     }
 }
@@ -42,6 +47,7 @@ impl Routing {
             } else {
                 reference_keys
             },
+            license_prices: d.license_prices,
         }
     }
 }

@@ -17,7 +17,13 @@ pub(super) fn subscription_changed(ctx: &Ctx, store: &mut dyn StateStore) -> Map
         .and_then(Value::as_array)
         .ok_or_else(|| HandleError::MissingField("data.object.items.data".into()))?;
     let mut quantity = 0i64;
+    let licenses = &ctx.routing.license_prices;
     for item in items {
+        // Only license items count when the license prices are known: an
+        // add-on on the same subscription is not a seat.
+        if !licenses.is_empty() && !id_at(item, &["price"]).is_some_and(|p| licenses.contains(&p)) {
+            continue;
+        }
         // An item without quantity (metered prices) counts for nothing.
         quantity = quantity
             .checked_add(item.get("quantity").and_then(Value::as_i64).unwrap_or(0))
