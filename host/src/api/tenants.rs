@@ -31,8 +31,7 @@ pub async fn unregister(runtime: &Runtime, db: &Db, account: &str) -> Result<(),
     change(runtime, db, account, None).await
 }
 
-/// Registers `account` to `tenant`, or forgets it (`None`), redone when a
-/// concurrent registration of the same account committed first.
+/// Registers `account` to `tenant`, or forgets it (`None`).
 async fn change(
     runtime: &Runtime,
     db: &Db,
@@ -43,61 +42,64 @@ async fn change(
     if let Some(t) = tenant {
         psa_billing_core::mapping::check_tenant(t).map_err(ApiFailure::Invalid)?;
     }
-    let mut rounds = Rounds::new(MAX_CONFLICT_RETRIES);
-    while rounds.next().await {
-        let staged = staged(db, account);
-        let (effects, staged) = match tenant {
+    until_committed(db, account, |staged| async move {
+        match tenant {
             Some(t) => {
                 let (r, staged) = runtime
                     .register_tenant(staged, account.into(), t.into())
                     .await?;
-                (r.map_err(ApiFailure::Invalid)?, staged)
+                Ok((r.map_err(ApiFailure::Invalid)?, staged))
             }
             None => {
                 let (r, staged) = runtime.unregister_tenant(staged, account.into()).await?;
                 r.map_err(ApiFailure::Invalid)?;
-                (vec![], staged)
+                Ok((vec![], staged))
             }
-        };
+        }
+    })
+    .await
+}
+
+/// Runs `step` on fresh reads of the registry entry `entry` until what it
+/// staged commits (a concurrent change of the same entry makes it redo),
+/// with the effects it returned: those go to the outbox under a
+/// registration row of the events table (each outbox effect belongs to a
+/// row).
+async fn until_committed<F, Fut>(db: &Db, entry: &str, mut step: F) -> Result<(), ApiFailure>
+where
+    F: FnMut(StagedState) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<Effect>, StagedState), ApiFailure>>,
+{
+    let mut rounds = Rounds::new(MAX_CONFLICT_RETRIES);
+    while rounds.next().await {
+        let (effects, staged) = step(staged(db, entry)).await?;
         let committed = if effects.is_empty() {
             commit(db, &staged).await?
         } else {
-            commit_with_effects(db, account, &staged, &effects).await?
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            let row = EventMeta {
+                id: format!("registration:{entry}:{}", now.as_nanos()),
+                event_type: "psa_billing.registration".into(),
+                account: Some(entry.to_string()),
+                created: crate::clock::unix_now(),
+                livemode: false,
+            };
+            let effects: Vec<NewEffect> = effects.iter().map(effects_json::to_json).collect();
+            match db.commit(&row, b"", &staged, &effects, "processed").await {
+                Ok(CommitOutcome::Conflict) => false,
+                Ok(CommitOutcome::Committed | CommitOutcome::Duplicate) => true,
+                Err(e) => return Err(ApiFailure::Database(e)),
+            }
         };
         if committed {
             return Ok(());
         }
     }
     Err(ApiFailure::Database(anyhow::anyhow!(
-        "{account} kept changing under concurrent registrations; try again"
+        "{entry} kept changing under concurrent registrations; try again"
     )))
-}
-
-/// Commits a registration that re-routed something, with its effects in
-/// the outbox under a registration row of the events table (the outbox's
-/// effects each belong to a row); `false` on a lost commit race.
-async fn commit_with_effects(
-    db: &Db,
-    account: &str,
-    staged: &StagedState,
-    effects: &[Effect],
-) -> Result<bool, ApiFailure> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let row = EventMeta {
-        id: format!("registration:{account}:{}", now.as_nanos()),
-        event_type: "psa_billing.registration".into(),
-        account: Some(account.to_string()),
-        created: crate::clock::unix_now(),
-        livemode: false,
-    };
-    let effects: Vec<NewEffect> = effects.iter().map(effects_json::to_json).collect();
-    match db.commit(&row, b"", staged, &effects, "processed").await {
-        Ok(CommitOutcome::Conflict) => Ok(false),
-        Ok(CommitOutcome::Committed | CommitOutcome::Duplicate) => Ok(true),
-        Err(e) => Err(ApiFailure::Database(e)),
-    }
 }
 
 /// The tenant `account` is registered to.
@@ -125,20 +127,15 @@ pub async fn register_contractor(
     check_account(account)?;
     psa_billing_core::mapping::check_tenant(tenant).map_err(ApiFailure::Invalid)?;
     psa_billing_core::mapping::check_contractor(contractor).map_err(ApiFailure::Invalid)?;
-    let mut rounds = Rounds::new(MAX_CONFLICT_RETRIES);
-    while rounds.next().await {
-        let staged = staged(db, &format!("{tenant}/{contractor}"));
+    let entry = format!("{tenant}/{contractor}");
+    until_committed(db, &entry, |staged| async move {
         let (r, staged) = runtime
             .register_contractor(staged, tenant.into(), contractor.into(), account.into())
             .await?;
         r.map_err(ApiFailure::Invalid)?;
-        if commit(db, &staged).await? {
-            return Ok(());
-        }
-    }
-    Err(ApiFailure::Database(anyhow::anyhow!(
-        "contractor {contractor} kept changing under concurrent registrations; try again"
-    )))
+        Ok((vec![], staged))
+    })
+    .await
 }
 
 /// The connected account `contractor` of `tenant` is paid to.

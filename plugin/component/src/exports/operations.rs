@@ -638,39 +638,37 @@ impl ops::Guest for Plugin {
     }
 
     fn account_status(req: AccountStatusRequest) -> Result<stripe::Account, OperationError> {
-        let account = Plugin::status_account(&req)?;
+        let account = status_account(&req)?;
         stripe::retrieve_account(&account).map_err(stripe_failed)
     }
 }
 
-impl Plugin {
-    /// The account `account-status` reads: the one given, or the tenant's
-    /// onboarded account; registered to the tenant either way.
-    fn status_account(req: &AccountStatusRequest) -> Result<String, OperationError> {
-        mapping::check_tenant(&req.tenant).map_err(invalid)?;
-        let account = match &req.account {
-            Some(a) => {
-                check_account("account", a)?;
-                a.clone()
-            }
-            None => {
-                let first =
-                    recorded("onboard-tenant", &req.tenant, TENANT_ACCOUNT)?.ok_or_else(|| {
-                        OperationError::Refused(format!(
-                            "tenant {} has no onboarded account; name one with `account`",
-                            req.tenant
-                        ))
-                    })?;
-                recorded_id(&first, "account")?
-            }
-        };
-        match mapping::lookup_tenant(&mut HostState, &account).map_err(storage)? {
-            Some(t) if t == req.tenant => Ok(account),
-            _ => Err(OperationError::Refused(format!(
-                "{account} is not registered to tenant {}",
-                req.tenant
-            ))),
+/// The account `account-status` reads: the one given, or the tenant's
+/// onboarded account; registered to the tenant either way.
+fn status_account(req: &AccountStatusRequest) -> Result<String, OperationError> {
+    mapping::check_tenant(&req.tenant).map_err(invalid)?;
+    let account = match &req.account {
+        Some(a) => {
+            check_account("account", a)?;
+            a.clone()
         }
+        None => {
+            let first =
+                recorded("onboard-tenant", &req.tenant, TENANT_ACCOUNT)?.ok_or_else(|| {
+                    OperationError::Refused(format!(
+                        "tenant {} has no onboarded account; name one with `account`",
+                        req.tenant
+                    ))
+                })?;
+            recorded_id(&first, "account")?
+        }
+    };
+    match mapping::lookup_tenant(&mut HostState, &account).map_err(storage)? {
+        Some(t) if t == req.tenant => Ok(account),
+        _ => Err(OperationError::Refused(format!(
+            "{account} is not registered to tenant {}",
+            req.tenant
+        ))),
     }
 }
 
