@@ -340,6 +340,20 @@ impl Billing {
         ops::account_status(self.pipeline.runtime(), self.pipeline.db(), input).await
     }
 
+    /// Any operation by its name, with the JSON input `POST
+    /// /v1/operations/{name}` takes (every name in
+    /// [`crate::api::operations::NAMES`]: customers, subscriptions,
+    /// Checkout and portal sessions, invoices, and the ones above). An
+    /// unknown name or an input that does not fit is `ApiFailure::Invalid`.
+    pub async fn operation(&self, name: &str, input: serde_json::Value) -> OperationResult {
+        let (rt, db) = (self.pipeline.runtime(), self.pipeline.db());
+        match ops::dispatch(rt, db, self.options.rules.as_deref(), name, input).await {
+            Ok(result) => result,
+            Err(ops::Dispatch::Unknown(why)) => Err(ApiFailure::Invalid(why)),
+            Err(ops::Dispatch::BadInput(why)) => Err(ApiFailure::Invalid(format!("{name}: {why}"))),
+        }
+    }
+
     /// A fee breakdown, like `POST /v1/quote`.
     pub async fn quote(&self, input: QuoteInput) -> Result<serde_json::Value, ApiFailure> {
         quotes::quote(

@@ -79,7 +79,11 @@ export function effectJson(effect) {
   const fields = plain(effect.val);
   const body = { kind };
   if ('tenant' in fields && fields.tenant === null) body.unrouted = true;
-  return Object.assign(body, fields);
+  Object.assign(body, fields);
+  // Stripe metadata (a WIT list of pairs) reads as the object it is, its
+  // keys as Stripe has them (not snake-cased).
+  if (Array.isArray(effect.val.metadata)) body.metadata = Object.fromEntries(effect.val.metadata);
+  return body;
 }
 
 /** A component error's payload (jco throws a result's `err`). */

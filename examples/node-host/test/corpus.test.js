@@ -17,7 +17,11 @@ assert.ok(scenarios.length >= 20, 'the corpus is there');
 
 for (const scenario of scenarios) {
   test(`scenario ${scenario}`, () => {
-    const billing = new Billing(':memory:');
+    const prices = join(events, scenario, 'license-prices.txt');
+    const licensePrices = existsSync(prices)
+      ? readFileSync(prices, 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'))
+      : [];
+    const billing = new Billing(':memory:', { licensePrices });
     const registry = join(events, scenario, 'registry.txt');
     if (existsSync(registry)) {
       for (const line of readFileSync(registry, 'utf8').split('\n')) {

@@ -1,7 +1,9 @@
 //! Operations the application asks for (charge an invoice, refund, withdraw,
-//! set a license count, onboard a tenant): the plugin decides and calls
-//! Stripe through the host's capability; the host commits what it staged
-//! (operation records, ledger holds, registrations).
+//! set a license count, onboard a tenant; customers, subscriptions,
+//! sessions and invoices in [`super::billing`]): the plugin decides and
+//! calls Stripe through the host's capability; the host commits what it
+//! staged (operation records, ledger holds, registrations). [`dispatch`]
+//! runs one by its name, for HTTP and the embedding API alike.
 //!
 //! A commit that loses an optimistic race is redone: the plugin's Stripe
 //! writes carry idempotency keys derived from the request id, so the redo
@@ -27,7 +29,7 @@ const MAX_ROUNDS: u32 = 8;
 /// answers `Ok(None)` to be called again after the commit (a withdrawal's
 /// hold), `Ok(Some(..))` when done. Staged writes are committed even when
 /// the operation failed (a released hold), never half.
-async fn run<T, F, Fut>(db: &Db, label: &str, mut step: F) -> Result<T, ApiFailure>
+pub(super) async fn run<T, F, Fut>(db: &Db, label: &str, mut step: F) -> Result<T, ApiFailure>
 where
     F: FnMut(StagedState) -> Fut,
     Fut: std::future::Future<Output = Step<T>>,
@@ -51,14 +53,14 @@ where
 }
 
 /// One round of an operation: its result (`None`: call again) and what it staged.
-type Step<T> = Result<(Result<Option<T>, OperationError>, StagedState), CallError>;
+pub(super) type Step<T> = Result<(Result<Option<T>, OperationError>, StagedState), CallError>;
 
-fn json<T: Serialize>(t: &T) -> Value {
+pub(super) fn json<T: Serialize>(t: &T) -> Value {
     serde_json::to_value(t).expect("WIT records serialize")
 }
 
 /// Parses a decimal amount ("120.50") in its currency with the plugin.
-async fn amount(
+pub(super) async fn amount(
     runtime: &Runtime,
     amount: &str,
     currency: &str,
@@ -333,6 +335,9 @@ pub struct LicenseCountInput {
     pub price: Option<String>,
     /// The license count to set.
     pub count: u64,
+    /// create_prorations, always_invoice or none (Stripe's default when absent).
+    #[serde(default)]
+    pub proration_behavior: Option<String>,
 }
 
 /// Sets a subscription's license count (its item's quantity).
@@ -348,6 +353,7 @@ pub async fn set_license_count(
         subscription: input.subscription,
         price: input.price,
         count: input.count,
+        proration_behavior: input.proration_behavior,
     };
     let done = run(db, "set-license-count", |staged| {
         let (rt, request) = (runtime.clone(), request.clone());
@@ -433,4 +439,95 @@ pub async fn onboard_tenant(
     })
     .await?;
     Ok(json(&done))
+}
+
+/// Every operation [`dispatch`] runs, by name.
+pub const NAMES: [&str; 21] = [
+    "charge-invoice",
+    "refund",
+    "deposit",
+    "withdraw",
+    "set-license-count",
+    "onboard-tenant",
+    "account-status",
+    "upsert-customer",
+    "find-customer",
+    "attach-payment-method",
+    "create-subscription",
+    "change-subscription-plan",
+    "cancel-subscription",
+    "resume-subscription",
+    "create-checkout-session",
+    "create-portal-session",
+    "create-invoice",
+    "finalize-invoice",
+    "send-invoice",
+    "void-invoice",
+    "mark-invoice-uncollectible",
+];
+
+/// Why [`dispatch`] ran nothing.
+#[derive(Debug)]
+pub enum Dispatch {
+    /// No operation has that name.
+    Unknown(String),
+    /// The input does not fit the operation (serde's reason).
+    BadInput(String),
+}
+
+/// Runs the operation `name` on its JSON input: `Ok(..)` is the
+/// operation's own result.
+pub async fn dispatch(
+    runtime: &Runtime,
+    db: &Db,
+    rules: Option<&str>,
+    name: &str,
+    input: Value,
+) -> Result<Result<Value, ApiFailure>, Dispatch> {
+    use super::billing as b;
+    use crate::runtime::InvoiceStep;
+    // `$op(runtime, db, [arg,] input)` with the input parsed as its type.
+    macro_rules! run_op {
+        ($op:path $(, $arg:expr)?) => {
+            match serde_json::from_value(input) {
+                Ok(i) => Ok($op(runtime, db, $($arg,)? i).await),
+                Err(e) => Err(Dispatch::BadInput(e.to_string())),
+            }
+        };
+    }
+    match name {
+        "charge-invoice" => run_op!(charge_invoice, rules),
+        "refund" => run_op!(refund, rules),
+        "deposit" => run_op!(deposit, rules),
+        "withdraw" => run_op!(withdraw, rules),
+        "set-license-count" => run_op!(set_license_count),
+        "onboard-tenant" => run_op!(onboard_tenant),
+        "account-status" => run_op!(account_status),
+        "upsert-customer" => run_op!(b::upsert_customer),
+        "find-customer" => run_op!(b::find_customer),
+        "attach-payment-method" => run_op!(b::attach_payment_method),
+        "create-subscription" => run_op!(b::create_subscription),
+        "change-subscription-plan" => run_op!(b::change_subscription_plan),
+        "cancel-subscription" => run_op!(b::cancel_subscription),
+        "resume-subscription" => run_op!(b::resume_subscription),
+        "create-checkout-session" => run_op!(b::create_checkout_session, rules),
+        "create-portal-session" => run_op!(b::create_portal_session),
+        "create-invoice" => run_op!(b::create_invoice, rules),
+        "finalize-invoice" => run_op!(b::advance_invoice, InvoiceStep::Finalize),
+        "send-invoice" => run_op!(b::advance_invoice, InvoiceStep::Send),
+        "void-invoice" => run_op!(b::advance_invoice, InvoiceStep::Void),
+        "mark-invoice-uncollectible" => {
+            run_op!(b::advance_invoice, InvoiceStep::MarkUncollectible)
+        }
+        _ => {
+            debug_assert!(
+                !NAMES.contains(&name),
+                "{name} is listed but not dispatched"
+            );
+            Err(Dispatch::Unknown(format!(
+                "no operation {name:?}; there are {}",
+                NAMES.join(", ")
+            )))
+        }
+    }
 }

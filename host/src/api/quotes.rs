@@ -188,32 +188,87 @@ struct WalletInput {
     available: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// A discount on an invoice line.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
-enum DiscountInput {
+pub enum DiscountInput {
+    /// Decimal percent off ("10").
     Percent(String),
+    /// Decimal amount off, in the invoice's currency ("5.00").
     Amount(String),
 }
 
-#[derive(Deserialize)]
+/// A tax of an invoice line.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TaxInput {
-    percent: String,
+pub struct TaxInput {
+    /// Decimal percent ("8.25").
+    pub percent: String,
+    /// Contained in the price (VAT-style) rather than added on top.
     #[serde(default)]
-    inclusive: bool,
+    pub inclusive: bool,
+    /// The Stripe tax rate (`txr_...`) with this percentage, for
+    /// `create-invoice` (a quote ignores it).
+    #[serde(default)]
+    pub stripe_id: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// One invoice line, as `POST /v1/quote/invoice` and `create-invoice` take it.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct LineInput {
+pub struct LineInput {
+    /// Free text.
     #[serde(default)]
-    description: String,
-    quantity: i64,
-    unit_amount: String,
+    pub description: String,
+    /// Units on the line.
+    pub quantity: i64,
+    /// Decimal, in the invoice's currency.
+    pub unit_amount: String,
+    /// `{"percent": "10"}` or `{"amount": "5.00"}`.
     #[serde(default)]
-    discount: Option<DiscountInput>,
+    pub discount: Option<DiscountInput>,
+    /// Taxes applied after the discount.
     #[serde(default)]
-    tax_rates: Vec<TaxInput>,
+    pub tax_rates: Vec<TaxInput>,
+}
+
+/// Invoice lines in minor units, each with the Stripe tax rate ids its
+/// taxes name.
+pub(crate) async fn invoice_lines(
+    rt: &Runtime,
+    currency: &str,
+    input: Vec<LineInput>,
+) -> Result<Vec<(InvoiceLine, Vec<String>)>, ApiFailure> {
+    let mut lines = Vec::with_capacity(input.len());
+    for l in input {
+        let ids = l
+            .tax_rates
+            .iter()
+            .filter_map(|t| t.stripe_id.clone())
+            .collect();
+        let line = InvoiceLine {
+            description: l.description,
+            quantity: l.quantity,
+            unit_amount: minor(rt, &l.unit_amount, currency).await?,
+            discount: match l.discount {
+                None => None,
+                Some(DiscountInput::Percent(p)) => Some(Discount::Percent(p)),
+                Some(DiscountInput::Amount(a)) => {
+                    Some(Discount::Amount(minor(rt, &a, currency).await?))
+                }
+            },
+            tax_rates: l
+                .tax_rates
+                .into_iter()
+                .map(|t| TaxRate {
+                    percent: t.percent,
+                    inclusive: t.inclusive,
+                })
+                .collect(),
+        };
+        lines.push((line, ids));
+    }
+    Ok(lines)
 }
 
 #[derive(Deserialize)]
@@ -332,29 +387,11 @@ pub async fn flow(
         }
         "invoice" => {
             let i: InvoiceInput = parse_input(input)?;
-            let mut lines = Vec::with_capacity(i.lines.len());
-            for l in i.lines {
-                lines.push(InvoiceLine {
-                    description: l.description,
-                    quantity: l.quantity,
-                    unit_amount: minor(rt, &l.unit_amount, &i.currency).await?,
-                    discount: match l.discount {
-                        None => None,
-                        Some(DiscountInput::Percent(p)) => Some(Discount::Percent(p)),
-                        Some(DiscountInput::Amount(a)) => {
-                            Some(Discount::Amount(minor(rt, &a, &i.currency).await?))
-                        }
-                    },
-                    tax_rates: l
-                        .tax_rates
-                        .into_iter()
-                        .map(|t| TaxRate {
-                            percent: t.percent,
-                            inclusive: t.inclusive,
-                        })
-                        .collect(),
-                });
-            }
+            let lines = invoice_lines(rt, &i.currency, i.lines)
+                .await?
+                .into_iter()
+                .map(|(line, _)| line)
+                .collect();
             let t = rt
                 .total_invoice(rules, i.currency, lines)
                 .await?

@@ -154,6 +154,7 @@ impl stripe::Host for CallState {
         subscription: String,
         item: String,
         quantity: u64,
+        proration_behavior: Option<String>,
         account: Option<String>,
         idempotency_key: String,
     ) -> wasmtime::Result<Result<stripe::Subscription, stripe::StripeError>> {
@@ -162,6 +163,7 @@ impl stripe::Host for CallState {
                 &subscription,
                 &item,
                 quantity,
+                proration_behavior.as_deref(),
                 account.as_deref(),
                 &idempotency_key,
             )
@@ -188,6 +190,177 @@ impl stripe::Host for CallState {
     ) -> wasmtime::Result<Result<stripe::AccountLink, stripe::StripeError>> {
         self.stripe_call(async |s| {
             s.create_account_link(&account, &refresh_url, &return_url, &idempotency_key)
+                .await
+        })
+        .await
+    }
+
+    async fn create_customer(
+        &mut self,
+        params: stripe::CustomerParams,
+        account: Option<String>,
+        idempotency_key: String,
+    ) -> wasmtime::Result<Result<stripe::Customer, stripe::StripeError>> {
+        self.stripe_call(async |s| {
+            s.create_customer(params, account.as_deref(), &idempotency_key)
+                .await
+        })
+        .await
+    }
+
+    async fn update_customer(
+        &mut self,
+        id: String,
+        params: stripe::CustomerParams,
+        account: Option<String>,
+        idempotency_key: String,
+    ) -> wasmtime::Result<Result<stripe::Customer, stripe::StripeError>> {
+        self.stripe_call(async |s| {
+            s.update_customer(&id, params, account.as_deref(), &idempotency_key)
+                .await
+        })
+        .await
+    }
+
+    async fn retrieve_customer(
+        &mut self,
+        id: String,
+        account: Option<String>,
+    ) -> wasmtime::Result<Result<stripe::Customer, stripe::StripeError>> {
+        self.stripe_call(async |s| s.retrieve_customer(&id, account.as_deref()).await)
+            .await
+    }
+
+    async fn search_customers(
+        &mut self,
+        metadata: Vec<(String, String)>,
+        account: Option<String>,
+    ) -> wasmtime::Result<Result<Vec<stripe::Customer>, stripe::StripeError>> {
+        self.stripe_call(async |s| s.search_customers(metadata, account.as_deref()).await)
+            .await
+    }
+
+    async fn attach_payment_method(
+        &mut self,
+        payment_method: String,
+        customer: String,
+        account: Option<String>,
+        idempotency_key: String,
+    ) -> wasmtime::Result<Result<(), stripe::StripeError>> {
+        self.stripe_call(async |s| {
+            s.attach_payment_method(
+                &payment_method,
+                &customer,
+                account.as_deref(),
+                &idempotency_key,
+            )
+            .await
+        })
+        .await
+    }
+
+    async fn create_subscription(
+        &mut self,
+        params: stripe::SubscriptionParams,
+        account: Option<String>,
+        idempotency_key: String,
+    ) -> wasmtime::Result<Result<stripe::Subscription, stripe::StripeError>> {
+        self.stripe_call(async |s| {
+            s.create_subscription(params, account.as_deref(), &idempotency_key)
+                .await
+        })
+        .await
+    }
+
+    async fn update_subscription(
+        &mut self,
+        id: String,
+        update: stripe::SubscriptionUpdate,
+        account: Option<String>,
+        idempotency_key: String,
+    ) -> wasmtime::Result<Result<stripe::Subscription, stripe::StripeError>> {
+        self.stripe_call(async |s| {
+            s.update_subscription(&id, update, account.as_deref(), &idempotency_key)
+                .await
+        })
+        .await
+    }
+
+    async fn cancel_subscription(
+        &mut self,
+        id: String,
+        account: Option<String>,
+        idempotency_key: String,
+    ) -> wasmtime::Result<Result<stripe::Subscription, stripe::StripeError>> {
+        self.stripe_call(async |s| {
+            s.cancel_subscription(&id, account.as_deref(), &idempotency_key)
+                .await
+        })
+        .await
+    }
+
+    async fn create_checkout_session(
+        &mut self,
+        params: stripe::CheckoutParams,
+        account: Option<String>,
+        idempotency_key: String,
+    ) -> wasmtime::Result<Result<stripe::CheckoutSession, stripe::StripeError>> {
+        self.stripe_call(async |s| {
+            s.create_checkout_session(params, account.as_deref(), &idempotency_key)
+                .await
+        })
+        .await
+    }
+
+    async fn create_portal_session(
+        &mut self,
+        customer: String,
+        return_url: String,
+        account: Option<String>,
+        idempotency_key: String,
+    ) -> wasmtime::Result<Result<stripe::PortalSession, stripe::StripeError>> {
+        self.stripe_call(async |s| {
+            s.create_portal_session(&customer, &return_url, account.as_deref(), &idempotency_key)
+                .await
+        })
+        .await
+    }
+
+    async fn create_invoice(
+        &mut self,
+        params: stripe::InvoiceParams,
+        account: Option<String>,
+        idempotency_key: String,
+    ) -> wasmtime::Result<Result<stripe::Invoice, stripe::StripeError>> {
+        self.stripe_call(async |s| {
+            s.create_invoice(params, account.as_deref(), &idempotency_key)
+                .await
+        })
+        .await
+    }
+
+    async fn create_invoice_item(
+        &mut self,
+        params: stripe::InvoiceItemParams,
+        account: Option<String>,
+        idempotency_key: String,
+    ) -> wasmtime::Result<Result<String, stripe::StripeError>> {
+        self.stripe_call(async |s| {
+            s.create_invoice_item(params, account.as_deref(), &idempotency_key)
+                .await
+        })
+        .await
+    }
+
+    async fn advance_invoice(
+        &mut self,
+        id: String,
+        step: stripe::InvoiceStep,
+        account: Option<String>,
+        idempotency_key: String,
+    ) -> wasmtime::Result<Result<stripe::Invoice, stripe::StripeError>> {
+        self.stripe_call(async |s| {
+            s.advance_invoice(&id, step, account.as_deref(), &idempotency_key)
                 .await
         })
         .await

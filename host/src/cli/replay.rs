@@ -116,9 +116,12 @@ pub(super) async fn replay(a: ReplayArgs) -> Result<()> {
         let differences_before = differences;
         let db = Db::open("sqlite::memory:").await?;
         register_scenario_tenants(&runtime, &db, path).await?;
-        let pipeline = a
+        let mut pipeline = a
             .routing
             .apply(Pipeline::new(runtime.clone(), db, Vec::new(), 0));
+        if let Some(prices) = scenario_license_prices(path)? {
+            pipeline = pipeline.with_license_prices(prices);
+        }
         for file in files {
             events += 1;
             let body =
@@ -219,6 +222,26 @@ pub(super) async fn register_scenario_tenants(
         crate::api::tenants::register(runtime, db, account, tenant.trim()).await?;
     }
     Ok(())
+}
+
+/// A scenario directory's `license-prices.txt`: one price per line, the
+/// license prices its events are mapped with (instead of `--license-price`).
+fn scenario_license_prices(scenario: &Path) -> Result<Option<Vec<String>>> {
+    let file = scenario.join("license-prices.txt");
+    if !file.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&file)?;
+    let prices: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect();
+    if let Some(bad) = prices.iter().find(|p| !p.starts_with("price_")) {
+        bail!("{}: {bad:?} is not a price_... id", file.display());
+    }
+    Ok(Some(prices))
 }
 
 /// Expected files are compared as JSON values, line by line, so that key

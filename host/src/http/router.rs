@@ -591,7 +591,7 @@ async fn tenant_unregister(
     )
 }
 
-/// `POST /v1/operations/{charge-invoice|refund|withdraw|set-license-count|onboard-tenant}`.
+/// `POST /v1/operations/{name}`: any of [`operations::NAMES`].
 async fn operation(
     State(app): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -602,35 +602,13 @@ async fn operation(
         Err(refused) => return *refused,
     };
     let (rt, db) = (app.pipeline.runtime(), app.pipeline.db());
-    let rules = app.rules.as_deref();
-    // `$op(rt, db, [rules,] input)` with the body parsed as its input type.
-    macro_rules! run {
-        ($op:path $(, $arg:expr)?) => {
-            match serde_json::from_value(input) {
-                Ok(i) => $op(rt, db, $($arg,)? i).await,
-                Err(e) => {
-                    return error(StatusCode::UNPROCESSABLE_ENTITY, "bad_request", e.to_string());
-                }
-            }
-        };
-    }
-    let result = match name.as_str() {
-        "charge-invoice" => run!(operations::charge_invoice, rules),
-        "refund" => run!(operations::refund, rules),
-        "withdraw" => run!(operations::withdraw, rules),
-        "deposit" => run!(operations::deposit, rules),
-        "set-license-count" => run!(operations::set_license_count),
-        "onboard-tenant" => run!(operations::onboard_tenant),
-        "account-status" => run!(operations::account_status),
-        _ => {
-            return error(
-                StatusCode::NOT_FOUND,
-                "unknown_operation",
-                format!(
-                    "no operation {name:?}; there are charge-invoice, refund, deposit, \
-                     withdraw, set-license-count, onboard-tenant, account-status"
-                ),
-            );
+    let result = match operations::dispatch(rt, db, app.rules.as_deref(), &name, input).await {
+        Ok(result) => result,
+        Err(operations::Dispatch::BadInput(why)) => {
+            return error(StatusCode::UNPROCESSABLE_ENTITY, "bad_request", why);
+        }
+        Err(operations::Dispatch::Unknown(why)) => {
+            return error(StatusCode::NOT_FOUND, "unknown_operation", why);
         }
     };
     operation_response(result)

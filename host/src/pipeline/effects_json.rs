@@ -1,8 +1,8 @@
 //! The JSON form of effects, as stored in the outbox and served by
 //! `GET /v1/effects`: the WIT record's fields in snake_case (serialised by
 //! the serde derive on the generated bindings) plus the `kind` that
-//! `psa_billing_core::effects::KINDS` names its variant, and
-//! `unrouted: true` when the effect names no tenant.
+//! `psa_billing_core::effects::KINDS` names its variant, `unrouted: true`
+//! when the effect names no tenant, and Stripe `metadata` as an object.
 
 use crate::runtime::Effect;
 use crate::storage::NewEffect;
@@ -25,6 +25,19 @@ pub fn to_json(effect: &Effect) -> NewEffect {
             body.insert("unrouted".into(), Value::Bool(true));
         }
         body.extend(fields);
+        // Stripe metadata (a WIT list of pairs) reads as the object it is.
+        if let Some(Value::Array(pairs)) = body.get("metadata") {
+            let object: Option<serde_json::Map<String, Value>> = pairs
+                .iter()
+                .map(|p| match p.as_array().map(Vec::as_slice) {
+                    Some([Value::String(k), v]) => Some((k.clone(), v.clone())),
+                    _ => None,
+                })
+                .collect();
+            if let Some(object) = object {
+                body.insert("metadata".into(), Value::Object(object));
+            }
+        }
     }
     NewEffect {
         kind: kind.to_string(),

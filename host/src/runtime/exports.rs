@@ -204,6 +204,54 @@ impl Runtime {
         operation_call!(self, staged, account_status(request))
     }
 
+    /// A tenant's customer: upsert, find, attach a payment method (staged:
+    /// its record; the caller commits).
+    pub async fn manage_customer(
+        &self,
+        staged: StagedState,
+        request: CustomerRequest,
+    ) -> Result<(Result<Customer, OperationError>, StagedState), CallError> {
+        operation_call!(self, staged, manage_customer(request))
+    }
+
+    /// A subscription: create, change plan, cancel, resume.
+    pub async fn manage_subscription(
+        &self,
+        staged: StagedState,
+        request: SubscriptionRequest,
+    ) -> Result<(Result<Subscription, OperationError>, StagedState), CallError> {
+        operation_call!(self, staged, manage_subscription(request))
+    }
+
+    /// A Checkout Session: a license purchase or a wallet deposit.
+    pub async fn create_checkout(
+        &self,
+        staged: StagedState,
+        rules: Option<String>,
+        request: CheckoutRequest,
+    ) -> Result<(Result<CheckoutSession, OperationError>, StagedState), CallError> {
+        operation_call!(self, staged, create_checkout(rules, request))
+    }
+
+    /// A billing portal session.
+    pub async fn create_portal(
+        &self,
+        staged: StagedState,
+        request: PortalRequest,
+    ) -> Result<(Result<PortalSession, OperationError>, StagedState), CallError> {
+        operation_call!(self, staged, create_portal(request))
+    }
+
+    /// One step of an invoice request (`None`: commit and call again).
+    pub async fn manage_invoice(
+        &self,
+        staged: StagedState,
+        rules: Option<String>,
+        request: InvoiceRequest,
+    ) -> Result<(Result<Option<Invoiced>, OperationError>, StagedState), CallError> {
+        operation_call!(self, staged, manage_invoice(rules, request))
+    }
+
     /// Onboards a tenant (staged: its registration; the caller commits).
     pub async fn onboard_tenant(
         &self,

@@ -119,6 +119,11 @@ exports!(BillingExports {
         settle_payment = "settle-payment"(SettleRequest) -> Result<Vec<Effect>, OperationError>;
         onboard_tenant = "onboard-tenant"(OnboardRequest) -> Result<Onboarded, OperationError>;
         account_status = "account-status"(AccountStatusRequest) -> Result<Account, OperationError>;
+        manage_customer = "manage-customer"(CustomerRequest) -> Result<Customer, OperationError>;
+        manage_subscription = "manage-subscription"(SubscriptionRequest) -> Result<Subscription, OperationError>;
+        create_checkout = "create-checkout"(Option<String>, CheckoutRequest) -> Result<CheckoutSession, OperationError>;
+        create_portal = "create-portal"(PortalRequest) -> Result<PortalSession, OperationError>;
+        manage_invoice = "manage-invoice"(Option<String>, InvoiceRequest) -> Result<Option<Invoiced>, OperationError>;
     }
     "fees" {
         compute_quote = "compute-quote"(Option<String>, QuoteRequest) -> Result<Quote, FeeError>;

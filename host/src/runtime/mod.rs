@@ -39,16 +39,20 @@ pub use crate::bindings::exports::psa::billing::fees::{
 };
 pub use crate::bindings::exports::psa::billing::ledger::{Balance, LedgerError, Leg, Transaction};
 pub use crate::bindings::exports::psa::billing::operations::{
-    AccountStatusRequest, ChargeInvoiceRequest, ChargedInvoice, DepositRequest,
-    LicenseCountRequest, OnboardRequest, Onboarded, OperationError, PaidWithdrawal, RefundRequest,
-    Refunded, SettleRequest, WithdrawRequest, Withdrawal,
+    AccountStatusRequest, ChargeInvoiceRequest, ChargedInvoice, CheckoutRequest, CustomerAction,
+    CustomerFields, CustomerRequest, DepositRequest, InvoiceAction, InvoiceAdvance, InvoiceRequest,
+    Invoiced, LicenseCountRequest, NewInvoice, NewSubscription, OnboardRequest, Onboarded,
+    OperationError, PaidWithdrawal, PaymentMethodAttachment, PlanChange, PortalRequest, Purchase,
+    RefundRequest, Refunded, SettleRequest, StripeInvoiceLine, SubscriptionAction,
+    SubscriptionCancel, SubscriptionRequest, WalletDeposit, WithdrawRequest, Withdrawal,
 };
 pub use crate::bindings::exports::psa::billing::webhooks::{
     Delivery, Effect, Envelope, HandleError, Routing, ThinEnvelope, VerifyError,
 };
 pub use crate::bindings::psa::billing::stripe::{
-    Account, AccountLink, ApiFailure as StripeApiFailure, PaymentIntent, StripeError, Subscription,
-    SubscriptionItem, Transfer as StripeTransfer,
+    Account, AccountLink, ApiFailure as StripeApiFailure, CheckoutSession, Customer, InvoiceStep,
+    PaymentIntent, PortalSession, StripeError, Subscription, SubscriptionItem,
+    SubscriptionItemParams, Transfer as StripeTransfer,
 };
 pub use crate::bindings::psa::billing::types::{FeeLine, Money, Movement};
 use crate::bindings::{BillingPlugin, BillingPluginPre};

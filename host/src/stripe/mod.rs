@@ -9,6 +9,11 @@
 //! a typed error (card declined with its decline code, invalid request,
 //! authentication, rate limit, unreachable).
 //!
+//! Requests whose parameters nest (subscription items, Checkout lines,
+//! metadata of what a session creates) are built as form bodies for
+//! async-stripe's `RequestBuilder` (its serde_qs encoding, as its typed
+//! requests use); every answer is read into async-stripe's typed objects.
+//!
 //! async-stripe 1.0.0-rc.10 has no v2 API (its client puts `v1` before
 //! every path), so thin events (`GET /v2/core/events/{id}`) are fetched with
 //! reqwest, with the same key, base URL, retries and error mapping.
@@ -32,7 +37,7 @@ use wit::StripeError as WitError;
 /// Every operation of the `stripe` interface, by its WIT name, and the
 /// host's own `list-balance-transactions` (`reconcile`): what
 /// `PSA_BILLING_STRIPE_ALLOW` may list.
-pub const OPERATIONS: [&str; 15] = [
+pub const OPERATIONS: [&str; 28] = [
     "retrieve-event",
     "retrieve-thin-event",
     "retrieve-payment-intent",
@@ -48,6 +53,19 @@ pub const OPERATIONS: [&str; 15] = [
     "update-subscription-quantity",
     "create-account",
     "create-account-link",
+    "create-customer",
+    "update-customer",
+    "retrieve-customer",
+    "search-customers",
+    "attach-payment-method",
+    "create-subscription",
+    "update-subscription",
+    "cancel-subscription",
+    "create-checkout-session",
+    "create-portal-session",
+    "create-invoice",
+    "create-invoice-item",
+    "advance-invoice",
 ];
 
 /// How the host talks to Stripe.
@@ -436,14 +454,7 @@ impl StripeApi {
         let i = self
             .send("retrieve-invoice", account, None, || req.customize())
             .await?;
-        Ok(wit::Invoice {
-            id: i.id.map(|i| i.to_string()).unwrap_or_default(),
-            status: i.status.map(|s| s.as_str().to_string()),
-            amount_due: money(i.amount_due, &i.currency),
-            amount_paid: i.amount_paid,
-            amount_remaining: i.amount_remaining,
-            customer: i.customer.map(|c| c.id().to_string()),
-        })
+        Ok(invoice(i))
     }
 
     /// `GET /v1/subscriptions/{id}`.
@@ -573,14 +584,26 @@ impl StripeApi {
         id: &str,
         item: &str,
         quantity: u64,
+        proration: Option<&str>,
         account: Option<&str>,
         key: &str,
     ) -> Result<wit::Subscription, WitError> {
+        use stripe_billing::subscription::UpdateSubscriptionProrationBehavior as Proration;
         check_id(id, "sub_")?;
         let mut line = stripe_billing::subscription::UpdateSubscriptionItems::new();
         line.id = Some(item.to_string());
         line.quantity = Some(quantity);
-        let req = stripe_billing::subscription::UpdateSubscription::new(id).items(vec![line]);
+        let mut req = stripe_billing::subscription::UpdateSubscription::new(id).items(vec![line]);
+        if let Some(p) = proration {
+            let p: Proration = p.parse().expect("infallible");
+            if let Proration::Unknown(p) = p {
+                return Err(invalid(
+                    format!("unknown proration behavior {p:?}"),
+                    Some("proration_behavior".into()),
+                ));
+            }
+            req = req.proration_behavior(p);
+        }
         let s = self
             .send("update-subscription-quantity", account, Some(key), || {
                 req.customize()
@@ -631,6 +654,490 @@ impl StripeApi {
             expires_at: l.expires_at,
         })
     }
+    /// Sends a form to `path` with `method` (a write: keyed).
+    async fn write<T: miniserde::Deserialize>(
+        &self,
+        operation: &'static str,
+        method: StripeMethod,
+        path: String,
+        form: Form,
+        account: Option<&str>,
+        key: &str,
+    ) -> Result<T, WitError> {
+        self.send(operation, account, Some(key), || {
+            RequestBuilder::new(method, path.clone())
+                .form(&form)
+                .customize()
+        })
+        .await
+    }
+
+    /// `POST /v1/customers`.
+    pub async fn create_customer(
+        &self,
+        p: wit::CustomerParams,
+        account: Option<&str>,
+        key: &str,
+    ) -> Result<wit::Customer, WitError> {
+        let form = customer_form(p);
+        let c = self
+            .write(
+                "create-customer",
+                StripeMethod::Post,
+                "/customers".into(),
+                form,
+                account,
+                key,
+            )
+            .await?;
+        Ok(customer(c))
+    }
+
+    /// `POST /v1/customers/{id}`.
+    pub async fn update_customer(
+        &self,
+        id: &str,
+        p: wit::CustomerParams,
+        account: Option<&str>,
+        key: &str,
+    ) -> Result<wit::Customer, WitError> {
+        check_id(id, "cus_")?;
+        let form = customer_form(p);
+        let path = format!("/customers/{id}");
+        let c = self
+            .write(
+                "update-customer",
+                StripeMethod::Post,
+                path,
+                form,
+                account,
+                key,
+            )
+            .await?;
+        Ok(customer(c))
+    }
+
+    /// `GET /v1/customers/{id}`.
+    pub async fn retrieve_customer(
+        &self,
+        id: &str,
+        account: Option<&str>,
+    ) -> Result<wit::Customer, WitError> {
+        check_id(id, "cus_")?;
+        let path = format!("/customers/{id}");
+        let c = self
+            .send("retrieve-customer", account, None, || {
+                RequestBuilder::new(StripeMethod::Get, path.clone()).customize()
+            })
+            .await?;
+        Ok(customer(c))
+    }
+
+    /// `GET /v1/customers/search`: customers whose metadata has each pair.
+    pub async fn search_customers(
+        &self,
+        metadata: Vec<(String, String)>,
+        account: Option<&str>,
+    ) -> Result<Vec<wit::Customer>, WitError> {
+        let mut clauses = Vec::with_capacity(metadata.len());
+        for (k, v) in &metadata {
+            let quoted = |s: &str| !s.contains(['\'', '"', '\\']);
+            if !quoted(k) || !quoted(v) || k.is_empty() {
+                return Err(invalid(
+                    format!("metadata {k:?}: {v:?} cannot be searched for"),
+                    Some("query".into()),
+                ));
+            }
+            clauses.push(format!("metadata['{k}']:'{v}'"));
+        }
+        if clauses.is_empty() {
+            return Err(invalid(
+                "a search needs a clause".into(),
+                Some("query".into()),
+            ));
+        }
+        let query = Form::default()
+            .set("query", clauses.join(" AND "))
+            .set("limit", 10);
+        let found: stripe_types::SearchList<stripe_shared::Customer> = self
+            .send("search-customers", account, None, || {
+                RequestBuilder::new(StripeMethod::Get, "/customers/search")
+                    .query(&query)
+                    .customize()
+            })
+            .await?;
+        Ok(found.data.into_iter().map(customer).collect())
+    }
+
+    /// `POST /v1/payment_methods/{id}/attach`.
+    pub async fn attach_payment_method(
+        &self,
+        payment_method: &str,
+        customer: &str,
+        account: Option<&str>,
+        key: &str,
+    ) -> Result<(), WitError> {
+        check_id(payment_method, "pm_")?;
+        check_id(customer, "cus_")?;
+        let path = format!("/payment_methods/{payment_method}/attach");
+        let form = Form::default().set("customer", customer);
+        let _: stripe_shared::PaymentMethod = self
+            .write(
+                "attach-payment-method",
+                StripeMethod::Post,
+                path,
+                form,
+                account,
+                key,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// `POST /v1/subscriptions`.
+    pub async fn create_subscription(
+        &self,
+        p: wit::SubscriptionParams,
+        account: Option<&str>,
+        key: &str,
+    ) -> Result<wit::Subscription, WitError> {
+        check_id(&p.customer, "cus_")?;
+        let items: Vec<serde_json::Value> = p
+            .items
+            .iter()
+            .map(|i| serde_json::json!({ "price": i.price, "quantity": i.quantity }))
+            .collect();
+        let form = Form::default()
+            .set("customer", p.customer)
+            .set("items", items)
+            .opt("trial_period_days", p.trial_period_days)
+            .opt("default_payment_method", p.default_payment_method)
+            .map("metadata", p.metadata);
+        let s = self
+            .write(
+                "create-subscription",
+                StripeMethod::Post,
+                "/subscriptions".into(),
+                form,
+                account,
+                key,
+            )
+            .await?;
+        Ok(subscription(s))
+    }
+
+    /// `POST /v1/subscriptions/{id}`.
+    pub async fn update_subscription(
+        &self,
+        id: &str,
+        u: wit::SubscriptionUpdate,
+        account: Option<&str>,
+        key: &str,
+    ) -> Result<wit::Subscription, WitError> {
+        check_id(id, "sub_")?;
+        let items: Vec<serde_json::Value> = u
+            .items
+            .iter()
+            .map(|i| {
+                let mut item = serde_json::json!({ "id": i.id });
+                if let Some(p) = &i.price {
+                    item["price"] = p.as_str().into();
+                }
+                if let Some(q) = i.quantity {
+                    item["quantity"] = q.into();
+                }
+                item
+            })
+            .collect();
+        let mut form = Form::default()
+            .opt("proration_behavior", u.proration_behavior)
+            .opt("cancel_at_period_end", u.cancel_at_period_end)
+            .map("metadata", u.metadata);
+        if !items.is_empty() {
+            form = form.set("items", items);
+        }
+        let path = format!("/subscriptions/{id}");
+        let s = self
+            .write(
+                "update-subscription",
+                StripeMethod::Post,
+                path,
+                form,
+                account,
+                key,
+            )
+            .await?;
+        Ok(subscription(s))
+    }
+
+    /// `DELETE /v1/subscriptions/{id}`: cancelled now.
+    pub async fn cancel_subscription(
+        &self,
+        id: &str,
+        account: Option<&str>,
+        key: &str,
+    ) -> Result<wit::Subscription, WitError> {
+        check_id(id, "sub_")?;
+        let path = format!("/subscriptions/{id}");
+        let s = self
+            .write(
+                "cancel-subscription",
+                StripeMethod::Delete,
+                path,
+                Form::default(),
+                account,
+                key,
+            )
+            .await?;
+        Ok(subscription(s))
+    }
+
+    /// `POST /v1/checkout/sessions`.
+    pub async fn create_checkout_session(
+        &self,
+        p: wit::CheckoutParams,
+        account: Option<&str>,
+        key: &str,
+    ) -> Result<wit::CheckoutSession, WitError> {
+        let mut lines = Vec::with_capacity(p.lines.len());
+        for l in &p.lines {
+            let line = match (&l.price, &l.amount) {
+                (Some(price), None) => {
+                    serde_json::json!({ "price": price, "quantity": l.quantity })
+                }
+                (None, Some(amount)) => serde_json::json!({
+                    "price_data": {
+                        "currency": currency(&amount.currency)?.to_string(),
+                        "unit_amount": amount.amount,
+                        "product_data": { "name": l.name.clone().unwrap_or_default() },
+                    },
+                    "quantity": l.quantity,
+                }),
+                _ => {
+                    return Err(invalid(
+                        "a Checkout line has a price or an amount".into(),
+                        Some("line_items".into()),
+                    ));
+                }
+            };
+            lines.push(line);
+        }
+        let created = match p.mode.as_str() {
+            "payment" => "payment_intent_data",
+            "subscription" => "subscription_data",
+            other => {
+                return Err(invalid(
+                    format!("unknown Checkout mode {other:?}"),
+                    Some("mode".into()),
+                ));
+            }
+        };
+        let created_metadata: serde_json::Map<_, _> = p
+            .created_metadata
+            .into_iter()
+            .map(|(k, v)| (k, v.into()))
+            .collect();
+        let mut form = Form::default()
+            .set("mode", p.mode)
+            .set("line_items", lines)
+            .set("success_url", p.success_url)
+            .set("cancel_url", p.cancel_url)
+            .opt("customer", p.customer)
+            .opt("client_reference_id", p.client_reference_id)
+            .map("metadata", p.metadata);
+        if !created_metadata.is_empty() {
+            form = form.set(created, serde_json::json!({ "metadata": created_metadata }));
+        }
+        let c: stripe_shared::CheckoutSession = self
+            .write(
+                "create-checkout-session",
+                StripeMethod::Post,
+                "/checkout/sessions".into(),
+                form,
+                account,
+                key,
+            )
+            .await?;
+        Ok(wit::CheckoutSession {
+            id: c.id.to_string(),
+            mode: c.mode.as_str().to_string(),
+            status: c.status.map(|s| s.as_str().to_string()),
+            url: c.url,
+            customer: c.customer.map(|c| c.id().to_string()),
+            expires_at: c.expires_at,
+            metadata: sorted(c.metadata.unwrap_or_default()),
+        })
+    }
+
+    /// `POST /v1/billing_portal/sessions`.
+    pub async fn create_portal_session(
+        &self,
+        customer: &str,
+        return_url: &str,
+        account: Option<&str>,
+        key: &str,
+    ) -> Result<wit::PortalSession, WitError> {
+        check_id(customer, "cus_")?;
+        let form = Form::default()
+            .set("customer", customer)
+            .set("return_url", return_url);
+        // Read untyped: async-stripe types the session only with the portal
+        // configuration's types, which psa-billing does not otherwise need.
+        let v: miniserde::json::Value = self
+            .write(
+                "create-portal-session",
+                StripeMethod::Post,
+                "/billing_portal/sessions".into(),
+                form,
+                account,
+                key,
+            )
+            .await?;
+        let v: serde_json::Value =
+            serde_json::from_str(&miniserde::json::to_string(&v)).map_err(|e| {
+                WitError::Api(wit::ApiFailure {
+                    status: 200,
+                    message: e.to_string(),
+                })
+            })?;
+        let text = |k: &str| v[k].as_str().map(str::to_string);
+        match (text("id"), text("url"), text("customer")) {
+            (Some(id), Some(url), Some(customer)) => Ok(wit::PortalSession {
+                id,
+                url,
+                customer,
+                return_url: text("return_url"),
+            }),
+            _ => Err(WitError::Api(wit::ApiFailure {
+                status: 200,
+                message: "a billing portal session without id, url or customer".into(),
+            })),
+        }
+    }
+
+    /// `POST /v1/invoices`: a draft, leaving the customer's pending items out.
+    pub async fn create_invoice(
+        &self,
+        p: wit::InvoiceParams,
+        account: Option<&str>,
+        key: &str,
+    ) -> Result<wit::Invoice, WitError> {
+        check_id(&p.customer, "cus_")?;
+        let form = Form::default()
+            .set("customer", p.customer)
+            .set("currency", currency(&p.currency)?.to_string())
+            .set("collection_method", p.collection_method)
+            .opt("days_until_due", p.days_until_due)
+            .opt("description", p.description)
+            .set("auto_advance", false)
+            .set("pending_invoice_items_behavior", "exclude")
+            .map("metadata", p.metadata);
+        let i = self
+            .write(
+                "create-invoice",
+                StripeMethod::Post,
+                "/invoices".into(),
+                form,
+                account,
+                key,
+            )
+            .await?;
+        Ok(invoice(i))
+    }
+
+    /// `POST /v1/invoiceitems` on a draft invoice.
+    pub async fn create_invoice_item(
+        &self,
+        p: wit::InvoiceItemParams,
+        account: Option<&str>,
+        key: &str,
+    ) -> Result<String, WitError> {
+        check_id(&p.customer, "cus_")?;
+        check_id(&p.invoice, "in_")?;
+        for t in &p.tax_rates {
+            check_id(t, "txr_")?;
+        }
+        let mut form = Form::default()
+            .set("customer", p.customer)
+            .set("invoice", p.invoice)
+            .set("amount", p.amount.amount)
+            .set("currency", currency(&p.amount.currency)?.to_string())
+            .set("description", p.description);
+        if !p.tax_rates.is_empty() {
+            form = form.set("tax_rates", p.tax_rates);
+        }
+        let item: miniserde::json::Value = self
+            .write(
+                "create-invoice-item",
+                StripeMethod::Post,
+                "/invoiceitems".into(),
+                form,
+                account,
+                key,
+            )
+            .await?;
+        let item: serde_json::Value = serde_json::from_str(&miniserde::json::to_string(&item))
+            .map_err(|e| {
+                WitError::Api(wit::ApiFailure {
+                    status: 200,
+                    message: e.to_string(),
+                })
+            })?;
+        item["id"].as_str().map(str::to_string).ok_or_else(|| {
+            WitError::Api(wit::ApiFailure {
+                status: 200,
+                message: "an invoice item without an id".into(),
+            })
+        })
+    }
+
+    /// `POST /v1/invoices/{id}/{finalize|send|void|mark_uncollectible}`.
+    pub async fn advance_invoice(
+        &self,
+        id: &str,
+        step: wit::InvoiceStep,
+        account: Option<&str>,
+        key: &str,
+    ) -> Result<wit::Invoice, WitError> {
+        check_id(id, "in_")?;
+        let verb = match step {
+            wit::InvoiceStep::Finalize => "finalize",
+            wit::InvoiceStep::Send => "send",
+            wit::InvoiceStep::Void => "void",
+            wit::InvoiceStep::MarkUncollectible => "mark_uncollectible",
+        };
+        let mut form = Form::default();
+        if let wit::InvoiceStep::Finalize = step {
+            // Finalized on request, not advanced by Stripe's automation.
+            form = form.set("auto_advance", false);
+        }
+        let path = format!("/invoices/{id}/{verb}");
+        let i = self
+            .write(
+                "advance-invoice",
+                StripeMethod::Post,
+                path,
+                form,
+                account,
+                key,
+            )
+            .await?;
+        Ok(invoice(i))
+    }
+}
+
+fn customer_form(p: wit::CustomerParams) -> Form {
+    let mut form = Form::default()
+        .opt("email", p.email)
+        .opt("name", p.name)
+        .map("metadata", p.metadata);
+    if let Some(pm) = p.default_payment_method {
+        form = form.set(
+            "invoice_settings",
+            serde_json::json!({ "default_payment_method": pm }),
+        );
+    }
+    form
 }
 
 fn invalid(message: String, param: Option<String>) -> WitError {
@@ -717,10 +1224,17 @@ fn payment_intent(pi: stripe_shared::PaymentIntent) -> wit::PaymentIntent {
 }
 
 fn subscription(s: stripe_shared::Subscription) -> wit::Subscription {
+    let items = &s.items.data;
     wit::Subscription {
         id: s.id.to_string(),
         status: s.status.as_str().to_string(),
         customer: s.customer.id().to_string(),
+        metadata: sorted(s.metadata),
+        cancel_at_period_end: s.cancel_at_period_end,
+        current_period_start: items.iter().map(|i| i.current_period_start).min(),
+        current_period_end: items.iter().map(|i| i.current_period_end).max(),
+        trial_end: s.trial_end,
+        canceled_at: s.canceled_at,
         items: s
             .items
             .data
@@ -731,6 +1245,66 @@ fn subscription(s: stripe_shared::Subscription) -> wit::Subscription {
                 quantity: i.quantity,
             })
             .collect(),
+    }
+}
+
+fn invoice(i: stripe_shared::Invoice) -> wit::Invoice {
+    wit::Invoice {
+        id: i.id.map(|i| i.to_string()).unwrap_or_default(),
+        status: i.status.map(|s| s.as_str().to_string()),
+        amount_due: money(i.amount_due, &i.currency),
+        amount_paid: i.amount_paid,
+        amount_remaining: i.amount_remaining,
+        customer: i.customer.map(|c| c.id().to_string()),
+        subtotal: i.subtotal,
+        tax: i.total_taxes.iter().flatten().map(|t| t.amount).sum(),
+        total: i.total,
+        collection_method: i.collection_method.as_str().to_string(),
+        number: i.number,
+        hosted_invoice_url: i.hosted_invoice_url,
+        invoice_pdf: i.invoice_pdf,
+        metadata: sorted(i.metadata.unwrap_or_default()),
+    }
+}
+
+fn customer(c: stripe_shared::Customer) -> wit::Customer {
+    wit::Customer {
+        id: c.id.to_string(),
+        email: c.email,
+        name: c.name,
+        default_payment_method: c
+            .invoice_settings
+            .and_then(|s| s.default_payment_method)
+            .map(|p| p.id().to_string()),
+        metadata: sorted(c.metadata.unwrap_or_default()),
+    }
+}
+
+/// A form body of the fields given (none is left out, never sent empty).
+#[derive(Default, serde::Serialize)]
+#[serde(transparent)]
+struct Form(serde_json::Map<String, serde_json::Value>);
+
+impl Form {
+    fn set(mut self, key: &str, value: impl Into<serde_json::Value>) -> Form {
+        self.0.insert(key.to_string(), value.into());
+        self
+    }
+
+    fn opt(self, key: &str, value: Option<impl Into<serde_json::Value>>) -> Form {
+        match value {
+            Some(v) => self.set(key, v),
+            None => self,
+        }
+    }
+
+    /// `key[k]=v` for each pair; nothing when there are none.
+    fn map(self, key: &str, pairs: Vec<(String, String)>) -> Form {
+        if pairs.is_empty() {
+            return self;
+        }
+        let m: serde_json::Map<_, _> = pairs.into_iter().map(|(k, v)| (k, v.into())).collect();
+        self.set(key, m)
     }
 }
 

@@ -281,10 +281,21 @@ pub struct SubscriptionChanged {
     pub subscription: String,
     /// Stripe's status: trialing, active, past_due, canceled, unpaid, paused...
     pub status: String,
-    /// Sum of the items' quantities.
+    /// Sum of the license items' quantities (every item's when no license
+    /// price is configured).
     pub quantity: i64,
+    /// The plan: the first license item's price (`price_...`), else the
+    /// first item's.
+    pub price: Option<String>,
+    /// Unix seconds; per item since API 2025-03-31, top-level before.
+    pub current_period_start: Option<i64>,
     /// Unix seconds; per item since API 2025-03-31, top-level before.
     pub current_period_end: Option<i64>,
+    /// Unix seconds at which the trial ends, if there is one.
+    pub trial_end: Option<i64>,
+    /// The subscription's metadata (the application's contract id...),
+    /// sorted by key.
+    pub metadata: Vec<(String, String)>,
     /// The subscription ends when the current period does.
     pub cancel_at_period_end: bool,
     /// The application's tenant (registry, metadata, or the payment's); none: unrouted.

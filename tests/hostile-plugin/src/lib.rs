@@ -178,6 +178,33 @@ mod glue {
         ) -> Result<psa::billing::stripe::Account, ops::OperationError> {
             panic!("hostile plugin trapped on purpose")
         }
+        fn manage_customer(
+            _: ops::CustomerRequest,
+        ) -> Result<psa::billing::stripe::Customer, ops::OperationError> {
+            panic!("hostile plugin trapped on purpose")
+        }
+        fn manage_subscription(
+            _: ops::SubscriptionRequest,
+        ) -> Result<psa::billing::stripe::Subscription, ops::OperationError> {
+            panic!("hostile plugin trapped on purpose")
+        }
+        fn create_checkout(
+            _: Option<String>,
+            _: ops::CheckoutRequest,
+        ) -> Result<psa::billing::stripe::CheckoutSession, ops::OperationError> {
+            panic!("hostile plugin trapped on purpose")
+        }
+        fn create_portal(
+            _: ops::PortalRequest,
+        ) -> Result<psa::billing::stripe::PortalSession, ops::OperationError> {
+            panic!("hostile plugin trapped on purpose")
+        }
+        fn manage_invoice(
+            _: Option<String>,
+            _: ops::InvoiceRequest,
+        ) -> Result<Option<ops::Invoiced>, ops::OperationError> {
+            panic!("hostile plugin trapped on purpose")
+        }
         fn onboard_tenant(_: ops::OnboardRequest) -> Result<ops::Onboarded, ops::OperationError> {
             // Time spent in Stripe is given back; the spin after it is not.
             let _ = psa::billing::stripe::retrieve_account("acct_1Hostile");

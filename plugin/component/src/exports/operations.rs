@@ -35,15 +35,15 @@ const OPERATIONS: &str = "operations";
 /// Stripe accepts idempotency keys up to 255 characters.
 const MAX_REQUEST_ID: usize = 200;
 
-fn invalid(why: impl Into<String>) -> OperationError {
+pub(super) fn invalid(why: impl Into<String>) -> OperationError {
     OperationError::Invalid(why.into())
 }
 
-fn stripe_failed(e: StripeError) -> OperationError {
+pub(super) fn stripe_failed(e: StripeError) -> OperationError {
     OperationError::Stripe(e)
 }
 
-fn storage(e: impl std::fmt::Display) -> OperationError {
+pub(super) fn storage(e: impl std::fmt::Display) -> OperationError {
     OperationError::Storage(e.to_string())
 }
 
@@ -52,7 +52,12 @@ fn storage(e: impl std::fmt::Display) -> OperationError {
 /// tenant's digest (16 hex digits of its SHA-256) keeps two tenants that
 /// use the same request id apart; a request id that would take the key past
 /// Stripe's 255 characters is replaced by its own digest.
-fn idempotency_key(operation: &str, tenant: &str, request_id: &str, step: &str) -> String {
+pub(super) fn idempotency_key(
+    operation: &str,
+    tenant: &str,
+    request_id: &str,
+    step: &str,
+) -> String {
     let tenant = &state::sha256_hex(tenant)[..16];
     let key = format!("psa-billing:{operation}:{tenant}:{request_id}:{step}");
     if key.chars().count() <= 255 {
@@ -62,7 +67,7 @@ fn idempotency_key(operation: &str, tenant: &str, request_id: &str, step: &str) 
     format!("psa-billing:{operation}:{tenant}:{request_id}:{step}")
 }
 
-fn check_request(request_id: &str, tenant: &str) -> Result<(), OperationError> {
+pub(super) fn check_request(request_id: &str, tenant: &str) -> Result<(), OperationError> {
     if request_id.is_empty() || request_id.len() > MAX_REQUEST_ID {
         return Err(invalid(format!(
             "request-id must be 1 to {MAX_REQUEST_ID} characters"
@@ -75,7 +80,7 @@ fn check_request(request_id: &str, tenant: &str) -> Result<(), OperationError> {
     Ok(())
 }
 
-fn check_account(field: &str, account: &str) -> Result<(), OperationError> {
+pub(super) fn check_account(field: &str, account: &str) -> Result<(), OperationError> {
     if !account.starts_with("acct_") {
         return Err(invalid(format!(
             "{field} must be a connected account id (acct_...), not {account:?}"
@@ -87,7 +92,7 @@ fn check_account(field: &str, account: &str) -> Result<(), OperationError> {
 /// The record of a tenant's completed request, if any. A record written
 /// before records were kept per tenant (under `<operation>/<request id>`)
 /// is still found, so a request retried across an upgrade is not done twice.
-fn recorded(
+pub(super) fn recorded(
     operation: &str,
     tenant: &str,
     request_id: &str,
@@ -103,7 +108,7 @@ fn recorded(
         .transpose()
 }
 
-fn record(
+pub(super) fn record(
     operation: &str,
     tenant: &str,
     request_id: &str,
@@ -116,7 +121,7 @@ fn record(
 }
 
 /// The id a record stored under `field`.
-fn recorded_id(record: &Value, field: &str) -> Result<String, OperationError> {
+pub(super) fn recorded_id(record: &Value, field: &str) -> Result<String, OperationError> {
     record[field]
         .as_str()
         .map(str::to_string)
@@ -279,16 +284,7 @@ impl ops::Guest for Plugin {
         req: DepositRequest,
     ) -> Result<stripe::PaymentIntent, OperationError> {
         check_request(&req.request_id, &req.tenant)?;
-        if !ledger::is_account(&format!("wallet:{}", req.wallet)) {
-            return Err(invalid(format!(
-                "a wallet id is 1 to 64 of A-Z a-z 0-9 _ - . (got {:?})",
-                req.wallet
-            )));
-        }
-        let rules = load_rules(rules.as_deref()).map_err(OperationError::Fees)?;
-        let amount = core_money(req.amount.clone());
-        escrow::check_wallet_move(&rules, escrow::WalletMove::Deposit, &amount, 0)
-            .map_err(|e| OperationError::Fees(fee_error(e)))?;
+        check_deposit(rules.as_deref(), &req.wallet, &req.amount)?;
         if let Some(first) = recorded("deposit", &req.tenant, &req.request_id)? {
             let id = recorded_id(&first, "payment_intent")?;
             return stripe::retrieve_payment_intent(&id, None).map_err(stripe_failed);
@@ -470,43 +466,20 @@ impl ops::Guest for Plugin {
         let account = req.account.as_deref();
         let sub =
             stripe::retrieve_subscription(&req.subscription, account).map_err(stripe_failed)?;
-        let item = match (&req.price, sub.items.as_slice()) {
-            (Some(price), items) => {
-                let mut of_price = items.iter().filter(|i| &i.price == price);
-                match (of_price.next(), of_price.next()) {
-                    (Some(item), None) => item.id.clone(),
-                    (None, _) => {
-                        return Err(invalid(format!(
-                            "subscription {} has no item of price {price}",
-                            sub.id
-                        )));
-                    }
-                    (Some(_), Some(_)) => {
-                        return Err(invalid(format!(
-                            "subscription {} has several items of price {price}",
-                            sub.id
-                        )));
-                    }
-                }
-            }
-            (None, [item]) => item.id.clone(),
-            (None, items) => {
-                return Err(invalid(format!(
-                    "subscription {} has {} items; name the license `price` to set",
-                    sub.id,
-                    items.len()
-                )));
-            }
-        };
+        let item = super::subscriptions::item_of(&sub, req.price.as_deref())?
+            .id
+            .clone();
         let key = idempotency_key(
             "set-license-count",
             &req.tenant,
             &req.request_id,
             "quantity",
         );
-        let updated =
-            stripe::update_subscription_quantity(&sub.id, &item, req.count, account, &key)
-                .map_err(stripe_failed)?;
+        let proration = super::subscriptions::proration(req.proration_behavior.as_deref())?;
+        let updated = stripe::update_subscription_quantity(
+            &sub.id, &item, req.count, proration, account, &key,
+        )
+        .map_err(stripe_failed)?;
         Ok(updated)
     }
 
@@ -641,6 +614,32 @@ impl ops::Guest for Plugin {
         let account = status_account(&req)?;
         stripe::retrieve_account(&account).map_err(stripe_failed)
     }
+
+    fn manage_customer(req: ops::CustomerRequest) -> Result<stripe::Customer, OperationError> {
+        super::customers::manage(req)
+    }
+
+    fn manage_subscription(req: ops::SubscriptionRequest) -> Result<Subscription, OperationError> {
+        super::subscriptions::manage(req)
+    }
+
+    fn create_checkout(
+        rules: Option<String>,
+        req: ops::CheckoutRequest,
+    ) -> Result<stripe::CheckoutSession, OperationError> {
+        super::checkout::create(rules, req)
+    }
+
+    fn create_portal(req: ops::PortalRequest) -> Result<stripe::PortalSession, OperationError> {
+        super::checkout::portal(req)
+    }
+
+    fn manage_invoice(
+        rules: Option<String>,
+        req: ops::InvoiceRequest,
+    ) -> Result<Option<ops::Invoiced>, OperationError> {
+        super::invoices::manage(rules, req)
+    }
 }
 
 /// The account `account-status` reads: the one given, or the tenant's
@@ -670,6 +669,28 @@ fn status_account(req: &AccountStatusRequest) -> Result<String, OperationError> 
             req.tenant
         ))),
     }
+}
+
+/// A deposit into `wallet`: a valid wallet id and an amount within the
+/// rules' deposit limits.
+pub(super) fn check_deposit(
+    rules: Option<&str>,
+    wallet: &str,
+    amount: &ops::Money,
+) -> Result<(), OperationError> {
+    if !ledger::is_account(&format!("wallet:{wallet}")) {
+        return Err(invalid(format!(
+            "a wallet id is 1 to 64 of A-Z a-z 0-9 _ - . (got {wallet:?})"
+        )));
+    }
+    let rules = load_rules(rules).map_err(OperationError::Fees)?;
+    escrow::check_wallet_move(
+        &rules,
+        escrow::WalletMove::Deposit,
+        &core_money(amount.clone()),
+        0,
+    )
+    .map_err(|e| OperationError::Fees(fee_error(e)))
 }
 
 /// The onboarding record naming a tenant's one Express account.

@@ -84,7 +84,7 @@ const PAYOUT: &[&str] = &["payout.changed"];
 const TRANSFER: &[&str] = &["transfer.changed"];
 const REFUND: &[&str] = &["refund.updated", "refund.failed"];
 
-const SUB_NOTES: &str = "status, the items' summed quantity, current period end (per item since API 2025-03-31), cancel_at_period_end. Applied in event-time order; canceled is final. license.count_set follows when the quantity differs from the count last announced (seed 004: count = quantity).";
+const SUB_NOTES: &str = "status, the license items' summed quantity, the plan's price, current period start and end (per item since API 2025-03-31), trial_end, cancel_at_period_end, the subscription's metadata (a contract id links without another Stripe call). Applied in event-time order; canceled is final. license.count_set follows when the quantity differs from the count last announced (seed 004: count = quantity).";
 const INVOICE_NOTES: &str = "The invoice's own status, amount_paid, amount_due, hosted_invoice_url, invoice_pdf; tenant from its or its subscription's metadata. Never leaves paid or void.";
 const CHARGE_NOTES: &str = "payment_intent.* reports the same change of the same payment; mapping both would announce each payment twice.";
 const PM_NOTES: &str = "type, card brand, last4, expiry, customer. Applied in event-time order; detached is final (Stripe does not reuse a detached method).";

@@ -29,11 +29,35 @@ pub(super) fn subscription_changed(ctx: &Ctx, store: &mut dyn StateStore) -> Map
             .checked_add(item.get("quantity").and_then(Value::as_i64).unwrap_or(0))
             .ok_or_else(|| HandleError::MissingField("data.object.items.data.quantity".into()))?;
     }
-    let period_end = items
+    // Per item since API 2025-03-31 (the latest end, the earliest start),
+    // top-level before.
+    let period = |field: &str, latest: bool| {
+        let per_item = items
+            .iter()
+            .filter_map(|i| i.get(field).and_then(Value::as_i64));
+        let picked = if latest {
+            per_item.max()
+        } else {
+            per_item.min()
+        };
+        picked.or_else(|| object.get(field).and_then(Value::as_i64))
+    };
+    let is_license = |item: &&Value| id_at(item, &["price"]).is_some_and(|p| licenses.contains(&p));
+    let price = items
         .iter()
-        .filter_map(|i| i.get("current_period_end").and_then(Value::as_i64))
-        .max()
-        .or_else(|| object.get("current_period_end").and_then(Value::as_i64));
+        .find(is_license)
+        .or_else(|| items.first())
+        .and_then(|item| id_at(item, &["price"]));
+    let mut metadata: Vec<(String, String)> = object
+        .get("metadata")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    metadata.sort();
     if let Err(stale) = advance_in_time(
         store,
         "subscription",
@@ -49,7 +73,11 @@ pub(super) fn subscription_changed(ctx: &Ctx, store: &mut dyn StateStore) -> Map
         subscription: id.clone(),
         status,
         quantity,
-        current_period_end: period_end,
+        price,
+        current_period_start: period("current_period_start", false),
+        current_period_end: period("current_period_end", true),
+        trial_end: object.get("trial_end").and_then(Value::as_i64),
+        metadata,
         cancel_at_period_end: object
             .get("cancel_at_period_end")
             .and_then(Value::as_bool)
