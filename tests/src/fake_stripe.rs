@@ -31,6 +31,9 @@
 //! `has_more`, and `expand[]=data.source` (the source object as stored).
 //! Every transaction is created at the fake's clock ([`FakeStripe::set_now`]).
 //!
+//! Customers, subscriptions, Checkout and portal sessions and invoices
+//! are in `fake_billing`, with what they do not model.
+//!
 //! What it does not model: balances themselves (a transfer never fails for
 //! lack of funds, nothing becomes available, no payout is made on its own
 //! schedule or fails), the
@@ -41,6 +44,7 @@
 //! send, expansion other than `data.source`, `ending_before`, and most
 //! validation of parameters beyond the ones psa-billing sends.
 
+use crate::fake_billing as billing;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -76,18 +80,18 @@ pub enum Fault {
 type Scoped = (Option<String>, String);
 type Form = BTreeMap<String, String>;
 
-struct FakeState {
+pub(crate) struct FakeState {
     requests: Vec<Recorded>,
     /// Idempotency key → the first request's form, and its answer.
     replays: HashMap<Scoped, (Form, u16, Value)>,
     /// (account, id) → object.
-    objects: HashMap<Scoped, Value>,
+    pub(crate) objects: HashMap<Scoped, Value>,
     faults: VecDeque<Fault>,
     next: u64,
     /// Stripe's card fee on a charge: (basis points, fixed minor units).
     card_fee: (i64, i64),
     /// Unix seconds at which new balance transactions are created.
-    now: i64,
+    pub(crate) now: i64,
 }
 
 impl Default for FakeState {
@@ -367,7 +371,7 @@ impl FakeStripe {
     }
 }
 
-fn stripe_error(status: u16, kind: &str, message: &str, extra: Value) -> (u16, Value) {
+pub(crate) fn stripe_error(status: u16, kind: &str, message: &str, extra: Value) -> (u16, Value) {
     let mut error = json!({ "type": kind, "message": message });
     if let Value::Object(extra) = extra {
         error.as_object_mut().unwrap().extend(extra);
@@ -468,7 +472,7 @@ fn answer(s: &mut FakeState, r: &Recorded) -> (u16, Value) {
     (status, body)
 }
 
-fn missing(id: &str) -> (u16, Value) {
+pub(crate) fn missing(id: &str) -> (u16, Value) {
     stripe_error(
         404,
         "invalid_request_error",
@@ -483,6 +487,7 @@ fn route(s: &mut FakeState, r: &Recorded) -> (u16, Value) {
     let get = |s: &FakeState, id: &str| s.objects.get(&(account.clone(), id.to_string())).cloned();
     match (r.method.as_str(), parts.as_slice()) {
         ("GET", ["v1", "balance_transactions"]) => list_balance_transactions(s, r),
+        ("GET", ["v1", "customers", "search"]) => billing::search_customers(s, r),
         ("GET", ["v2", "core", "events", id]) | ("GET", ["v1", _, id]) => match get(s, id) {
             Some(o) => (200, o),
             None => missing(id),
@@ -490,7 +495,19 @@ fn route(s: &mut FakeState, r: &Recorded) -> (u16, Value) {
         ("POST", ["v1", "payment_intents"]) => create_payment_intent(s, r),
         ("POST", ["v1", "refunds"]) => create_refund(s, r),
         ("POST", ["v1", "transfers"]) => create_transfer(s, r),
-        ("POST", ["v1", "subscriptions", id]) => update_subscription(s, r, id),
+        ("POST", ["v1", "subscriptions"]) => billing::create_subscription(s, r),
+        ("POST", ["v1", "subscriptions", id]) => billing::update_subscription(s, r, id),
+        ("DELETE", ["v1", "subscriptions", id]) => billing::cancel_subscription(s, r, id),
+        ("POST", ["v1", "customers"]) => billing::create_customer(s, r),
+        ("POST", ["v1", "customers", id]) => billing::update_customer(s, r, id),
+        ("POST", ["v1", "payment_methods", pm, "attach"]) => {
+            billing::attach_payment_method(s, r, pm)
+        }
+        ("POST", ["v1", "checkout", "sessions"]) => billing::create_checkout_session(s, r),
+        ("POST", ["v1", "billing_portal", "sessions"]) => billing::create_portal_session(s, r),
+        ("POST", ["v1", "invoices"]) => billing::create_invoice(s, r),
+        ("POST", ["v1", "invoiceitems"]) => billing::create_invoice_item(s, r),
+        ("POST", ["v1", "invoices", id, verb]) => billing::invoice_step(s, r, id, verb),
         ("POST", ["v1", "accounts"]) => create_account(s, r),
         ("POST", ["v1", "account_links"]) => create_account_link(s, r),
         _ => stripe_error(
@@ -502,12 +519,12 @@ fn route(s: &mut FakeState, r: &Recorded) -> (u16, Value) {
     }
 }
 
-fn new_id(s: &mut FakeState, prefix: &str) -> String {
+pub(crate) fn new_id(s: &mut FakeState, prefix: &str) -> String {
     s.next += 1;
     format!("{prefix}_fake{:06}", s.next)
 }
 
-fn metadata(form: &BTreeMap<String, String>) -> Value {
+pub(crate) fn metadata(form: &BTreeMap<String, String>) -> Value {
     let mut m = serde_json::Map::new();
     for (k, v) in form {
         if let Some(key) = k
@@ -520,11 +537,11 @@ fn metadata(form: &BTreeMap<String, String>) -> Value {
     Value::Object(m)
 }
 
-fn int(form: &BTreeMap<String, String>, key: &str) -> Option<i64> {
+pub(crate) fn int(form: &BTreeMap<String, String>, key: &str) -> Option<i64> {
     form.get(key).and_then(|v| v.parse().ok())
 }
 
-fn required(form: &BTreeMap<String, String>, key: &str) -> Result<String, (u16, Value)> {
+pub(crate) fn required(form: &BTreeMap<String, String>, key: &str) -> Result<String, (u16, Value)> {
     form.get(key).cloned().ok_or_else(|| {
         stripe_error(
             400,
@@ -535,7 +552,7 @@ fn required(form: &BTreeMap<String, String>, key: &str) -> Result<String, (u16, 
     })
 }
 
-fn store(s: &mut FakeState, account: &Option<String>, object: Value) -> (u16, Value) {
+pub(crate) fn store(s: &mut FakeState, account: &Option<String>, object: Value) -> (u16, Value) {
     let id = object["id"].as_str().unwrap().to_string();
     s.objects.insert((account.clone(), id), object.clone());
     (200, object)
@@ -901,35 +918,6 @@ fn create_transfer(s: &mut FakeState, r: &Recorded) -> (u16, Value) {
         &json!(currency)
     ));
     store(s, &r.account, t)
-}
-
-fn update_subscription(s: &mut FakeState, r: &Recorded, id: &str) -> (u16, Value) {
-    let key = (r.account.clone(), id.to_string());
-    let Some(mut sub) = s.objects.get(&key).cloned() else {
-        return missing(id);
-    };
-    let (Some(item), Some(quantity)) = (
-        r.form.get("items[0][id]"),
-        int(&r.form, "items[0][quantity]"),
-    ) else {
-        return stripe_error(
-            400,
-            "invalid_request_error",
-            "items[0][id] and items[0][quantity] are required here",
-            json!({ "param": "items" }),
-        );
-    };
-    let items = sub["items"]["data"].as_array_mut().unwrap();
-    let Some(line) = items.iter_mut().find(|i| i["id"] == json!(item)) else {
-        return stripe_error(
-            400,
-            "invalid_request_error",
-            &format!("No such subscription item: '{item}'"),
-            json!({ "param": "items[0][id]" }),
-        );
-    };
-    line["quantity"] = json!(quantity);
-    store(s, &r.account, sub)
 }
 
 fn create_account(s: &mut FakeState, r: &Recorded) -> (u16, Value) {

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
+mod fake_billing;
 pub mod fake_stripe;
 
 pub const SECRET: &str = "whsec_test_primary";

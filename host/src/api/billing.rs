@@ -10,7 +10,7 @@
 //! [`super::operations::dispatch`].
 
 use super::ApiFailure;
-use super::operations::{amount, json, run};
+use super::operations::{amount, json, once, run};
 use super::quotes::{LineInput, invoice_lines};
 use crate::runtime::{
     CheckoutRequest, CustomerAction, CustomerFields, CustomerRequest, InvoiceAction,
@@ -33,15 +33,10 @@ fn pairs(m: BTreeMap<String, String>) -> Vec<(String, String)> {
 
 /// Runs one customer request and commits its record.
 async fn customer(rt: &Runtime, db: &Db, request: CustomerRequest) -> Result<Value, ApiFailure> {
-    let done = run(db, "customer", |staged: StagedState| {
-        let (rt, request) = (rt.clone(), request.clone());
-        async move {
-            let (r, staged) = rt.manage_customer(staged, request).await?;
-            Ok((r.map(Some), staged))
-        }
+    once(db, "customer", |staged| {
+        rt.manage_customer(staged, request.clone())
     })
-    .await?;
-    Ok(json(&done))
+    .await
 }
 
 /// `POST /v1/operations/upsert-customer`.
@@ -189,15 +184,10 @@ async fn subscription(
     db: &Db,
     request: SubscriptionRequest,
 ) -> Result<Value, ApiFailure> {
-    let done = run(db, "subscription", |staged: StagedState| {
-        let (rt, request) = (rt.clone(), request.clone());
-        async move {
-            let (r, staged) = rt.manage_subscription(staged, request).await?;
-            Ok((r.map(Some), staged))
-        }
+    once(db, "subscription", |staged| {
+        rt.manage_subscription(staged, request.clone())
     })
-    .await?;
-    Ok(json(&done))
+    .await
 }
 
 /// `POST /v1/operations/create-subscription`.
@@ -422,15 +412,10 @@ pub async fn create_checkout_session(
         purchase,
     };
     let rules = rules.map(str::to_string);
-    let done = run(db, "checkout", |staged: StagedState| {
-        let (rt, rules, request) = (rt.clone(), rules.clone(), request.clone());
-        async move {
-            let (r, staged) = rt.create_checkout(staged, rules, request).await?;
-            Ok((r.map(Some), staged))
-        }
+    once(db, "checkout", |staged| {
+        rt.create_checkout(staged, rules.clone(), request.clone())
     })
-    .await?;
-    Ok(json(&done))
+    .await
 }
 
 /// `POST /v1/operations/create-portal-session`.
@@ -463,15 +448,10 @@ pub async fn create_portal_session(
         customer: input.customer,
         return_url: input.return_url,
     };
-    let done = run(db, "portal", |staged: StagedState| {
-        let (rt, request) = (rt.clone(), request.clone());
-        async move {
-            let (r, staged) = rt.create_portal(staged, request).await?;
-            Ok((r.map(Some), staged))
-        }
+    once(db, "portal", |staged| {
+        rt.create_portal(staged, request.clone())
     })
-    .await?;
-    Ok(json(&done))
+    .await
 }
 
 async fn invoice(

@@ -52,6 +52,25 @@ where
     )))
 }
 
+/// Runs a one-step operation (`call` on a fresh stage, redone after a
+/// lost commit race) and answers its result as JSON.
+pub(super) async fn once<T, F, Fut>(db: &Db, label: &str, call: F) -> Result<Value, ApiFailure>
+where
+    T: Serialize,
+    F: Fn(StagedState) -> Fut,
+    Fut: std::future::Future<Output = Result<(Result<T, OperationError>, StagedState), CallError>>,
+{
+    let done = run(db, label, |staged| {
+        let round = call(staged);
+        async move {
+            let (r, staged) = round.await?;
+            Ok((r.map(Some), staged))
+        }
+    })
+    .await?;
+    Ok(json(&done))
+}
+
 /// One round of an operation: its result (`None`: call again) and what it staged.
 pub(super) type Step<T> = Result<(Result<Option<T>, OperationError>, StagedState), CallError>;
 
@@ -150,15 +169,10 @@ pub async fn charge_invoice(
         )
         .await?
         .map_err(|e| ApiFailure::Refused(OperationError::Fees(e)))?;
-    let done = run(db, "charge-invoice", |staged| {
-        let (rt, request, fees) = (runtime.clone(), request.clone(), fees.clone());
-        async move {
-            let (r, staged) = rt.charge_invoice(staged, request, fees).await?;
-            Ok((r.map(Some), staged))
-        }
+    once(db, "charge-invoice", |staged| {
+        runtime.charge_invoice(staged, request.clone(), fees.clone())
     })
-    .await?;
-    Ok(json(&done))
+    .await
 }
 
 /// `POST /v1/operations/refund`.
@@ -207,15 +221,10 @@ pub async fn refund(
         refund_application_fee: input.refund_application_fee,
     };
     let rules = rules.map(str::to_string);
-    let done = run(db, "refund", |staged| {
-        let (rt, rules, request) = (runtime.clone(), rules.clone(), request.clone());
-        async move {
-            let (r, staged) = rt.refund(staged, rules, request).await?;
-            Ok((r.map(Some), staged))
-        }
+    once(db, "refund", |staged| {
+        runtime.refund(staged, rules.clone(), request.clone())
     })
-    .await?;
-    Ok(json(&done))
+    .await
 }
 
 /// `POST /v1/operations/withdraw`.
@@ -306,15 +315,10 @@ pub async fn deposit(
         payment_method: input.payment_method,
     };
     let rules = rules.map(str::to_string);
-    let done = run(db, "deposit", |staged| {
-        let (rt, rules, request) = (runtime.clone(), rules.clone(), request.clone());
-        async move {
-            let (r, staged) = rt.deposit(staged, rules, request).await?;
-            Ok((r.map(Some), staged))
-        }
+    once(db, "deposit", |staged| {
+        runtime.deposit(staged, rules.clone(), request.clone())
     })
-    .await?;
-    Ok(json(&done))
+    .await
 }
 
 /// `POST /v1/operations/set-license-count`.
@@ -355,15 +359,10 @@ pub async fn set_license_count(
         count: input.count,
         proration_behavior: input.proration_behavior,
     };
-    let done = run(db, "set-license-count", |staged| {
-        let (rt, request) = (runtime.clone(), request.clone());
-        async move {
-            let (r, staged) = rt.set_license_count(staged, request).await?;
-            Ok((r.map(Some), staged))
-        }
+    once(db, "set-license-count", |staged| {
+        runtime.set_license_count(staged, request.clone())
     })
-    .await?;
-    Ok(json(&done))
+    .await
 }
 
 /// `POST /v1/operations/onboard-tenant`.
@@ -405,15 +404,10 @@ pub async fn account_status(
         tenant: input.tenant,
         account: input.account,
     };
-    let done = run(db, "account-status", |staged| {
-        let (rt, request) = (runtime.clone(), request.clone());
-        async move {
-            let (r, staged) = rt.account_status(staged, request).await?;
-            Ok((r.map(Some), staged))
-        }
+    once(db, "account-status", |staged| {
+        runtime.account_status(staged, request.clone())
     })
-    .await?;
-    Ok(json(&done))
+    .await
 }
 
 /// Creates and registers a tenant's connected account; returns the onboarding link.
@@ -430,15 +424,10 @@ pub async fn onboard_tenant(
         refresh_url: input.refresh_url,
         return_url: input.return_url,
     };
-    let done = run(db, "onboard-tenant", |staged| {
-        let (rt, request) = (runtime.clone(), request.clone());
-        async move {
-            let (r, staged) = rt.onboard_tenant(staged, request).await?;
-            Ok((r.map(Some), staged))
-        }
+    once(db, "onboard-tenant", |staged| {
+        runtime.onboard_tenant(staged, request.clone())
     })
-    .await?;
-    Ok(json(&done))
+    .await
 }
 
 /// Every operation [`dispatch`] runs, by name.
