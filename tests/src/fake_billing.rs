@@ -494,8 +494,16 @@ pub(crate) fn create_invoice(s: &mut FakeState, r: &Recorded) -> Answer {
             );
         }
     }
+    let fee = int(&r.form, "application_fee_amount");
+    if fee.is_some() && r.account.is_none() {
+        return refused(
+            "Can only apply an application_fee_amount when the request is made on behalf of another account (using an OAuth key, the Stripe-Account header, or the on_behalf_of parameter).",
+            "application_fee_amount",
+        );
+    }
     let mut i = crate::stripe_object("invoice");
     i["id"] = json!(new_id(s, "in"));
+    i["application_fee_amount"] = json!(fee);
     i["customer"] = json!(customer);
     i["status"] = json!("draft");
     i["collection_method"] = json!(method);

@@ -725,6 +725,49 @@ async fn an_invoice_whose_tax_rate_disagrees_stays_a_draft_and_many_lines_take_s
 }
 
 #[tokio::test]
+async fn an_invoice_on_a_connected_account_carries_the_quoted_application_fee() {
+    let (fake, server) = setup(Some("[platform]\npercent = \"2.5\"\n")).await;
+    let account = "acct_1TenantInv";
+    let mut a = stripe_object("account");
+    a["id"] = json!(account);
+    fake.insert(None, a);
+    let c = ok(
+        &server,
+        "upsert-customer",
+        json!({"request_id": "c-1", "tenant": "t1", "account": account, "external_id": "client-5"}),
+    )
+    .await;
+    let lines = json!([{"description": "Monthly support", "quantity": 1, "unit_amount": "400.00"}]);
+    let made = ok(
+        &server,
+        "create-invoice",
+        json!({"request_id": "inv-c", "tenant": "t1", "account": account, "customer": c["id"],
+               "invoice_id": "I-C1", "currency": "usd", "lines": lines}),
+    )
+    .await;
+    let quoted = server
+        .post_json(
+            "/v1/quote",
+            &json!({"amount": "400.00", "currency": "usd", "tenant": "t1"}),
+        )
+        .await;
+    assert_eq!(quoted.status, 200, "{}", quoted.body);
+    let fee = quoted.body["application_fee"]["amount"].as_i64().unwrap();
+    assert!(fee > 0, "{}", quoted.body);
+    let draft = &fake.requests_to("POST", "/v1/invoices")[0];
+    assert_eq!(
+        draft.account.as_deref(),
+        Some(account),
+        "made on the tenant's account"
+    );
+    assert_eq!(draft.form["application_fee_amount"], fee.to_string());
+    assert_eq!(made["invoice"]["total"], 40_000);
+    for item in fake.requests_to("POST", "/v1/invoiceitems") {
+        assert_eq!(item.account.as_deref(), Some(account));
+    }
+}
+
+#[tokio::test]
 async fn the_embedding_api_runs_the_billing_operations_by_name() {
     let fake = FakeStripe::start().await;
     let dir = tempfile::tempdir().unwrap();

@@ -14,10 +14,10 @@ use super::operations::{amount, json, once, run};
 use super::quotes::{LineInput, invoice_lines};
 use crate::runtime::{
     CheckoutRequest, CustomerAction, CustomerFields, CustomerRequest, InvoiceAction,
-    InvoiceAdvance, InvoiceRequest, InvoiceStep, NewInvoice, NewSubscription, OperationError,
-    PaymentMethodAttachment, PlanChange, PortalRequest, Purchase, Runtime, StripeInvoiceLine,
-    SubscriptionAction, SubscriptionCancel, SubscriptionItemParams, SubscriptionRequest,
-    WalletDeposit,
+    InvoiceAdvance, InvoiceRequest, InvoiceStep, Money, NewInvoice, NewSubscription,
+    OperationError, PaymentMethodAttachment, PlanChange, PortalRequest, Purchase, QuoteRequest,
+    Runtime, StripeInvoiceLine, SubscriptionAction, SubscriptionCancel, SubscriptionItemParams,
+    SubscriptionRequest, WalletDeposit,
 };
 use crate::storage::{Db, StagedState};
 use serde::Deserialize;
@@ -498,6 +498,14 @@ pub struct CreateInvoiceInput {
     /// Finalize once the lines are in (numbered, hosted page and PDF).
     #[serde(default)]
     pub finalize: bool,
+    /// The payment method type the fee rules price an invoice on `account`
+    /// with (default `card`).
+    #[serde(default = "card")]
+    pub payment_method_type: String,
+}
+
+fn card() -> String {
+    "card".into()
 }
 
 fn send_invoice() -> String {
@@ -515,11 +523,43 @@ pub async fn create_invoice(
         ("send_invoice", None) => Some(30),
         (_, days) => days,
     };
-    let lines = invoice_lines(rt, &input.currency, input.lines)
+    let lines: Vec<StripeInvoiceLine> = invoice_lines(rt, &input.currency, input.lines)
         .await?
         .into_iter()
         .map(|(line, tax_rate_ids)| StripeInvoiceLine { line, tax_rate_ids })
         .collect();
+    // On a connected account the platform's fee is the one `quote` gives
+    // for the invoice's total, as `charge-invoice` charges it.
+    let application_fee_amount = match &input.account {
+        None => None,
+        Some(_) => {
+            let plain = lines.iter().map(|l| l.line.clone()).collect();
+            let totals = rt
+                .total_invoice(rules.map(str::to_string), input.currency.clone(), plain)
+                .await?
+                .map_err(|e| ApiFailure::Refused(OperationError::Fees(e)))?;
+            let quote = rt
+                .quote(
+                    rules.map(str::to_string),
+                    QuoteRequest {
+                        amount: Money {
+                            amount: totals.total,
+                            currency: totals.currency,
+                        },
+                        payment_method: input.payment_method_type.clone(),
+                        tenant: Some(input.tenant.clone()),
+                        international: false,
+                        converted: false,
+                        application_fee_percent: None,
+                        application_fee_fixed: None,
+                        monthly_volume: None,
+                    },
+                )
+                .await?
+                .map_err(|e| ApiFailure::Refused(OperationError::Fees(e)))?;
+            Some(quote.application_fee.amount)
+        }
+    };
     let request = InvoiceRequest {
         request_id: input.request_id,
         tenant: input.tenant,
@@ -532,6 +572,7 @@ pub async fn create_invoice(
             collection_method: input.collection_method,
             days_until_due,
             finalize: input.finalize,
+            application_fee_amount,
         }),
     };
     invoice(rt, db, rules, request).await

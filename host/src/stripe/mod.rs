@@ -1031,6 +1031,7 @@ impl StripeApi {
             .opt("description", p.description)
             .set("auto_advance", false)
             .set("pending_invoice_items_behavior", "exclude")
+            .opt("application_fee_amount", p.application_fee_amount)
             .map("metadata", p.metadata);
         let i = self
             .write(

@@ -61,6 +61,20 @@ fn create(
 ) -> Result<Option<Invoiced>, OperationError> {
     let totals = check_new(rules, new)?;
     let account = req.account.as_deref();
+    match (new.application_fee_amount, account) {
+        (Some(fee), Some(_)) if !(0..=totals.total).contains(&fee) => {
+            return Err(invalid(format!(
+                "an application fee of {fee} does not fit an invoice of {}",
+                totals.total
+            )));
+        }
+        (Some(_), None) => {
+            return Err(invalid(
+                "an application fee is for an invoice on a connected account",
+            ));
+        }
+        _ => {}
+    }
     let key = |step: &str| idempotency_key("invoice", &req.tenant, &req.request_id, step);
     let progress = recorded("invoice", &req.tenant, &req.request_id)?;
     let Some(progress) = progress else {
@@ -75,6 +89,7 @@ fn create(
                 (TENANT_KEY.to_string(), req.tenant.clone()),
                 ("invoice_id".to_string(), new.invoice_id.clone()),
             ],
+            application_fee_amount: new.application_fee_amount,
         };
         let draft =
             stripe::create_invoice(&params, account, &key("draft")).map_err(stripe_failed)?;
