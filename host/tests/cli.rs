@@ -887,3 +887,142 @@ async fn reconcile_exits_1_on_a_difference_and_0_without() {
         stderr(&out)
     );
 }
+
+/// `trigger`, as the README shows it: realistic events from Stripe's
+/// samples, signed and posted to a running `serve`, one at a time and as a
+/// scenario whose events share ids; `--print`, `--list`, and an unknown type.
+#[tokio::test]
+async fn trigger_posts_realistic_signed_events_and_scenarios() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = bin()
+        .current_dir(dir.path())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("STRIPE_WEBHOOK_SECRET", "whsec_trigger")
+        .env("PSA_BILLING_API_TOKEN", "tok")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    while client.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let url = format!("{base}/webhooks/stripe");
+    let trigger = |args: &[&str]| {
+        bin()
+            .arg("trigger")
+            .args(args)
+            .args(["--url", &url, "--secret", "whsec_trigger"])
+            .output()
+            .unwrap()
+    };
+
+    let out = trigger(&[
+        "payment_intent.succeeded",
+        "--tenant",
+        "t1",
+        "--set",
+        "data.object.amount=5000",
+        "--set",
+        "data.object.currency=eur",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("\"status\":\"accepted\""),
+        "{}",
+        stdout(&out)
+    );
+
+    let scenario = dir.path().join("subscription.json");
+    std::fs::write(
+        &scenario,
+        r#"{"ids": {"sub": "sub_"},
+            "events": [
+              {"type": "customer.subscription.created",
+               "set": {"data.object.id": "$sub", "data.object.status": "trialing"}},
+              {"type": "customer.subscription.deleted", "set": {"data.object.id": "$sub"}}
+            ]}"#,
+    )
+    .unwrap();
+    let out = trigger(&["--scenario", scenario.to_str().unwrap(), "--tenant", "t1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 2, "{}", stdout(&out));
+
+    let fx: Value = client
+        .get(format!("{base}/v1/effects"))
+        .bearer_auth("tok")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let effects = fx["effects"].as_array().unwrap();
+    let paid = &effects[0]["effect"];
+    assert_eq!(paid["kind"], "payment.succeeded");
+    assert_eq!(
+        paid["amount"]["amount"], 5000,
+        "the amount set is the amount received"
+    );
+    assert_eq!(paid["amount"]["currency"], "eur");
+    assert_eq!(paid["tenant"], "t1");
+    let subs: Vec<&Value> = effects
+        .iter()
+        .map(|e| &e["effect"])
+        .filter(|e| e["kind"] == "subscription.changed")
+        .collect();
+    assert_eq!(subs.len(), 2, "{fx}");
+    assert_eq!(
+        subs[0]["subscription"], subs[1]["subscription"],
+        "one shared id"
+    );
+    assert_eq!(subs[0]["status"], "trialing");
+    assert_eq!(subs[1]["status"], "canceled");
+
+    // --print: the header and the body, which `serve` accepts as they are.
+    let out = trigger(&["invoice.paid", "--tenant", "t1", "--print"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let (header, body) = text.split_once('\n').unwrap();
+    let header = header.strip_prefix("Stripe-Signature: ").unwrap();
+    let body = body.strip_suffix('\n').unwrap_or(body);
+    let tampered = body.replacen("\"livemode\": false", "\"livemode\":false", 1);
+    assert_ne!(tampered, body);
+    let r = client
+        .post(&url)
+        .header("Stripe-Signature", header)
+        .body(tampered)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "signed bytes are the bytes printed");
+    let r = client
+        .post(&url)
+        .header("Stripe-Signature", header)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+
+    let list = bin().args(["trigger", "--list"]).output().unwrap();
+    assert!(list.status.success());
+    assert!(stdout(&list).lines().any(|l| l.starts_with("checkout.session.completed") && l.ends_with("checkout.session")));
+    let out = trigger(&["payment_intent.exploded"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("not a Stripe event type"),
+        "{}",
+        stderr(&out)
+    );
+
+    let pid = server.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    server.wait().unwrap();
+}

@@ -11,6 +11,7 @@ mod replay;
 mod serve;
 mod sign;
 mod tenants;
+mod trigger;
 
 use ledger::{LedgerArgs, ledger};
 use quote::{QuoteArgs, quote};
@@ -20,6 +21,7 @@ use replay::{ReplayArgs, replay};
 use serve::{ServeArgs, serve};
 use sign::{SignArgs, sign};
 use tenants::{TenantsArgs, tenants};
+use trigger::{TriggerArgs, trigger};
 
 use crate::api::quotes::{self, QuoteInput};
 use crate::embed::{Billing, BillingBuilder, Source, load_runtime};
@@ -59,6 +61,9 @@ enum Command {
     Replay(ReplayArgs),
     /// Print a valid Stripe-Signature header for the event on standard input.
     Sign(SignArgs),
+    /// Build a realistic event of a type from Stripe's sample objects, sign
+    /// it and post it to the endpoint (`stripe trigger` without an account).
+    Trigger(TriggerArgs),
     /// Read or post a tenant's double-entry ledger.
     Ledger(LedgerArgs),
     /// Compare the ledger with Stripe's balance transactions for a period
@@ -321,6 +326,7 @@ pub fn main() -> Result<()> {
             Command::Quote(a) => quote(a).await,
             Command::Replay(a) => replay(a).await,
             Command::Sign(a) => sign(a),
+            Command::Trigger(a) => trigger(a).await,
             Command::Ledger(a) => ledger(a).await,
             Command::Tenants(a) => tenants(a).await,
             Command::Reconcile(a) => reconcile(a).await,
