@@ -454,6 +454,12 @@ impl Billing {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<()> {
         let retries = self.spawn_retries();
+        let pipeline = self.pipeline.clone();
+        let shutdown = async move {
+            shutdown.await;
+            // Effects streams end now, so that shutdown does not wait on them.
+            pipeline.close_streams();
+        };
         let served = http::serve(listener, self.router(), limits, shutdown).await;
         retries.abort();
         self.pipeline.db().close().await;

@@ -74,6 +74,7 @@ pub fn router_with(pipeline: Pipeline, options: ServerOptions, extra: Router) ->
     });
     let v1 = Router::new()
         .route("/v1/effects", get(effects))
+        .route("/v1/effects/stream", get(effects_stream))
         .route("/v1/quote", post(quote))
         .route("/v1/quote/{flow}", post(quote_flow))
         .route("/v1/ledger/{tenant}/balances", get(ledger_balances))
@@ -314,6 +315,122 @@ async fn effects(
             format!("{e:#}"),
         ),
     }
+}
+
+/// How often an idle effects stream looks for new effects (another
+/// process may have committed them, so it reads the outbox rather than
+/// waiting for this process's commits).
+const STREAM_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+/// A comment line this often keeps proxies from closing an idle stream.
+const STREAM_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
+#[derive(Deserialize)]
+struct StreamQuery {
+    after: Option<i64>,
+}
+
+/// `GET /v1/effects/stream`: every effect after `after` (or the
+/// `Last-Event-ID` a reconnecting client sends, which wins) as Server-Sent
+/// Events, `id:` its sequence number and `event:` its kind, then each new
+/// one as it commits. Sequence numbers are gapless, so a client that
+/// reconnects with its last id misses nothing and gets nothing twice. Ends
+/// when the service shuts down.
+async fn effects_stream(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let Ok(Query(q)) = query else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            "after must be an integer",
+        );
+    };
+    let last_id = match headers.get("last-event-id").map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(v)) => match v.trim().parse::<i64>() {
+            Ok(id) => Some(id),
+            Err(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_last_event_id",
+                    "Last-Event-ID must be an effect's sequence number",
+                );
+            }
+        },
+        Some(Err(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_last_event_id",
+                "Last-Event-ID is not text",
+            );
+        }
+    };
+    let after = last_id.or(q.after).unwrap_or(0);
+    if after < 0 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            "after must be 0 or more",
+        );
+    }
+    struct Cursor {
+        after: i64,
+        page: std::collections::VecDeque<crate::storage::StoredEffect>,
+        db: crate::storage::Db,
+        closing: tokio::sync::watch::Receiver<bool>,
+    }
+    let start = Cursor {
+        after,
+        page: Default::default(),
+        db: app.pipeline.db().clone(),
+        closing: app.pipeline.closing(),
+    };
+    let stream = futures_util::stream::unfold(start, |mut c| async move {
+        loop {
+            if *c.closing.borrow() {
+                return None;
+            }
+            if let Some(effect) = c.page.pop_front() {
+                debug_assert!(effect.seq > c.after, "the outbox is read in order");
+                c.after = effect.seq;
+                let event = Event::default()
+                    .id(effect.seq.to_string())
+                    .event(effect.kind.clone())
+                    .json_data(&effect)
+                    .unwrap_or_else(|_| Event::default().comment("unserialisable effect"));
+                return Some((Ok::<_, std::convert::Infallible>(event), c));
+            }
+            match c.db.effects_after(c.after, 100).await {
+                Ok(page) if !page.is_empty() => {
+                    c.page.extend(page);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "effects stream: reading the outbox")
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(STREAM_POLL) => {}
+                // Closing, or the pipeline gone: either way the next turn ends.
+                changed = c.closing.changed() => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                }
+            }
+        }
+    });
+    Sse::new(stream)
+        .keep_alive(
+            KeepAlive::new()
+                .interval(STREAM_KEEP_ALIVE)
+                .text("keep-alive"),
+        )
+        .into_response()
 }
 
 /// Prometheus scrape: no tenant data, so open like `/healthz`.

@@ -190,6 +190,9 @@ pub struct Pipeline {
     metrics: std::sync::Arc<Metrics>,
     retry: RetryPolicy,
     lanes: std::sync::Arc<Lanes>,
+    /// Set once the service begins to shut down: long-lived answers (the
+    /// effects stream) end so that shutdown does not wait on them.
+    closing: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// The Stripe API version the deployment expects its events in.
@@ -219,7 +222,20 @@ impl Pipeline {
             metrics: Default::default(),
             retry: RetryPolicy::default(),
             lanes: std::sync::Arc::new(Lanes::new()),
+            closing: std::sync::Arc::new(tokio::sync::watch::channel(false).0),
         }
+    }
+
+    /// Ends the long-lived answers (effects streams) of every clone of this
+    /// pipeline: `Billing::serve` calls it when shutdown begins; an
+    /// application serving `Billing::router` itself calls it at its own.
+    pub fn close_streams(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Changes to `true` once [`Pipeline::close_streams`] was called.
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.subscribe()
     }
 
     /// How failed events are retried before they are dead-lettered.
