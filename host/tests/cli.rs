@@ -183,18 +183,17 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// The README's flow: serve on the SQLite default, sign an event with the
-/// CLI, deliver it with an HTTP client, read the effect back, stop cleanly.
-#[tokio::test]
-async fn serve_sign_deliver_read_stop() {
-    let dir = tempfile::tempdir().unwrap();
+/// `psa-billing serve` in `dir` (the SQLite default there) with webhook
+/// secret `secret` and API token `tok`, once it answers `/healthz`; and its
+/// base URL.
+async fn serve_in(dir: &Path, secret: &str, stderr: Stdio) -> (std::process::Child, String) {
     let port = free_port();
-    let mut server = bin()
-        .current_dir(dir.path())
+    let server = bin()
+        .current_dir(dir)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env("STRIPE_WEBHOOK_SECRET", "whsec_readme")
+        .env("STRIPE_WEBHOOK_SECRET", secret)
         .env("PSA_BILLING_API_TOKEN", "tok")
-        .stderr(Stdio::piped())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
@@ -207,6 +206,16 @@ async fn serve_sign_deliver_read_stop() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    (server, base)
+}
+
+/// The README's flow: serve on the SQLite default, sign an event with the
+/// CLI, deliver it with an HTTP client, read the effect back, stop cleanly.
+#[tokio::test]
+async fn serve_sign_deliver_read_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, base) = serve_in(dir.path(), "whsec_readme", Stdio::piped()).await;
+    let client = reqwest::Client::new();
     assert!(
         dir.path().join("psa-billing.db").exists(),
         "default database path"
@@ -894,25 +903,8 @@ async fn reconcile_exits_1_on_a_difference_and_0_without() {
 #[tokio::test]
 async fn trigger_posts_realistic_signed_events_and_scenarios() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut server = bin()
-        .current_dir(dir.path())
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env("STRIPE_WEBHOOK_SECRET", "whsec_trigger")
-        .env("PSA_BILLING_API_TOKEN", "tok")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    let (mut server, base) = serve_in(dir.path(), "whsec_trigger", Stdio::null()).await;
     let client = reqwest::Client::new();
-    let started = Instant::now();
-    while client.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "server did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let url = format!("{base}/webhooks/stripe");
     let trigger = |args: &[&str]| {
         bin()
