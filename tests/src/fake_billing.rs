@@ -130,7 +130,10 @@ pub(crate) fn search_customers(s: &FakeState, r: &Recorded) -> Answer {
         let parsed = clause
             .strip_prefix("metadata['")
             .and_then(|c| c.split_once("']:'"))
-            .and_then(|(k, v)| v.strip_suffix('\'').map(|v| (k.to_string(), v.to_string())));
+            .and_then(|(k, v)| {
+                v.strip_suffix('\'')
+                    .map(|v| (k.to_string(), v.replace("\\'", "'")))
+            });
         match parsed {
             Some(kv) => clauses.push(kv),
             None => {

@@ -157,6 +157,26 @@ async fn one_customer_per_tenant_and_external_id_found_and_given_a_default_card(
         "recorded: no second search"
     );
 
+    // A tenant whose id has a quote: Stripe's query escapes it.
+    let mut quoted = stripe_object("customer");
+    quoted["id"] = json!("cus_obrien");
+    quoted["metadata"] = json!({"tenant_id": "O'Brien & Co", "psa_external_id": "c-1"});
+    fake.insert(None, quoted);
+    let found = ok(
+        &server,
+        "find-customer",
+        json!({"tenant": "O'Brien & Co", "external_id": "c-1"}),
+    )
+    .await;
+    assert_eq!(found["id"], "cus_obrien");
+    assert_eq!(
+        fake.requests_to("GET", "/v1/customers/search")
+            .last()
+            .unwrap()
+            .form["query"],
+        "metadata['tenant_id']:'O\\'Brien & Co' AND metadata['psa_external_id']:'c-1'"
+    );
+
     // A card attached and made the default.
     let mut pm = stripe_object("payment_method");
     pm["id"] = json!("pm_card_acme");

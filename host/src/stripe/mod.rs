@@ -741,13 +741,16 @@ impl StripeApi {
     ) -> Result<Vec<wit::Customer>, WitError> {
         let mut clauses = Vec::with_capacity(metadata.len());
         for (k, v) in &metadata {
-            let quoted = |s: &str| !s.contains(['\'', '"', '\\']);
-            if !quoted(k) || !quoted(v) || k.is_empty() {
+            // Stripe's query language quotes with ' and escapes a quote
+            // inside with a backslash; a backslash itself has no escape.
+            let plain_key = !k.is_empty() && !k.contains(['\'', '"', '\\']);
+            if !plain_key || v.contains('\\') {
                 return Err(invalid(
                     format!("metadata {k:?}: {v:?} cannot be searched for"),
                     Some("query".into()),
                 ));
             }
+            let v = v.replace('\'', "\\'");
             clauses.push(format!("metadata['{k}']:'{v}'"));
         }
         if clauses.is_empty() {
