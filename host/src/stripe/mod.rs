@@ -425,9 +425,7 @@ impl StripeApi {
                         .customize()
                 })
                 .await?;
-            let mut body: serde_json::Value =
-                serde_json::from_str(&miniserde::json::to_string(&body))
-                    .map_err(|e| broken(e.to_string()))?;
+            let mut body = untyped(&body)?;
             let has_more = body["has_more"].as_bool().unwrap_or(false);
             let serde_json::Value::Array(data) = body["data"].take() else {
                 return Err(broken("no data array".into()));
@@ -996,13 +994,7 @@ impl StripeApi {
                 key,
             )
             .await?;
-        let v: serde_json::Value =
-            serde_json::from_str(&miniserde::json::to_string(&v)).map_err(|e| {
-                WitError::Api(wit::ApiFailure {
-                    status: 200,
-                    message: e.to_string(),
-                })
-            })?;
+        let v = untyped(&v)?;
         let text = |k: &str| v[k].as_str().map(str::to_string);
         match (text("id"), text("url"), text("customer")) {
             (Some(id), Some(url), Some(customer)) => Ok(wit::PortalSession {
@@ -1011,10 +1003,9 @@ impl StripeApi {
                 customer,
                 return_url: text("return_url"),
             }),
-            _ => Err(WitError::Api(wit::ApiFailure {
-                status: 200,
-                message: "a billing portal session without id, url or customer".into(),
-            })),
+            _ => Err(unreadable(
+                "a billing portal session without id, url or customer",
+            )),
         }
     }
 
@@ -1080,19 +1071,10 @@ impl StripeApi {
                 key,
             )
             .await?;
-        let item: serde_json::Value = serde_json::from_str(&miniserde::json::to_string(&item))
-            .map_err(|e| {
-                WitError::Api(wit::ApiFailure {
-                    status: 200,
-                    message: e.to_string(),
-                })
-            })?;
-        item["id"].as_str().map(str::to_string).ok_or_else(|| {
-            WitError::Api(wit::ApiFailure {
-                status: 200,
-                message: "an invoice item without an id".into(),
-            })
-        })
+        untyped(&item)?["id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| unreadable("an invoice item without an id"))
     }
 
     /// `POST /v1/invoices/{id}/{finalize|send|void|mark_uncollectible}`.
@@ -1142,6 +1124,19 @@ fn customer_form(p: wit::CustomerParams) -> Form {
         );
     }
     form
+}
+
+/// A 2xx answer of Stripe's that is not what was asked for.
+fn unreadable(why: impl std::fmt::Display) -> WitError {
+    WitError::Api(wit::ApiFailure {
+        status: 200,
+        message: format!("Stripe's answer could not be read: {why}"),
+    })
+}
+
+/// An answer read without async-stripe's types, as serde_json's value.
+fn untyped(v: &miniserde::json::Value) -> Result<serde_json::Value, WitError> {
+    serde_json::from_str(&miniserde::json::to_string(v)).map_err(unreadable)
 }
 
 fn invalid(message: String, param: Option<String>) -> WitError {
@@ -1348,10 +1343,7 @@ fn classify(e: StripeError) -> Attempt {
         }
         StripeError::ClientError(m) => Attempt::Retry(WitError::Unreachable(m)),
         StripeError::Timeout => Attempt::Retry(WitError::Unreachable("timed out".into())),
-        StripeError::JSONDeserialize(m) => Attempt::Fail(WitError::Api(wit::ApiFailure {
-            status: 200,
-            message: format!("Stripe's answer could not be read: {m}"),
-        })),
+        StripeError::JSONDeserialize(m) => Attempt::Fail(unreadable(m)),
         StripeError::ConfigError(m) => Attempt::Fail(WitError::Denied(m)),
     }
 }
