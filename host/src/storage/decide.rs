@@ -28,6 +28,8 @@ pub(crate) struct Pending {
     pub(crate) writes: Vec<(StateKey, Option<String>)>,
     /// Kind and JSON body of each effect.
     pub(crate) effects: Vec<(String, String)>,
+    /// Commit races it lost before: the group decides the most-beaten first.
+    pub(crate) lost: u32,
 }
 
 /// Where the committer answers one delivery (an error as text: it may be
@@ -56,6 +58,7 @@ impl Pending {
                 .iter()
                 .map(|e| (e.kind.clone(), e.body.to_string()))
                 .collect(),
+            lost: staged.lost,
         }
     }
 }
@@ -107,18 +110,27 @@ pub(crate) struct Decided<'a> {
 
 /// Each delivery of `group` in turn, as the statements of one alone would
 /// decide, given the events already `claimed` (processed or ignored) and
-/// the current `versions` of every key the group touches.
+/// the current `versions` of every key the group touches. Redone work goes
+/// first, the one that lost most races before the others (then in arrival
+/// order): two deliveries of one group that contend for a key cannot both
+/// commit, and without this a redo kept losing to the first attempts that
+/// arrived with it (the tail at 64 connections). Each answer stays in its
+/// delivery's place; the committed ones are listed in the order decided,
+/// which is the order their effects take in the outbox.
 pub(crate) fn decide<'a>(
     group: &[&'a Pending],
     mut claimed: std::collections::HashSet<String>,
     mut versions: std::collections::HashMap<StateKey, Version>,
 ) -> Decided<'a> {
-    let mut outcomes = Vec::with_capacity(group.len());
+    let mut outcomes = vec![None; group.len()];
     let mut committed: Vec<&Pending> = Vec::new();
+    let mut order: Vec<usize> = (0..group.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(group[i].lost));
     // Every written key's final value and version (`None`: deleted).
     let mut finals: std::collections::BTreeMap<&StateKey, Option<(&String, i64)>> =
         Default::default();
-    for p in group {
+    for i in order {
+        let p = group[i];
         let outcome = if claimed.contains(&p.event.id) {
             CommitOutcome::Duplicate
         } else if p.reads.iter().any(|(k, v)| versions[k] != *v) {
@@ -135,10 +147,14 @@ pub(crate) fn decide<'a>(
             committed.push(p);
             CommitOutcome::Committed
         };
-        outcomes.push(Ok(outcome));
+        debug_assert!(outcomes[i].is_none(), "a delivery is decided once");
+        outcomes[i] = Some(Ok(outcome));
     }
     // Each delivery of the group gets exactly one answer, in its place.
-    debug_assert_eq!(outcomes.len(), group.len());
+    let outcomes: Vec<_> = outcomes
+        .into_iter()
+        .map(|o| o.expect("every delivery of the group is decided"))
+        .collect();
     debug_assert!(committed.len() <= group.len());
     Decided {
         outcomes,
@@ -151,5 +167,76 @@ pub(crate) fn decide<'a>(
             .iter()
             .filter_map(|(k, w)| w.is_none().then_some(*k))
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A delivery that read `key` at `version` and writes it.
+    fn rewriting(id: &str, key: &StateKey, version: Version, lost: u32) -> Pending {
+        Pending {
+            event: EventMeta {
+                id: id.into(),
+                event_type: "payment_intent.succeeded".into(),
+                account: None,
+                created: 1,
+                livemode: false,
+            },
+            payload: b"{}".to_vec(),
+            status: "processed".into(),
+            reads: vec![(key.clone(), version)],
+            writes: vec![(key.clone(), Some(id.into()))],
+            effects: vec![("payment.succeeded".into(), id.into())],
+            lost,
+        }
+    }
+
+    #[test]
+    fn a_redo_beats_the_first_attempts_of_its_group_and_answers_stay_in_place() {
+        let book: StateKey = ("ledger_books".into(), "t1".into());
+        let first = rewriting("evt_first", &book, Some(3), 0);
+        let redo = rewriting("evt_redo", &book, Some(3), 2);
+        let other = rewriting("evt_other", &("ledger_books".into(), "t2".into()), None, 0);
+        let group = [&first, &redo, &other];
+        let versions = [(book.clone(), Some(3)), (other.reads[0].0.clone(), None)];
+        let decided = decide(&group, Default::default(), versions.into_iter().collect());
+        assert_eq!(
+            decided.outcomes,
+            vec![
+                Ok(CommitOutcome::Conflict),
+                Ok(CommitOutcome::Committed),
+                Ok(CommitOutcome::Committed)
+            ]
+        );
+        let order: Vec<&str> = decided
+            .committed
+            .iter()
+            .map(|p| p.event.id.as_str())
+            .collect();
+        assert_eq!(order, ["evt_redo", "evt_other"]);
+        // The book holds the redo's write, one version on.
+        assert!(
+            decided
+                .upserts
+                .contains(&(&book, &"evt_redo".to_string(), 4))
+        );
+    }
+
+    #[test]
+    fn without_redos_the_group_is_decided_in_arrival_order() {
+        let book: StateKey = ("ledger_books".into(), "t1".into());
+        let a = rewriting("evt_a", &book, Some(1), 0);
+        let b = rewriting("evt_b", &book, Some(1), 0);
+        let decided = decide(
+            &[&a, &b],
+            Default::default(),
+            [(book, Some(1))].into_iter().collect(),
+        );
+        assert_eq!(
+            decided.outcomes,
+            vec![Ok(CommitOutcome::Committed), Ok(CommitOutcome::Conflict)]
+        );
     }
 }

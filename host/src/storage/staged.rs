@@ -17,6 +17,8 @@ pub struct StagedState {
     pub(crate) reads: HashMap<StateKey, Option<i64>>,
     /// Staged writes (`None`: delete), in key order for deterministic commits.
     pub(crate) writes: BTreeMap<StateKey, Option<String>>,
+    /// Commit races this work already lost (see [`StagedState::after_lost`]).
+    pub(crate) lost: u32,
 }
 
 impl StagedState {
@@ -27,7 +29,16 @@ impl StagedState {
             event_id: event_id.into(),
             reads: HashMap::new(),
             writes: BTreeMap::new(),
+            lost: 0,
         }
+    }
+
+    /// Marks this as the redo of work that lost `lost` commit races: a
+    /// group commit decides such work before first attempts, so that a
+    /// delivery contending for a hot key is not beaten again by newcomers.
+    pub fn after_lost(mut self, lost: u32) -> StagedState {
+        self.lost = lost;
+        self
     }
 }
 

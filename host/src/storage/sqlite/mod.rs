@@ -477,6 +477,7 @@ mod tests {
             reads: vec![],
             writes: vec![(("c".into(), id.into()), Some("v".into()))],
             effects: vec![("payment.succeeded".into(), "{}".into())],
+            lost: 0,
         }
     }
 
