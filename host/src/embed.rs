@@ -21,6 +21,7 @@ use crate::api::operations as ops;
 use crate::api::quotes::{self, QuoteInput};
 use crate::http::{self, ServerOptions};
 use crate::pipeline::{DeliveryError, Outcome, Pipeline, RetryPolicy};
+use crate::relay::NatsRelay;
 use crate::runtime::{DEFAULT_PLUGIN, Limits, Runtime};
 use crate::storage::{Db, StoredEffect};
 use crate::stripe::{StripeApi, StripeConfig};
@@ -100,6 +101,7 @@ pub struct BillingBuilder {
     thin_secrets: Vec<String>,
     compile_cache: Option<PathBuf>,
     retry_policy: RetryPolicy,
+    relay: Option<NatsRelay>,
 }
 
 impl BillingBuilder {
@@ -219,8 +221,20 @@ impl BillingBuilder {
         self
     }
 
+    /// Publishes every committed effect to NATS JetStream (see
+    /// [`crate::relay`]): [`Billing::serve`] runs the relay, an application
+    /// serving [`Billing::router`] itself starts it with
+    /// [`Billing::spawn_relay`].
+    pub fn publish_to_nats(mut self, relay: NatsRelay) -> Self {
+        self.relay = Some(relay);
+        self
+    }
+
     /// Compiles the components, opens (and migrates) the database, checks the rules.
     pub async fn build(self) -> Result<Billing> {
+        if let Some(relay) = &self.relay {
+            relay.validate()?;
+        }
         anyhow::ensure!(
             !self.secrets.is_empty(),
             "no webhook secret: call webhook_secrets with the endpoint's whsec_... secret"
@@ -247,7 +261,11 @@ impl BillingBuilder {
         if let Some((version, strict)) = self.api_version {
             pipeline = pipeline.with_api_version(version, strict);
         }
-        Ok(Billing { pipeline, options })
+        Ok(Billing {
+            pipeline,
+            options,
+            relay: self.relay,
+        })
     }
 }
 
@@ -257,6 +275,7 @@ impl BillingBuilder {
 pub struct Billing {
     pipeline: Pipeline,
     options: ServerOptions,
+    relay: Option<NatsRelay>,
 }
 
 impl Billing {
@@ -280,6 +299,7 @@ impl Billing {
             thin_secrets: Vec::new(),
             compile_cache: None,
             retry_policy: RetryPolicy::default(),
+            relay: None,
         }
     }
 
@@ -443,6 +463,14 @@ impl Billing {
         })
     }
 
+    /// Runs the NATS relay configured with
+    /// [`BillingBuilder::publish_to_nats`] until the handle is aborted
+    /// (`None`: none is configured).
+    pub fn spawn_relay(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let relay = self.relay.clone()?;
+        Some(tokio::spawn(relay.run(self.pipeline.db().clone())))
+    }
+
     /// Serves [`Billing::router`] on `listener` with the HTTP `limits` of
     /// `psa-billing serve` (connections, header and idle timeouts, body
     /// size) and the background retries, until `shutdown` completes; then
@@ -454,6 +482,7 @@ impl Billing {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<()> {
         let retries = self.spawn_retries();
+        let relay = self.spawn_relay();
         let pipeline = self.pipeline.clone();
         let shutdown = async move {
             shutdown.await;
@@ -462,6 +491,9 @@ impl Billing {
         };
         let served = http::serve(listener, self.router(), limits, shutdown).await;
         retries.abort();
+        if let Some(relay) = relay {
+            relay.abort();
+        }
         self.pipeline.db().close().await;
         Ok(served?)
     }

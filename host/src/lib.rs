@@ -29,6 +29,7 @@ mod embed;
 pub mod http;
 pub mod metrics;
 pub mod pipeline;
+pub mod relay;
 pub mod runtime;
 pub mod storage;
 pub mod stripe;

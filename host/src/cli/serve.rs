@@ -15,6 +15,14 @@ pub(super) struct ServeArgs {
         default_value = "sqlite://psa-billing.db"
     )]
     database_url: String,
+    /// Publish every committed effect to this NATS server (JetStream), at
+    /// least once, with `Nats-Msg-Id` = its outbox sequence number
+    /// (nats://127.0.0.1:4222).
+    #[arg(long, env = "PSA_BILLING_PUBLISH")]
+    publish: Option<String>,
+    /// Subjects of published effects: `<prefix>.<kind>`.
+    #[arg(long, env = "PSA_BILLING_SUBJECT_PREFIX", default_value = crate::relay::DEFAULT_SUBJECT_PREFIX)]
+    subject_prefix: String,
     /// Webhook endpoint secrets (whsec_...), comma-separated during rotation.
     #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
     webhook_secret: Option<String>,
@@ -123,6 +131,12 @@ pub(super) async fn serve(a: ServeArgs) -> Result<()> {
     }
     if let Some(token) = a.api_token.filter(|t| !t.is_empty()) {
         builder = builder.api_token(token);
+    }
+    if let Some(url) = a.publish.filter(|u| !u.is_empty()) {
+        builder = builder.publish_to_nats(crate::relay::NatsRelay {
+            url,
+            subject_prefix: a.subject_prefix,
+        });
     }
     let billing = builder.build().await?;
     let listener = tokio::net::TcpListener::bind(&a.listen)

@@ -27,15 +27,19 @@
 //! the SQLite commit thread. The files: this one, the [`Db`] handle, its
 //! queries on either pool and the sqlx group committer; `staged`, one
 //! call's reads and writes; `decide`, the pure commit decision;
-//! `group_sql`, the statements; `sqlite/`, the SQLite file's own paths.
+//! `group_sql`, the statements; `lease`, the one process that runs a
+//! singleton job; `sqlite/`, the SQLite file's own paths.
 //!
 //! Knows nothing about WIT, the plugin, Stripe or HTTP: state is keys and
 //! strings, effects are kinds and JSON.
 
 mod decide;
 mod group_sql;
+mod lease;
 pub(crate) mod sqlite;
 mod staged;
+
+pub use lease::Lease;
 
 use crate::clock::unix_now;
 use decide::{

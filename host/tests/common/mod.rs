@@ -40,6 +40,11 @@ pub fn free_port() -> u16 {
 
 /// Starts `psa-billing serve` on `database_url` on a free port.
 pub fn start(database_url: &str) -> Server {
+    start_with(database_url, &[], Stdio::inherit())
+}
+
+/// [`start`] with more environment (`RUST_LOG` included) and its log to `stderr`.
+pub fn start_with(database_url: &str, env: &[(&str, &str)], stderr: Stdio) -> Server {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_psa-billing"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -47,8 +52,9 @@ pub fn start(database_url: &str) -> Server {
         .env("STRIPE_WEBHOOK_SECRET", SECRET)
         .env("PSA_BILLING_API_TOKEN", TOKEN)
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     Server {
