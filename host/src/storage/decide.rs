@@ -170,27 +170,35 @@ pub(crate) fn decide<'a>(
     }
 }
 
+/// A payment's delivery with `reads`, writing nothing, one effect.
+#[cfg(test)]
+pub(crate) fn pending(id: &str, reads: Vec<(StateKey, Version)>, lost: u32) -> Pending {
+    Pending {
+        event: EventMeta {
+            id: id.into(),
+            event_type: "payment_intent.succeeded".into(),
+            account: None,
+            created: 1,
+            livemode: false,
+        },
+        payload: b"{}".to_vec(),
+        status: "processed".into(),
+        reads,
+        writes: vec![],
+        effects: vec![("payment.succeeded".into(), "{}".into())],
+        lost,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// A delivery that read `key` at `version` and writes it.
     fn rewriting(id: &str, key: &StateKey, version: Version, lost: u32) -> Pending {
-        Pending {
-            event: EventMeta {
-                id: id.into(),
-                event_type: "payment_intent.succeeded".into(),
-                account: None,
-                created: 1,
-                livemode: false,
-            },
-            payload: b"{}".to_vec(),
-            status: "processed".into(),
-            reads: vec![(key.clone(), version)],
-            writes: vec![(key.clone(), Some(id.into()))],
-            effects: vec![("payment.succeeded".into(), id.into())],
-            lost,
-        }
+        let mut p = pending(id, vec![(key.clone(), version)], lost);
+        p.writes = vec![(key.clone(), Some(id.into()))];
+        p
     }
 
     #[test]

@@ -460,25 +460,13 @@ fn commit_group(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::{Db, EventMeta};
+    use crate::storage::Db;
     use std::sync::atomic::AtomicU32;
 
     fn pending(id: &str) -> Pending {
-        Pending {
-            event: EventMeta {
-                id: id.into(),
-                event_type: "payment_intent.succeeded".into(),
-                account: None,
-                created: 1,
-                livemode: false,
-            },
-            payload: b"{}".to_vec(),
-            status: "processed".into(),
-            reads: vec![],
-            writes: vec![(("c".into(), id.into()), Some("v".into()))],
-            effects: vec![("payment.succeeded".into(), "{}".into())],
-            lost: 0,
-        }
+        let mut p = crate::storage::decide::pending(id, vec![], 0);
+        p.writes = vec![(("c".into(), id.into()), Some("v".into()))];
+        p
     }
 
     /// A stand-in fsync that counts its calls and fails while `broken`.
