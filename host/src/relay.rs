@@ -128,11 +128,12 @@ impl NatsRelay {
         let js = jetstream::new(client);
         self.ensure_stream(&js).await;
         let name = self.job_name();
+        // Read once per lease: while it is held no other process moves it.
+        let mut cursor = db.job_cursor(&name).await?;
         loop {
             if !lease.held().await {
                 return Ok(());
             }
-            let cursor = db.job_cursor(&name).await?;
             let batch = db.effects_after(cursor, BATCH).await?;
             let Some(last) = batch.last().map(|e| e.seq) else {
                 tokio::time::sleep(POLL).await;
@@ -141,6 +142,7 @@ impl NatsRelay {
             self.publish(&js, &batch).await?;
             // Acknowledged, every one: the cursor moves past them.
             db.queue_jobs(&name, last, &[]).await?;
+            cursor = last;
             *failures = 0;
             tracing::debug!(effects = batch.len(), up_to = last, "NATS relay: published");
         }
