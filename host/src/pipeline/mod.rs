@@ -524,9 +524,9 @@ impl Pipeline {
         // The first retry has its lanes: those it raced with take turns, no
         // need to wait. Later ones lost to first attempts (and wait).
         let mut rounds = Rounds::new(MAX_CONFLICT_RETRIES);
-        let mut lost = 0;
         while rounds.next().await {
-            let staged = StagedState::new(self.db.clone(), event.id.clone()).after_lost(lost);
+            let staged =
+                StagedState::new(self.db.clone(), event.id.clone()).after_lost(rounds.lost());
             let started = std::time::Instant::now();
             let handled = self.runtime.handle(body, &self.routing, staged).await;
             self.metrics.plugin_call(started.elapsed());
@@ -578,7 +578,6 @@ impl Pipeline {
                 }
                 Ok(CommitOutcome::Conflict) => {
                     self.metrics.conflict();
-                    lost += 1;
                     if lanes.is_empty() {
                         lanes = self.lanes.take(&staged).await;
                     }

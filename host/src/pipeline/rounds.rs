@@ -32,6 +32,12 @@ impl Rounds {
         Rounds { max, started: 0 }
     }
 
+    /// Rounds started before the current one: in a loop that starts a
+    /// round only after losing one, the races lost so far.
+    pub fn lost(&self) -> u32 {
+        self.started.saturating_sub(1)
+    }
+
     /// Starts the next round, or answers `false` when all were used. From
     /// the third round on it first waits a random time (see [`backoff`]):
     /// the second round runs at once, since the writer it lost to is done.
@@ -68,6 +74,16 @@ mod tests {
         }
         assert_eq!(ran, 3);
         assert!(!rounds.next().await, "no round after the last");
+    }
+
+    #[tokio::test]
+    async fn each_round_knows_how_many_came_before_it() {
+        let mut rounds = Rounds::new(3);
+        let mut seen = Vec::new();
+        while rounds.next().await {
+            seen.push(rounds.lost());
+        }
+        assert_eq!(seen, [0, 1, 2]);
     }
 
     #[test]
