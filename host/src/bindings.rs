@@ -11,8 +11,10 @@ pub(crate) mod billing {
         world: "billing-plugin",
         imports: { default: async | trappable },
         exports: { default: async },
-        // Effects are stored as JSON: derived, so it cannot drift from the WIT.
-        additional_derives: [serde::Serialize],
+        // Effects are stored as JSON and operation results served as JSON:
+        // serialisation and the OpenAPI schemas are derived, so neither can
+        // drift from the WIT.
+        additional_derives: [serde::Serialize, utoipa::ToSchema],
     });
 }
 

@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 
 mod fake_billing;
 pub mod fake_stripe;
+pub mod openapi_check;
 
 pub const SECRET: &str = "whsec_test_primary";
 pub const API_TOKEN: &str = "test-token";
@@ -153,7 +154,7 @@ impl TestServer {
         if let Some(s) = signature {
             req = req.header("Stripe-Signature", s);
         }
-        answer(req.send().await.unwrap()).await
+        checked("POST", req.send().await.unwrap()).await
     }
 
     /// Signs with [`SECRET`] now and delivers.
@@ -168,7 +169,7 @@ impl TestServer {
             .post(self.url(path))
             .bearer_auth(API_TOKEN)
             .json(body);
-        answer(req.send().await.unwrap()).await
+        checked("POST", req.send().await.unwrap()).await
     }
 
     /// PUTs JSON to a `/v1` path with the test token.
@@ -178,13 +179,13 @@ impl TestServer {
             .put(self.url(path))
             .bearer_auth(API_TOKEN)
             .json(body);
-        answer(req.send().await.unwrap()).await
+        checked("PUT", req.send().await.unwrap()).await
     }
 
     /// DELETEs a `/v1` path with the test token.
     pub async fn delete(&self, path: &str) -> Answer {
         let req = self.client.delete(self.url(path)).bearer_auth(API_TOKEN);
-        answer(req.send().await.unwrap()).await
+        checked("DELETE", req.send().await.unwrap()).await
     }
 
     /// The effects stored so far, oldest first.
@@ -201,7 +202,7 @@ impl TestServer {
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        answer(req.send().await.unwrap()).await
+        checked("GET", req.send().await.unwrap()).await
     }
 }
 
@@ -211,6 +212,21 @@ pub async fn answer(resp: reqwest::Response) -> Answer {
     let text = resp.text().await.unwrap();
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
     Answer { status, body }
+}
+
+/// [`answer`], checked against the OpenAPI document
+/// ([`openapi_check::check`]): what the test servers answer must be what
+/// the document says.
+pub async fn checked(method: &str, resp: reqwest::Response) -> Answer {
+    let path = resp.url().path().to_string();
+    let content_type = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let a = answer(resp).await;
+    openapi_check::check(method, &path, a.status, content_type.as_deref(), &a.body);
+    a
 }
 
 /// A `Stripe-Signature` header for `body`, `offset` seconds from now.

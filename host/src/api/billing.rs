@@ -23,6 +23,7 @@ use crate::storage::{Db, StagedState};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use utoipa::ToSchema;
 
 /// The request id a lookup runs under (it writes nothing at Stripe).
 const LOOKUP: &str = "lookup";
@@ -40,7 +41,7 @@ async fn customer(rt: &Runtime, db: &Db, request: CustomerRequest) -> Result<Val
 }
 
 /// `POST /v1/operations/upsert-customer`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpsertCustomerInput {
     /// Names the request (Stripe idempotency).
@@ -88,7 +89,7 @@ pub async fn upsert_customer(
 }
 
 /// `POST /v1/operations/find-customer`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FindCustomerInput {
     /// The tenant.
@@ -117,7 +118,7 @@ pub async fn find_customer(
 }
 
 /// `POST /v1/operations/attach-payment-method`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttachPaymentMethodInput {
     /// Names the request (Stripe idempotency).
@@ -156,7 +157,7 @@ pub async fn attach_payment_method(
 }
 
 /// A price and how many units of it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ItemInput {
     /// The price (`price_...`).
@@ -191,7 +192,7 @@ async fn subscription(
 }
 
 /// `POST /v1/operations/create-subscription`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSubscriptionInput {
     /// Names the request: a repeat returns the subscription it created.
@@ -238,7 +239,7 @@ pub async fn create_subscription(
 }
 
 /// `POST /v1/operations/change-subscription-plan`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePlanInput {
     /// Names the request (Stripe idempotency).
@@ -285,7 +286,7 @@ pub async fn change_subscription_plan(
 }
 
 /// `POST /v1/operations/cancel-subscription` and `resume-subscription`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelSubscriptionInput {
     /// Names the request (Stripe idempotency).
@@ -341,7 +342,7 @@ pub async fn resume_subscription(
 }
 
 /// A wallet deposit bought through Checkout.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DepositPurchase {
     /// The wallet credited.
@@ -354,7 +355,7 @@ pub struct DepositPurchase {
 
 /// `POST /v1/operations/create-checkout-session`: `items` (a license
 /// purchase) or `deposit` (a wallet deposit), not both.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckoutInput {
     /// Names the request (Stripe idempotency, 24 hours).
@@ -419,7 +420,7 @@ pub async fn create_checkout_session(
 }
 
 /// `POST /v1/operations/create-portal-session`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PortalInput {
     /// Names the request (Stripe idempotency).
@@ -470,7 +471,7 @@ async fn invoice(
 }
 
 /// `POST /v1/operations/create-invoice`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateInvoiceInput {
     /// Names the request: a repeat carries on or returns the invoice made.
@@ -579,7 +580,7 @@ pub async fn create_invoice(
 }
 
 /// `POST /v1/operations/{finalize|send|void|mark-uncollectible}-invoice`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InvoiceStepInput {
     /// Names the request (Stripe idempotency).

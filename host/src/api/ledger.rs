@@ -3,17 +3,19 @@
 //! way out. Postings are committed by the host like an event's state: all of
 //! it or nothing, redone when a concurrent event changed the tenant's book.
 
-use crate::api::quotes::{fee_error_text, money_json};
+use crate::api::quotes::{Amount, amount_of, fee_error_text};
 use crate::api::{ApiFailure, commit};
 use crate::pipeline::Rounds;
 use crate::runtime::{LedgerError, Money, Movement, Runtime, Transaction};
 use crate::storage::Db;
 use crate::storage::StagedState;
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
 
 /// A transaction to post, e.g. an escrow stage from `quote escrow`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostInput {
     /// Unique per tenant: posting it again changes nothing.
@@ -28,7 +30,7 @@ pub struct PostInput {
 }
 
 /// One movement of a posting: `amount` from one account to another.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MovementInput {
     /// The account debited (`customer`, `tenant`, `escrow`...).
@@ -41,6 +43,71 @@ pub struct MovementInput {
     pub label: String,
     /// Major units as text: "105.00".
     pub amount: String,
+}
+
+/// A tenant's balances (`GET /v1/ledger/{tenant}/balances`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Balances {
+    /// Whose ledger.
+    pub tenant: String,
+    /// Currency code → account → balance; accounts that never moved
+    /// money in a currency are absent.
+    pub balances: BTreeMap<String, BTreeMap<String, Amount>>,
+}
+
+/// A page of a tenant's transactions (`GET /v1/ledger/{tenant}/transactions`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TransactionPage {
+    /// Whose ledger.
+    pub tenant: String,
+    /// Oldest first.
+    pub transactions: Vec<PostedTransaction>,
+    /// The `after` of the next page (the last `seq` here, or the `after`
+    /// asked for when the page is empty).
+    pub next_after: u64,
+}
+
+/// A ledger transaction as the API answers it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PostedTransaction {
+    /// Unique per tenant: posting an id again returns the first posting.
+    pub id: String,
+    /// Whose ledger.
+    pub tenant: String,
+    /// Position in the tenant's ledger, from 1.
+    pub seq: u64,
+    /// Lowercase ISO currency code.
+    pub currency: String,
+    /// Free text for people reading it.
+    pub description: String,
+    /// Unix seconds.
+    pub at: i64,
+    /// The Stripe object whose money this is (`pi_`, `re_`, `tr_`...);
+    /// none for movements the application posts.
+    pub source: Option<String>,
+    /// One debit and one credit per movement; debits equal credits.
+    pub legs: Vec<PostedLeg>,
+}
+
+/// One side of a movement.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PostedLeg {
+    /// The account.
+    pub account: String,
+    /// Whether the account is debited or credited.
+    pub side: LegSide,
+    /// How much (positive).
+    pub amount: Amount,
+}
+
+/// Debit or credit.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LegSide {
+    /// Money leaves the account.
+    Debit,
+    /// Money arrives in the account.
+    Credit,
 }
 
 /// Longest posting id (Stripe's own ids and idempotency keys fit in 255).
@@ -136,7 +203,7 @@ pub async fn post(
             .await?;
         let tx = posted.map_err(refused)?;
         if commit(db, &staged).await? {
-            return Ok(transaction_json(&tx));
+            return Ok(value(&answer(&tx)));
         }
     }
     Err(ApiFailure::Database(anyhow::anyhow!(
@@ -151,17 +218,21 @@ pub async fn balances(runtime: &Runtime, db: &Db, tenant: &str) -> Result<Value,
         .ledger_balances(staged(db, tenant), tenant.to_string())
         .await?
         .map_err(refused)?;
-    let mut by_currency: Map<String, Value> = Map::new();
+    let mut balances: BTreeMap<String, BTreeMap<String, Amount>> = BTreeMap::new();
     for b in list {
-        let entry = by_currency
-            .entry(b.currency.clone())
-            .or_insert_with(|| Value::Object(Map::new()));
-        entry[&b.account] = money_json(&Money {
+        let money = Money {
             amount: b.amount,
             currency: b.currency,
-        });
+        };
+        balances
+            .entry(money.currency.clone())
+            .or_default()
+            .insert(b.account, amount_of(&money));
     }
-    Ok(json!({ "tenant": tenant, "balances": by_currency }))
+    Ok(value(&Balances {
+        tenant: tenant.to_string(),
+        balances,
+    }))
 }
 
 /// `tenant`'s transactions after position `after`.
@@ -178,10 +249,10 @@ pub async fn transactions(
         .await?
         .map_err(refused)?;
     let next = list.last().map_or(after, |t| t.seq);
-    Ok(json!({
-        "tenant": tenant,
-        "transactions": list.iter().map(transaction_json).collect::<Vec<_>>(),
-        "next_after": next,
+    Ok(value(&TransactionPage {
+        tenant: tenant.to_string(),
+        transactions: list.iter().map(answer).collect(),
+        next_after: next,
     }))
 }
 
@@ -206,24 +277,40 @@ pub(crate) async fn all_transactions(
     }
 }
 
-fn transaction_json(t: &Transaction) -> Value {
+fn value<T: Serialize>(t: &T) -> Value {
+    serde_json::to_value(t).expect("answers serialize")
+}
+
+fn answer(t: &Transaction) -> PostedTransaction {
     let m = |amount| {
-        money_json(&Money {
+        amount_of(&Money {
             amount,
             currency: t.currency.clone(),
         })
     };
-    json!({
-        "id": t.id,
-        "tenant": t.tenant,
-        "seq": t.seq,
-        "currency": t.currency,
-        "description": t.description,
-        "at": t.at,
-        "source": t.source,
-        "legs": t.legs.iter().map(|l| {
-            let (side, amount) = if l.debit > 0 { ("debit", l.debit) } else { ("credit", l.credit) };
-            json!({ "account": l.account, "side": side, "amount": m(amount) })
-        }).collect::<Vec<_>>(),
-    })
+    PostedTransaction {
+        id: t.id.clone(),
+        tenant: t.tenant.clone(),
+        seq: t.seq,
+        currency: t.currency.clone(),
+        description: t.description.clone(),
+        at: t.at,
+        source: t.source.clone(),
+        legs: t
+            .legs
+            .iter()
+            .map(|l| {
+                let (side, amount) = if l.debit > 0 {
+                    (LegSide::Debit, l.debit)
+                } else {
+                    (LegSide::Credit, l.credit)
+                };
+                PostedLeg {
+                    account: l.account.clone(),
+                    side,
+                    amount: m(amount),
+                }
+            })
+            .collect(),
+    }
 }

@@ -20,6 +20,7 @@ use crate::storage::Db;
 use crate::storage::StagedState;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 /// How often an operation is redone after losing a commit race, and how
 /// many steps a withdrawal may take.
@@ -91,7 +92,7 @@ pub(super) async fn amount(
 }
 
 /// `POST /v1/operations/charge-invoice`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChargeInvoiceInput {
     /// Names the request: a repeat with the same id returns the recorded result and never reaches Stripe twice.
@@ -176,7 +177,7 @@ pub async fn charge_invoice(
 }
 
 /// `POST /v1/operations/refund`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefundInput {
     /// Names the request: a repeat with the same id returns the recorded result and never reaches Stripe twice.
@@ -228,7 +229,7 @@ pub async fn refund(
 }
 
 /// `POST /v1/operations/withdraw`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WithdrawInput {
     /// Names the request: a repeat with the same id returns the recorded result and never reaches Stripe twice.
@@ -279,7 +280,7 @@ pub async fn withdraw(
 }
 
 /// `POST /v1/operations/deposit`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DepositInput {
     /// Names the request: a repeat with the same id returns the recorded result and never reaches Stripe twice.
@@ -322,7 +323,7 @@ pub async fn deposit(
 }
 
 /// `POST /v1/operations/set-license-count`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LicenseCountInput {
     /// Names the request: a repeat with the same id returns the recorded result and never reaches Stripe twice.
@@ -366,7 +367,7 @@ pub async fn set_license_count(
 }
 
 /// `POST /v1/operations/onboard-tenant`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OnboardInput {
     /// Names the request: a repeat with the same id returns the recorded result and never reaches Stripe twice.
@@ -384,7 +385,7 @@ pub struct OnboardInput {
 }
 
 /// `POST /v1/operations/account-status`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountStatusInput {
     /// The tenant.

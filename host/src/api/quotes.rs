@@ -6,11 +6,12 @@ use crate::runtime::{
     Charged, Discount, EscrowParties, FeeError, InvoiceLine, Money, QuoteRequest, Runtime,
     SeatChange, TaxRate, WalletMove,
 };
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 /// A quote request in human terms.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuoteInput {
     /// Major units as text: "100.00" USD, "10000" JPY.
@@ -76,10 +77,158 @@ pub(crate) fn fee_error_text(e: FeeError) -> String {
     }
 }
 
+/// An amount as the API answers it: minor units, currency and display text.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Amount {
+    /// Minor units (cents; yen for JPY).
+    pub amount: i64,
+    /// Lowercase ISO currency code.
+    pub currency: String,
+    /// Major units as text, as the currency writes them ("94.30", "1000").
+    pub display: String,
+}
+
 /// An amount with its display text ("94.30").
-pub(crate) fn money_json(m: &Money) -> Value {
+pub(crate) fn amount_of(m: &Money) -> Amount {
     let display = psa_billing_core::money::format_amount(m.amount, &m.currency).unwrap_or_default();
-    json!({ "amount": m.amount, "currency": m.currency, "display": display })
+    Amount {
+        amount: m.amount,
+        currency: m.currency.clone(),
+        display,
+    }
+}
+
+/// A payment's fees (`POST /v1/quote`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct QuotedFees {
+    /// What the customer pays.
+    pub gross: Amount,
+    /// Stripe's processing fee.
+    pub processor_fee: Amount,
+    /// The platform's application fee.
+    pub application_fee: Amount,
+    /// What the tenant keeps: gross minus both fees.
+    pub net: Amount,
+    /// Each fee as a line: who pays whom, and why.
+    pub lines: Vec<QuotedFeeLine>,
+}
+
+/// One fee of a quote.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct QuotedFeeLine {
+    /// What the line is.
+    pub label: String,
+    /// Who pays it.
+    pub payer: String,
+    /// Who receives it.
+    pub payee: String,
+    /// How much.
+    pub amount: Amount,
+}
+
+/// A movement between ledger accounts in a planned flow.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct QuotedMovement {
+    /// The account debited.
+    pub from: String,
+    /// The account credited.
+    pub to: String,
+    /// Why.
+    pub label: String,
+    /// How much.
+    pub amount: Amount,
+}
+
+/// An escrow's movements at each step (`POST /v1/quote/escrow`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct QuotedEscrow {
+    /// The offer's price.
+    pub price: Amount,
+    /// Price plus the platform fee: what the customer pays into escrow.
+    pub hold: Amount,
+    /// Movements when the customer pays into escrow.
+    pub on_hold: Vec<QuotedMovement>,
+    /// Movements when the contractor accepts the offer.
+    pub on_accept: Vec<QuotedMovement>,
+    /// Movements when the work is done and escrow is released.
+    pub on_complete: Vec<QuotedMovement>,
+    /// Movements when the offer is cancelled before acceptance.
+    pub on_cancel: Vec<QuotedMovement>,
+}
+
+/// A wallet move the rules allow (`POST /v1/quote/wallet`); one they
+/// refuse is answered 422.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct QuotedWalletMove {
+    /// Always true: a refused move is an error.
+    pub allowed: bool,
+    /// The amount checked.
+    pub amount: Amount,
+}
+
+/// An invoice's totals (`POST /v1/quote/invoice`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct QuotedInvoice {
+    /// Each line's figures, in the order given.
+    pub lines: Vec<QuotedInvoiceLine>,
+    /// Σ quantity × unit amount.
+    pub subtotal: Amount,
+    /// Σ discounts.
+    pub discount: Amount,
+    /// Σ tax added on top (inclusive tax is part of the prices).
+    pub tax: Amount,
+    /// What the customer pays.
+    pub total: Amount,
+}
+
+/// One line of [`QuotedInvoice`].
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct QuotedInvoiceLine {
+    /// The line's text.
+    pub description: String,
+    /// Quantity × unit amount.
+    pub subtotal: Amount,
+    /// Its discount.
+    pub discount: Amount,
+    /// Tax added on top.
+    pub tax_exclusive: Amount,
+    /// Tax contained in the price.
+    pub tax_inclusive: Amount,
+    /// What the line costs.
+    pub total: Amount,
+}
+
+/// A seat-count change's proration (`POST /v1/quote/seats`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct QuotedSeats {
+    /// The license count after the change: the subscription quantity.
+    pub license_count: i64,
+    /// Unused time on the old quantity (negative).
+    pub credit: Amount,
+    /// Remaining time on the new quantity.
+    pub charge: Amount,
+    /// Charge plus credit: what the change costs.
+    pub net: Amount,
+}
+
+/// A refund's split between the platform and the tenant
+/// (`POST /v1/quote/refund`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct QuotedRefund {
+    /// Refunded to the customer.
+    pub amount: Amount,
+    /// Application fee returned to the tenant with this refund.
+    pub application_fee_refunded: Amount,
+    /// What the tenant's balance loses.
+    pub tenant_debit: Amount,
+    /// Refunded so far on the payment, this refund included.
+    pub total_refunded: Amount,
+    /// Nothing is left to refund.
+    pub full: bool,
+}
+
+fn value<T: Serialize>(t: &T) -> Value {
+    serde_json::to_value(t).expect("answers serialize")
 }
 
 /// Computes a quote through the plugin.
@@ -114,14 +263,21 @@ pub async fn quote(
         .quote(rules.map(str::to_string), request)
         .await?
         .map_err(invalid)?;
-    Ok(json!({
-        "gross": money_json(&q.gross),
-        "processor_fee": money_json(&q.processor_fee),
-        "application_fee": money_json(&q.application_fee),
-        "net": money_json(&q.net),
-        "lines": q.lines.iter().map(|l| json!({
-            "label": l.label, "payer": l.payer, "payee": l.payee, "amount": money_json(&l.amount),
-        })).collect::<Vec<_>>(),
+    Ok(value(&QuotedFees {
+        gross: amount_of(&q.gross),
+        processor_fee: amount_of(&q.processor_fee),
+        application_fee: amount_of(&q.application_fee),
+        net: amount_of(&q.net),
+        lines: q
+            .lines
+            .iter()
+            .map(|l| QuotedFeeLine {
+                label: l.label.clone(),
+                payer: l.payer.clone(),
+                payee: l.payee.clone(),
+                amount: amount_of(&l.amount),
+            })
+            .collect(),
     }))
 }
 
@@ -157,10 +313,13 @@ pub async fn load_rules(runtime: &Runtime, path: &std::path::Path) -> anyhow::Re
 /// `psa-billing quote <flow>`).
 pub const FLOWS: &[&str] = &["escrow", "wallet", "invoice", "seats", "refund"];
 
-#[derive(Deserialize)]
+/// `POST /v1/quote/escrow`: an offer's price.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct EscrowInput {
+pub(crate) struct EscrowQuoteInput {
+    /// Decimal, in `currency` ("250.00").
     amount: String,
+    /// ISO currency code.
     currency: String,
     /// The wallet the customer pays from; none: `customer`.
     #[serde(default)]
@@ -170,18 +329,25 @@ struct EscrowInput {
     contractor: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// Which way money moves through a wallet.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
-enum WalletKind {
+pub(crate) enum WalletKind {
+    /// Money into the wallet.
     Deposit,
+    /// Money out of the wallet.
     Withdrawal,
 }
 
-#[derive(Deserialize)]
+/// `POST /v1/quote/wallet`: a wallet move, checked against the rules' limits.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct WalletInput {
+pub(crate) struct WalletQuoteInput {
+    /// Deposit or withdrawal.
     kind: WalletKind,
+    /// Decimal, in `currency`.
     amount: String,
+    /// ISO currency code.
     currency: String,
     /// Available balance, for a withdrawal.
     #[serde(default)]
@@ -189,7 +355,7 @@ struct WalletInput {
 }
 
 /// A discount on an invoice line.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub enum DiscountInput {
     /// Decimal percent off ("10").
@@ -199,7 +365,7 @@ pub enum DiscountInput {
 }
 
 /// A tax of an invoice line.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaxInput {
     /// Decimal percent ("8.25").
@@ -214,7 +380,7 @@ pub struct TaxInput {
 }
 
 /// One invoice line, as `POST /v1/quote/invoice` and `create-invoice` take it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LineInput {
     /// Free text.
@@ -271,37 +437,56 @@ pub(crate) async fn invoice_lines(
     Ok(lines)
 }
 
-#[derive(Deserialize)]
+/// `POST /v1/quote/invoice`: lines to total.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct InvoiceInput {
+pub(crate) struct InvoiceQuoteInput {
+    /// ISO currency code of every amount.
     currency: String,
+    /// The invoice's lines.
     lines: Vec<LineInput>,
 }
 
-#[derive(Deserialize)]
+/// `POST /v1/quote/seats`: a seat-count change in a billing period.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SeatsInput {
+pub(crate) struct SeatsQuoteInput {
+    /// Price of one seat for the whole period, decimal.
     unit_amount: String,
+    /// ISO currency code.
     currency: String,
+    /// Seats before the change.
     old_quantity: i64,
+    /// Seats after the change.
     new_quantity: i64,
+    /// Unix seconds at which the billing period starts.
     period_start: i64,
+    /// Unix seconds at which the billing period ends.
     period_end: i64,
+    /// Unix seconds at which the seat count changes.
     change_at: i64,
 }
 
-#[derive(Deserialize)]
+/// `POST /v1/quote/refund`: a refund of a payment.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RefundInput {
+pub(crate) struct RefundQuoteInput {
+    /// ISO currency code of every amount.
     currency: String,
+    /// What the customer paid, decimal.
     gross: String,
+    /// The application fee collected on the payment.
     #[serde(default)]
     application_fee: Option<String>,
+    /// Refunded on the payment before this refund.
     #[serde(default)]
     refunded: Option<String>,
+    /// Application fee already given back.
     #[serde(default)]
     application_fee_refunded: Option<String>,
+    /// The amount to refund now, decimal.
     amount: String,
+    /// Give back the application fee in proportion.
     #[serde(default)]
     refund_application_fee: bool,
 }
@@ -337,9 +522,14 @@ fn money(amount: i64, currency: &str) -> Money {
     }
 }
 
-fn movements(list: &[crate::runtime::Movement]) -> Value {
+fn movements(list: &[crate::runtime::Movement]) -> Vec<QuotedMovement> {
     list.iter()
-        .map(|m| json!({ "from": m.from, "to": m.to, "label": m.label, "amount": money_json(&m.amount) }))
+        .map(|m| QuotedMovement {
+            from: m.from.clone(),
+            to: m.to.clone(),
+            label: m.label.clone(),
+            amount: amount_of(&m.amount),
+        })
         .collect()
 }
 
@@ -353,7 +543,7 @@ pub async fn flow(
     let rules = rules.map(str::to_string);
     match name {
         "escrow" => {
-            let i: EscrowInput = parse_input(input)?;
+            let i: EscrowQuoteInput = parse_input(input)?;
             let price = money(minor(rt, &i.amount, &i.currency).await?, &i.currency);
             let parties = EscrowParties {
                 wallet: i.wallet,
@@ -363,17 +553,17 @@ pub async fn flow(
                 .plan_escrow(rules, price, parties)
                 .await?
                 .map_err(invalid)?;
-            Ok(json!({
-                "price": money_json(&p.price),
-                "hold": money_json(&p.hold),
-                "on_hold": movements(&p.on_hold),
-                "on_accept": movements(&p.on_accept),
-                "on_complete": movements(&p.on_complete),
-                "on_cancel": movements(&p.on_cancel),
+            Ok(value(&QuotedEscrow {
+                price: amount_of(&p.price),
+                hold: amount_of(&p.hold),
+                on_hold: movements(&p.on_hold),
+                on_accept: movements(&p.on_accept),
+                on_complete: movements(&p.on_complete),
+                on_cancel: movements(&p.on_cancel),
             }))
         }
         "wallet" => {
-            let i: WalletInput = parse_input(input)?;
+            let i: WalletQuoteInput = parse_input(input)?;
             let amount = money(minor(rt, &i.amount, &i.currency).await?, &i.currency);
             let available = minor_or_zero(rt, &i.available, &i.currency).await?;
             let kind = match i.kind {
@@ -383,10 +573,13 @@ pub async fn flow(
             rt.check_wallet_move(rules, kind, amount.clone(), available)
                 .await?
                 .map_err(invalid)?;
-            Ok(json!({ "allowed": true, "amount": money_json(&amount) }))
+            Ok(value(&QuotedWalletMove {
+                allowed: true,
+                amount: amount_of(&amount),
+            }))
         }
         "invoice" => {
-            let i: InvoiceInput = parse_input(input)?;
+            let i: InvoiceQuoteInput = parse_input(input)?;
             let lines = invoice_lines(rt, &i.currency, i.lines)
                 .await?
                 .into_iter()
@@ -396,20 +589,28 @@ pub async fn flow(
                 .total_invoice(rules, i.currency, lines)
                 .await?
                 .map_err(invalid)?;
-            let m = |a| money_json(&money(a, &t.currency));
-            Ok(json!({
-                "lines": t.lines.iter().map(|l| json!({
-                    "description": l.description, "subtotal": m(l.subtotal), "discount": m(l.discount),
-                    "tax_exclusive": m(l.tax_exclusive), "tax_inclusive": m(l.tax_inclusive), "total": m(l.total),
-                })).collect::<Vec<_>>(),
-                "subtotal": m(t.subtotal),
-                "discount": m(t.discount),
-                "tax": m(t.tax),
-                "total": m(t.total),
+            let m = |a| amount_of(&money(a, &t.currency));
+            Ok(value(&QuotedInvoice {
+                lines: t
+                    .lines
+                    .iter()
+                    .map(|l| QuotedInvoiceLine {
+                        description: l.description.clone(),
+                        subtotal: m(l.subtotal),
+                        discount: m(l.discount),
+                        tax_exclusive: m(l.tax_exclusive),
+                        tax_inclusive: m(l.tax_inclusive),
+                        total: m(l.total),
+                    })
+                    .collect(),
+                subtotal: m(t.subtotal),
+                discount: m(t.discount),
+                tax: m(t.tax),
+                total: m(t.total),
             }))
         }
         "seats" => {
-            let i: SeatsInput = parse_input(input)?;
+            let i: SeatsQuoteInput = parse_input(input)?;
             let change = SeatChange {
                 unit_amount: money(minor(rt, &i.unit_amount, &i.currency).await?, &i.currency),
                 old_quantity: i.old_quantity,
@@ -419,15 +620,15 @@ pub async fn flow(
                 change_at: i.change_at,
             };
             let p = rt.prorate_seats(rules, change).await?.map_err(invalid)?;
-            Ok(json!({
-                "license_count": p.license_count,
-                "credit": money_json(&p.credit),
-                "charge": money_json(&p.charge),
-                "net": money_json(&p.net),
+            Ok(value(&QuotedSeats {
+                license_count: p.license_count,
+                credit: amount_of(&p.credit),
+                charge: amount_of(&p.charge),
+                net: amount_of(&p.net),
             }))
         }
         "refund" => {
-            let i: RefundInput = parse_input(input)?;
+            let i: RefundQuoteInput = parse_input(input)?;
             let c = &i.currency;
             let original = Charged {
                 gross: money(minor(rt, &i.gross, c).await?, c),
@@ -440,13 +641,13 @@ pub async fn flow(
                 .split_refund(rules, original, amount, i.refund_application_fee)
                 .await?
                 .map_err(invalid)?;
-            let m = |a| money_json(&money(a, c));
-            Ok(json!({
-                "amount": money_json(&r.amount),
-                "application_fee_refunded": m(r.application_fee_refunded),
-                "tenant_debit": m(r.tenant_debit),
-                "total_refunded": m(r.total_refunded),
-                "full": r.full,
+            let m = |a| amount_of(&money(a, c));
+            Ok(value(&QuotedRefund {
+                amount: amount_of(&r.amount),
+                application_fee_refunded: m(r.application_fee_refunded),
+                tenant_debit: m(r.tenant_debit),
+                total_refunded: m(r.total_refunded),
+                full: r.full,
             }))
         }
         other => Err(ApiFailure::Invalid(format!(

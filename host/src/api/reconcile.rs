@@ -130,12 +130,26 @@ pub async fn reconcile(
 /// The reports as JSON: the period, the number of differences over all
 /// tenants, and each tenant's lines and totals (minor units).
 pub fn reports_json(reports: &[Report], from: i64, to: i64) -> serde_json::Value {
-    serde_json::json!({
-        "from": from,
-        "to": to,
-        "differences": reports.iter().map(Report::differences).sum::<usize>(),
-        "reports": reports,
-    })
+    let answer = Reconciliation {
+        from,
+        to,
+        differences: reports.iter().map(Report::differences).sum(),
+        reports: reports.to_vec(),
+    };
+    serde_json::to_value(&answer).expect("reports serialize")
+}
+
+/// `GET /v1/reconciliation` and `psa-billing reconcile --json`.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Reconciliation {
+    /// Unix seconds, inclusive.
+    pub from: i64,
+    /// Unix seconds, exclusive.
+    pub to: i64,
+    /// Lines, over every report, where the ledger and Stripe differ.
+    pub differences: usize,
+    /// One per tenant reconciled.
+    pub reports: Vec<Report>,
 }
 
 /// The reports as aligned text: one row per Stripe object, then totals.

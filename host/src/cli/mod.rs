@@ -87,6 +87,9 @@ enum Command {
         /// Where to write it.
         out: PathBuf,
     },
+    /// Print the OpenAPI 3.1 document of the HTTP API (what
+    /// `GET /v1/openapi.json` serves; committed as docs/openapi.json).
+    Openapi,
 }
 
 /// How events find the application's tenant and records, and which Stripe
@@ -340,6 +343,13 @@ pub fn main() -> Result<()> {
                     crate::DEFAULT_PLUGIN.len()
                 );
                 Ok(())
+            }
+            Command::Openapi => {
+                use std::io::Write;
+                let document = crate::http::openapi::to_json(&crate::http::openapi_document());
+                std::io::stdout()
+                    .write_all(document.as_bytes())
+                    .context("writing the document")
             }
         }
     })

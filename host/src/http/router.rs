@@ -2,8 +2,15 @@
 //! `/webhooks/stripe/thin` (v2 notifications), `GET /v1/effects`, tenants,
 //! operations (`POST /v1/operations/{name}`), quotes
 //! (`POST /v1/quote[/{flow}]`), the ledger (`/v1/ledger/{tenant}/...`) and
-//! `GET /healthz`.
+//! `GET /healthz`, and the OpenAPI document of all of it
+//! (`GET /v1/openapi.json`), which is taken from the same route list the
+//! router is built from.
 
+use super::bodies::{
+    ContractorAccount, DeliveryAnswer, DeliveryStatus, EffectsPage, ErrorBody, Health,
+    TenantAccount, TenantList,
+};
+use super::openapi;
 use crate::api::operations;
 use crate::api::quotes::{self, QuoteInput};
 use crate::api::tenants;
@@ -16,13 +23,14 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
+use utoipa::IntoParams;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 /// Default limit on a webhook body (Stripe's events are far smaller).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
@@ -54,6 +62,8 @@ struct AppState {
     /// about the token through timing.
     token_digest: Option<[u8; 32]>,
     rules: Option<String>,
+    /// The OpenAPI document of these routes, as served.
+    openapi: String,
 }
 
 /// The routes of `serve`: the webhook endpoints, `/healthz`, `/metrics`,
@@ -67,53 +77,57 @@ pub fn router(pipeline: Pipeline, options: ServerOptions) -> Router {
 /// route, psa-billing's and these, passes one auth layer: a route added
 /// here is closed without the token by default, with no auth code of its own.
 pub fn router_with(pipeline: Pipeline, options: ServerOptions, extra: Router) -> Router {
+    let (open, v1, document) = routes(options.max_body_bytes);
     let state = Arc::new(AppState {
         pipeline,
         token_digest: options.api_token.as_deref().map(digest),
         rules: options.rules,
+        openapi: openapi::to_json(&document),
     });
-    let v1 = Router::new()
-        .route("/v1/effects", get(effects))
-        .route("/v1/effects/stream", get(effects_stream))
-        .route("/v1/quote", post(quote))
-        .route("/v1/quote/{flow}", post(quote_flow))
-        .route("/v1/ledger/{tenant}/balances", get(ledger_balances))
-        .route(
-            "/v1/ledger/{tenant}/transactions",
-            get(ledger_transactions).post(ledger_post),
-        )
-        .route("/v1/operations/{operation}", post(operation))
-        .route("/v1/tenants", get(tenants_list))
-        .route("/v1/reconciliation", get(reconciliation))
-        .route(
-            "/v1/contractors/{tenant}/{contractor}",
-            get(contractor_lookup).put(contractor_register),
-        )
-        .route(
-            "/v1/tenants/{account}",
-            get(tenant_lookup)
-                .put(tenant_register)
-                .delete(tenant_unregister),
-        )
-        .with_state(state.clone())
-        .merge(extra)
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            require_token,
-        ));
-    Router::new()
-        .route(
-            "/webhooks/stripe",
-            post(webhook).layer(DefaultBodyLimit::max(options.max_body_bytes)),
-        )
-        .route(
-            "/webhooks/stripe/thin",
-            post(thin_webhook).layer(DefaultBodyLimit::max(options.max_body_bytes)),
-        )
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .with_state(state)
-        .merge(v1)
+    let v1 = v1.with_state(state.clone()).merge(extra).route_layer(
+        axum::middleware::from_fn_with_state(state.clone(), require_token),
+    );
+    open.with_state(state).merge(v1)
+}
+
+/// The OpenAPI document of the routes [`router`] serves (without an
+/// application's extra routes), as `GET /v1/openapi.json` answers it.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    routes(DEFAULT_MAX_BODY_BYTES).2
+}
+
+/// Every route, each registered with its OpenAPI operation so that none
+/// is served undocumented: the open ones (webhooks, health, metrics), the
+/// `/v1` ones (to be put behind the token), and the finished document.
+fn routes(
+    max_body_bytes: usize,
+) -> (
+    Router<Arc<AppState>>,
+    Router<Arc<AppState>>,
+    utoipa::openapi::OpenApi,
+) {
+    let limit = || DefaultBodyLimit::max(max_body_bytes);
+    let (open, open_api) = OpenApiRouter::new()
+        .routes(routes!(webhook).layer(limit()))
+        .routes(routes!(thin_webhook).layer(limit()))
+        .routes(routes!(healthz))
+        .routes(routes!(metrics))
+        .split_for_parts();
+    let (v1, v1_api) = OpenApiRouter::new()
+        .routes(routes!(openapi_json))
+        .routes(routes!(effects))
+        .routes(routes!(effects_stream))
+        .routes(routes!(quote))
+        .routes(routes!(quote_flow))
+        .routes(routes!(ledger_balances))
+        .routes(routes!(ledger_transactions, ledger_post))
+        .routes(routes!(operation))
+        .routes(routes!(tenants_list))
+        .routes(routes!(reconciliation))
+        .routes(routes!(contractor_lookup, contractor_register))
+        .routes(routes!(tenant_lookup, tenant_register, tenant_unregister))
+        .split_for_parts();
+    (open, v1, openapi::document(open_api, v1_api))
 }
 
 /// The auth layer of every `/v1` route: the bearer token, or the refusal.
@@ -133,13 +147,29 @@ fn digest(token: &str) -> [u8; 32] {
 }
 
 fn error(status: StatusCode, code: &str, reason: impl Into<String>) -> Response {
-    (
-        status,
-        Json(json!({ "error": code, "reason": reason.into() })),
-    )
-        .into_response()
+    (status, Json(ErrorBody::new(code, reason))).into_response()
 }
 
+/// Receive a Stripe event (snapshot payload).
+///
+/// Verifies `Stripe-Signature` against the webhook secret(s), records the
+/// event once (a redelivery is answered `duplicate`), maps it to effects
+/// and commits both in one transaction before answering. A permanent
+/// problem (bad signature, malformed event) is answered 400 so that
+/// Stripe stops retrying; only a failure on psa-billing's side is a 5xx.
+#[utoipa::path(
+    post, path = "/webhooks/stripe", tag = "webhooks",
+    params(("Stripe-Signature" = String, Header, description = "Stripe's signature header (`t=...,v1=...`)")),
+    request_body(content = Object, description = "The event exactly as Stripe sent it (the bytes are verified).", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Accepted, ignored (type not mapped) or duplicate.", body = DeliveryAnswer),
+        (status = 400, description = "Bad or missing signature, unreadable event, or an event refused for good (`x-psa-billing-event` names it).", body = ErrorBody,
+            headers(("x-psa-billing-event" = String, description = "The refused event's id, when it could be read."))),
+        (status = 413, description = "The body exceeds the configured limit.", body = ErrorBody),
+        (status = 500, description = "Processing failed on psa-billing's side; Stripe's retry will redo it.", body = ErrorBody,
+            headers(("x-psa-billing-event" = String, description = "The event's id, when it could be read."))),
+    ),
+)]
 async fn webhook(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -148,7 +178,23 @@ async fn webhook(
     delivery(app, headers, body, false).await
 }
 
-/// `POST /webhooks/stripe/thin`: API v2 event notifications.
+/// Receive a Stripe API v2 event notification (thin event).
+///
+/// Same answers as `/webhooks/stripe`; the related object is fetched from
+/// Stripe when the mapping needs it.
+#[utoipa::path(
+    post, path = "/webhooks/stripe/thin", tag = "webhooks",
+    params(("Stripe-Signature" = String, Header, description = "Stripe's signature header (`t=...,v1=...`)")),
+    request_body(content = Object, description = "The notification exactly as Stripe sent it.", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Accepted, ignored or duplicate.", body = DeliveryAnswer),
+        (status = 400, description = "Bad or missing signature, or an unreadable notification.", body = ErrorBody,
+            headers(("x-psa-billing-event" = String, description = "The refused event's id, when it could be read."))),
+        (status = 413, description = "The body exceeds the configured limit.", body = ErrorBody),
+        (status = 500, description = "Processing failed on psa-billing's side; Stripe's retry will redo it.", body = ErrorBody,
+            headers(("x-psa-billing-event" = String, description = "The event's id, when it could be read."))),
+    ),
+)]
 async fn thin_webhook(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -202,14 +248,22 @@ async fn delivery(
             event_id,
             effects,
             ignored,
-        }) => {
-            let status = if ignored { "ignored" } else { "accepted" };
-            Json(json!({ "status": status, "event_id": event_id, "effects": effects.len() }))
-                .into_response()
-        }
-        Ok(Outcome::Duplicate { event_id }) => {
-            Json(json!({ "status": "duplicate", "event_id": event_id })).into_response()
-        }
+        }) => Json(DeliveryAnswer {
+            status: if ignored {
+                DeliveryStatus::Ignored
+            } else {
+                DeliveryStatus::Accepted
+            },
+            event_id,
+            effects: Some(effects.len()),
+        })
+        .into_response(),
+        Ok(Outcome::Duplicate { event_id }) => Json(DeliveryAnswer {
+            status: DeliveryStatus::Duplicate,
+            event_id,
+            effects: None,
+        })
+        .into_response(),
         Err(DeliveryError::Rejected(e)) => {
             tracing::info!(reason = %describe_rejection(&e), "delivery rejected");
             error(
@@ -245,6 +299,20 @@ async fn delivery(
     }
 }
 
+/// This API's OpenAPI 3.1 document (the one committed as
+/// `docs/openapi.json`).
+#[utoipa::path(
+    get, path = "/v1/openapi.json", tag = "service",
+    responses((status = 200, description = "The document.", body = Object)),
+)]
+async fn openapi_json(State(app): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        app.openapi.clone(),
+    )
+        .into_response()
+}
+
 /// Checks the bearer token of a `/v1` request; `Some` is the refusal.
 fn refuse_unauthorized(app: &AppState, headers: &HeaderMap) -> Option<Response> {
     let Some(expected) = app.token_digest else {
@@ -278,13 +346,29 @@ fn json_body<T>(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct EffectsQuery {
+    /// Effects after this sequence number (0: from the start).
     #[serde(default)]
     after: i64,
+    /// At most this many, 1 to 1000 (default 100).
     limit: Option<i64>,
 }
 
+/// Read the effects outbox, in order.
+///
+/// Page with `next_after`. Sequence numbers are gapless and in commit
+/// order, so a reader that remembers the last one it applied misses
+/// nothing.
+#[utoipa::path(
+    get, path = "/v1/effects", tag = "effects",
+    params(EffectsQuery),
+    responses(
+        (status = 200, description = "A page of effects.", body = EffectsPage),
+        (status = 400, description = "`after` or `limit` is not a valid integer.", body = ErrorBody),
+    ),
+)]
 async fn effects(
     State(app): State<Arc<AppState>>,
     query: Result<Query<EffectsQuery>, axum::extract::rejection::QueryRejection>,
@@ -307,7 +391,11 @@ async fn effects(
     match app.pipeline.db().effects_after(q.after, limit).await {
         Ok(list) => {
             let next = list.last().map(|e| e.seq).unwrap_or(q.after);
-            Json(json!({ "effects": list, "next_after": next })).into_response()
+            Json(EffectsPage {
+                effects: list,
+                next_after: next,
+            })
+            .into_response()
         }
         Err(e) => error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -324,17 +412,33 @@ const STREAM_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 /// A comment line this often keeps proxies from closing an idle stream.
 const STREAM_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct StreamQuery {
+    /// Start after this sequence number (0: from the start); a
+    /// `Last-Event-ID` header wins over it.
     after: Option<i64>,
 }
 
-/// `GET /v1/effects/stream`: every effect after `after` (or the
-/// `Last-Event-ID` a reconnecting client sends, which wins) as Server-Sent
-/// Events, `id:` its sequence number and `event:` its kind, then each new
-/// one as it commits. Sequence numbers are gapless, so a client that
-/// reconnects with its last id misses nothing and gets nothing twice. Ends
-/// when the service shuts down.
+/// Follow the effects outbox as Server-Sent Events.
+///
+/// Every effect after `after` (or the `Last-Event-ID` a reconnecting client
+/// sends, which wins), `id:` its sequence number and `event:` its kind,
+/// then each new one as it commits. Sequence numbers are gapless, so a
+/// client that reconnects with its last id misses nothing and gets nothing
+/// twice. Ends when the service shuts down.
+#[utoipa::path(
+    get, path = "/v1/effects/stream", tag = "effects",
+    params(
+        StreamQuery,
+        ("Last-Event-ID" = Option<i64>, Header, description = "The last sequence number received, when reconnecting."),
+    ),
+    responses(
+        (status = 200, description = "An endless `text/event-stream`: one event per effect (`id:` its sequence, `event:` its kind, `data:` the effect as `GET /v1/effects` lists it), and a `keep-alive` comment every 15 s.",
+            content_type = "text/event-stream", body = String),
+        (status = 400, description = "`after` or `Last-Event-ID` is not a sequence number.", body = ErrorBody),
+    ),
+)]
 async fn effects_stream(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -433,7 +537,17 @@ async fn effects_stream(
         .into_response()
 }
 
-/// Prometheus scrape: no tenant data, so open like `/healthz`.
+/// Prometheus metrics (OpenMetrics text).
+///
+/// No tenant data, so open like `/healthz`.
+#[utoipa::path(
+    get, path = "/metrics", tag = "service",
+    responses(
+        (status = 200, description = "OpenMetrics text: deliveries by outcome, latencies, outbox length, group commits.",
+            content_type = "application/openmetrics-text", body = String),
+        (status = 503, description = "The database did not answer.", body = ErrorBody),
+    ),
+)]
 async fn metrics(State(app): State<Arc<AppState>>) -> Response {
     let outbox = match app.pipeline.db().outbox_len().await {
         Ok(n) => n,
@@ -457,9 +571,20 @@ async fn metrics(State(app): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
+/// Health: whether the database answers.
+#[utoipa::path(
+    get, path = "/healthz", tag = "service",
+    responses(
+        (status = 200, description = "The service and its database answer.", body = Health),
+        (status = 503, description = "The database did not answer.", body = ErrorBody),
+    ),
+)]
 async fn healthz(State(app): State<Arc<AppState>>) -> Response {
     match app.pipeline.db().counts().await {
-        Ok(_) => Json(json!({ "status": "ok" })).into_response(),
+        Ok(_) => Json(Health {
+            status: "ok".into(),
+        })
+        .into_response(),
         Err(e) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "database",
@@ -468,6 +593,17 @@ async fn healthz(State(app): State<Arc<AppState>>) -> Response {
     }
 }
 
+/// The fees of one payment under the configured rules.
+#[utoipa::path(
+    post, path = "/v1/quote", tag = "quotes",
+    request_body = QuoteInput,
+    responses(
+        (status = 200, description = "The payment's fees.", body = crate::api::quotes::QuotedFees),
+        (status = 400, description = "The body is not JSON.", body = ErrorBody),
+        (status = 422, description = "`bad_request`: the body does not fit the input; `invalid_quote`: the rules refuse it (unknown currency, bad amount, fees above the amount).", body = ErrorBody),
+        (status = 500, description = "The plugin or the custom fee rules failed.", body = ErrorBody),
+    ),
+)]
 async fn quote(
     State(app): State<Arc<AppState>>,
     input: Result<Json<QuoteInput>, axum::extract::rejection::JsonRejection>,
@@ -483,6 +619,19 @@ fn quote_response(result: Result<serde_json::Value, ApiFailure>) -> Response {
     api_response(result, "invalid_quote")
 }
 
+/// The figures of a flow beyond one payment (`escrow`, `wallet`,
+/// `invoice`, `seats`, `refund`); the document lists each as its own path.
+#[utoipa::path(
+    post, path = "/v1/quote/{flow}", tag = "quotes",
+    params(("flow" = String, Path, description = "The flow.")),
+    request_body = Object,
+    responses(
+        (status = 200, description = "The flow's figures.", body = Object),
+        (status = 400, description = "The body is not JSON.", body = ErrorBody),
+        (status = 422, description = "`invalid_quote`: unknown flow, input that does not fit it, or the rules refuse it.", body = ErrorBody),
+        (status = 500, description = "The plugin or the custom fee rules failed.", body = ErrorBody),
+    ),
+)]
 async fn quote_flow(
     State(app): State<Arc<AppState>>,
     Path(flow): Path<String>,
@@ -523,18 +672,42 @@ fn api_response(result: Result<serde_json::Value, ApiFailure>, invalid: &str) ->
     }
 }
 
+/// A tenant's ledger balances, per currency and account.
+#[utoipa::path(
+    get, path = "/v1/ledger/{tenant}/balances", tag = "ledger",
+    params(("tenant" = String, Path, description = "The tenant.")),
+    responses(
+        (status = 200, description = "The balances.", body = crate::api::ledger::Balances),
+        (status = 422, description = "`invalid_posting`: not a valid tenant id.", body = ErrorBody),
+        (status = 500, description = "`plugin_failed`: the plugin failed, a fault on psa-billing's side.", body = ErrorBody),
+    ),
+)]
 async fn ledger_balances(State(app): State<Arc<AppState>>, Path(tenant): Path<String>) -> Response {
     let (rt, db) = (app.pipeline.runtime(), app.pipeline.db());
     ledger_response(ledger::balances(rt, db, &tenant).await)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct TransactionsQuery {
+    /// Transactions after this position (0: from the first).
     #[serde(default)]
     after: u64,
+    /// At most this many, 1 to 1000 (default 100).
     limit: Option<u32>,
 }
 
+/// A tenant's ledger transactions, oldest first.
+#[utoipa::path(
+    get, path = "/v1/ledger/{tenant}/transactions", tag = "ledger",
+    params(("tenant" = String, Path, description = "The tenant."), TransactionsQuery),
+    responses(
+        (status = 200, description = "A page of transactions.", body = crate::api::ledger::TransactionPage),
+        (status = 400, description = "`after` or `limit` out of range.", body = ErrorBody),
+        (status = 422, description = "`invalid_posting`: not a valid tenant id.", body = ErrorBody),
+        (status = 500, description = "`plugin_failed`: the plugin failed, a fault on psa-billing's side.", body = ErrorBody),
+    ),
+)]
 async fn ledger_transactions(
     State(app): State<Arc<AppState>>,
     Path(tenant): Path<String>,
@@ -555,6 +728,21 @@ async fn ledger_transactions(
     ledger_response(ledger::transactions(rt, db, &tenant, q.after, limit).await)
 }
 
+/// Post a transaction to a tenant's ledger (an escrow stage, a manual
+/// adjustment): all of it or nothing; posting the same id again changes
+/// nothing and answers the first posting.
+#[utoipa::path(
+    post, path = "/v1/ledger/{tenant}/transactions", tag = "ledger",
+    params(("tenant" = String, Path, description = "The tenant.")),
+    request_body = crate::api::ledger::PostInput,
+    responses(
+        (status = 200, description = "The transaction as posted (or as first posted under that id).", body = crate::api::ledger::PostedTransaction),
+        (status = 400, description = "The body is not JSON.", body = ErrorBody),
+        (status = 409, description = "`conflict`: the id was posted before with other content.", body = ErrorBody),
+        (status = 422, description = "`bad_request`: the body does not fit; `invalid_posting`: amounts, accounts or limits refused.", body = ErrorBody),
+        (status = 500, description = "`plugin_failed`: the plugin failed, a fault on psa-billing's side.", body = ErrorBody),
+    ),
+)]
 async fn ledger_post(
     State(app): State<Arc<AppState>>,
     Path(tenant): Path<String>,
@@ -568,23 +756,42 @@ async fn ledger_post(
     ledger_response(ledger::post(rt, db, &tenant, input).await)
 }
 
-#[derive(Deserialize)]
+/// The tenant a connected account is registered to.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TenantInput {
+    /// The application's id for the tenant.
     tenant: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ReconciliationQuery {
     /// One tenant; none: every registered tenant.
     tenant: Option<String>,
+    /// Start of the period, inclusive: a date (`2026-11-01`), an RFC 3339
+    /// timestamp or Unix seconds.
     from: String,
+    /// End of the period, exclusive, in the same forms.
     to: String,
 }
 
-/// `GET /v1/reconciliation?tenant=&from=&to=`: 200 with the report, which
-/// says how many differences it found (a difference is a finding, not a
-/// failed request).
+/// Reconcile the ledger with Stripe's balance transactions.
+///
+/// 200 with the report, which says how many differences it found (a
+/// difference is a finding, not a failed request).
+#[utoipa::path(
+    get, path = "/v1/reconciliation", tag = "reconciliation",
+    params(ReconciliationQuery),
+    responses(
+        (status = 200, description = "The report: per tenant, each Stripe object's net and fee on both sides.", body = crate::api::reconcile::Reconciliation),
+        (status = 400, description = "`from` or `to` missing.", body = ErrorBody),
+        (status = 422, description = "`invalid_period`: a time that cannot be read, or `to` before `from`.", body = ErrorBody),
+        (status = 403, description = "`stripe_denied`: no Stripe key is configured.", body = ErrorBody),
+        (status = 502, description = "`stripe_authentication`, `stripe_error`: Stripe refused the listing.", body = ErrorBody),
+        (status = 500, description = "`plugin_failed`: the plugin failed, a fault on psa-billing's side.", body = ErrorBody),
+    ),
+)]
 async fn reconciliation(
     State(app): State<Arc<AppState>>,
     query: Result<Query<ReconciliationQuery>, axum::extract::rejection::QueryRejection>,
@@ -608,17 +815,40 @@ async fn reconciliation(
     api_response(result, "invalid_period")
 }
 
+/// Every connected account registered to a tenant.
+#[utoipa::path(
+    get, path = "/v1/tenants", tag = "tenants",
+    responses((status = 200, description = "The registry.", body = TenantList)),
+)]
 async fn tenants_list(State(app): State<Arc<AppState>>) -> Response {
     let list = tenants::list(app.pipeline.db()).await.map(|list| {
-        let list: Vec<serde_json::Value> = list
+        let tenants = list
             .into_iter()
-            .map(|(account, tenant)| json!({ "account": account, "tenant": tenant }))
+            .map(|(account, tenant)| TenantAccount {
+                account,
+                tenant: Some(tenant),
+            })
             .collect();
-        json!({ "tenants": list })
+        to_value(&TenantList { tenants })
     });
     api_response(list, "invalid_tenant")
 }
 
+fn to_value<T: serde::Serialize>(t: &T) -> serde_json::Value {
+    serde_json::to_value(t).expect("answers serialize")
+}
+
+/// The tenant a connected account is registered to.
+#[utoipa::path(
+    get, path = "/v1/tenants/{account}", tag = "tenants",
+    params(("account" = String, Path, description = "The connected account (`acct_...`).")),
+    responses(
+        (status = 200, description = "Registered.", body = TenantAccount),
+        (status = 404, description = "`not_registered`.", body = ErrorBody),
+        (status = 422, description = "`invalid_tenant`: not an account id.", body = ErrorBody),
+        (status = 500, description = "`plugin_failed`: the plugin failed, a fault on psa-billing's side.", body = ErrorBody),
+    ),
+)]
 async fn tenant_lookup(State(app): State<Arc<AppState>>, Path(account): Path<String>) -> Response {
     let (rt, db) = (app.pipeline.runtime(), app.pipeline.db());
     match tenants::lookup(rt, db, &account).await {
@@ -628,12 +858,25 @@ async fn tenant_lookup(State(app): State<Arc<AppState>>, Path(account): Path<Str
             format!("{account} is not registered to a tenant"),
         ),
         found => api_response(
-            found.map(|t| json!({ "account": account, "tenant": t })),
+            found.map(|tenant| to_value(&TenantAccount { account, tenant })),
             "invalid_tenant",
         ),
     }
 }
 
+/// Register a connected account to a tenant (events from that account
+/// are routed to it); registering it again to another tenant moves it.
+#[utoipa::path(
+    put, path = "/v1/tenants/{account}", tag = "tenants",
+    params(("account" = String, Path, description = "The connected account (`acct_...`).")),
+    request_body = TenantInput,
+    responses(
+        (status = 200, description = "Registered.", body = TenantAccount),
+        (status = 400, description = "The body is not JSON.", body = ErrorBody),
+        (status = 422, description = "`bad_request`: the body does not fit; `invalid_tenant`: a bad account or tenant id.", body = ErrorBody),
+        (status = 500, description = "`plugin_failed`: the plugin failed, a fault on psa-billing's side.", body = ErrorBody),
+    ),
+)]
 async fn tenant_register(
     State(app): State<Arc<AppState>>,
     Path(account): Path<String>,
@@ -646,19 +889,39 @@ async fn tenant_register(
     let (rt, db) = (app.pipeline.runtime(), app.pipeline.db());
     let done = tenants::register(rt, db, &account, &input.tenant).await;
     api_response(
-        done.map(|()| json!({ "account": account, "tenant": input.tenant })),
+        done.map(|()| {
+            to_value(&TenantAccount {
+                account,
+                tenant: Some(input.tenant),
+            })
+        }),
         "invalid_tenant",
     )
 }
 
-#[derive(Deserialize)]
+/// Where a contractor's withdrawals are paid.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ContractorInput {
+    /// The contractor's connected account (`acct_...`).
     account: String,
 }
 
-/// `PUT /v1/contractors/{tenant}/{contractor}` `{"account": "acct_..."}`:
-/// where that contractor's withdrawals are paid.
+/// Register where a contractor's withdrawals are paid.
+#[utoipa::path(
+    put, path = "/v1/contractors/{tenant}/{contractor}", tag = "tenants",
+    params(
+        ("tenant" = String, Path, description = "The tenant."),
+        ("contractor" = String, Path, description = "The application's id for the contractor."),
+    ),
+    request_body = ContractorInput,
+    responses(
+        (status = 200, description = "Registered.", body = ContractorAccount),
+        (status = 400, description = "The body is not JSON.", body = ErrorBody),
+        (status = 422, description = "`bad_request`: the body does not fit; `invalid_contractor`: a bad id.", body = ErrorBody),
+        (status = 500, description = "`plugin_failed`: the plugin failed, a fault on psa-billing's side.", body = ErrorBody),
+    ),
+)]
 async fn contractor_register(
     State(app): State<Arc<AppState>>,
     Path((tenant, contractor)): Path<(String, String)>,
@@ -671,13 +934,31 @@ async fn contractor_register(
     let (rt, db) = (app.pipeline.runtime(), app.pipeline.db());
     let done = tenants::register_contractor(rt, db, &tenant, &contractor, &input.account).await;
     api_response(
-        done.map(
-            |()| json!({ "tenant": tenant, "contractor": contractor, "account": input.account }),
-        ),
+        done.map(|()| {
+            to_value(&ContractorAccount {
+                tenant,
+                contractor,
+                account: input.account,
+            })
+        }),
         "invalid_contractor",
     )
 }
 
+/// Where a contractor's withdrawals are paid.
+#[utoipa::path(
+    get, path = "/v1/contractors/{tenant}/{contractor}", tag = "tenants",
+    params(
+        ("tenant" = String, Path, description = "The tenant."),
+        ("contractor" = String, Path, description = "The application's id for the contractor."),
+    ),
+    responses(
+        (status = 200, description = "Registered.", body = ContractorAccount),
+        (status = 404, description = "`unknown_contractor`: no account registered.", body = ErrorBody),
+        (status = 422, description = "`invalid_contractor`: a bad id.", body = ErrorBody),
+        (status = 500, description = "`plugin_failed`: the plugin failed, a fault on psa-billing's side.", body = ErrorBody),
+    ),
+)]
 async fn contractor_lookup(
     State(app): State<Arc<AppState>>,
     Path((tenant, contractor)): Path<(String, String)>,
@@ -689,13 +970,27 @@ async fn contractor_lookup(
             "unknown_contractor",
             format!("contractor {contractor} of {tenant} has no registered account"),
         ),
-        other => api_response(
-            other.map(|a| json!({ "tenant": tenant, "contractor": contractor, "account": a })),
-            "invalid_contractor",
-        ),
+        Ok(Some(account)) => Json(ContractorAccount {
+            tenant,
+            contractor,
+            account,
+        })
+        .into_response(),
+        Err(e) => api_response(Err(e), "invalid_contractor"),
     }
 }
 
+/// Unregister a connected account; its events are then routed by
+/// metadata again.
+#[utoipa::path(
+    delete, path = "/v1/tenants/{account}", tag = "tenants",
+    params(("account" = String, Path, description = "The connected account (`acct_...`).")),
+    responses(
+        (status = 200, description = "Unregistered (also when it was not registered): `tenant` is null.", body = TenantAccount),
+        (status = 422, description = "`invalid_tenant`: not an account id.", body = ErrorBody),
+        (status = 500, description = "`plugin_failed`: the plugin failed, a fault on psa-billing's side.", body = ErrorBody),
+    ),
+)]
 async fn tenant_unregister(
     State(app): State<Arc<AppState>>,
     Path(account): Path<String>,
@@ -703,12 +998,35 @@ async fn tenant_unregister(
     let (rt, db) = (app.pipeline.runtime(), app.pipeline.db());
     let done = tenants::unregister(rt, db, &account).await;
     api_response(
-        done.map(|()| json!({ "account": account, "tenant": null })),
+        done.map(|()| {
+            to_value(&TenantAccount {
+                account,
+                tenant: None,
+            })
+        }),
         "invalid_tenant",
     )
 }
 
-/// `POST /v1/operations/{name}`: any of [`operations::NAMES`].
+/// Run an operation (any of [`operations::NAMES`]); the document lists
+/// each as its own path with its own input and result.
+#[utoipa::path(
+    post, path = "/v1/operations/{operation}", tag = "operations",
+    params(("operation" = String, Path, description = "The operation.")),
+    request_body = Object,
+    responses(
+        (status = 200, description = "The operation's result.", body = Object),
+        (status = 400, description = "The body is not JSON.", body = ErrorBody),
+        (status = 402, description = "`card_declined`: the card was declined (`card_declined` holds Stripe's codes and a message for the payer).", body = ErrorBody),
+        (status = 403, description = "`stripe_denied`: the deployment does not allow this operation, or no Stripe key is configured.", body = ErrorBody),
+        (status = 404, description = "`unknown_operation`.", body = ErrorBody),
+        (status = 409, description = "`refused`: the plugin refused it (insufficient balance, a request id reused with other content, a wrong state); `conflict`: likewise, found at commit.", body = ErrorBody),
+        (status = 422, description = "`bad_request`: the body does not fit the operation; `invalid_request`: the plugin refused the values; `stripe_invalid_request`: Stripe refused the parameters.", body = ErrorBody),
+        (status = 500, description = "`plugin_failed`, `fee_rules_failed`: a fault on psa-billing's side.", body = ErrorBody),
+        (status = 502, description = "`stripe_authentication`: Stripe refused the secret key; `stripe_error`: another Stripe error.", body = ErrorBody),
+        (status = 503, description = "`stripe_unavailable`: Stripe did not answer or rate-limited after the retries; `storage`: the plugin's storage failed.", body = ErrorBody),
+    ),
+)]
 async fn operation(
     State(app): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -757,11 +1075,9 @@ fn refusal_response(e: OperationError) -> Response {
             StripeError::Api(_) => (StatusCode::BAD_GATEWAY, "stripe_error"),
         },
     };
-    let mut body = json!({ "error": code, "reason": why });
+    let mut body = ErrorBody::new(code, why);
     if let OperationError::Stripe(StripeError::CardDeclined(d)) = &e {
-        body["card_declined"] = json!({
-            "code": d.code, "decline_code": d.decline_code, "message": d.message,
-        });
+        body.card_declined = Some(d.clone());
     }
     (status, Json(body)).into_response()
 }

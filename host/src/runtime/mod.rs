@@ -50,8 +50,8 @@ pub use crate::bindings::exports::psa::billing::webhooks::{
     Delivery, Effect, Envelope, HandleError, Routing, ThinEnvelope, VerifyError,
 };
 pub use crate::bindings::psa::billing::stripe::{
-    Account, AccountLink, ApiFailure as StripeApiFailure, CheckoutSession, Customer, InvoiceStep,
-    PaymentIntent, PortalSession, StripeError, Subscription, SubscriptionItem,
+    Account, AccountLink, ApiFailure as StripeApiFailure, CardDecline, CheckoutSession, Customer,
+    InvoiceStep, PaymentIntent, PortalSession, StripeError, Subscription, SubscriptionItem,
     SubscriptionItemParams, Transfer as StripeTransfer,
 };
 pub use crate::bindings::psa::billing::types::{FeeLine, Money, Movement};

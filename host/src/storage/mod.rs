@@ -265,7 +265,7 @@ pub struct NewJob {
 pub const JOB_PREFIX: &str = "job:";
 
 /// An effect as the application reads it from the outbox.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct StoredEffect {
     /// Its position in the outbox: gapless, in commit order.
     pub seq: i64,
@@ -273,7 +273,10 @@ pub struct StoredEffect {
     pub event_id: String,
     /// Its kind (`payment.succeeded`).
     pub kind: String,
-    /// Its JSON body.
+    /// Its JSON body: `kind` again, the kind's fields in snake_case
+    /// (docs/events.md lists them), `tenant` (`unrouted: true` when no
+    /// tenant could be found), and Stripe `metadata` as an object.
+    #[schema(value_type = Object)]
     pub effect: serde_json::Value,
     /// When it was committed (Unix seconds).
     pub created_at: i64,

@@ -151,6 +151,7 @@ pub fn stripe_txn(balance: &str, bt: &Value) -> Result<StripeTxn, String> {
 
 /// How one key compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Both sides agree on net and Stripe's fee.
@@ -165,6 +166,7 @@ pub enum Status {
 
 /// One side's figures for a key.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Side {
     /// Net into the tenant's money held at Stripe, minor units.
     pub net: i64,
@@ -176,6 +178,7 @@ pub struct Side {
 
 /// One Stripe object's money, both sides.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Line {
     /// The object the money belongs to (`pi_`, `re_`, `du_`, `tr_`, `po_`...).
     pub key: String,
@@ -191,6 +194,7 @@ pub struct Line {
 
 /// One currency's totals, side by side.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Totals {
     /// Lowercase ISO currency code.
     pub currency: String,
@@ -206,6 +210,7 @@ pub struct Totals {
 
 /// A tenant's reconciliation for a period.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Report {
     /// Whose ledger.
     pub tenant: String,
