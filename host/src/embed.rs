@@ -153,6 +153,12 @@ impl BillingBuilder {
         self.options.api_token = Some(token.into());
         self
     }
+    /// Serve the operator console at `/console` from [`Billing::router`]
+    /// (signed in with the API token; closed without one).
+    pub fn console(mut self, on: bool) -> Self {
+        self.options.console = on;
+        self
+    }
     /// Largest webhook body accepted (default 1 MiB).
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
         self.options.max_body_bytes = bytes;

@@ -118,6 +118,7 @@ impl TestServer {
                 max_body_bytes: opts.max_body_bytes,
                 api_token: Some(API_TOKEN.into()),
                 rules: opts.rules,
+                console: false,
             },
             opts.extra_routes.unwrap_or_default(),
         );

@@ -20,6 +20,9 @@ pub(super) struct ServeArgs {
     /// (nats://127.0.0.1:4222).
     #[arg(long, env = "PSA_BILLING_PUBLISH")]
     publish: Option<String>,
+    /// Serve the operator console at /console (sign in with the API token).
+    #[arg(long, env = "PSA_BILLING_CONSOLE")]
+    console: bool,
     /// Subjects of published effects: `<prefix>.<kind>`.
     #[arg(long, env = "PSA_BILLING_SUBJECT_PREFIX", default_value = crate::relay::DEFAULT_SUBJECT_PREFIX)]
     subject_prefix: String,
@@ -132,6 +135,7 @@ pub(super) async fn serve(a: ServeArgs) -> Result<()> {
     if let Some(token) = a.api_token.filter(|t| !t.is_empty()) {
         builder = builder.api_token(token);
     }
+    builder = builder.console(a.console);
     if let Some(url) = a.publish.filter(|u| !u.is_empty()) {
         builder = builder.publish_to_nats(crate::relay::NatsRelay {
             url,

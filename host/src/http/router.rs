@@ -44,6 +44,8 @@ pub struct ServerOptions {
     pub api_token: Option<String>,
     /// Fee rules (TOML text, already checked) for `/v1/quote`.
     pub rules: Option<String>,
+    /// Serve the operator console at `/console` (signed in with the API token).
+    pub console: bool,
 }
 
 impl Default for ServerOptions {
@@ -52,6 +54,7 @@ impl Default for ServerOptions {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             api_token: None,
             rules: None,
+            console: false,
         }
     }
 }
@@ -78,6 +81,9 @@ pub fn router(pipeline: Pipeline, options: ServerOptions) -> Router {
 /// here is closed without the token by default, with no auth code of its own.
 pub fn router_with(pipeline: Pipeline, options: ServerOptions, extra: Router) -> Router {
     let (open, v1, document) = routes(options.max_body_bytes);
+    let console = options
+        .console
+        .then(|| super::console::routes(pipeline.clone(), options.api_token.clone()));
     let state = Arc::new(AppState {
         pipeline,
         token_digest: options.api_token.as_deref().map(digest),
@@ -87,7 +93,11 @@ pub fn router_with(pipeline: Pipeline, options: ServerOptions, extra: Router) ->
     let v1 = v1.with_state(state.clone()).merge(extra).route_layer(
         axum::middleware::from_fn_with_state(state.clone(), require_token),
     );
-    open.with_state(state).merge(v1)
+    let app = open.with_state(state).merge(v1);
+    match console {
+        Some(console) => app.merge(console),
+        None => app,
+    }
 }
 
 /// The OpenAPI document of the routes [`router`] serves (without an

@@ -271,21 +271,41 @@ impl Pipeline {
     ) -> anyhow::Result<Vec<(String, Result<Outcome, DeliveryError>)>> {
         let mut outcomes = Vec::new();
         for (record, payload) in self.db.dead_letters().await? {
-            let outcome = if record.id.starts_with(crate::storage::JOB_PREFIX) {
-                match self.run_job(&record.id, &payload).await {
-                    Ok(effects) => Ok(Outcome::Accepted {
-                        event_id: record.id.clone(),
-                        effects,
-                        ignored: false,
-                    }),
-                    Err(reason) => Err(failed(Some(record.id.clone()), reason)),
-                }
-            } else {
-                self.receive_unsigned(&payload).await
-            };
+            let outcome = self.redo(&record.id, &payload).await;
             outcomes.push((record.id, outcome));
         }
         Ok(outcomes)
+    }
+
+    /// Reprocesses one failed or dead-lettered event (or job) now, from
+    /// its stored payload; `None` when there is no such event or it is
+    /// not failed or dead (a processed event is never applied twice).
+    pub async fn replay(&self, id: &str) -> anyhow::Result<Option<Result<Outcome, DeliveryError>>> {
+        let Some(record) = self.db.event(id).await? else {
+            return Ok(None);
+        };
+        if record.status != "failed" && record.status != "dead" {
+            return Ok(None);
+        }
+        let Some(payload) = self.db.event_payload(id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(self.redo(id, &payload).await))
+    }
+
+    async fn redo(&self, id: &str, payload: &[u8]) -> Result<Outcome, DeliveryError> {
+        if id.starts_with(crate::storage::JOB_PREFIX) {
+            match self.run_job(id, payload).await {
+                Ok(effects) => Ok(Outcome::Accepted {
+                    event_id: id.to_string(),
+                    effects,
+                    ignored: false,
+                }),
+                Err(reason) => Err(failed(Some(id.to_string()), reason)),
+            }
+        } else {
+            self.receive_unsigned(payload).await
+        }
     }
 
     /// What this pipeline has done, for `GET /metrics`.

@@ -691,6 +691,48 @@ impl Db {
         }))
     }
 
+    /// The latest deliveries (jobs left out), newest first, optionally only
+    /// those with `status` and of `event_type`. Reads the log without an
+    /// index on arrival time (one would cost every delivery a write): for
+    /// an operator's page, not a hot path.
+    pub async fn recent_events(
+        &self,
+        status: Option<&str>,
+        event_type: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<EventRecord>> {
+        Ok(on_pool!(self.pool, |p| {
+            sqlx::query(
+                "SELECT id, type, account, created, status, attempts, last_error, received_at FROM events
+                 WHERE id NOT LIKE 'job:%' AND ($1 IS NULL OR status = $1) AND ($2 IS NULL OR type = $2)
+                 ORDER BY received_at DESC, id DESC LIMIT $3",
+            )
+            .bind(status)
+            .bind(event_type)
+            .bind(limit)
+            .fetch_all(p)
+            .await?
+            .into_iter()
+            .map(|r| event_record!(r))
+            .collect()
+        }))
+    }
+
+    /// Deliveries that first arrived at or after `since` (Unix seconds),
+    /// counted per minute and status: (minute start, status, count).
+    pub async fn deliveries_per_minute(&self, since: i64) -> Result<Vec<(i64, String, i64)>> {
+        Ok(on_pool!(self.pool, |p| {
+            sqlx::query_as(
+                "SELECT (received_at / 60) * 60, status, COUNT(*) FROM events
+                 WHERE received_at >= $1 AND id NOT LIKE 'job:%'
+                 GROUP BY (received_at / 60) * 60, status ORDER BY 1, 2",
+            )
+            .bind(since)
+            .fetch_all(p)
+            .await?
+        }))
+    }
+
     /// Effects with a sequence number above `after`, in order.
     pub async fn effects_after(&self, after: i64, limit: i64) -> Result<Vec<StoredEffect>> {
         let rows: Vec<(i64, String, String, String, i64)> = on_pool!(self.pool, |p| {
