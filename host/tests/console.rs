@@ -221,7 +221,7 @@ async fn the_console_signs_in_with_the_token_and_refuses_forged_posts() {
         .await
         .unwrap();
     let again = r.headers()["location"].to_str().unwrap().to_string();
-    assert!(again.contains("not%20a%20failed"), "{again}");
+    assert!(again.contains("not+a+failed"), "{again}");
 
     // Signed out: the session cookie is cleared.
     let r = client

@@ -4,7 +4,7 @@
 //! it or nothing, redone when a concurrent event changed the tenant's book.
 
 use crate::api::quotes::{Amount, amount_of, fee_error_text};
-use crate::api::{ApiFailure, commit};
+use crate::api::{ApiFailure, answer_json, commit};
 use crate::pipeline::Rounds;
 use crate::runtime::{LedgerError, Money, Movement, Runtime, Transaction};
 use crate::storage::Db;
@@ -203,7 +203,7 @@ pub async fn post(
             .await?;
         let tx = posted.map_err(refused)?;
         if commit(db, &staged).await? {
-            return Ok(value(&answer(&tx)));
+            return Ok(answer_json(&answer(&tx)));
         }
     }
     Err(ApiFailure::Database(anyhow::anyhow!(
@@ -229,7 +229,7 @@ pub async fn balances(runtime: &Runtime, db: &Db, tenant: &str) -> Result<Value,
             .or_default()
             .insert(b.account, amount_of(&money));
     }
-    Ok(value(&Balances {
+    Ok(answer_json(&Balances {
         tenant: tenant.to_string(),
         balances,
     }))
@@ -249,7 +249,7 @@ pub async fn transactions(
         .await?
         .map_err(refused)?;
     let next = list.last().map_or(after, |t| t.seq);
-    Ok(value(&TransactionPage {
+    Ok(answer_json(&TransactionPage {
         tenant: tenant.to_string(),
         transactions: list.iter().map(answer).collect(),
         next_after: next,
@@ -275,10 +275,6 @@ pub(crate) async fn all_transactions(
         }
         all.extend(page);
     }
-}
-
-fn value<T: Serialize>(t: &T) -> Value {
-    serde_json::to_value(t).expect("answers serialize")
 }
 
 fn answer(t: &Transaction) -> PostedTransaction {

@@ -39,6 +39,12 @@ pub enum ApiFailure {
     Database(anyhow::Error),
 }
 
+/// An answer as JSON. Answers are plain records (strings, numbers, lists,
+/// maps with string keys), which always serialise.
+pub fn answer_json<T: serde::Serialize>(answer: &T) -> serde_json::Value {
+    serde_json::to_value(answer).expect("answers serialize")
+}
+
 /// A short, stable code and a sentence for an operation error.
 pub fn describe(e: &OperationError) -> String {
     match e {

@@ -75,9 +75,7 @@ where
 /// One round of an operation: its result (`None`: call again) and what it staged.
 pub(super) type Step<T> = Result<(Result<Option<T>, OperationError>, StagedState), CallError>;
 
-pub(super) fn json<T: Serialize>(t: &T) -> Value {
-    serde_json::to_value(t).expect("WIT records serialize")
-}
+pub(super) use super::answer_json as json;
 
 /// Parses a decimal amount ("120.50") in its currency with the plugin.
 pub(super) async fn amount(

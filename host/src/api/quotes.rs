@@ -1,7 +1,7 @@
 //! Quotes as the CLI and `POST /v1/quote` take and give them: amounts in
 //! major units as text ("100.00"), results with minor units and display text.
 
-use crate::api::ApiFailure;
+use crate::api::{ApiFailure, answer_json};
 use crate::runtime::{
     Charged, Discount, EscrowParties, FeeError, InvoiceLine, Money, QuoteRequest, Runtime,
     SeatChange, TaxRate, WalletMove,
@@ -227,10 +227,6 @@ pub struct QuotedRefund {
     pub full: bool,
 }
 
-fn value<T: Serialize>(t: &T) -> Value {
-    serde_json::to_value(t).expect("answers serialize")
-}
-
 /// Computes a quote through the plugin.
 pub async fn quote(
     runtime: &Runtime,
@@ -263,7 +259,7 @@ pub async fn quote(
         .quote(rules.map(str::to_string), request)
         .await?
         .map_err(invalid)?;
-    Ok(value(&QuotedFees {
+    Ok(answer_json(&QuotedFees {
         gross: amount_of(&q.gross),
         processor_fee: amount_of(&q.processor_fee),
         application_fee: amount_of(&q.application_fee),
@@ -553,7 +549,7 @@ pub async fn flow(
                 .plan_escrow(rules, price, parties)
                 .await?
                 .map_err(invalid)?;
-            Ok(value(&QuotedEscrow {
+            Ok(answer_json(&QuotedEscrow {
                 price: amount_of(&p.price),
                 hold: amount_of(&p.hold),
                 on_hold: movements(&p.on_hold),
@@ -573,7 +569,7 @@ pub async fn flow(
             rt.check_wallet_move(rules, kind, amount.clone(), available)
                 .await?
                 .map_err(invalid)?;
-            Ok(value(&QuotedWalletMove {
+            Ok(answer_json(&QuotedWalletMove {
                 allowed: true,
                 amount: amount_of(&amount),
             }))
@@ -590,7 +586,7 @@ pub async fn flow(
                 .await?
                 .map_err(invalid)?;
             let m = |a| amount_of(&money(a, &t.currency));
-            Ok(value(&QuotedInvoice {
+            Ok(answer_json(&QuotedInvoice {
                 lines: t
                     .lines
                     .iter()
@@ -620,7 +616,7 @@ pub async fn flow(
                 change_at: i.change_at,
             };
             let p = rt.prorate_seats(rules, change).await?.map_err(invalid)?;
-            Ok(value(&QuotedSeats {
+            Ok(answer_json(&QuotedSeats {
                 license_count: p.license_count,
                 credit: amount_of(&p.credit),
                 charge: amount_of(&p.charge),
@@ -642,7 +638,7 @@ pub async fn flow(
                 .await?
                 .map_err(invalid)?;
             let m = |a| amount_of(&money(a, c));
-            Ok(value(&QuotedRefund {
+            Ok(answer_json(&QuotedRefund {
                 amount: amount_of(&r.amount),
                 application_fee_refunded: m(r.application_fee_refunded),
                 tenant_debit: m(r.tenant_debit),

@@ -136,7 +136,7 @@ pub fn reports_json(reports: &[Report], from: i64, to: i64) -> serde_json::Value
         differences: reports.iter().map(Report::differences).sum(),
         reports: reports.to_vec(),
     };
-    serde_json::to_value(&answer).expect("reports serialize")
+    crate::api::answer_json(&answer)
 }
 
 /// `GET /v1/reconciliation` and `psa-billing reconcile --json`.

@@ -268,7 +268,9 @@ async fn replay(
         Ok(Some(Err(e))) => format!("{} failed again: {}", form.event, describe(&e)),
         Err(e) => format!("reading {}: {e:#}", form.event),
     };
-    let query = form_urlencode(&[("notice", &notice)]);
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("notice", &notice)
+        .finish();
     Redirect::to(&format!("/console?{query}")).into_response()
 }
 
@@ -279,25 +281,6 @@ fn describe(e: &DeliveryError) -> String {
             reason.clone()
         }
     }
-}
-
-/// `application/x-www-form-urlencoded` pairs.
-fn form_urlencode(pairs: &[(&str, &str)]) -> String {
-    let encode = |s: &str| {
-        s.bytes().fold(String::new(), |mut out, b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                out.push(b as char);
-            } else {
-                let _ = write!(out, "%{b:02X}");
-            }
-            out
-        })
-    };
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
 }
 
 #[derive(Deserialize, Default)]

@@ -14,7 +14,7 @@ use super::openapi;
 use crate::api::operations;
 use crate::api::quotes::{self, QuoteInput};
 use crate::api::tenants;
-use crate::api::{ApiFailure, ledger};
+use crate::api::{ApiFailure, answer_json, ledger};
 use crate::pipeline::{DeliveryError, Outcome, Pipeline, describe_rejection, rejection_code};
 use crate::runtime::CallError;
 use crate::runtime::{OperationError, StripeError};
@@ -839,13 +839,9 @@ async fn tenants_list(State(app): State<Arc<AppState>>) -> Response {
                 tenant: Some(tenant),
             })
             .collect();
-        to_value(&TenantList { tenants })
+        answer_json(&TenantList { tenants })
     });
     api_response(list, "invalid_tenant")
-}
-
-fn to_value<T: serde::Serialize>(t: &T) -> serde_json::Value {
-    serde_json::to_value(t).expect("answers serialize")
 }
 
 /// The tenant a connected account is registered to.
@@ -868,7 +864,7 @@ async fn tenant_lookup(State(app): State<Arc<AppState>>, Path(account): Path<Str
             format!("{account} is not registered to a tenant"),
         ),
         found => api_response(
-            found.map(|tenant| to_value(&TenantAccount { account, tenant })),
+            found.map(|tenant| answer_json(&TenantAccount { account, tenant })),
             "invalid_tenant",
         ),
     }
@@ -900,7 +896,7 @@ async fn tenant_register(
     let done = tenants::register(rt, db, &account, &input.tenant).await;
     api_response(
         done.map(|()| {
-            to_value(&TenantAccount {
+            answer_json(&TenantAccount {
                 account,
                 tenant: Some(input.tenant),
             })
@@ -945,7 +941,7 @@ async fn contractor_register(
     let done = tenants::register_contractor(rt, db, &tenant, &contractor, &input.account).await;
     api_response(
         done.map(|()| {
-            to_value(&ContractorAccount {
+            answer_json(&ContractorAccount {
                 tenant,
                 contractor,
                 account: input.account,
@@ -1009,7 +1005,7 @@ async fn tenant_unregister(
     let done = tenants::unregister(rt, db, &account).await;
     api_response(
         done.map(|()| {
-            to_value(&TenantAccount {
+            answer_json(&TenantAccount {
                 account,
                 tenant: None,
             })
