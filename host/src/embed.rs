@@ -159,6 +159,13 @@ impl BillingBuilder {
         self.options.console = on;
         self
     }
+    /// Effects streams open at once (default 256) and how long each stays
+    /// open (default 15 minutes; clients reconnect with `Last-Event-ID`).
+    pub fn effects_streams(mut self, max: usize, lifetime: std::time::Duration) -> Self {
+        self.options.max_streams = max;
+        self.options.stream_lifetime = lifetime;
+        self
+    }
     /// Largest webhook body accepted (default 1 MiB).
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
         self.options.max_body_bytes = bytes;
@@ -329,41 +336,37 @@ impl Billing {
 
     /// Charges an invoice on a tenant's account (`POST /v1/operations/charge-invoice`).
     pub async fn charge_invoice(&self, input: ops::ChargeInvoiceInput) -> OperationResult {
-        let (rt, db) = (self.pipeline.runtime(), self.pipeline.db());
-        ops::charge_invoice(rt, db, self.options.rules.as_deref(), input).await
+        self.typed("charge-invoice", input).await
     }
 
     /// Refunds a payment, partly or fully.
     pub async fn refund(&self, input: ops::RefundInput) -> OperationResult {
-        let (rt, db) = (self.pipeline.runtime(), self.pipeline.db());
-        ops::refund(rt, db, self.options.rules.as_deref(), input).await
+        self.typed("refund", input).await
     }
 
     /// A customer's wallet deposit: the rules' limits, then its payment intent.
     pub async fn deposit(&self, input: ops::DepositInput) -> OperationResult {
-        let (rt, db) = (self.pipeline.runtime(), self.pipeline.db());
-        ops::deposit(rt, db, self.options.rules.as_deref(), input).await
+        self.typed("deposit", input).await
     }
 
     /// Pays out a tenant's contractor balance to a connected account.
     pub async fn withdraw(&self, input: ops::WithdrawInput) -> OperationResult {
-        let (rt, db) = (self.pipeline.runtime(), self.pipeline.db());
-        ops::withdraw(rt, db, self.options.rules.as_deref(), input).await
+        self.typed("withdraw", input).await
     }
 
     /// Sets a subscription's license count (its quantity).
     pub async fn set_license_count(&self, input: ops::LicenseCountInput) -> OperationResult {
-        ops::set_license_count(self.pipeline.runtime(), self.pipeline.db(), input).await
+        self.typed("set-license-count", input).await
     }
 
     /// Creates and registers a tenant's connected account; returns the onboarding link.
     pub async fn onboard_tenant(&self, input: ops::OnboardInput) -> OperationResult {
-        ops::onboard_tenant(self.pipeline.runtime(), self.pipeline.db(), input).await
+        self.typed("onboard-tenant", input).await
     }
 
     /// A tenant's Connect account as Stripe has it (enabled, requirements due).
     pub async fn account_status(&self, input: ops::AccountStatusInput) -> OperationResult {
-        ops::account_status(self.pipeline.runtime(), self.pipeline.db(), input).await
+        self.typed("account-status", input).await
     }
 
     /// Any operation by its name, with the JSON input `POST
@@ -378,6 +381,12 @@ impl Billing {
             Err(ops::Dispatch::Unknown(why)) => Err(ApiFailure::Invalid(why)),
             Err(ops::Dispatch::BadInput(why)) => Err(ApiFailure::Invalid(format!("{name}: {why}"))),
         }
+    }
+
+    /// A typed operation, through [`Billing::operation`]: the one path
+    /// every operation takes, so none skips the tenant boundary.
+    async fn typed<T: serde::Serialize>(&self, name: &str, input: T) -> OperationResult {
+        self.operation(name, crate::api::answer_json(&input)).await
     }
 
     /// A fee breakdown, like `POST /v1/quote`.

@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// The API token the `serve` processes of these tests run with.
+const CLI_TOKEN: &str = "cli-test-token-0123";
+
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_psa-billing"));
     c.env_remove("STRIPE_WEBHOOK_SECRET")
@@ -192,7 +195,7 @@ async fn serve_in(dir: &Path, secret: &str, stderr: Stdio) -> (std::process::Chi
         .current_dir(dir)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .env("STRIPE_WEBHOOK_SECRET", secret)
-        .env("PSA_BILLING_API_TOKEN", "tok")
+        .env("PSA_BILLING_API_TOKEN", CLI_TOKEN)
         .stderr(stderr)
         .spawn()
         .unwrap();
@@ -244,7 +247,7 @@ async fn serve_sign_deliver_read_stop() {
     assert_eq!(r.status(), 200);
     let fx: Value = client
         .get(format!("{base}/v1/effects"))
-        .bearer_auth("tok")
+        .bearer_auth(CLI_TOKEN)
         .send()
         .await
         .unwrap()
@@ -948,7 +951,7 @@ async fn trigger_posts_realistic_signed_events_and_scenarios() {
 
     let fx: Value = client
         .get(format!("{base}/v1/effects"))
-        .bearer_auth("tok")
+        .bearer_auth(CLI_TOKEN)
         .send()
         .await
         .unwrap()
@@ -1017,4 +1020,83 @@ async fn trigger_posts_realistic_signed_events_and_scenarios() {
     let pid = server.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     server.wait().unwrap();
+}
+
+/// Runs `args` with its standard output read for one line (or not at all)
+/// and then closed, as `| head -1` and `| true` do; returns the status and
+/// what it wrote to standard error.
+fn with_a_closed_pipe(
+    args: &[&str],
+    stdin: Option<&[u8]>,
+    read_a_line: bool,
+) -> (std::process::ExitStatus, String) {
+    use std::io::{BufRead, BufReader, Read};
+    let mut child = bin()
+        .args(args)
+        .current_dir(repo())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    if read_a_line {
+        let mut line = String::new();
+        BufReader::new(out).read_line(&mut line).unwrap();
+        assert!(!line.is_empty(), "{args:?} printed a first line");
+    } else {
+        drop(out);
+    }
+    if let Some(input) = stdin {
+        let _ = child.stdin.take().unwrap().write_all(input);
+    }
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (child.wait().unwrap(), err)
+}
+
+/// Ended by its own output's reader going away: success, or the
+/// conventional SIGPIPE ending; never a panic.
+fn ended_quietly(args: &[&str], status: std::process::ExitStatus, err: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    assert!(!err.contains("panicked"), "{args:?}: {err}");
+    assert!(
+        status.success() || status.signal() == Some(SIGPIPE),
+        "{args:?}: {status:?} {err}"
+    );
+}
+
+/// The signal a write to a closed pipe raises (Linux).
+const SIGPIPE: i32 = 13;
+
+#[test]
+fn commands_end_quietly_on_a_closed_pipe() {
+    // Output far larger than a pipe buffer, the reader gone after one line.
+    let (status, err) = with_a_closed_pipe(&["openapi"], None, true);
+    ended_quietly(&["openapi"], status, &err);
+    let corpus = repo().join("tests/fixtures/events");
+    let scenarios: Vec<String> = std::fs::read_dir(&corpus)
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .collect();
+    let mut replay = vec!["replay"];
+    replay.extend(scenarios.iter().map(String::as_str));
+    let (status, err) = with_a_closed_pipe(&replay, None, true);
+    ended_quietly(&["replay"], status, &err);
+    // The reader gone before anything is written (`| true`).
+    let quote = ["quote", "--amount", "100.00", "--currency", "usd"];
+    let (status, err) = with_a_closed_pipe(&quote, None, false);
+    ended_quietly(&quote, status, &err);
+    let sign = ["sign", "--secret", "whsec_pipe"];
+    let (status, err) = with_a_closed_pipe(&sign, Some(b"{\"id\":\"evt_1\"}"), false);
+    ended_quietly(&sign, status, &err);
 }

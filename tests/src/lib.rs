@@ -7,6 +7,7 @@ use psa_billing::{Db, Limits, Pipeline, Runtime};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 mod fake_billing;
 pub mod fake_stripe;
@@ -44,6 +45,10 @@ pub struct Options {
     pub livemode: Option<bool>,
     /// The application's own routes, served behind the API token.
     pub extra_routes: Option<axum::Router>,
+    /// Effects streams open at once.
+    pub max_streams: usize,
+    /// How long one effects stream stays open.
+    pub stream_lifetime: Duration,
 }
 
 impl Default for Options {
@@ -60,6 +65,8 @@ impl Default for Options {
             http: psa_billing::http::HttpLimits::default(),
             livemode: None,
             extra_routes: None,
+            max_streams: ServerOptions::default().max_streams,
+            stream_lifetime: ServerOptions::default().stream_lifetime,
         }
     }
 }
@@ -119,6 +126,8 @@ impl TestServer {
                 api_token: Some(API_TOKEN.into()),
                 rules: opts.rules,
                 console: false,
+                max_streams: opts.max_streams,
+                stream_lifetime: opts.stream_lifetime,
             },
             opts.extra_routes.unwrap_or_default(),
         );

@@ -155,3 +155,50 @@ async fn effects_stream_as_they_commit_and_resume_from_the_last_event_id() {
     .await;
     assert!(ended.is_ok(), "the streams ended when the service closed");
 }
+
+#[tokio::test]
+async fn streams_are_capped_and_end_at_their_lifetime() {
+    let server = TestServer::start(Options {
+        max_streams: 2,
+        stream_lifetime: Duration::from_secs(1),
+        ..Options::default()
+    })
+    .await;
+    let body = event(
+        "evt_cap_1",
+        "payment_intent.succeeded",
+        succeeded_payment("pi_cap_1"),
+    );
+    assert_eq!(server.deliver_signed(&body).await.status, 200);
+    let mut first = Reader::open(&server, "", None).await;
+    let mut second = Reader::open(&server, "", None).await;
+    // A third is refused while two are open, with a time to come back.
+    let third = server
+        .client
+        .get(server.url("/v1/effects/stream"))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(third.status(), 503);
+    assert_eq!(third.headers()["retry-after"], "5");
+    let refused: Value = third.json().await.unwrap();
+    assert_eq!(refused["error"], "too_many_streams");
+    // Both streams deliver, then end at their lifetime.
+    for reader in [&mut first, &mut second] {
+        assert_eq!(reader.next().await.unwrap().id, 1);
+        let ended = tokio::time::timeout(Duration::from_secs(5), reader.next())
+            .await
+            .expect("the stream ends at its lifetime");
+        assert!(ended.is_none());
+    }
+    // Their slots are free again: a reconnect resumes after the last id.
+    let mut again = Reader::open(&server, "", Some("1")).await;
+    let body = event(
+        "evt_cap_2",
+        "payment_intent.succeeded",
+        succeeded_payment("pi_cap_2"),
+    );
+    assert_eq!(server.deliver_signed(&body).await.status, 200);
+    assert_eq!(again.next().await.unwrap().id, 2);
+}

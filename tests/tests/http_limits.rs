@@ -65,6 +65,7 @@ fn limits() -> HttpLimits {
         idle_timeout: Duration::from_millis(600),
         request_timeout: Duration::from_millis(300),
         shutdown_grace: Duration::from_secs(5),
+        ..HttpLimits::default()
     }
 }
 
@@ -355,4 +356,114 @@ async fn silent_sockets_beyond_the_cap_do_not_lock_out_a_signed_delivery() {
                 .is_some()
         );
     }
+}
+
+/// A webhook POST that promises a large body and sends one byte.
+async fn slow_body(addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        b"POST /webhooks/stripe HTTP/1.1\r\nHost: x\r\nStripe-Signature: t=1,v1=00\r\n\
+          Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    s
+}
+
+#[tokio::test]
+async fn slow_bodies_beyond_the_cap_do_not_lock_out_a_signed_delivery() {
+    use psa_billing_tests::{Options, TestServer, event, succeeded_payment};
+    let s = TestServer::start(Options {
+        http: HttpLimits {
+            max_connections: 32,
+            // Far beyond the test: only shedding can make room.
+            body_timeout: Duration::from_secs(60),
+            body_grace: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(60),
+            ..HttpLimits::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    // Hundreds of requests whose bodies never finish, every slot taken
+    // by a request in flight (none is idle).
+    let mut slow = Vec::new();
+    for _ in 0..300 {
+        slow.push(tokio::spawn(slow_body(s.addr)));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let body = event(
+        "evt_slow_flood",
+        "payment_intent.succeeded",
+        succeeded_payment("pi_slow_flood"),
+    );
+    let answer = tokio::time::timeout(Duration::from_secs(5), s.deliver_signed(&body))
+        .await
+        .expect("a signed delivery got through within 5 s");
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert_eq!(answer.body["status"], "accepted");
+    eprintln!(
+        "accepted after {:?} behind 300 slow bodies",
+        started.elapsed()
+    );
+    for t in slow {
+        t.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_body_slower_than_the_minimum_rate_is_cut_off() {
+    use psa_billing_tests::{Options, TestServer};
+    let s = TestServer::start(Options {
+        http: HttpLimits {
+            body_grace: Duration::from_millis(500),
+            min_body_rate: 1024,
+            body_timeout: Duration::from_secs(30),
+            ..HttpLimits::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let mut sock = slow_body(s.addr).await;
+    let started = Instant::now();
+    // One byte a while: far below 1 KiB/s.
+    let trickle = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if sock.write_all(b" ").await.is_err() {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(4), trickle).await;
+    let closed = read_until_closed(&mut sock, Duration::from_secs(2)).await;
+    assert!(closed.is_some(), "the connection is closed");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "closed soon after the grace: {:?}",
+        started.elapsed()
+    );
+    // Nothing was stored: the event never reached the pipeline.
+    assert!(s.effects().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_body_not_received_within_the_body_timeout_is_cut_off() {
+    use psa_billing_tests::{Options, TestServer};
+    let s = TestServer::start(Options {
+        http: HttpLimits {
+            body_timeout: Duration::from_secs(1),
+            min_body_rate: 0,
+            ..HttpLimits::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let mut sock = slow_body(s.addr).await;
+    let closed = read_until_closed(&mut sock, Duration::from_secs(4)).await;
+    assert!(
+        closed.is_some(),
+        "closed at the body timeout, not the request timeout"
+    );
 }

@@ -51,6 +51,9 @@ pub fn describe(e: &OperationError) -> String {
         OperationError::Invalid(m) | OperationError::Refused(m) | OperationError::Storage(m) => {
             m.clone()
         }
+        OperationError::NotOwned(n) => {
+            format!("{} is not tenant {:?}'s: {}", n.object, n.tenant, n.reason)
+        }
         OperationError::Fees(f) => crate::api::quotes::fee_error_text(f.clone()),
         OperationError::Stripe(s) => crate::stripe::describe_stripe(s),
     }

@@ -13,8 +13,8 @@ use crate::api::{ApiFailure, commit};
 use crate::pipeline::Rounds;
 use crate::runtime::{
     AccountStatusRequest, CallError, ChargeInvoiceRequest, DepositRequest, LicenseCountRequest,
-    OnboardRequest, OperationError, QuoteRequest, RefundRequest, Runtime, WithdrawRequest,
-    Withdrawal,
+    OnboardRequest, OperationError, OwnedObject, OwnershipClaim, QuoteRequest, RefundRequest,
+    Runtime, WithdrawRequest, Withdrawal,
 };
 use crate::storage::Db;
 use crate::storage::StagedState;
@@ -90,7 +90,7 @@ pub(super) async fn amount(
 }
 
 /// `POST /v1/operations/charge-invoice`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChargeInvoiceInput {
     /// Names the request: a repeat with the same id returns the recorded result and never reaches Stripe twice.
@@ -175,7 +175,7 @@ pub async fn charge_invoice(
 }
 
 /// `POST /v1/operations/refund`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefundInput {
     /// Names the request: a repeat with the same id returns the recorded result and never reaches Stripe twice.
@@ -227,7 +227,7 @@ pub async fn refund(
 }
 
 /// `POST /v1/operations/withdraw`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WithdrawInput {
     /// Names the request: a repeat with the same id returns the recorded result and never reaches Stripe twice.
@@ -278,7 +278,7 @@ pub async fn withdraw(
 }
 
 /// `POST /v1/operations/deposit`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DepositInput {
     /// Names the request: a repeat with the same id returns the recorded result and never reaches Stripe twice.
@@ -321,7 +321,7 @@ pub async fn deposit(
 }
 
 /// `POST /v1/operations/set-license-count`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LicenseCountInput {
     /// Names the request: a repeat with the same id returns the recorded result and never reaches Stripe twice.
@@ -365,7 +365,7 @@ pub async fn set_license_count(
 }
 
 /// `POST /v1/operations/onboard-tenant`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OnboardInput {
     /// Names the request: a repeat with the same id returns the recorded result and never reaches Stripe twice.
@@ -383,7 +383,7 @@ pub struct OnboardInput {
 }
 
 /// `POST /v1/operations/account-status`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountStatusInput {
     /// The tenant.
@@ -429,30 +429,155 @@ pub async fn onboard_tenant(
     .await
 }
 
-/// Every operation [`dispatch`] runs, by name.
-pub const NAMES: [&str; 21] = [
-    "charge-invoice",
-    "refund",
-    "deposit",
-    "withdraw",
-    "set-license-count",
-    "onboard-tenant",
-    "account-status",
-    "upsert-customer",
-    "find-customer",
-    "attach-payment-method",
-    "create-subscription",
-    "change-subscription-plan",
-    "cancel-subscription",
-    "resume-subscription",
-    "create-checkout-session",
-    "create-portal-session",
-    "create-invoice",
-    "finalize-invoice",
-    "send-invoice",
-    "void-invoice",
-    "mark-invoice-uncollectible",
+/// What an input field of an operation names, for the tenant boundary:
+/// each is proven the request's tenant's (by the plugin's `prove-owned`)
+/// before the operation runs, so before anything is written to Stripe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owned {
+    /// A connected account (`acct_...`): registered to the tenant. The
+    /// other objects of the request are read on it.
+    Account,
+    /// A payment intent: the owner recorded for its payment, else its metadata.
+    PaymentIntent,
+    /// A customer: its recorded owner, else its metadata.
+    Customer,
+    /// A customer to take on: no other tenant's.
+    AdoptedCustomer,
+    /// A saved payment method: attached to a customer the tenant owns.
+    PaymentMethod,
+    /// A payment method to attach: attached to no customer, or to the tenant's.
+    AttachablePaymentMethod,
+    /// A subscription: its recorded owner, else its metadata.
+    Subscription,
+    /// An invoice: its recorded owner, else its metadata.
+    Invoice,
+    /// A contractor: registered for the tenant with a payout account.
+    Contractor,
+    /// A payout destination: the tenant's account or one of its contractors'.
+    Payee,
+}
+
+/// One operation: its name and the top-level fields of its input that name
+/// objects it acts on. Fields that name nothing outside the tenant (a
+/// wallet, an external id: both are kept per tenant) are not listed.
+#[derive(Debug, Clone, Copy)]
+pub struct Operation {
+    /// The name in `POST /v1/operations/{name}`.
+    pub name: &'static str,
+    /// The fields naming objects that must be the tenant's, and what they name.
+    pub owns: &'static [(&'static str, Owned)],
+}
+
+const fn op(name: &'static str, owns: &'static [(&'static str, Owned)]) -> Operation {
+    Operation { name, owns }
+}
+
+use Owned as O;
+const ACCOUNT: (&str, Owned) = ("account", O::Account);
+const CUSTOMER: (&str, Owned) = ("customer", O::Customer);
+const SUBSCRIPTION: (&str, Owned) = ("subscription", O::Subscription);
+const INVOICE: (&str, Owned) = ("invoice", O::Invoice);
+
+/// Every operation [`dispatch`] runs, with what it acts on.
+pub const OPERATIONS: [Operation; 21] = [
+    op(
+        "charge-invoice",
+        &[ACCOUNT, CUSTOMER, ("payment_method", O::PaymentMethod)],
+    ),
+    op("refund", &[ACCOUNT, ("payment_intent", O::PaymentIntent)]),
+    op("deposit", &[CUSTOMER, ("payment_method", O::PaymentMethod)]),
+    op(
+        "withdraw",
+        &[("contractor", O::Contractor), ("destination", O::Payee)],
+    ),
+    op("set-license-count", &[ACCOUNT, SUBSCRIPTION]),
+    op("onboard-tenant", &[]),
+    op("account-status", &[ACCOUNT]),
+    op("upsert-customer", &[ACCOUNT, ("adopt", O::AdoptedCustomer)]),
+    op("find-customer", &[ACCOUNT]),
+    op(
+        "attach-payment-method",
+        &[ACCOUNT, ("payment_method", O::AttachablePaymentMethod)],
+    ),
+    op(
+        "create-subscription",
+        &[
+            ACCOUNT,
+            CUSTOMER,
+            ("default_payment_method", O::PaymentMethod),
+        ],
+    ),
+    op("change-subscription-plan", &[ACCOUNT, SUBSCRIPTION]),
+    op("cancel-subscription", &[ACCOUNT, SUBSCRIPTION]),
+    op("resume-subscription", &[ACCOUNT, SUBSCRIPTION]),
+    op("create-checkout-session", &[ACCOUNT, CUSTOMER]),
+    op("create-portal-session", &[ACCOUNT, CUSTOMER]),
+    op("create-invoice", &[ACCOUNT, CUSTOMER]),
+    op("finalize-invoice", &[ACCOUNT, INVOICE]),
+    op("send-invoice", &[ACCOUNT, INVOICE]),
+    op("void-invoice", &[ACCOUNT, INVOICE]),
+    op("mark-invoice-uncollectible", &[ACCOUNT, INVOICE]),
 ];
+
+/// Every operation's name, in [`OPERATIONS`]' order.
+pub const NAMES: [&str; OPERATIONS.len()] = {
+    let mut names = [""; OPERATIONS.len()];
+    let mut i = 0;
+    while i < OPERATIONS.len() {
+        names[i] = OPERATIONS[i].name;
+        i += 1;
+    }
+    names
+};
+
+/// The tenant boundary: the claim `input` makes for `operation` (its
+/// tenant, its account, the objects its declared fields name), proven by
+/// the plugin. Runs before the operation, so a refusal (`not-owned`)
+/// happens before anything is written to Stripe.
+async fn prove(
+    runtime: &Runtime,
+    db: &Db,
+    operation: &Operation,
+    input: &Value,
+) -> Result<(), ApiFailure> {
+    let text = |field: &str| input.get(field).and_then(Value::as_str).map(str::to_string);
+    let Some(tenant) = text("tenant") else {
+        // Every operation's input has a required tenant: serde refused it already.
+        return Err(ApiFailure::Invalid("an operation needs its tenant".into()));
+    };
+    let mut account = None;
+    let mut objects = Vec::new();
+    for (field, kind) in operation.owns {
+        let Some(id) = text(field) else { continue };
+        objects.push(match kind {
+            Owned::Account => {
+                account = Some(id);
+                continue;
+            }
+            Owned::PaymentIntent => OwnedObject::PaymentIntent(id),
+            Owned::Customer => OwnedObject::Customer(id),
+            Owned::AdoptedCustomer => OwnedObject::AdoptedCustomer(id),
+            Owned::PaymentMethod => OwnedObject::PaymentMethod(id),
+            Owned::AttachablePaymentMethod => OwnedObject::AttachablePaymentMethod(id),
+            Owned::Subscription => OwnedObject::Subscription(id),
+            Owned::Invoice => OwnedObject::Invoice(id),
+            Owned::Contractor => OwnedObject::Contractor(id),
+            Owned::Payee => OwnedObject::Payee(id),
+        });
+    }
+    let claim = OwnershipClaim {
+        tenant,
+        account,
+        objects,
+    };
+    if claim.account.is_none() && claim.objects.is_empty() {
+        return Ok(());
+    }
+    // Reads only: what the call staged is dropped.
+    let staged = StagedState::new(db.clone(), format!("operation:{}:prove", operation.name));
+    let (proven, _) = runtime.prove_owned(staged, claim).await?;
+    proven.map_err(ApiFailure::Refused)
+}
 
 /// Why [`dispatch`] ran nothing.
 #[derive(Debug)]
@@ -475,10 +600,21 @@ pub async fn dispatch(
     use super::billing as b;
     use crate::runtime::InvoiceStep;
     // `$op(runtime, db, [arg,] input)` with the input parsed as its type.
+    let Some(operation) = OPERATIONS.iter().find(|o| o.name == name) else {
+        return Err(Dispatch::Unknown(format!(
+            "no operation {name:?}; there are {}",
+            NAMES.join(", ")
+        )));
+    };
+    // The input parsed as its type (a bad input is refused first), then
+    // the tenant boundary, then the operation.
     macro_rules! run_op {
         ($op:path $(, $arg:expr)?) => {
-            match serde_json::from_value(input) {
-                Ok(i) => Ok($op(runtime, db, $($arg,)? i).await),
+            match serde_json::from_value(input.clone()) {
+                Ok(i) => Ok(match prove(runtime, db, operation, &input).await {
+                    Ok(()) => $op(runtime, db, $($arg,)? i).await,
+                    Err(refused) => Err(refused),
+                }),
                 Err(e) => Err(Dispatch::BadInput(e.to_string())),
             }
         };
@@ -507,15 +643,6 @@ pub async fn dispatch(
         "mark-invoice-uncollectible" => {
             run_op!(b::advance_invoice, InvoiceStep::MarkUncollectible)
         }
-        _ => {
-            debug_assert!(
-                !NAMES.contains(&name),
-                "{name} is listed but not dispatched"
-            );
-            Err(Dispatch::Unknown(format!(
-                "no operation {name:?}; there are {}",
-                NAMES.join(", ")
-            )))
-        }
+        _ => unreachable!("{name} is listed in OPERATIONS but not dispatched"),
     }
 }

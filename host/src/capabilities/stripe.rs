@@ -231,6 +231,15 @@ impl stripe::Host for CallState {
             .await
     }
 
+    async fn retrieve_payment_method(
+        &mut self,
+        id: String,
+        account: Option<String>,
+    ) -> wasmtime::Result<Result<stripe::PaymentMethod, stripe::StripeError>> {
+        self.stripe_call(async |s| s.retrieve_payment_method(&id, account.as_deref()).await)
+            .await
+    }
+
     async fn search_customers(
         &mut self,
         metadata: Vec<(String, String)>,

@@ -294,6 +294,34 @@ impl StripeArgs {
     }
 }
 
+/// Whether a command prints its result and talks to no peer over a
+/// socket (a quote, a replay, a signature, a document): those end when
+/// their reader goes away. The others keep Rust's default, so a peer
+/// closing a connection is an error they report, never a signal.
+fn prints_a_result(command: &Command) -> bool {
+    match command {
+        Command::Quote(_)
+        | Command::Sign(_)
+        | Command::Openapi
+        | Command::CheckPlugin { .. }
+        | Command::Component { .. } => true,
+        Command::Replay(r) => !r.dead_letters,
+        _ => false,
+    }
+}
+
+/// Rust ignores SIGPIPE, so `println!` to a closed pipe (`| head -1`)
+/// panics. A command that only prints takes the default action instead,
+/// as Unix filters do: it ends at once, with the conventional SIGPIPE
+/// status (141 in a shell), and prints nothing more.
+fn end_quietly_on_a_closed_pipe() {
+    // SAFETY: called once, before any thread is started; restoring a
+    // signal's default disposition has no other effect on this process.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Entry point of the binary.
 pub fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -319,6 +347,9 @@ pub fn main() -> Result<()> {
         logs.json().with_current_span(true).init();
     } else {
         logs.init();
+    }
+    if prints_a_result(&cli.command) {
+        end_quietly_on_a_closed_pipe();
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

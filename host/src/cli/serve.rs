@@ -94,6 +94,32 @@ pub(super) struct HttpArgs {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     idle_timeout_seconds: u64,
+    /// Seconds to receive a whole request body; then the request fails and
+    /// the connection is closed.
+    #[arg(
+        long,
+        env = "PSA_BILLING_BODY_TIMEOUT_SECONDS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    body_timeout_seconds: u64,
+    /// Effects streams (`/v1/effects/stream`) open at once; more are
+    /// answered 503 with Retry-After.
+    #[arg(long, env = "PSA_BILLING_MAX_STREAMS", default_value_t = 256)]
+    max_streams: usize,
+    /// Seconds one effects stream stays open; the client reconnects with
+    /// Last-Event-ID and misses nothing.
+    #[arg(
+        long,
+        env = "PSA_BILLING_STREAM_LIFETIME_SECONDS",
+        default_value_t = 900,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    stream_lifetime_seconds: u64,
+    /// Bytes a second a request body must average after its first 5
+    /// seconds; slower, the request fails and the connection is closed.
+    #[arg(long, env = "PSA_BILLING_MIN_BODY_RATE", default_value_t = 1024)]
+    min_body_rate: u64,
 }
 
 impl HttpArgs {
@@ -104,10 +130,15 @@ impl HttpArgs {
             request_timeout: Duration::from_secs(self.request_timeout_seconds),
             header_timeout: Duration::from_secs(self.header_timeout_seconds),
             idle_timeout: Duration::from_secs(self.idle_timeout_seconds),
+            body_timeout: Duration::from_secs(self.body_timeout_seconds),
+            min_body_rate: self.min_body_rate,
             ..Default::default()
         }
     }
 }
+
+/// The shortest API token `serve` takes.
+const MIN_TOKEN_CHARS: usize = 16;
 
 pub(super) async fn serve(a: ServeArgs) -> Result<()> {
     let thin_secrets = match a.thin_webhook_secret.as_deref() {
@@ -133,9 +164,31 @@ pub(super) async fn serve(a: ServeArgs) -> Result<()> {
         builder = builder.rules_file(path);
     }
     if let Some(token) = a.api_token.filter(|t| !t.is_empty()) {
+        // One token reaches every tenant's money: a short one is guessed.
+        // Refused where others can reach the service; on loopback alone
+        // (a developer's machine, a benchmark) it is only warned about.
+        if token.chars().count() < MIN_TOKEN_CHARS {
+            let loopback = a
+                .listen
+                .parse::<std::net::SocketAddr>()
+                .is_ok_and(|addr| addr.ip().is_loopback());
+            let why = format!(
+                "PSA_BILLING_API_TOKEN (--api-token) is shorter than {MIN_TOKEN_CHARS} characters; \
+                 `openssl rand -hex 32` makes a good one"
+            );
+            anyhow::ensure!(
+                loopback,
+                "{why} (refused on {}, which is not loopback)",
+                a.listen
+            );
+            tracing::warn!("{why}: accepted on loopback only");
+        }
         builder = builder.api_token(token);
     }
-    builder = builder.console(a.console);
+    builder = builder.console(a.console).effects_streams(
+        a.http.max_streams,
+        Duration::from_secs(a.http.stream_lifetime_seconds),
+    );
     if let Some(url) = a.publish.filter(|u| !u.is_empty()) {
         builder = builder.publish_to_nats(crate::relay::NatsRelay {
             url,

@@ -14,18 +14,27 @@
 //! every slot is taken a new connection sheds the connection that has been
 //! idle longest, so a flood of silent sockets cannot lock out a delivery.
 //!
+//! Request bodies are paced: a body must arrive within `body_timeout`, and
+//! at `min_body_rate` on average once `body_grace` has passed, or the
+//! request fails (its handler sees a body error, so nothing is done) and
+//! the connection closes. When every slot is taken and none is idle, the
+//! connection that has been sending a body longest is dropped instead, so
+//! clients that trickle bodies cannot hold the slots until the request
+//! timeout either.
+//!
 //! It knows nothing of the routes it serves: `app` is any axum router.
 
 use axum::Router;
 use axum::body::Body;
 use http_body_util::BodyExt;
+use hyper::body::Body as _;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulConnection;
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -58,6 +67,12 @@ pub struct HttpLimits {
     pub request_timeout: Duration,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// Time to receive a whole request body, from its headers.
+    pub body_timeout: Duration,
+    /// Bytes a second a body must average once `body_grace` has passed.
+    pub min_body_rate: u64,
+    /// Time a body may take before `min_body_rate` applies.
+    pub body_grace: Duration,
 }
 
 impl Default for HttpLimits {
@@ -70,6 +85,9 @@ impl Default for HttpLimits {
             idle_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(10),
+            min_body_rate: 1024,
+            body_grace: Duration::from_secs(5),
         }
     }
 }
@@ -131,13 +149,21 @@ pub async fn serve(
         let permit = match slots.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
-                // Every slot is taken: the connection idle longest makes room.
-                // With none idle, this one waits for a request to finish.
+                // Every slot is taken: the connection idle longest makes
+                // room; with none idle, the one sending a body longest is
+                // dropped. With neither, this one waits for a request to finish.
                 if let Some(victim) = open.idle_longest() {
                     tracing::debug!(
                         connection = victim.id,
                         "connection limit reached: closing the connection idle longest"
                     );
+                    victim.close.notify_one();
+                } else if let Some(victim) = open.slowest_body() {
+                    tracing::debug!(
+                        connection = victim.id,
+                        "connection limit reached: dropping the connection sending a body longest"
+                    );
+                    victim.drop_now.store(true, Ordering::Release);
                     victim.close.notify_one();
                 }
                 tokio::select! {
@@ -149,7 +175,7 @@ pub async fn serve(
         next_id += 1;
         let conn_state = Arc::new(Connection::new(next_id));
         open.insert(conn_state.clone());
-        let service = tracked(app.clone(), conn_state.clone());
+        let service = tracked(app.clone(), conn_state.clone(), Pacing::of(&limits));
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
@@ -181,6 +207,7 @@ pub async fn serve(
 fn tracked(
     app: Router,
     conn: Arc<Connection>,
+    pacing: Pacing,
 ) -> impl hyper::service::Service<
     axum::http::Request<Incoming>,
     Response = axum::http::Response<Body>,
@@ -194,8 +221,11 @@ fn tracked(
     hyper::service::service_fn(move |req: axum::http::Request<Incoming>| {
         let busy = conn.begin();
         let app = app.clone();
+        let body = Paced::new(conn.clone(), pacing);
         async move {
-            let response = app.oneshot(req.map(Body::new)).await?;
+            let response = app
+                .oneshot(req.map(|inner| Body::new(body.wrap(inner))))
+                .await?;
             Ok(response.map(|body| {
                 Body::new(body.map_frame(move |frame| {
                     let _still_sending = &busy;
@@ -244,7 +274,10 @@ async fn watch<C>(
                 }
                 closing = Some(Instant::now() + CLOSE_GRACE);
             }
-            _ = state.close.notified(), if closing.is_none() => {
+            _ = state.close.notified(), if closing.is_none() || state.drop_now.load(Ordering::Acquire) => {
+                if state.drop_now.load(Ordering::Acquire) {
+                    break;
+                }
                 conn.as_mut().graceful_shutdown();
                 closing = Some(Instant::now() + CLOSE_GRACE);
             }
@@ -277,6 +310,11 @@ struct Connection {
     idle_since_ms: AtomicU64,
     /// Wakes the connection's watcher to close it.
     close: Notify,
+    /// Set with `close`: drop the connection at once, request and all.
+    drop_now: AtomicBool,
+    /// Milliseconds after `opened` when the body being received began
+    /// (`u64::MAX`: none is).
+    body_since_ms: AtomicU64,
 }
 
 /// Decrements a connection's in-flight count when dropped.
@@ -301,6 +339,8 @@ impl Connection {
             requests: AtomicU64::new(0),
             idle_since_ms: AtomicU64::new(0),
             close: Notify::new(),
+            drop_now: AtomicBool::new(false),
+            body_since_ms: AtomicU64::new(NO_BODY),
         }
     }
 
@@ -316,6 +356,24 @@ impl Connection {
 
     fn requests_seen(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// When the body it is receiving began, if it is receiving one.
+    fn body_since(&self) -> Option<Instant> {
+        match self.body_since_ms.load(Ordering::Acquire) {
+            NO_BODY => None,
+            ms => Some(self.opened + Duration::from_millis(ms)),
+        }
+    }
+
+    fn body_began(&self) {
+        let now = self.opened.elapsed().as_millis() as u64;
+        self.body_since_ms
+            .store(now.min(NO_BODY - 1), Ordering::Release);
+    }
+
+    fn body_ended(&self) {
+        self.body_since_ms.store(NO_BODY, Ordering::Release);
     }
 
     /// When it has been idle since.
@@ -351,6 +409,15 @@ impl Connections {
         self.0.lock().expect("not poisoned").remove(&id);
     }
 
+    /// The connection that has been receiving a request body the longest.
+    fn slowest_body(&self) -> Option<Arc<Connection>> {
+        let open = self.0.lock().expect("not poisoned");
+        open.values()
+            .filter_map(|c| c.body_since().map(|since| (since, c)))
+            .min_by_key(|(since, _)| *since)
+            .map(|(_, c)| c.clone())
+    }
+
     /// The connection with nothing in flight for the longest time.
     fn idle_longest(&self) -> Option<Arc<Connection>> {
         let open = self.0.lock().expect("not poisoned");
@@ -358,5 +425,163 @@ impl Connections {
             .filter(|c| c.in_flight() == 0)
             .min_by_key(|c| c.idle_since())
             .cloned()
+    }
+}
+
+/// `body_since_ms` of a connection receiving no body.
+const NO_BODY: u64 = u64::MAX;
+
+/// The pace a request body must keep (from [`HttpLimits`]).
+#[derive(Debug, Clone, Copy)]
+struct Pacing {
+    timeout: Duration,
+    min_rate: u64,
+    grace: Duration,
+}
+
+impl Pacing {
+    fn of(limits: &HttpLimits) -> Pacing {
+        Pacing {
+            timeout: limits.body_timeout,
+            min_rate: limits.min_body_rate,
+            grace: limits.body_grace,
+        }
+    }
+}
+
+/// A request body held to its [`Pacing`]: too slow, it ends with an error
+/// (the handler never sees a whole body, so it does nothing) and the
+/// connection is dropped. While it is incomplete, its connection counts as
+/// sending a body, for shedding.
+struct Paced {
+    inner: Option<Incoming>,
+    conn: Arc<Connection>,
+    pacing: Pacing,
+    began: Instant,
+    received: u64,
+    check: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Paced {
+    fn new(conn: Arc<Connection>, pacing: Pacing) -> PacedStart {
+        PacedStart { conn, pacing }
+    }
+}
+
+/// A [`Paced`] body not yet given its request's body.
+struct PacedStart {
+    conn: Arc<Connection>,
+    pacing: Pacing,
+}
+
+impl PacedStart {
+    fn wrap(self, inner: Incoming) -> Paced {
+        let done = inner.is_end_stream();
+        if !done {
+            self.conn.body_began();
+        }
+        let began = Instant::now();
+        Paced {
+            inner: (!done).then_some(inner),
+            conn: self.conn,
+            pacing: self.pacing,
+            began,
+            received: 0,
+            check: Box::pin(tokio::time::sleep_until(
+                began + self.pacing.grace.min(self.pacing.timeout),
+            )),
+        }
+    }
+}
+
+impl Paced {
+    /// Whether the body is behind its pace at `now`.
+    fn too_slow(&self, now: Instant) -> Option<String> {
+        let elapsed = now.saturating_duration_since(self.began);
+        if elapsed >= self.pacing.timeout {
+            return Some(format!(
+                "the request body was not received within {:?}",
+                self.pacing.timeout
+            ));
+        }
+        let owed = (self.pacing.min_rate as u128 * elapsed.as_millis() / 1000) as u64;
+        (elapsed >= self.pacing.grace && self.received < owed).then(|| {
+            format!(
+                "the request body arrived at under {} bytes a second",
+                self.pacing.min_rate
+            )
+        })
+    }
+
+    fn finish(&mut self) {
+        if self.inner.take().is_some() {
+            self.conn.body_ended();
+        }
+    }
+}
+
+impl Drop for Paced {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+impl hyper::body::Body for Paced {
+    type Data = axum::body::Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match std::pin::Pin::new(inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.received += data.len() as u64;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.finish();
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(None) => {
+                this.finish();
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                // Look again at the pace each time the check comes due.
+                while this.check.as_mut().poll(cx).is_ready() {
+                    let now = Instant::now();
+                    if let Some(why) = this.too_slow(now) {
+                        this.conn.drop_now.store(true, Ordering::Release);
+                        this.conn.close.notify_one();
+                        this.finish();
+                        return Poll::Ready(Some(Err(why.into())));
+                    }
+                    let next =
+                        (now + Duration::from_millis(500)).min(this.began + this.pacing.timeout);
+                    this.check
+                        .as_mut()
+                        .reset(next.max(now + Duration::from_millis(1)));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(|i| i.is_end_stream())
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner
+            .as_ref()
+            .map_or_else(|| hyper::body::SizeHint::with_exact(0), |i| i.size_hint())
     }
 }

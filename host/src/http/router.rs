@@ -46,6 +46,12 @@ pub struct ServerOptions {
     pub rules: Option<String>,
     /// Serve the operator console at `/console` (signed in with the API token).
     pub console: bool,
+    /// Effects streams (`/v1/effects/stream`) open at once; one more is
+    /// answered 503 with `Retry-After`.
+    pub max_streams: usize,
+    /// How long one effects stream stays open; the client reconnects with
+    /// `Last-Event-ID` and misses nothing.
+    pub stream_lifetime: std::time::Duration,
 }
 
 impl Default for ServerOptions {
@@ -55,6 +61,8 @@ impl Default for ServerOptions {
             api_token: None,
             rules: None,
             console: false,
+            max_streams: 256,
+            stream_lifetime: std::time::Duration::from_secs(15 * 60),
         }
     }
 }
@@ -67,6 +75,9 @@ struct AppState {
     rules: Option<String>,
     /// The OpenAPI document of these routes, as served.
     openapi: String,
+    /// One permit per effects stream open.
+    streams: Arc<tokio::sync::Semaphore>,
+    stream_lifetime: std::time::Duration,
 }
 
 /// The routes of `serve`: the webhook endpoints, `/healthz`, `/metrics`,
@@ -89,6 +100,8 @@ pub fn router_with(pipeline: Pipeline, options: ServerOptions, extra: Router) ->
         token_digest: options.api_token.as_deref().map(digest),
         rules: options.rules,
         openapi: openapi::to_json(&document),
+        streams: Arc::new(tokio::sync::Semaphore::new(options.max_streams)),
+        stream_lifetime: options.stream_lifetime,
     });
     let v1 = v1.with_state(state.clone()).merge(extra).route_layer(
         axum::middleware::from_fn_with_state(state.clone(), require_token),
@@ -436,7 +449,9 @@ struct StreamQuery {
 /// sends, which wins), `id:` its sequence number and `event:` its kind,
 /// then each new one as it commits. Sequence numbers are gapless, so a
 /// client that reconnects with its last id misses nothing and gets nothing
-/// twice. Ends when the service shuts down.
+/// twice. Ends when the service shuts down, or after its maximum lifetime
+/// (the client reconnects with `Last-Event-ID`). At most `max_streams` are
+/// open at once.
 #[utoipa::path(
     get, path = "/v1/effects/stream", tag = "effects",
     params(
@@ -447,6 +462,7 @@ struct StreamQuery {
         (status = 200, description = "An endless `text/event-stream`: one event per effect (`id:` its sequence, `event:` its kind, `data:` the effect as `GET /v1/effects` lists it), and a `keep-alive` comment every 15 s.",
             content_type = "text/event-stream", body = String),
         (status = 400, description = "`after` or `Last-Event-ID` is not a sequence number.", body = ErrorBody),
+        (status = 503, description = "`too_many_streams`: every stream slot is taken (`Retry-After` says when to try again).", body = ErrorBody),
     ),
 )]
 async fn effects_stream(
@@ -490,21 +506,39 @@ async fn effects_stream(
             "after must be 0 or more",
         );
     }
+    let Ok(permit) = app.streams.clone().try_acquire_owned() else {
+        let mut refused = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_streams",
+            "every effects stream slot is taken; reconnect later, or poll GET /v1/effects",
+        );
+        refused.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("5"),
+        );
+        return refused;
+    };
     struct Cursor {
         after: i64,
         page: std::collections::VecDeque<crate::storage::StoredEffect>,
         db: crate::storage::Db,
         closing: tokio::sync::watch::Receiver<bool>,
+        /// When the stream ends; the client reconnects with `Last-Event-ID`.
+        ends: tokio::time::Instant,
+        /// The stream's slot, given back when it ends.
+        _slot: tokio::sync::OwnedSemaphorePermit,
     }
     let start = Cursor {
         after,
         page: Default::default(),
         db: app.pipeline.db().clone(),
         closing: app.pipeline.closing(),
+        ends: tokio::time::Instant::now() + app.stream_lifetime,
+        _slot: permit,
     };
     let stream = futures_util::stream::unfold(start, |mut c| async move {
         loop {
-            if *c.closing.borrow() {
+            if *c.closing.borrow() || tokio::time::Instant::now() >= c.ends {
                 return None;
             }
             if let Some(effect) = c.page.pop_front() {
@@ -529,6 +563,7 @@ async fn effects_stream(
             }
             tokio::select! {
                 _ = tokio::time::sleep(STREAM_POLL) => {}
+                _ = tokio::time::sleep_until(c.ends) => return None,
                 // Closing, or the pipeline gone: either way the next turn ends.
                 changed = c.closing.changed() => {
                     if changed.is_err() {
@@ -1026,7 +1061,7 @@ async fn tenant_unregister(
         (status = 402, description = "`card_declined`: the card was declined (`card_declined` holds Stripe's codes and a message for the payer).", body = ErrorBody),
         (status = 403, description = "`stripe_denied`: the deployment does not allow this operation, or no Stripe key is configured.", body = ErrorBody),
         (status = 404, description = "`unknown_operation`.", body = ErrorBody),
-        (status = 409, description = "`refused`: the plugin refused it (insufficient balance, a request id reused with other content, a wrong state); `conflict`: likewise, found at commit.", body = ErrorBody),
+        (status = 409, description = "`not_owned`: an object or account the request names is not the tenant's (nothing was sent to Stripe); `refused`: the plugin refused it (insufficient balance, a request id reused with other content, a wrong state); `conflict`: likewise, found at commit.", body = ErrorBody),
         (status = 422, description = "`bad_request`: the body does not fit the operation; `invalid_request`: the plugin refused the values; `stripe_invalid_request`: Stripe refused the parameters.", body = ErrorBody),
         (status = 500, description = "`plugin_failed`, `fee_rules_failed`: a fault on psa-billing's side.", body = ErrorBody),
         (status = 502, description = "`stripe_authentication`: Stripe refused the secret key; `stripe_error`: another Stripe error.", body = ErrorBody),
@@ -1067,6 +1102,7 @@ fn refusal_response(e: OperationError) -> Response {
             (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request")
         }
         OperationError::Refused(_) => (StatusCode::CONFLICT, "refused"),
+        OperationError::NotOwned(_) => (StatusCode::CONFLICT, "not_owned"),
         OperationError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage"),
         OperationError::Stripe(s) => match s {
             StripeError::CardDeclined(_) => (StatusCode::PAYMENT_REQUIRED, "card_declined"),

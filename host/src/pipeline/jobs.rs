@@ -206,5 +206,8 @@ fn failure(e: OperationError) -> Failure {
         OperationError::Stripe(s) => Failure::Later(crate::stripe::describe_stripe(&s)),
         OperationError::Refused(m) | OperationError::Storage(m) => Failure::Later(m),
         OperationError::Fees(f) => Failure::Permanent(format!("{f:?}")),
+        OperationError::NotOwned(n) => {
+            Failure::Permanent(format!("{} is not {}'s: {}", n.object, n.tenant, n.reason))
+        }
     }
 }

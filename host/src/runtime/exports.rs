@@ -175,6 +175,16 @@ impl Runtime {
         operation_call!(self, staged, withdraw(rules, request))
     }
 
+    /// Proves that a request's account and the objects it names are its
+    /// tenant's (reads only; `not-owned` names the first that is not).
+    pub async fn prove_owned(
+        &self,
+        staged: StagedState,
+        claim: OwnershipClaim,
+    ) -> Result<(Result<(), OperationError>, StagedState), CallError> {
+        operation_call!(self, staged, prove_owned(claim))
+    }
+
     /// Sets a subscription's license count.
     pub async fn set_license_count(
         &self,

@@ -111,6 +111,7 @@ exports!(BillingExports {
         transactions = "transactions"(String, u64, u32) -> Result<Vec<Transaction>, LedgerError>;
     }
     "operations" {
+        prove_owned = "prove-owned"(OwnershipClaim) -> Result<(), OperationError>;
         charge_invoice = "charge-invoice"(ChargeInvoiceRequest, Quote) -> Result<ChargedInvoice, OperationError>;
         refund = "refund"(Option<String>, RefundRequest) -> Result<Refunded, OperationError>;
         deposit = "deposit"(Option<String>, DepositRequest) -> Result<PaymentIntent, OperationError>;

@@ -41,10 +41,11 @@ pub use crate::bindings::exports::psa::billing::ledger::{Balance, LedgerError, L
 pub use crate::bindings::exports::psa::billing::operations::{
     AccountStatusRequest, ChargeInvoiceRequest, ChargedInvoice, CheckoutRequest, CustomerAction,
     CustomerFields, CustomerRequest, DepositRequest, InvoiceAction, InvoiceAdvance, InvoiceRequest,
-    Invoiced, LicenseCountRequest, NewInvoice, NewSubscription, OnboardRequest, Onboarded,
-    OperationError, PaidWithdrawal, PaymentMethodAttachment, PlanChange, PortalRequest, Purchase,
-    RefundRequest, Refunded, SettleRequest, StripeInvoiceLine, SubscriptionAction,
-    SubscriptionCancel, SubscriptionRequest, WalletDeposit, WithdrawRequest, Withdrawal,
+    Invoiced, LicenseCountRequest, NewInvoice, NewSubscription, NotOwned, OnboardRequest,
+    Onboarded, OperationError, OwnedObject, OwnershipClaim, PaidWithdrawal,
+    PaymentMethodAttachment, PlanChange, PortalRequest, Purchase, RefundRequest, Refunded,
+    SettleRequest, StripeInvoiceLine, SubscriptionAction, SubscriptionCancel, SubscriptionRequest,
+    WalletDeposit, WithdrawRequest, Withdrawal,
 };
 pub use crate::bindings::exports::psa::billing::webhooks::{
     Delivery, Effect, Envelope, HandleError, Routing, ThinEnvelope, VerifyError,

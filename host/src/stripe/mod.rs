@@ -37,7 +37,7 @@ use wit::StripeError as WitError;
 /// Every operation of the `stripe` interface, by its WIT name, and the
 /// host's own `list-balance-transactions` (`reconcile`): what
 /// `PSA_BILLING_STRIPE_ALLOW` may list.
-pub const OPERATIONS: [&str; 28] = [
+pub const OPERATIONS: [&str; 29] = [
     "retrieve-event",
     "retrieve-thin-event",
     "retrieve-payment-intent",
@@ -56,6 +56,7 @@ pub const OPERATIONS: [&str; 28] = [
     "create-customer",
     "update-customer",
     "retrieve-customer",
+    "retrieve-payment-method",
     "search-customers",
     "attach-payment-method",
     "create-subscription",
@@ -729,6 +730,38 @@ impl StripeApi {
             })
             .await?;
         Ok(customer(c))
+    }
+
+    /// `GET /v1/payment_methods/{id}`: its id and the customer it is
+    /// attached to (read untyped: the tenant boundary needs nothing else,
+    /// and a method type async-stripe does not know must not fail it).
+    pub async fn retrieve_payment_method(
+        &self,
+        id: &str,
+        account: Option<&str>,
+    ) -> Result<wit::PaymentMethod, WitError> {
+        check_id(id, "pm_")?;
+        let path = format!("/payment_methods/{id}");
+        let v: miniserde::json::Value = self
+            .send("retrieve-payment-method", account, None, || {
+                RequestBuilder::new(StripeMethod::Get, path.clone()).customize()
+            })
+            .await?;
+        let v = untyped(&v)?;
+        let customer = match &v["customer"] {
+            serde_json::Value::String(c) => Some(c.clone()),
+            serde_json::Value::Object(c) => {
+                c.get("id").and_then(|i| i.as_str()).map(str::to_string)
+            }
+            _ => None,
+        };
+        match v["id"].as_str() {
+            Some(id) => Ok(wit::PaymentMethod {
+                id: id.to_string(),
+                customer,
+            }),
+            None => Err(unreadable("a payment method without an id")),
+        }
     }
 
     /// `GET /v1/customers/search`: customers whose metadata has each pair.

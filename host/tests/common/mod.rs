@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const SECRET: &str = "whsec_processes";
-pub const TOKEN: &str = "processes-token";
+pub const TOKEN: &str = "processes-token-0123";
 
 /// A `serve` process, killed when dropped.
 pub struct Server {

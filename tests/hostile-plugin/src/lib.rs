@@ -173,6 +173,9 @@ mod glue {
         fn settle_payment(_: ops::SettleRequest) -> Result<Vec<Effect>, ops::OperationError> {
             panic!("hostile plugin trapped on purpose")
         }
+        fn prove_owned(_: ops::OwnershipClaim) -> Result<(), ops::OperationError> {
+            panic!("hostile plugin trapped on purpose")
+        }
         fn account_status(
             _: ops::AccountStatusRequest,
         ) -> Result<psa::billing::stripe::Account, ops::OperationError> {

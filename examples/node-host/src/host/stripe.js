@@ -22,6 +22,7 @@ export const createAccountLink = denied;
 export const createCustomer = denied;
 export const updateCustomer = denied;
 export const retrieveCustomer = denied;
+export const retrievePaymentMethod = denied;
 export const searchCustomers = denied;
 export const attachPaymentMethod = denied;
 export const createSubscription = denied;

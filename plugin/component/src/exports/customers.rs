@@ -228,6 +228,7 @@ fn upsert(req: &CustomerRequest, fields: &CustomerFields) -> Result<Customer, Op
     HostState
         .put(CUSTOMERS, &key, &customer.id)
         .map_err(storage)?;
+    super::boundary::record_owner(&customer.id, &req.tenant)?;
     Ok(customer)
 }
 

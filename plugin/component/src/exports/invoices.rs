@@ -93,6 +93,7 @@ fn create(
         };
         let draft =
             stripe::create_invoice(&params, account, &key("draft")).map_err(stripe_failed)?;
+        super::boundary::record_owner(&draft.id, &req.tenant)?;
         record(
             "invoice",
             &req.tenant,

@@ -7,6 +7,7 @@
 //! Knows nothing about the host: storage, clock, crypto and Stripe are
 //! imports.
 
+mod boundary;
 mod checkout;
 mod customers;
 mod fees;

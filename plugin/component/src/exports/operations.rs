@@ -129,6 +129,10 @@ pub(super) fn recorded_id(record: &Value, field: &str) -> Result<String, Operati
 }
 
 impl ops::Guest for Plugin {
+    fn prove_owned(claim: ops::OwnershipClaim) -> Result<(), OperationError> {
+        super::boundary::prove(&claim)
+    }
+
     fn charge_invoice(
         req: ChargeInvoiceRequest,
         fees: ops::Quote,
@@ -187,6 +191,7 @@ impl ops::Guest for Plugin {
             "payment_intent",
         );
         let intent = stripe::create_payment_intent(&params, on, &key).map_err(stripe_failed)?;
+        super::boundary::record_owner(&intent.id, &req.tenant)?;
         record(
             "charge-invoice",
             &req.tenant,
@@ -306,6 +311,7 @@ impl ops::Guest for Plugin {
         };
         let key = idempotency_key("deposit", &req.tenant, &req.request_id, "payment_intent");
         let intent = stripe::create_payment_intent(&params, None, &key).map_err(stripe_failed)?;
+        super::boundary::record_owner(&intent.id, &req.tenant)?;
         record(
             "deposit",
             &req.tenant,

@@ -59,6 +59,7 @@ pub(super) fn manage(req: SubscriptionRequest) -> Result<Subscription, Operation
             };
             let sub = stripe::create_subscription(&params, account, &key("create"))
                 .map_err(stripe_failed)?;
+            super::boundary::record_owner(&sub.id, &req.tenant)?;
             record(
                 "subscription",
                 &req.tenant,

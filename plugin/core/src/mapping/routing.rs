@@ -221,7 +221,26 @@ pub fn register_contractor(
     check_tenant(tenant)?;
     check_contractor(contractor)?;
     check_account_id(account)?;
+    // The account it was paid to before is no longer the tenant's payee.
+    if let Some(before) = store.get(CONTRACTORS, &key(&[tenant, contractor]))?
+        && before != account
+    {
+        store.delete(CONTRACTOR_PAYEES, &key(&[tenant, &before]))?;
+    }
+    store.put(CONTRACTOR_PAYEES, &key(&[tenant, account]), contractor)?;
     store.put(CONTRACTORS, &key(&[tenant, contractor]), account)
+}
+
+/// A tenant's payout accounts: `<tenant>/<account>` → the contractor paid there.
+pub const CONTRACTOR_PAYEES: &str = "contractor_payees";
+
+/// The contractor of `tenant` paid to `account`, if one is registered there.
+pub fn contractor_of(
+    store: &mut dyn StateStore,
+    tenant: &str,
+    account: &str,
+) -> Result<Option<String>, String> {
+    store.get(CONTRACTOR_PAYEES, &key(&[tenant, account]))
 }
 
 /// The connected account a tenant's contractor is paid to, if registered.
@@ -234,14 +253,24 @@ pub fn contractor_account(
     store.get(CONTRACTORS, &key(&[tenant, contractor]))
 }
 
-/// Who a payment-related object belongs to: its own `metadata.tenant_id`,
-/// else the tenant and ledger its payment intent was posted under, else
-/// the connected account or the platform. Returns (tenant, ledger tenant).
+/// Who a payment-related object belongs to: the tenant and ledger its
+/// payment intent was posted under, else its own `metadata.tenant_id`,
+/// else the connected account or the platform. Returns (tenant, ledger
+/// tenant). The recorded owner comes first: metadata (which whoever made
+/// the refund or transfer chose) never moves money of a payment away from
+/// the ledger the payment was posted in.
 pub(super) fn owner_of(
     ctx: &Ctx,
     store: &mut dyn StateStore,
     payment_intent: Option<&str>,
 ) -> Result<(Option<String>, String), HandleError> {
+    if let Some(pi) = payment_intent
+        && let Some(owner) = recorded_owner(store, pi)?
+    {
+        let tenant = owner["tenant"].as_str().map(str::to_string);
+        let ledger = owner["ledger"].as_str().unwrap_or(ledger::PLATFORM_TENANT);
+        return Ok((tenant, ledger.to_string()));
+    }
     if let Some(t) = ctx.tenant() {
         return Ok((Some(t.clone()), t));
     }
@@ -249,14 +278,9 @@ pub(super) fn owner_of(
         return Ok((None, ledger_tenant(None, ctx.account.as_deref())));
     };
     // Posting under a guess would split one payment over two ledgers.
-    let Some(owner) = recorded_owner(store, pi)? else {
-        return Err(HandleError::NotReady(format!(
-            "payment {pi} not seen yet and no metadata.tenant_id to route by; Stripe's retry will apply this after it"
-        )));
-    };
-    let tenant = owner["tenant"].as_str().map(str::to_string);
-    let ledger = owner["ledger"].as_str().unwrap_or(ledger::PLATFORM_TENANT);
-    Ok((tenant, ledger.to_string()))
+    Err(HandleError::NotReady(format!(
+        "payment {pi} not seen yet and no metadata.tenant_id to route by; Stripe's retry will apply this after it"
+    )))
 }
 
 /// The tenant of an object about a payment, for effects that post nothing:
