@@ -98,6 +98,23 @@ async fn the_console_signs_in_with_the_token_and_refuses_forged_posts() {
     let r = get("/console", None).await.unwrap();
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/console/login");
+    // Every console answer, a redirect and the form alike, is never framed,
+    // cached or sniffed, and sends no referrer.
+    let form = get("/console/login", None).await.unwrap();
+    for answer in [&r, &form] {
+        let h = answer.headers();
+        assert!(
+            h["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("frame-ancestors 'none'"),
+            "{h:?}"
+        );
+        assert_eq!(h["x-frame-options"], "DENY");
+        assert_eq!(h["cache-control"], "no-store");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["referrer-policy"], "no-referrer");
+    }
     let r = client
         .post(format!("{base}/console/login"))
         .form(&[("token", "not-the-token")])

@@ -87,6 +87,8 @@ pub(crate) struct FakeState {
     /// (account, id) → object.
     pub(crate) objects: HashMap<Scoped, Value>,
     faults: VecDeque<Fault>,
+    /// Faults for the next writes (any method but GET) alone.
+    write_faults: VecDeque<Fault>,
     next: u64,
     /// Stripe's card fee on a charge: (basis points, fixed minor units).
     card_fee: (i64, i64),
@@ -101,6 +103,7 @@ impl Default for FakeState {
             replays: HashMap::new(),
             objects: HashMap::new(),
             faults: VecDeque::new(),
+            write_faults: VecDeque::new(),
             next: 0,
             card_fee: (290, 30),
             now: AVAILABLE_ON - 172_800,
@@ -348,6 +351,12 @@ impl FakeStripe {
         self.state.lock().unwrap().faults.extend(faults);
     }
 
+    /// The next writes (not the reads before them, such as the tenant
+    /// boundary's) answer these faults, in order.
+    pub fn fail_next_writes(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.state.lock().unwrap().write_faults.extend(faults);
+    }
+
     /// Stores an object (with its `id`) as seen from `account`.
     pub fn insert(&self, account: Option<&str>, object: Value) {
         let id = object["id"]
@@ -425,7 +434,12 @@ fn answer(s: &mut FakeState, r: &Recorded) -> (u16, Value) {
             json!({}),
         );
     }
-    if let Some(fault) = s.faults.pop_front() {
+    let write_fault = if r.method != "GET" {
+        s.write_faults.pop_front()
+    } else {
+        None
+    };
+    if let Some(fault) = write_fault.or_else(|| s.faults.pop_front()) {
         return match fault {
             Fault::Status(429) => stripe_error(
                 429,

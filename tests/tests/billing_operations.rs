@@ -288,7 +288,7 @@ async fn a_subscription_is_created_moved_to_another_plan_cancelled_and_resumed()
         body["reason"]
             .as_str()
             .unwrap()
-            .contains("not one of tenant t2's"),
+            .contains("is not tenant \"t2\"'s"),
         "{body}"
     );
 
@@ -751,6 +751,10 @@ async fn an_invoice_on_a_connected_account_carries_the_quoted_application_fee() 
     let mut a = stripe_object("account");
     a["id"] = json!(account);
     fake.insert(None, a);
+    let put = server
+        .put_json(&format!("/v1/tenants/{account}"), &json!({"tenant": "t1"}))
+        .await;
+    assert_eq!(put.status, 200, "{}", put.body);
     let c = ok(
         &server,
         "upsert-customer",

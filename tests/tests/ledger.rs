@@ -153,8 +153,9 @@ async fn an_escrow_plan_between_parties_moves_wallet_to_contractor() {
     assert_eq!(plan.body["on_hold"][0]["from"], "wallet:w-1");
     assert_eq!(plan.body["on_cancel"][0]["to"], "wallet:w-1");
     assert_eq!(plan.body["on_complete"][1]["to"], "contractor:c-9");
-    // The deposit (as its webhook posts it), then the stages as planned.
-    let deposit = json!({"id": "pi_dep:payment", "currency": "usd", "movements": [
+    // The deposit (as the application books one paid outside Stripe), then
+    // the stages as planned.
+    let deposit = json!({"id": "dep-1:deposit", "currency": "usd", "movements": [
         {"from": "customer", "to": "wallet:w-1", "amount": "105.00"}]});
     let a = s
         .post_json("/v1/ledger/shop-9/transactions", &deposit)
@@ -215,12 +216,46 @@ async fn bad_postings_are_refused_and_change_nothing() {
             "unknown currency",
         ),
         (json!({"id": "a", "currency": "usd"}), 422, "movements"),
+        // The service's own ids and accounts: a hand posting under them
+        // would make the real one a no-op, or move money no balance holds.
+        (
+            json!({"id": "pi_x:payment", "currency": "usd", "movements": [mv("customer", "tenant", "1.00")]}),
+            422,
+            "reserved",
+        ),
+        (
+            json!({"id": "withdraw:b-w-2:hold", "currency": "usd", "movements": [mv("contractor", "withdrawing", "5000.00")]}),
+            422,
+            "reserved",
+        ),
+        (
+            json!({"id": "refund:re_1", "currency": "usd", "movements": [mv("tenant", "customer", "1.00")]}),
+            422,
+            "reserved",
+        ),
+        (
+            json!({"id": "hand-1", "currency": "usd", "movements": [mv("processor", "tenant", "1.00")]}),
+            422,
+            "processor",
+        ),
+        (
+            json!({"id": "hand-2", "currency": "usd", "movements": [mv("tenant", "paid_out", "1.00")]}),
+            422,
+            "paid_out",
+        ),
     ] {
         let a = s.post_json("/v1/ledger/t/transactions", &posting).await;
         assert_eq!(a.status, status, "{posting}: {:?}", a.body);
         let reason = a.body["reason"].as_str().unwrap_or_default();
         assert!(reason.contains(says), "{posting}: {reason}");
     }
+    let platform = s
+        .post_json(
+            "/v1/ledger/_platform/transactions",
+            &json!({"id": "hand-3", "currency": "usd", "movements": [mv("customer", "tenant", "1.00")]}),
+        )
+        .await;
+    assert_eq!(platform.status, 422, "{:?}", platform.body);
     assert_eq!(s.db.counts().await.unwrap().1, state_before);
     // The ledger API is behind the token like the rest of /v1.
     assert_eq!(s.get("/v1/ledger/t/balances", None).await.status, 401);

@@ -22,6 +22,60 @@ fn config(fake: &FakeStripe) -> StripeConfig {
 /// A 2.5 % Connect application fee.
 const RULES: &str = "[platform]\npercent = \"2.5\"\n";
 
+/// What the operations of these tests name is t1's, as the tenant
+/// boundary requires: `ACCOUNT` registered to t1; customer `cus_123`
+/// (metadata `tenant_id` t1) with its saved cards, on the platform and on
+/// `ACCOUNT`; t2's customer `cus_456` and market's `cus_789` likewise.
+async fn own(fake: &FakeStripe, server: &TestServer) {
+    for (account, tenant) in ACCOUNTS {
+        let put = server
+            .put_json(
+                &format!("/v1/tenants/{account}"),
+                &json!({"tenant": tenant}),
+            )
+            .await;
+        assert_eq!(put.status, 200, "{}", put.body);
+    }
+    own_objects(fake);
+}
+
+/// The connected accounts of t1 and t2.
+const ACCOUNTS: [(&str, &str); 2] = [(ACCOUNT, "t1"), ("acct_1TenantB", "t2")];
+
+/// The customers and cards of [`own`], at the fake Stripe.
+fn own_objects(fake: &FakeStripe) {
+    for on in [None, Some(ACCOUNT), Some("acct_1TenantB")] {
+        for (customer, tenant, cards) in [
+            (
+                "cus_123",
+                "t1",
+                ["pm_card", "pm_card_visa", "pm_card_chargeDeclined"],
+            ),
+            (
+                "cus_456",
+                "t2",
+                ["pm_t2_card", "pm_t2_visa", "pm_t2_declined"],
+            ),
+            (
+                "cus_789",
+                "market",
+                ["pm_market_card", "pm_market_visa", "pm_market_declined"],
+            ),
+        ] {
+            let mut c = stripe_object("customer");
+            c["id"] = json!(customer);
+            c["metadata"] = json!({"tenant_id": tenant});
+            fake.insert(on, c);
+            for card in cards {
+                let mut pm = stripe_object("payment_method");
+                pm["id"] = json!(card);
+                pm["customer"] = json!(customer);
+                fake.insert(on, pm);
+            }
+        }
+    }
+}
+
 async fn setup() -> (FakeStripe, TestServer) {
     let fake = FakeStripe::start().await;
     let server = TestServer::start(Options {
@@ -30,6 +84,7 @@ async fn setup() -> (FakeStripe, TestServer) {
         ..Options::default()
     })
     .await;
+    own(&fake, &server).await;
     (fake, server)
 }
 
@@ -103,7 +158,7 @@ async fn a_destination_charge_is_made_on_the_platform() {
 #[tokio::test]
 async fn transient_failures_are_retried_with_the_same_idempotency_key() {
     let (fake, server) = setup().await;
-    fake.fail_next([Fault::Status(429), Fault::Status(500)]);
+    fake.fail_next_writes([Fault::Status(429), Fault::Status(500)]);
     let a = server
         .post_json("/v1/operations/charge-invoice", &invoice("req-r", None))
         .await;
@@ -116,7 +171,7 @@ async fn transient_failures_are_retried_with_the_same_idempotency_key() {
     );
 
     // Retries are bounded: four failures in a row exhaust them.
-    fake.fail_next(std::iter::repeat_n(Fault::Status(503), 4));
+    fake.fail_next_writes(std::iter::repeat_n(Fault::Status(503), 4));
     let a = server
         .post_json("/v1/operations/charge-invoice", &invoice("req-x", None))
         .await;
@@ -133,7 +188,7 @@ async fn transient_failures_are_retried_with_the_same_idempotency_key() {
 #[tokio::test]
 async fn a_declined_card_comes_back_typed_with_its_decline_code() {
     let (fake, server) = setup().await;
-    fake.fail_next([Fault::CardDecline("insufficient_funds")]);
+    fake.fail_next_writes([Fault::CardDecline("insufficient_funds")]);
     let a = server
         .post_json(
             "/v1/operations/charge-invoice",
@@ -162,6 +217,7 @@ async fn a_wrong_key_is_an_authentication_error_and_no_key_denies() {
         ..Options::default()
     })
     .await;
+    own(&fake, &server).await;
     let a = server
         .post_json("/v1/operations/charge-invoice", &invoice("req-k", None))
         .await;
@@ -174,6 +230,7 @@ async fn a_wrong_key_is_an_authentication_error_and_no_key_denies() {
     assert_eq!(fake.requests().len(), 1, "a refused key is not retried");
 
     let unconfigured = TestServer::start(Options::default()).await;
+    own(&fake, &unconfigured).await;
     let a = unconfigured
         .post_json("/v1/operations/charge-invoice", &invoice("req-k", None))
         .await;
@@ -192,12 +249,18 @@ async fn a_wrong_key_is_an_authentication_error_and_no_key_denies() {
 async fn operations_outside_the_allow_list_are_denied_before_any_request() {
     let fake = FakeStripe::start().await;
     let mut c = config(&fake);
-    c.allow = Some(StripeConfig::parse_allow("retrieve-payment-intent,retrieve-charge").unwrap());
+    c.allow = Some(
+        StripeConfig::parse_allow(
+            "retrieve-payment-intent,retrieve-charge,retrieve-customer,retrieve-payment-method",
+        )
+        .unwrap(),
+    );
     let server = TestServer::start(Options {
         stripe: Some(c),
         ..Options::default()
     })
     .await;
+    own(&fake, &server).await;
     let a = server
         .post_json("/v1/operations/charge-invoice", &invoice("req-a", None))
         .await;
@@ -209,7 +272,8 @@ async fn operations_outside_the_allow_list_are_denied_before_any_request() {
             .unwrap()
             .contains("create-payment-intent")
     );
-    assert!(fake.requests().is_empty());
+    // The tenant boundary read what the request names; nothing was written.
+    assert!(fake.requests().iter().all(|r| r.method == "GET"));
     assert!(StripeConfig::parse_allow("create-refund,charge-everything").is_err());
 }
 
@@ -328,6 +392,14 @@ async fn withdrawals_hold_then_transfer_and_never_overdraw() {
     contractor["id"] = json!("acct_1Contractor");
     fake.insert(None, contractor);
     fund_contractor(&server, "market", "80.00").await;
+    // Paid only to an account registered as one of the tenant's.
+    let put = server
+        .put_json(
+            "/v1/contractors/market/c-1",
+            &json!({"account": "acct_1Contractor"}),
+        )
+        .await;
+    assert_eq!(put.status, 200, "{}", put.body);
 
     let a = server
         .post_json(
@@ -376,20 +448,20 @@ async fn withdrawals_hold_then_transfer_and_never_overdraw() {
     );
     assert_eq!(fake.requests_to("POST", "/v1/transfers").len(), 1);
 
-    // Stripe refuses the transfer (no such destination): the hold is released.
+    // An account that is not the tenant's: refused before any hold or transfer.
     let a = server
         .post_json(
             "/v1/operations/withdraw",
             &withdrawal("w-3", "acct_1Unknown", "10.00"),
         )
         .await;
-    assert_eq!(a.status, 422, "{}", a.body);
-    assert_eq!(a.body["error"], "stripe_invalid_request");
+    assert_eq!(a.status, 409, "{}", a.body);
+    assert_eq!(a.body["error"], "not_owned");
     assert_eq!(balance(&server, "market", "contractor").await, 3_000);
     assert_eq!(balance(&server, "market", "withdrawing").await, 0);
 
     // Stripe unreachable: the hold stays; the same request later completes it.
-    fake.fail_next(std::iter::repeat_n(Fault::Status(500), 4));
+    fake.fail_next_writes(std::iter::repeat_n(Fault::Status(500), 4));
     let a = server
         .post_json(
             "/v1/operations/withdraw",
@@ -517,9 +589,10 @@ async fn a_deposit_is_held_to_the_rules_limits_and_credits_the_wallet() {
         ..Options::default()
     })
     .await;
+    own(&fake, &server).await;
     let deposit = |id: &str, amount: &str| {
         json!({"request_id": id, "tenant": "market", "wallet": "w-1", "amount": amount,
-               "currency": "usd", "customer": "cus_123", "payment_method": "pm_card_visa"})
+               "currency": "usd", "customer": "cus_789", "payment_method": "pm_market_visa"})
     };
     // Below the minimum and above the maximum: refused before Stripe.
     for (id, amount, limit) in [
@@ -570,10 +643,11 @@ async fn a_deposit_is_held_to_the_rules_limits_and_credits_the_wallet() {
 #[tokio::test]
 async fn set_license_count_updates_the_single_item_quantity() {
     let (fake, server) = setup().await;
-    let sub = stripe_object("subscription");
+    let mut sub = stripe_object("subscription");
     let sub_id = sub["id"].as_str().unwrap().to_string();
     let item = sub["items"]["data"][0]["id"].as_str().unwrap().to_string();
     assert_eq!(sub["items"]["data"].as_array().unwrap().len(), 1);
+    sub["metadata"] = json!({"tenant_id": "t1"});
     fake.insert(Some(ACCOUNT), sub);
     let body = json!({"request_id": "seats-1", "tenant": "t1", "account": ACCOUNT,
                       "subscription": sub_id, "count": 7});
@@ -615,6 +689,7 @@ async fn set_license_count_by_price_leaves_an_add_on_alone() {
     addon["price"]["id"] = json!("price_addon");
     addon["quantity"] = json!(2);
     sub["items"]["data"] = json!([addon, seats]);
+    sub["metadata"] = json!({"tenant_id": "t1"});
     fake.insert(Some(ACCOUNT), sub);
     let body = |id: &str, price: Option<&str>| {
         json!({"request_id": id, "tenant": "t1", "account": ACCOUNT,
@@ -814,6 +889,7 @@ async fn the_fee_charged_is_the_fee_quoted_by_a_fee_rules_component() {
         ..Options::default()
     })
     .await;
+    own(&fake, &server).await;
     let (quoted, charged) = quoted_and_charged(&server, &fake, "0").await;
     assert_eq!(
         quoted, 250,
@@ -940,6 +1016,10 @@ async fn the_embedding_api_runs_operations_with_its_stripe_configuration() {
         .build()
         .await
         .unwrap();
+    for (account, tenant) in ACCOUNTS {
+        billing.register_tenant(account, tenant).await.unwrap();
+    }
+    own_objects(&fake);
     let input: psa_billing::api::operations::ChargeInvoiceInput =
         serde_json::from_value(invoice("emb-1", Some("pm_card_visa"))).unwrap();
     let charged = billing.charge_invoice(input).await.unwrap();
@@ -972,6 +1052,8 @@ async fn two_tenants_may_use_the_same_request_id() {
     assert_eq!(first.status, 200, "{}", first.body);
     let mut other = invoice("inv-1001", None);
     other["tenant"] = json!("t2");
+    other["account"] = json!("acct_1TenantB");
+    other["customer"] = json!("cus_456");
     other["amount"] = json!("42.00");
     let second = server
         .post_json("/v1/operations/charge-invoice", &other)

@@ -320,3 +320,74 @@ async fn the_tenants_own_objects_pass_the_boundary() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_request_id_reused_with_other_input_is_a_conflict() {
+    let (fake, server) = setup().await;
+    let a = objects_of(&fake, &server, "tA", "Alpha").await;
+    let charge = json!({"request_id": "ch-9", "tenant": "tA", "invoice_id": "inv-9",
+        "amount": "100.00", "currency": "usd", "customer": a.customer,
+        "payment_method": a.payment_method});
+    let first = ok(&server, "charge-invoice", charge.clone()).await;
+    // The same request again: the same payment.
+    let again = ok(&server, "charge-invoice", charge.clone()).await;
+    assert_eq!(again["payment_intent"]["id"], first["payment_intent"]["id"]);
+    // The same id with another amount: refused, nothing sent to Stripe.
+    let before = writes(&fake);
+    let mut other = charge.clone();
+    other["amount"] = json!("900.00");
+    let (status, body) = op(&server, "charge-invoice", &other).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("conflict")),
+        "{body}"
+    );
+    assert!(
+        body["reason"].as_str().unwrap().contains("amount"),
+        "{body}"
+    );
+    assert_eq!(writes(&fake), before);
+    // Another tenant may use the same request id for its own request.
+    let b = objects_of(&fake, &server, "tB", "Bravo").await;
+    let mut theirs = charge.clone();
+    theirs["tenant"] = json!("tB");
+    theirs["customer"] = json!(b.customer);
+    theirs["payment_method"] = json!(b.payment_method);
+    ok(&server, "charge-invoice", theirs).await;
+}
+
+#[tokio::test]
+async fn a_withdrawal_retried_under_its_request_id_cannot_change_its_payee() {
+    let (fake, server) = setup().await;
+    let a = objects_of(&fake, &server, "tA", "Alpha").await;
+    let withdraw = json!({"request_id": "w-1", "tenant": "tA", "contractor": a.contractor,
+        "destination": a.contractor_account, "amount": "10.00", "currency": "usd"});
+    // Nothing is owed to the contractor yet: refused, but the id is taken.
+    let (status, body) = op(&server, "withdraw", &withdraw).await;
+    assert_ne!(status, 200, "{body}");
+    let before = writes(&fake);
+    // An account nobody registered, without the contractor: not the tenant's payee.
+    let evil = json!({"request_id": "w-1", "tenant": "tA", "destination": "acct_EVIL",
+        "amount": "10.00", "currency": "usd"});
+    let (status, body) = op(&server, "withdraw", &evil).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("not_owned")),
+        "{body}"
+    );
+    // The tenant's own account, but not what the request first named.
+    let own = json!({"request_id": "w-1", "tenant": "tA", "destination": a.account,
+        "amount": "10.00", "currency": "usd"});
+    let (status, body) = op(&server, "withdraw", &own).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("conflict")),
+        "{body}"
+    );
+    let reason = body["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("contractor") && reason.contains("destination"),
+        "{reason}"
+    );
+    assert_eq!(writes(&fake), before, "no transfer");
+}

@@ -174,6 +174,15 @@ pub async fn post(
 ) -> Result<Value, ApiFailure> {
     check_tenant(tenant)?;
     check_posting(&input)?;
+    let accounts: Vec<&str> = input
+        .movements
+        .iter()
+        .flat_map(|m| [m.from.as_str(), m.to.as_str()])
+        .collect();
+    if let Some(why) = psa_billing_core::ledger::reserved_for_service(tenant, &input.id, &accounts)
+    {
+        return Err(ApiFailure::Invalid(format!("reserved: {why}")));
+    }
     let mut movements = Vec::with_capacity(input.movements.len());
     for m in input.movements {
         let amount = runtime

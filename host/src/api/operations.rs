@@ -17,7 +17,7 @@ use crate::runtime::{
     Runtime, WithdrawRequest, Withdrawal,
 };
 use crate::storage::Db;
-use crate::storage::StagedState;
+use crate::storage::{StagedState, StateKey};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -579,6 +579,96 @@ async fn prove(
     proven.map_err(ApiFailure::Refused)
 }
 
+/// Each write request's input, by operation, tenant and request id.
+const REQUEST_INPUTS: &str = "request_inputs";
+
+/// Binds a request id to its input: the first input given with
+/// `(operation, tenant, request_id)` that got past validation is kept, and
+/// a later one that differs is refused (409 `conflict`, naming the fields
+/// that differ) instead of silently answering the first request's result,
+/// or, for a withdrawal retried after a failure, paying whoever the retry
+/// names. An absent field and `null` are the same. Reads (no
+/// `request_id`) bind nothing. Answers the key to bind once the operation
+/// has run, when none is bound yet.
+async fn check_binding(
+    db: &Db,
+    operation: &Operation,
+    input: &Value,
+) -> Result<Option<StateKey>, ApiFailure> {
+    let text = |field: &str| input.get(field).and_then(Value::as_str);
+    let (Some(tenant), Some(request_id)) = (text("tenant"), text("request_id")) else {
+        return Ok(None);
+    };
+    let key = (
+        REQUEST_INPUTS.to_string(),
+        psa_billing_core::state::key(&[operation.name, tenant, request_id]),
+    );
+    let Some((first, _version)) = db.read_state(&key).await.map_err(ApiFailure::Database)? else {
+        return Ok(Some(key));
+    };
+    let first: Value = serde_json::from_str(&first)
+        .map_err(|e| ApiFailure::Database(anyhow::anyhow!("a recorded request input: {e}")))?;
+    let differ = differing_fields(&first, input);
+    if differ.is_empty() {
+        return Ok(None);
+    }
+    Err(ApiFailure::Conflict(format!(
+        "request_id {request_id:?} of {} was first used with other values of: {}; \
+         a new request needs a new request_id",
+        operation.name,
+        differ.join(", ")
+    )))
+}
+
+/// Binds `key` to `input` after the operation ran, unless it was refused
+/// as malformed or not the tenant's (nothing was done: the id stays free
+/// for the corrected request). A concurrent first binding wins.
+async fn bind(
+    db: &Db,
+    key: StateKey,
+    input: &Value,
+    result: &Result<Value, ApiFailure>,
+) -> Result<(), ApiFailure> {
+    let malformed = matches!(
+        result,
+        Err(ApiFailure::Invalid(_)
+            | ApiFailure::Refused(
+                OperationError::Invalid(_) | OperationError::Fees(_) | OperationError::NotOwned(_)
+            ))
+    );
+    if malformed {
+        return Ok(());
+    }
+    let mut staged = StagedState::new(db.clone(), "operation:bind".to_string());
+    if staged
+        .read(key.clone())
+        .await
+        .map_err(ApiFailure::Database)?
+        .is_none()
+    {
+        staged.write(key, Some(input.to_string()));
+        commit(db, &staged).await?;
+    }
+    Ok(())
+}
+
+/// The top-level fields whose values differ (absent and `null` alike).
+fn differing_fields(first: &Value, now: &Value) -> Vec<String> {
+    let empty = serde_json::Map::new();
+    let (a, b) = (
+        first.as_object().unwrap_or(&empty),
+        now.as_object().unwrap_or(&empty),
+    );
+    let mut fields: Vec<&String> = a.keys().chain(b.keys()).collect();
+    fields.sort();
+    fields.dedup();
+    fields
+        .into_iter()
+        .filter(|f| a.get(*f).unwrap_or(&Value::Null) != b.get(*f).unwrap_or(&Value::Null))
+        .cloned()
+        .collect()
+}
+
 /// Why [`dispatch`] ran nothing.
 #[derive(Debug)]
 pub enum Dispatch {
@@ -607,12 +697,22 @@ pub async fn dispatch(
         )));
     };
     // The input parsed as its type (a bad input is refused first), then
-    // the tenant boundary, then the operation.
+    // the tenant boundary, then the request id bound to its input, then
+    // the operation.
     macro_rules! run_op {
         ($op:path $(, $arg:expr)?) => {
             match serde_json::from_value(input.clone()) {
                 Ok(i) => Ok(match prove(runtime, db, operation, &input).await {
-                    Ok(()) => $op(runtime, db, $($arg,)? i).await,
+                    Ok(()) => match check_binding(db, operation, &input).await {
+                        Ok(unbound) => {
+                            let result = $op(runtime, db, $($arg,)? i).await;
+                            match unbound {
+                                Some(key) => bind(db, key, &input, &result).await.and(result),
+                                None => result,
+                            }
+                        }
+                        Err(refused) => Err(refused),
+                    },
                     Err(refused) => Err(refused),
                 }),
                 Err(e) => Err(Dispatch::BadInput(e.to_string())),

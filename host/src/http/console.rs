@@ -61,6 +61,29 @@ pub fn routes(pipeline: Pipeline, api_token: Option<String>) -> Router {
             pipeline,
             token: api_token.map(Into::into),
         })
+        .layer(axum::middleware::map_response(security_headers))
+}
+
+/// Every console answer: never framed (clickjacking), never cached (the
+/// page holds tenants' balances), no type sniffing, no referrer, and no
+/// script, style or form target but its own.
+async fn security_headers(mut response: Response) -> Response {
+    use axum::http::HeaderValue;
+    let h = response.headers_mut();
+    for (name, value) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::CACHE_CONTROL, "no-store"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ] {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    response
 }
 
 fn hex(bytes: &[u8]) -> String {

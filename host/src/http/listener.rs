@@ -102,6 +102,48 @@ const H2_MAX_STREAMS: u32 = 128;
 /// before it is dropped, as long as it still has nothing in flight.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
+/// How often a connection waiting for a slot makes room again.
+const SHED_AGAIN: Duration = Duration::from_millis(20);
+
+/// A body still arriving after this long is a slow one: its connection is
+/// dropped before an idle one is asked to close.
+const SLOW_BODY: Duration = Duration::from_secs(1);
+
+/// Makes room for a new connection: the connection sending a body longest,
+/// if that body is slow, is dropped; else the connection idle longest (not
+/// yet asked) is asked to close; else the one sending a body longest is
+/// dropped. With none of them, the new one waits for a request to finish.
+fn shed(open: &Connections) {
+    let now = Instant::now();
+    let slow_body = open
+        .slowest_body()
+        .filter(|(since, _)| now.saturating_duration_since(*since) >= SLOW_BODY);
+    let victim = match slow_body {
+        Some((_, victim)) => Some((victim, true)),
+        None => match open.idle_longest() {
+            Some(victim) => Some((victim, false)),
+            None => open.slowest_body().map(|(_, victim)| (victim, true)),
+        },
+    };
+    let Some((victim, drop_now)) = victim else {
+        return;
+    };
+    if drop_now {
+        tracing::debug!(
+            connection = victim.id,
+            "connection limit reached: dropping the connection sending a body longest"
+        );
+        victim.drop_now.store(true, Ordering::Release);
+    } else {
+        tracing::debug!(
+            connection = victim.id,
+            "connection limit reached: closing the connection idle longest"
+        );
+        victim.asked.store(true, Ordering::Release);
+    }
+    victim.close.notify_one();
+}
+
 /// Serves `app` on `listener` under `limits` until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
@@ -133,7 +175,7 @@ pub async fn serve(
     let (stopping, stop_seen) = tokio::sync::watch::channel(false);
     let mut next_id = 0u64;
     tokio::pin!(shutdown);
-    loop {
+    'accept: loop {
         let (stream, _peer) = tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
@@ -149,26 +191,15 @@ pub async fn serve(
         let permit = match slots.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
-                // Every slot is taken: the connection idle longest makes
-                // room; with none idle, the one sending a body longest is
-                // dropped. With neither, this one waits for a request to finish.
-                if let Some(victim) = open.idle_longest() {
-                    tracing::debug!(
-                        connection = victim.id,
-                        "connection limit reached: closing the connection idle longest"
-                    );
-                    victim.close.notify_one();
-                } else if let Some(victim) = open.slowest_body() {
-                    tracing::debug!(
-                        connection = victim.id,
-                        "connection limit reached: dropping the connection sending a body longest"
-                    );
-                    victim.drop_now.store(true, Ordering::Release);
-                    victim.close.notify_one();
-                }
-                tokio::select! {
-                    _ = &mut shutdown => break,
-                    p = slots.clone().acquire_owned() => p.expect("never closed"),
+                // Every slot is taken: make room, and again while waiting
+                // (a connection asked to close may yet start a request).
+                loop {
+                    shed(&open);
+                    tokio::select! {
+                        _ = &mut shutdown => break 'accept,
+                        p = slots.clone().acquire_owned() => break p.expect("never closed"),
+                        _ = tokio::time::sleep(SHED_AGAIN) => {}
+                    }
                 }
             }
         };
@@ -312,6 +343,8 @@ struct Connection {
     close: Notify,
     /// Set with `close`: drop the connection at once, request and all.
     drop_now: AtomicBool,
+    /// Asked to close to make room (not to be chosen again).
+    asked: AtomicBool,
     /// Milliseconds after `opened` when the body being received began
     /// (`u64::MAX`: none is).
     body_since_ms: AtomicU64,
@@ -340,6 +373,7 @@ impl Connection {
             idle_since_ms: AtomicU64::new(0),
             close: Notify::new(),
             drop_now: AtomicBool::new(false),
+            asked: AtomicBool::new(false),
             body_since_ms: AtomicU64::new(NO_BODY),
         }
     }
@@ -409,20 +443,22 @@ impl Connections {
         self.0.lock().expect("not poisoned").remove(&id);
     }
 
-    /// The connection that has been receiving a request body the longest.
-    fn slowest_body(&self) -> Option<Arc<Connection>> {
+    /// The connection that has been receiving a request body the longest,
+    /// and since when.
+    fn slowest_body(&self) -> Option<(Instant, Arc<Connection>)> {
         let open = self.0.lock().expect("not poisoned");
         open.values()
+            .filter(|c| !c.drop_now.load(Ordering::Acquire))
             .filter_map(|c| c.body_since().map(|since| (since, c)))
             .min_by_key(|(since, _)| *since)
-            .map(|(_, c)| c.clone())
+            .map(|(since, c)| (since, c.clone()))
     }
 
     /// The connection with nothing in flight for the longest time.
     fn idle_longest(&self) -> Option<Arc<Connection>> {
         let open = self.0.lock().expect("not poisoned");
         open.values()
-            .filter(|c| c.in_flight() == 0)
+            .filter(|c| c.in_flight() == 0 && !c.asked.load(Ordering::Acquire))
             .min_by_key(|c| c.idle_since())
             .cloned()
     }

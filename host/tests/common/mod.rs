@@ -78,7 +78,11 @@ pub async fn wait_healthy(client: &reqwest::Client, base: &str) {
 
 /// A succeeded payment of `1000 + i` cents for `tenant-{i % tenants}`.
 pub fn payment(prefix: &str, i: usize, tenants: usize) -> Vec<u8> {
-    let now = psa_billing::clock::unix_now();
+    // One creation time per test process: a redelivery is byte for byte the
+    // event first sent, as Stripe's are (only its signature is new), so the
+    // service has no differing duplicate to warn about.
+    static CREATED: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    let now = *CREATED.get_or_init(psa_billing::clock::unix_now);
     json!({
         "id": format!("evt_{prefix}_{i:04}"), "object": "event", "type": "payment_intent.succeeded",
         "created": now, "api_version": "2025-08-27.basil", "livemode": false,

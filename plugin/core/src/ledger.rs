@@ -76,6 +76,55 @@ pub fn is_account(name: &str) -> bool {
 /// The ledger of payments made to the platform account itself (no tenant).
 pub const PLATFORM_TENANT: &str = "_platform";
 
+/// Accounts only psa-billing moves money in: Stripe's fees (from Stripe's
+/// records), a withdrawal's hold and what was transferred or paid out.
+pub const SERVICE_ACCOUNTS: [&str; 3] = ["processor", "withdrawing", "paid_out"];
+
+/// Prefixes of the transaction ids psa-billing posts under itself, besides
+/// Stripe object ids (`pi_...:payment`, `re_...`, `po_...`).
+const SERVICE_ID_PREFIXES: [&str; 3] = ["withdraw:", "refund:", "rerouted:"];
+
+/// The prefixes of the Stripe objects whose money psa-billing posts:
+/// payments and charges, refunds, disputes, transfers and their reversals,
+/// payouts, application fees and their refunds.
+const STRIPE_POSTED: [&str; 12] = [
+    "pi", "ch", "py", "re", "pyr", "dp", "du", "tr", "trr", "po", "fee", "fr",
+];
+
+/// Why an application may not post a transaction with this id or touching
+/// this account (the rule named), if it may not: ids psa-billing posts
+/// itself (a Stripe object's id, alone or with a suffix; `withdraw:`,
+/// `refund:`, `rerouted:`; `...:rerouted`), the accounts in
+/// [`SERVICE_ACCOUNTS`] and the platform's own ledger. A hand posting under
+/// one of them would turn the service's own later posting into a no-op or
+/// a conflict, or move money no balance holds.
+pub fn reserved_for_service(tenant: &str, id: &str, accounts: &[&str]) -> Option<String> {
+    if tenant == PLATFORM_TENANT {
+        return Some(format!("the ledger {PLATFORM_TENANT} is psa-billing's own"));
+    }
+    if let Some(prefix) = SERVICE_ID_PREFIXES.iter().find(|p| id.starts_with(*p)) {
+        return Some(format!("ids starting {prefix:?} are psa-billing's own"));
+    }
+    if id.ends_with(":rerouted") {
+        return Some("ids ending \":rerouted\" are psa-billing's own".into());
+    }
+    let head = id.split(':').next().unwrap_or(id);
+    let stripe_id = head.split_once('_').is_some_and(|(kind, rest)| {
+        STRIPE_POSTED.contains(&kind)
+            && !rest.is_empty()
+            && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    });
+    if stripe_id {
+        return Some(format!(
+            "ids starting with a Stripe object id ({head}) are psa-billing's own postings of that object"
+        ));
+    }
+    accounts
+        .iter()
+        .find(|a| SERVICE_ACCOUNTS.contains(a))
+        .map(|a| format!("the account {a} moves only with Stripe's records"))
+}
+
 /// Why a posting or a read was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LedgerError {

@@ -174,7 +174,9 @@ mod glue {
             panic!("hostile plugin trapped on purpose")
         }
         fn prove_owned(_: ops::OwnershipClaim) -> Result<(), ops::OperationError> {
-            panic!("hostile plugin trapped on purpose")
+            // Lets every request through, so the host's own limits are what
+            // its operations meet.
+            Ok(())
         }
         fn account_status(
             _: ops::AccountStatusRequest,

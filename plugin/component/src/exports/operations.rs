@@ -50,8 +50,9 @@ pub(super) fn storage(e: impl std::fmt::Display) -> OperationError {
 /// The idempotency key of `operation`'s `step` for a tenant's request:
 /// `psa-billing:<operation>:<tenant digest>:<request id>:<step>`. The
 /// tenant's digest (16 hex digits of its SHA-256) keeps two tenants that
-/// use the same request id apart; a request id that would take the key past
-/// Stripe's 255 characters is replaced by its own digest.
+/// use the same request id apart; a request id that is not printable ASCII,
+/// or that would take the key past Stripe's 255 bytes, is replaced by its
+/// own digest.
 pub(super) fn idempotency_key(
     operation: &str,
     tenant: &str,
@@ -60,11 +61,20 @@ pub(super) fn idempotency_key(
 ) -> String {
     let tenant = &state::sha256_hex(tenant)[..16];
     let key = format!("psa-billing:{operation}:{tenant}:{request_id}:{step}");
-    if key.chars().count() <= 255 {
+    if key.len() <= 255
+        && request_id
+            .bytes()
+            .all(|b| b.is_ascii_graphic() || b == b' ')
+    {
         return key;
     }
     let request_id = state::sha256_hex(request_id);
-    format!("psa-billing:{operation}:{tenant}:{request_id}:{step}")
+    let key = format!("psa-billing:{operation}:{tenant}:{request_id}:{step}");
+    debug_assert!(
+        key.len() <= 255,
+        "a hashed key fits Stripe's 255 bytes: {key}"
+    );
+    key
 }
 
 pub(super) fn check_request(request_id: &str, tenant: &str) -> Result<(), OperationError> {
