@@ -252,7 +252,7 @@ fn tracked(
     hyper::service::service_fn(move |req: axum::http::Request<Incoming>| {
         let busy = conn.begin();
         let app = app.clone();
-        let body = Paced::new(conn.clone(), pacing);
+        let body = Paced::start(conn.clone(), pacing);
         async move {
             let response = app
                 .oneshot(req.map(|inner| Body::new(body.wrap(inner))))
@@ -499,7 +499,7 @@ struct Paced {
 }
 
 impl Paced {
-    fn new(conn: Arc<Connection>, pacing: Pacing) -> PacedStart {
+    fn start(conn: Arc<Connection>, pacing: Pacing) -> PacedStart {
         PacedStart { conn, pacing }
     }
 }
