@@ -1100,3 +1100,54 @@ fn commands_end_quietly_on_a_closed_pipe() {
     let (status, err) = with_a_closed_pipe(&sign, Some(b"{\"id\":\"evt_1\"}"), false);
     ended_quietly(&sign, status, &err);
 }
+
+/// `replay --dead-letters` takes `serve`'s Stripe settings: a dead
+/// settlement job (which reads the payment at Stripe) is retried through
+/// them, not refused as if no key were set.
+#[tokio::test]
+async fn dead_settlement_jobs_are_replayed_with_the_stripe_settings() {
+    use psa_billing::pipeline::RetryPolicy;
+    let (_dir, url, db) = temp_sqlite("dead-job").await;
+    // Nothing listens there: every Stripe call fails as unreachable.
+    let closed = format!("http://127.0.0.1:{}/", common::free_port());
+    let mut config = psa_billing::stripe::StripeConfig::new("sk_test_replay");
+    config.base_url = Some(closed.clone());
+    config.max_attempts = 1;
+    let api = psa_billing::stripe::StripeApi::new(config).unwrap();
+    let runtime = psa_billing::Runtime::new(psa_billing::DEFAULT_PLUGIN, Default::default())
+        .unwrap()
+        .with_stripe(Some(api));
+    let pipeline =
+        psa_billing::Pipeline::new(runtime, db.clone(), vec![], 0).with_retry_policy(RetryPolicy {
+            max_attempts: 1,
+            ..RetryPolicy::default()
+        });
+    pipeline.receive_unsigned(&paid_fixture()).await.unwrap();
+    pipeline.queue_jobs().await.unwrap();
+    pipeline.retry_due().await.unwrap();
+    let dead = db.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1, "the settlement job is dead-lettered");
+    assert!(dead[0].0.id.starts_with("job:"), "{}", dead[0].0.id);
+    drop(pipeline);
+    db.close().await;
+
+    // Replayed with the settings: it reaches for Stripe (unreachable here),
+    // where without them it would be refused as `denied`.
+    let out = bin()
+        .args(["replay", "--dead-letters", "--database-url", &url])
+        .env("STRIPE_SECRET_KEY", "sk_test_replay")
+        .env("PSA_BILLING_STRIPE_URL", &closed)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "it fails again: {}", stderr(&out));
+    let line: Value = serde_json::from_str(stdout(&out).lines().next().unwrap()).unwrap();
+    let reason = line["reason"].as_str().unwrap();
+    assert!(
+        !reason.contains("STRIPE_SECRET_KEY") && !reason.contains("denied"),
+        "the replay called Stripe: {reason}"
+    );
+    assert!(
+        reason.to_lowercase().contains("unreach") || reason.contains("connect"),
+        "{reason}"
+    );
+}

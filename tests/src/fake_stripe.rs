@@ -65,13 +65,20 @@ pub struct Recorded {
     pub account: Option<String>,
     pub idempotency_key: Option<String>,
     pub form: BTreeMap<String, String>,
+    /// The raw body, as sent.
+    pub body: String,
     pub authorized: bool,
 }
+
+/// What a gateway in front of an API answers when it is down.
+const GATEWAY_PAGE: &str = "<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>";
 
 /// What the next request gets instead of its answer.
 #[derive(Debug, Clone)]
 pub enum Fault {
     Status(u16),
+    /// A gateway's HTML page with this status, not Stripe's JSON.
+    Html(u16),
     /// A 402 card error with this decline code.
     CardDecline(&'static str),
 }
@@ -412,11 +419,18 @@ async fn handle(
         idempotency_key: header("idempotency-key"),
         authorized: header("authorization").as_deref() == Some(&format!("Bearer {FAKE_KEY}")),
         form,
+        body: String::from_utf8_lossy(&body).into_owned(),
     };
     let mut s = state.lock().unwrap();
     s.requests.push(recorded.clone());
     let (status, body) = answer(&mut s, &recorded);
-    let mut response = (StatusCode::from_u16(status).unwrap(), axum::Json(body)).into_response();
+    let status = StatusCode::from_u16(status).unwrap();
+    let mut response = match body {
+        Value::String(page) if page == GATEWAY_PAGE => {
+            (status, [("content-type", "text/html")], page).into_response()
+        }
+        body => (status, axum::Json(body)).into_response(),
+    };
     if let Some(key) = &recorded.idempotency_key {
         response
             .headers_mut()
@@ -453,6 +467,7 @@ fn answer(s: &mut FakeState, r: &Recorded) -> (u16, Value) {
                 "Something went wrong on Stripe's end.",
                 json!({}),
             ),
+            Fault::Html(code) => (code, Value::String(GATEWAY_PAGE.into())),
             Fault::CardDecline(decline) => stripe_error(
                 402,
                 "card_error",

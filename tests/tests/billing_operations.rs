@@ -387,10 +387,11 @@ async fn a_subscription_is_created_moved_to_another_plan_cancelled_and_resumed()
     .await;
     assert_eq!(cancelled["status"], "canceled");
     assert!(cancelled["canceled_at"].is_i64());
+    let deletes = fake.requests_to("DELETE", &format!("/v1/subscriptions/{id}"));
+    assert_eq!(deletes.len(), 1);
     assert_eq!(
-        fake.requests_to("DELETE", &format!("/v1/subscriptions/{id}"))
-            .len(),
-        1
+        deletes[0].body, "",
+        "a write without parameters sends no body"
     );
     let (status, body) = op(
         &server,

@@ -1077,3 +1077,28 @@ async fn two_tenants_may_use_the_same_request_id() {
     );
     assert_eq!(fake.requests_to("POST", "/v1/payment_intents").len(), 2);
 }
+
+#[tokio::test]
+async fn a_gateway_page_instead_of_stripes_answer_is_retried_as_unavailable() {
+    let (fake, server) = setup().await;
+    // Once: retried with the same idempotency key, then done.
+    fake.fail_next_writes([Fault::Html(503)]);
+    let a = server
+        .post_json("/v1/operations/charge-invoice", &invoice("req-gw-1", None))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let sent = fake.requests_to("POST", "/v1/payment_intents");
+    assert_eq!(sent.len(), 2, "the gateway's page, then Stripe's answer");
+    assert_eq!(sent[0].idempotency_key, sent[1].idempotency_key);
+    // Every attempt: 503 stripe_unavailable (retry later), not a 502 "HTTP 200".
+    fake.fail_next_writes(std::iter::repeat_n(Fault::Html(503), 4));
+    let a = server
+        .post_json("/v1/operations/charge-invoice", &invoice("req-gw-2", None))
+        .await;
+    assert_eq!(
+        (a.status, a.body["error"].as_str()),
+        (503, Some("stripe_unavailable")),
+        "{}",
+        a.body
+    );
+}

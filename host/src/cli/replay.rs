@@ -31,6 +31,10 @@ pub(super) struct ReplayArgs {
     routing: RoutingArgs,
     #[command(flatten)]
     plugin: PluginArgs,
+    /// With --dead-letters: the Stripe settings `serve` runs with, so that
+    /// a dead settlement job (which reads Stripe) can succeed.
+    #[command(flatten)]
+    stripe: StripeArgs,
 }
 
 /// One replay scenario: its name and its event files in order.
@@ -80,6 +84,12 @@ pub async fn replay_event(pipeline: &Pipeline, body: &[u8]) -> Vec<Value> {
 pub(super) async fn replay(a: ReplayArgs) -> Result<()> {
     let runtime = a.plugin.runtime()?;
     if a.dead_letters {
+        let api = a
+            .stripe
+            .config()?
+            .map(crate::stripe::StripeApi::new)
+            .transpose()?;
+        let runtime = runtime.with_stripe(api);
         let db = Db::open(&a.database_url).await?;
         let pipeline = a
             .routing

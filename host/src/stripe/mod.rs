@@ -664,9 +664,13 @@ impl StripeApi {
         key: &str,
     ) -> Result<T, WitError> {
         self.send(operation, account, Some(key), || {
-            RequestBuilder::new(method, path.clone())
-                .form(&form)
-                .customize()
+            let request = RequestBuilder::new(method, path.clone());
+            // No parameters: no body at all (an empty form serialises as `=`).
+            if form.0.is_empty() {
+                request.customize()
+            } else {
+                request.form(&form).customize()
+            }
         })
         .await
     }
@@ -1376,6 +1380,16 @@ fn classify(e: StripeError) -> Attempt {
         }
         StripeError::ClientError(m) => Attempt::Retry(WitError::Unreachable(m)),
         StripeError::Timeout => Attempt::Retry(WitError::Unreachable("timed out".into())),
+        // async-stripe's words for a non-2xx answer whose body is not
+        // Stripe's error JSON (a gateway's HTML 502/503): its status is
+        // lost, but it is no answer of Stripe's, so it is retried like a 5xx.
+        StripeError::JSONDeserialize(m)
+            if m == "error deserializing Stripe error" || m == "Response was not valid UTF-8" =>
+        {
+            Attempt::Retry(WitError::Unreachable(format!(
+                "an error answer that is not Stripe's ({m}): a proxy or gateway in between?"
+            )))
+        }
         StripeError::JSONDeserialize(m) => Attempt::Fail(unreadable(m)),
         StripeError::ConfigError(m) => Attempt::Fail(WitError::Denied(m)),
     }
