@@ -170,7 +170,13 @@ async fn a_failed_event_redelivered_with_another_body_keeps_the_body_it_was_proc
     let mut broken = succeeded_payment("pi_audit");
     broken.as_object_mut().unwrap().remove("currency");
     let first = event("evt_audit", "payment_intent.succeeded", broken);
-    assert_eq!(s.deliver_signed(&first).await.status, 500);
+    let a = s.deliver_signed(&first).await;
+    assert_eq!(
+        (a.status, a.body["status"].as_str()),
+        (200, Some("rejected")),
+        "{}",
+        a.body
+    );
     let second = event(
         "evt_audit",
         "payment_intent.succeeded",
@@ -400,12 +406,16 @@ async fn an_event_whose_amounts_cannot_be_posted_says_so_in_one_sentence() {
     let a = s
         .deliver_signed(&event("evt_big", "payment_intent.succeeded", pi))
         .await;
-    assert_eq!(a.status, 500, "{}", a.body);
+    // Taken (a 5xx would have Stripe retry it for days), dead-lettered at once.
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["status"], "rejected");
     assert_eq!(
         a.body["reason"],
-        "malformed event: its amounts cannot be posted to the ledger \
+        "rejected: malformed event: its amounts cannot be posted to the ledger \
          (invalid ledger transaction: amounts overflow)"
     );
+    let rec = s.db.event("evt_big").await.unwrap().unwrap();
+    assert_eq!(rec.status, "dead");
 }
 
 #[tokio::test]

@@ -273,9 +273,10 @@ async fn an_unused_type_is_recorded_as_ignored() {
 }
 
 #[tokio::test]
-async fn a_processing_failure_rolls_back_and_is_recorded() {
+async fn an_event_that_cannot_be_processed_is_rejected_dead_lettered_and_rolled_back() {
     let s = TestServer::start(Options::default()).await;
-    // invoice.paid without amounts: verified, but the mapping cannot apply it.
+    // invoice.paid without amounts: verified, but the mapping can never
+    // apply it. Taken with 2xx so that Stripe stops retrying; dead at once.
     let body = event(
         "evt_fail",
         "invoice.paid",
@@ -283,10 +284,12 @@ async fn a_processing_failure_rolls_back_and_is_recorded() {
     );
     for attempt in 1..=2 {
         let a = s.deliver_signed(&body).await;
-        assert_eq!(a.status, 500, "{:?}", a.body);
-        assert_eq!(a.body["error"], "processing_failed");
+        assert_eq!(a.status, 200, "{:?}", a.body);
+        assert_eq!(a.body["status"], "rejected");
+        assert!(a.body["reason"].as_str().unwrap().contains("amount_paid"));
         let rec = s.db.event("evt_fail").await.unwrap().unwrap();
-        assert_eq!(rec.status, "failed");
+        assert_eq!(rec.status, "dead");
+        assert_eq!(s.db.dead_letters().await.unwrap().len(), 1);
         assert_eq!(rec.attempts, attempt);
         assert!(rec.last_error.unwrap().contains("amount_paid"));
         // The event is logged; no state and no effect survive.
@@ -345,7 +348,7 @@ async fn metrics_count_deliveries_by_outcome_and_reason() {
         r#"psa_billing_deliveries_total{outcome="accepted"} 1"#,
         r#"psa_billing_deliveries_total{outcome="duplicate"} 1"#,
         r#"psa_billing_deliveries_total{outcome="ignored"} 1"#,
-        r#"psa_billing_deliveries_total{outcome="failed"} 1"#,
+        r#"psa_billing_deliveries_total{outcome="rejected",reason="unprocessable"} 1"#,
         r#"psa_billing_deliveries_total{outcome="rejected",reason="timestamp_too_old"} 1"#,
         r#"psa_billing_deliveries_total{outcome="rejected",reason="missing_signature"} 1"#,
         "psa_billing_delivery_seconds_count 6",
@@ -361,7 +364,7 @@ async fn metrics_count_deliveries_by_outcome_and_reason() {
     }
     // One verify per delivery (6: the stale and the unsigned ones are
     // refused by it), one handle per verified delivery (4: the accepted
-    // event, its duplicate, the ignored and the failing one).
+    // event, its duplicate, the ignored and the rejected one).
     assert!(
         text.contains("psa_billing_plugin_call_seconds_count 10"),
         "{text}"

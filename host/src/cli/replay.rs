@@ -78,6 +78,9 @@ pub async fn replay_event(pipeline: &Pipeline, body: &[u8]) -> Vec<Value> {
         Err(DeliveryError::Failed { event_id, reason }) => {
             vec![json!({ "event_id": event_id, "failed": reason })]
         }
+        Ok(Outcome::Rejected { event_id, reason }) => {
+            vec![json!({ "event_id": event_id, "failed": reason })]
+        }
     }
 }
 
@@ -102,6 +105,10 @@ pub(super) async fn replay(a: ReplayArgs) -> Result<()> {
                     json!({ "event_id": id, "status": "processed", "effects": effects.len() })
                 }
                 Ok(Outcome::Duplicate { .. }) => json!({ "event_id": id, "status": "duplicate" }),
+                Ok(Outcome::Rejected { reason, .. }) => {
+                    failed += 1;
+                    json!({ "event_id": id, "status": "rejected", "reason": reason })
+                }
                 Err(e) => {
                     failed += 1;
                     json!({ "event_id": id, "status": "failed", "reason": e.to_string() })

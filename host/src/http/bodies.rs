@@ -17,9 +17,12 @@ pub struct DeliveryAnswer {
     pub status: DeliveryStatus,
     /// The event's id (`evt_...`).
     pub event_id: String,
-    /// How many effects it produced; absent for a duplicate.
+    /// How many effects it produced; absent for a duplicate or a rejection.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub effects: Option<usize>,
+    /// With `rejected` only: why its content cannot be processed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// What became of a delivery.
@@ -32,6 +35,10 @@ pub enum DeliveryStatus {
     Ignored,
     /// Already recorded: nothing was done again.
     Duplicate,
+    /// Signed, but its content can never be processed (malformed, a field
+    /// missing or out of range): taken so that Stripe stops retrying,
+    /// nothing applied, put on the dead-letter list with `reason`.
+    Rejected,
 }
 
 /// Every error answer: a stable code to branch on and a sentence to log.

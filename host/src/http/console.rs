@@ -279,6 +279,9 @@ async fn replay(
     let notice = match console.pipeline.replay(&form.event).await {
         Ok(None) => format!("{} is not a failed or dead-lettered event.", form.event),
         Ok(Some(Ok(Outcome::Duplicate { .. }))) => format!("{} was already processed.", form.event),
+        Ok(Some(Ok(Outcome::Rejected { reason, .. }))) => {
+            format!("{} cannot be processed: {reason}", form.event)
+        }
         Ok(Some(Ok(Outcome::Accepted {
             ignored, effects, ..
         }))) => format!(

@@ -259,6 +259,7 @@ async fn delivery(
         Ok(Outcome::Accepted { ignored: true, .. }) => ("ignored", None),
         Ok(Outcome::Accepted { .. }) => ("accepted", None),
         Ok(Outcome::Duplicate { .. }) => ("duplicate", None),
+        Ok(Outcome::Rejected { .. }) => ("rejected", Some("unprocessable")),
         Err(DeliveryError::Rejected(e)) => ("rejected", Some(rejection_code(e))),
         Err(DeliveryError::Refused { code, .. }) => ("rejected", Some(*code)),
         Err(DeliveryError::Failed { .. }) => ("failed", None),
@@ -279,12 +280,21 @@ async fn delivery(
             },
             event_id,
             effects: Some(effects.len()),
+            reason: None,
         })
         .into_response(),
         Ok(Outcome::Duplicate { event_id }) => Json(DeliveryAnswer {
             status: DeliveryStatus::Duplicate,
             event_id,
             effects: None,
+            reason: None,
+        })
+        .into_response(),
+        Ok(Outcome::Rejected { event_id, reason }) => Json(DeliveryAnswer {
+            status: DeliveryStatus::Rejected,
+            event_id,
+            effects: None,
+            reason: Some(reason),
         })
         .into_response(),
         Err(DeliveryError::Rejected(e)) => {

@@ -95,6 +95,15 @@ pub enum Outcome {
         /// The event's id.
         event_id: String,
     },
+    /// Its content can never be processed (malformed, a field missing or
+    /// out of range): acknowledged so that Stripe stops retrying, nothing
+    /// applied, and dead-lettered at once with the reason.
+    Rejected {
+        /// The event's id.
+        event_id: String,
+        /// Why it cannot be processed.
+        reason: String,
+    },
 }
 
 /// Why a delivery was refused or failed.
@@ -486,7 +495,7 @@ impl Pipeline {
                 tracing::info!(status, effects = effects.len(), "delivery processed");
             }
             Ok(Outcome::Duplicate { .. }) => tracing::info!("duplicate delivery acknowledged"),
-            Err(_) => {} // logged where it failed
+            Ok(Outcome::Rejected { .. }) | Err(_) => {} // logged where it was refused
         }
         outcome
     }
@@ -563,6 +572,9 @@ impl Pipeline {
                     return self.fail(&event, body, reason).await;
                 }
                 Ok(effects) => effects.iter().map(effects_json::to_json).collect(),
+                Err(e @ (HandleError::MalformedPayload(_) | HandleError::MissingField(_))) => {
+                    return self.reject(&event, body, describe_handle_error(&e)).await;
+                }
                 Err(e) => return self.fail(&event, body, describe_handle_error(&e)).await,
             };
             let bytes: usize = effects.iter().map(|e| e.body.to_string().len()).sum();
@@ -674,6 +686,45 @@ impl Pipeline {
             }
         }
         Err(failed(Some(event.id.clone()), reason))
+    }
+}
+
+impl Pipeline {
+    /// Dead-letters an event whose content can never be processed, at
+    /// once, and answers it as taken: a 5xx would have Stripe retry it for
+    /// days (and disable the endpoint) for nothing. Redelivered, it is
+    /// rejected again the same way, logged at debug.
+    async fn reject(
+        &self,
+        event: &EventMeta,
+        body: &[u8],
+        reason: String,
+    ) -> Result<Outcome, DeliveryError> {
+        let reason = format!("rejected: {reason}");
+        match self.db.record_failure(event, body, &reason, |_| None).await {
+            Ok(None) => {
+                self.compare_duplicate(&event.id, body).await;
+                return Ok(Outcome::Duplicate {
+                    event_id: event.id.clone(),
+                });
+            }
+            Ok(Some(1)) => {
+                self.metrics.failure(true);
+                tracing::warn!(event = %escape_controls(&event.id), r#type = %escape_controls(&event.event_type), %reason, "event rejected and dead-lettered: its content cannot be processed");
+            }
+            Ok(Some(attempts)) => {
+                tracing::debug!(event = %escape_controls(&event.id), attempts, "a rejected event was delivered again")
+            }
+            // Not recorded: a 5xx, so that Stripe's retry finds it recorded.
+            Err(e) => {
+                tracing::error!(event = %escape_controls(&event.id), error = %format!("{e:#}"), "could not record the rejection");
+                return Err(failed(Some(event.id.clone()), reason));
+            }
+        }
+        Ok(Outcome::Rejected {
+            event_id: event.id.clone(),
+            reason,
+        })
     }
 }
 
