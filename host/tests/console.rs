@@ -255,6 +255,50 @@ async fn the_console_signs_in_with_the_token_and_refuses_forged_posts() {
             .unwrap()
             .contains("Max-Age=0")
     );
+    // The session itself ended: a copy of the old cookie signs nothing in.
+    let r = get("/console", Some(&cookie)).await.unwrap();
+    assert_eq!(r.status(), 303, "a signed-out session is refused");
+    assert_eq!(r.headers()["location"], "/console/login");
+
+    // Guessing the token is held off per address: after ten wrong ones (the
+    // one above and nine here), the next is counted and holds the address
+    // off: even the right token is refused for a while (429, Retry-After).
+    for _ in 0..9 {
+        let r = client
+            .post(format!("{base}/console/login"))
+            .form(&[("token", "a-guess")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let r = client
+        .post(format!("{base}/console/login"))
+        .form(&[("token", "another-guess")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        401,
+        "the eleventh is counted, and holds the address off"
+    );
+    let r = client
+        .post(format!("{base}/console/login"))
+        .form(&[("token", TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    // The /v1 API shares the count.
+    let r = client
+        .get(format!("{base}/v1/effects"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
 }
 
 #[tokio::test]

@@ -48,10 +48,20 @@ struct Console {
     pipeline: Pipeline,
     /// The API token; none: the console is closed like `/v1`.
     token: Option<std::sync::Arc<str>>,
+    /// Sessions signed out before they expired (value → expiry). Kept in
+    /// this process: behind a load balancer, sign out on each, or rotate
+    /// the token.
+    revoked: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
+    /// Wrong tokens per client, shared with the `/v1` bearer check.
+    throttle: std::sync::Arc<super::throttle::Throttle>,
 }
 
 /// The console's routes, to be merged into the service's router.
-pub fn routes(pipeline: Pipeline, api_token: Option<String>) -> Router {
+pub fn routes(
+    pipeline: Pipeline,
+    api_token: Option<String>,
+    throttle: std::sync::Arc<super::throttle::Throttle>,
+) -> Router {
     Router::new()
         .route("/console", get(page))
         .route("/console/login", get(login_page).post(login))
@@ -60,6 +70,8 @@ pub fn routes(pipeline: Pipeline, api_token: Option<String>) -> Router {
         .with_state(Console {
             pipeline,
             token: api_token.map(Into::into),
+            revoked: Default::default(),
+            throttle,
         })
         .layer(axum::middleware::map_response(security_headers))
 }
@@ -128,8 +140,15 @@ impl Console {
             .map(|(_, value)| value.to_string())?;
         let (expires, _) = value.split_once('.')?;
         let expires: i64 = expires.parse().ok()?;
-        (expires > crate::clock::unix_now() && same(&value, &session_value(token, expires)))
-            .then_some(value)
+        let revoked = self
+            .revoked
+            .lock()
+            .expect("not poisoned")
+            .contains_key(&value);
+        (!revoked
+            && expires > crate::clock::unix_now()
+            && same(&value, &session_value(token, expires)))
+        .then_some(value)
     }
 }
 
@@ -201,16 +220,27 @@ struct LoginForm {
     token: String,
 }
 
-async fn login(State(console): State<Console>, Form(form): Form<LoginForm>) -> Response {
+async fn login(
+    State(console): State<Console>,
+    client: Option<axum::Extension<super::throttle::Peer>>,
+    Form(form): Form<LoginForm>,
+) -> Response {
     let Some(token) = console.token.as_deref() else {
         return closed();
     };
+    let client = client.map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |p| {
+        p.0.0
+    });
+    if let Some(wait) = console.throttle.held_off(client) {
+        return super::router::too_many_attempts(wait);
+    }
     use sha2::{Digest, Sha256};
     let (given, expected) = (
         Sha256::digest(form.token.as_bytes()),
         Sha256::digest(token.as_bytes()),
     );
     if !bool::from(given.as_slice().ct_eq(expected.as_slice())) {
+        console.throttle.failed(client);
         return (
             StatusCode::UNAUTHORIZED,
             Html(login_form(Some("That is not the API token.")).into_string()),
@@ -237,6 +267,18 @@ async fn logout(
 ) -> Response {
     if let Some(refused) = console.refuse_post(&headers, &form.csrf) {
         return refused;
+    }
+    // The cookie is dropped by the browser, and the session itself ends:
+    // a copy of the cookie no longer signs in.
+    if let Some(session) = console.session(&headers) {
+        let expires = session
+            .split_once('.')
+            .and_then(|(e, _)| e.parse().ok())
+            .unwrap_or(i64::MAX);
+        let now = crate::clock::unix_now();
+        let mut revoked = console.revoked.lock().expect("not poisoned");
+        revoked.retain(|_, until| *until > now);
+        revoked.insert(session, expires);
     }
     let cookie = format!("{COOKIE}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0");
     (

@@ -176,7 +176,7 @@ pub async fn serve(
     let mut next_id = 0u64;
     tokio::pin!(shutdown);
     'accept: loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -206,7 +206,12 @@ pub async fn serve(
         next_id += 1;
         let conn_state = Arc::new(Connection::new(next_id));
         open.insert(conn_state.clone());
-        let service = tracked(app.clone(), conn_state.clone(), Pacing::of(&limits));
+        let service = tracked(
+            app.clone(),
+            conn_state.clone(),
+            Pacing::of(&limits),
+            super::throttle::Peer(peer.ip()),
+        );
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
@@ -239,6 +244,7 @@ fn tracked(
     app: Router,
     conn: Arc<Connection>,
     pacing: Pacing,
+    peer: super::throttle::Peer,
 ) -> impl hyper::service::Service<
     axum::http::Request<Incoming>,
     Response = axum::http::Response<Body>,
@@ -249,7 +255,8 @@ fn tracked(
 > + Clone
 + Send
 + 'static {
-    hyper::service::service_fn(move |req: axum::http::Request<Incoming>| {
+    hyper::service::service_fn(move |mut req: axum::http::Request<Incoming>| {
+        req.extensions_mut().insert(peer);
         let busy = conn.begin();
         let app = app.clone();
         let body = Paced::start(conn.clone(), pacing);

@@ -12,6 +12,7 @@ pub mod console;
 pub mod listener;
 pub mod openapi;
 pub mod router;
+pub mod throttle;
 
 pub use listener::{HttpLimits, serve};
 pub use router::{DEFAULT_MAX_BODY_BYTES, ServerOptions, openapi_document, router, router_with};

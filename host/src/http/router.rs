@@ -77,6 +77,8 @@ struct AppState {
     openapi: String,
     /// One permit per effects stream open.
     streams: Arc<tokio::sync::Semaphore>,
+    /// Wrong tokens per client, shared with the console's sign-in.
+    throttle: Arc<super::throttle::Throttle>,
     stream_lifetime: std::time::Duration,
 }
 
@@ -92,10 +94,16 @@ pub fn router(pipeline: Pipeline, options: ServerOptions) -> Router {
 /// here is closed without the token by default, with no auth code of its own.
 pub fn router_with(pipeline: Pipeline, options: ServerOptions, extra: Router) -> Router {
     let (open, v1, document) = routes(options.max_body_bytes);
-    let console = options
-        .console
-        .then(|| super::console::routes(pipeline.clone(), options.api_token.clone()));
+    let throttle = Arc::new(super::throttle::Throttle::default());
+    let console = options.console.then(|| {
+        super::console::routes(
+            pipeline.clone(),
+            options.api_token.clone(),
+            throttle.clone(),
+        )
+    });
     let state = Arc::new(AppState {
+        throttle,
         pipeline,
         token_digest: options.api_token.as_deref().map(digest),
         rules: options.rules,
@@ -159,7 +167,7 @@ async fn require_token(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    match refuse_unauthorized(&app, request.headers()) {
+    match refuse_unauthorized(&app, request.headers(), request.extensions()) {
         Some(refused) => refused,
         None => next.run(request).await,
     }
@@ -347,7 +355,11 @@ async fn openapi_json(State(app): State<Arc<AppState>>) -> Response {
 }
 
 /// Checks the bearer token of a `/v1` request; `Some` is the refusal.
-fn refuse_unauthorized(app: &AppState, headers: &HeaderMap) -> Option<Response> {
+fn refuse_unauthorized(
+    app: &AppState,
+    headers: &HeaderMap,
+    extensions: &axum::http::Extensions,
+) -> Option<Response> {
     let Some(expected) = app.token_digest else {
         return Some(error(
             StatusCode::FORBIDDEN,
@@ -355,18 +367,42 @@ fn refuse_unauthorized(app: &AppState, headers: &HeaderMap) -> Option<Response> 
             "the /v1 API is closed: start the server with PSA_BILLING_API_TOKEN set",
         ));
     };
+    let client = super::throttle::client_of(extensions);
+    if let Some(wait) = app.throttle.held_off(client) {
+        return Some(too_many_attempts(wait));
+    }
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match given {
         Some(token) if bool::from(digest(token).ct_eq(&expected)) => None,
-        _ => Some(error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or wrong bearer token",
-        )),
+        wrong => {
+            // A wrong token is a guess; no token at all is not.
+            if wrong.is_some() {
+                app.throttle.failed(client);
+            }
+            Some(error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing or wrong bearer token",
+            ))
+        }
     }
+}
+
+/// 429 for a client held off after too many wrong tokens.
+pub(super) fn too_many_attempts(wait: std::time::Duration) -> Response {
+    let seconds = wait.as_secs().max(1);
+    let mut refused = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_attempts",
+        format!("too many wrong API tokens from this address; try again in {seconds} s"),
+    );
+    refused
+        .headers_mut()
+        .insert(header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
+    refused
 }
 
 /// The JSON body of a `/v1` request, or the answer refusing it.
