@@ -451,3 +451,33 @@ async fn a_v1_route_added_without_any_auth_code_is_closed_without_the_token() {
         "/healthz stays open"
     );
 }
+
+#[tokio::test]
+async fn a_tenant_the_api_could_not_read_is_refused_on_webhooks_too() {
+    let s = TestServer::start(Options::default()).await;
+    for (i, tenant) in ["a\nb".to_string(), "t".repeat(501), "   ".to_string()]
+        .into_iter()
+        .enumerate()
+    {
+        let pi = payment_for(&tenant, &format!("pi_badtenant{i}"));
+        let a = s
+            .deliver_signed(&event(
+                &format!("evt_badtenant{i}"),
+                "payment_intent.succeeded",
+                pi,
+            ))
+            .await;
+        assert_eq!(
+            (a.status, a.body["status"].as_str()),
+            (200, Some("rejected")),
+            "{}",
+            a.body
+        );
+        assert!(
+            a.body["reason"].as_str().unwrap().contains("tenant"),
+            "{}",
+            a.body
+        );
+    }
+    assert!(s.effects().await.is_empty(), "no ledger, no effect");
+}

@@ -100,6 +100,12 @@ pub fn handle_with(
         tenant: None,
     };
     ctx.tenant = registered.or_else(|| ctx.metadata(&["metadata"], &routing.tenant_keys));
+    // A tenant the API could not name (blank, control characters, too
+    // long) is refused here too, so no ledger exists that the API cannot read.
+    if let Some(tenant) = &ctx.tenant {
+        check_tenant(tenant)
+            .map_err(|why| HandleError::MissingField(format!("metadata tenant ({why})")))?;
+    }
     Ok(map(&ctx, store)?.unwrap_or_else(|stale| vec![ignored(&env.event_type, &stale)]))
 }
 
