@@ -411,7 +411,7 @@ async fn an_event_whose_amounts_cannot_be_posted_says_so_in_one_sentence() {
     assert_eq!(a.body["status"], "rejected");
     assert_eq!(
         a.body["reason"],
-        "rejected: malformed event: its amounts cannot be posted to the ledger \
+        "malformed event: its amounts cannot be posted to the ledger \
          (invalid ledger transaction: amounts overflow)"
     );
     let rec = s.db.event("evt_big").await.unwrap().unwrap();

@@ -44,7 +44,11 @@ pub(super) struct TriggerArgs {
     #[arg(long = "set", value_name = "PATH=VALUE")]
     sets: Vec<String>,
     /// The webhook endpoint.
-    #[arg(long, default_value = "http://127.0.0.1:8787/webhooks/stripe")]
+    #[arg(
+        long,
+        env = "PSA_BILLING_WEBHOOK_URL",
+        default_value = "http://127.0.0.1:8787/webhooks/stripe"
+    )]
     url: String,
     /// The endpoint secret to sign with.
     #[arg(

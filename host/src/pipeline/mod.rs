@@ -700,8 +700,12 @@ impl Pipeline {
         body: &[u8],
         reason: String,
     ) -> Result<Outcome, DeliveryError> {
-        let reason = format!("rejected: {reason}");
-        match self.db.record_failure(event, body, &reason, |_| None).await {
+        let recorded = format!("rejected: {reason}");
+        match self
+            .db
+            .record_failure(event, body, &recorded, |_| None)
+            .await
+        {
             Ok(None) => {
                 self.compare_duplicate(&event.id, body).await;
                 return Ok(Outcome::Duplicate {
