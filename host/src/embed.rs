@@ -415,15 +415,19 @@ impl Billing {
         self.pipeline.db().effects_after(after, limit).await
     }
 
-    /// Every effect after `after`, as it commits (the outbox is polled every
-    /// 200 ms; sequence numbers are gapless, so none is skipped). The
-    /// polling stops when the receiver is dropped.
+    /// Every effect after `after`, as it commits (woken by this process's
+    /// commits, and reading the outbox every 2 s for other processes';
+    /// sequence numbers are gapless, so none is skipped). It stops when the
+    /// receiver is dropped.
     pub fn subscribe(&self, after: i64) -> tokio::sync::mpsc::Receiver<StoredEffect> {
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         let db = self.pipeline.db().clone();
         tokio::spawn(async move {
             let mut cursor = after;
             loop {
+                let added = db.effects_added();
+                tokio::pin!(added);
+                added.as_mut().enable();
                 match db.effects_after(cursor, 256).await {
                     Ok(page) if !page.is_empty() => {
                         for effect in page {
@@ -437,10 +441,11 @@ impl Billing {
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %format!("{e:#}"), "reading the outbox"),
                 }
-                if tx.is_closed() {
-                    return;
+                tokio::select! {
+                    _ = added => {}
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    _ = tx.closed() => return,
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
             }
         });
         rx

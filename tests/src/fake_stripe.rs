@@ -502,10 +502,19 @@ fn answer(s: &mut FakeState, r: &Recorded) -> (u16, Value) {
 }
 
 pub(crate) fn missing(id: &str) -> (u16, Value) {
+    // Stripe names the resource in its message.
+    let kind = match id.split('_').next().unwrap_or_default() {
+        "cus" => "customer",
+        "sub" => "subscription",
+        "pi" => "payment_intent",
+        "pm" => "PaymentMethod",
+        "in" => "invoice",
+        _ => "object",
+    };
     stripe_error(
         404,
         "invalid_request_error",
-        &format!("No such object: '{id}'"),
+        &format!("No such {kind}: '{id}'"),
         json!({ "code": "resource_missing", "param": "id" }),
     )
 }

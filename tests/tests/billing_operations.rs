@@ -835,3 +835,33 @@ async fn the_embedding_api_runs_the_billing_operations_by_name() {
         .unwrap_err();
     assert!(err.to_string().contains("external_id"), "{err}");
 }
+
+#[tokio::test]
+async fn a_customer_deleted_at_stripe_is_forgotten_and_made_again() {
+    let (fake, server) = setup(None).await;
+    let first = customer(&server, "t1", "contact-9").await;
+    // Deleted in Stripe's dashboard: Stripe answers a stub.
+    fake.insert(
+        None,
+        json!({"id": first, "object": "customer", "deleted": true}),
+    );
+    let (status, body) = op(
+        &server,
+        "find-customer",
+        json!({"tenant": "t1", "external_id": "contact-9"}),
+    )
+    .await;
+    assert_eq!(status, 409, "not found, not a 502: {body}");
+    assert!(
+        body["reason"].as_str().unwrap().contains("has no customer"),
+        "{body}"
+    );
+    let again = ok(
+        &server,
+        "upsert-customer",
+        json!({"request_id": "c-again", "tenant": "t1", "external_id": "contact-9"}),
+    )
+    .await;
+    assert_ne!(again["id"], first.as_str(), "a new customer");
+    assert_eq!(fake.requests_to("POST", "/v1/customers").len(), 2);
+}

@@ -1033,7 +1033,7 @@ async fn the_embedding_api_runs_operations_with_its_stripe_configuration() {
     )
     .unwrap();
     let err = billing.set_license_count(seats).await.unwrap_err();
-    assert!(err.to_string().contains("No such object"), "{err}");
+    assert!(err.to_string().contains("No such subscription"), "{err}");
 }
 
 /// The idempotency key the plugin sends for a tenant's request: the

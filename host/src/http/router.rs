@@ -474,10 +474,10 @@ async fn effects(
     }
 }
 
-/// How often an idle effects stream looks for new effects (another
-/// process may have committed them, so it reads the outbox rather than
-/// waiting for this process's commits).
-const STREAM_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+/// How often an idle effects stream looks for effects that another process
+/// committed (several `serve` on PostgreSQL); this process's own commits
+/// wake it at once.
+const STREAM_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 /// A comment line this often keeps proxies from closing an idle stream.
 const STREAM_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
@@ -597,6 +597,11 @@ async fn effects_stream(
                     .unwrap_or_else(|_| Event::default().comment("unserialisable effect"));
                 return Some((Ok::<_, std::convert::Infallible>(event), c));
             }
+            // Registered before the read: a commit in between still wakes it.
+            let db = c.db.clone();
+            let added = db.effects_added();
+            tokio::pin!(added);
+            added.as_mut().enable();
             match c.db.effects_after(c.after, 100).await {
                 Ok(page) if !page.is_empty() => {
                     c.page.extend(page);
@@ -608,6 +613,8 @@ async fn effects_stream(
                 }
             }
             tokio::select! {
+                _ = added => {}
+                // Other processes' commits (several on PostgreSQL) wake nobody here.
                 _ = tokio::time::sleep(STREAM_POLL) => {}
                 _ = tokio::time::sleep_until(c.ends) => return None,
                 // Closing, or the pipeline gone: either way the next turn ends.

@@ -71,6 +71,9 @@ pub struct Db {
     /// Deliveries waiting for the group commit (see [`Db::commit`]).
     committer: Committer,
     groups: Arc<GroupStats>,
+    /// Woken after a commit of this process that added effects (readers of
+    /// the outbox wait on it; other processes' commits are only polled).
+    effects_added: Arc<tokio::sync::Notify>,
 }
 
 /// Where deliveries go to be committed.
@@ -373,6 +376,7 @@ impl Db {
                 groups.clone(),
             )?),
             groups,
+            effects_added: Arc::default(),
         })
     }
 
@@ -410,7 +414,15 @@ impl Db {
             reads: None,
             committer: Committer::Task(committer),
             groups,
+            effects_added: Arc::default(),
         }
+    }
+
+    /// Resolves after this process next commits effects. Create it (and
+    /// `enable` it) before reading the outbox, so a commit in between is
+    /// not missed.
+    pub fn effects_added(&self) -> tokio::sync::futures::Notified<'_> {
+        self.effects_added.notified()
     }
 
     /// Group commits written so far, and the deliveries they carried.
@@ -494,7 +506,16 @@ impl Db {
         status: &str,
     ) -> Result<CommitOutcome> {
         let pending = Pending::new(event, payload, staged, effects, status);
-        self.queue(pending, false).await
+        let outcome = self.queue(pending, false).await;
+        self.announce(effects, &outcome);
+        outcome
+    }
+
+    /// Wakes the outbox's waiting readers after a commit that added effects.
+    fn announce(&self, effects: &[NewEffect], outcome: &Result<CommitOutcome>) {
+        if !effects.is_empty() && matches!(outcome, Ok(CommitOutcome::Committed)) {
+            self.effects_added.notify_waiters();
+        }
     }
 
     /// Hands `pending` to the committer and waits for its outcome.
@@ -530,10 +551,12 @@ impl Db {
         status: &str,
     ) -> Result<CommitOutcome> {
         let pending = Pending::new(event, payload, staged, effects, status);
-        match self.committer {
+        let outcome = match self.committer {
             Committer::Task(_) => commit_one(&self.pool, &pending).await,
             Committer::Thread(_) => self.queue(pending, true).await,
-        }
+        };
+        self.announce(effects, &outcome);
+        outcome
     }
 
     /// Commits the plugin's staged state on its own (a ledger posting made

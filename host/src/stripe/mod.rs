@@ -728,11 +728,21 @@ impl StripeApi {
     ) -> Result<wit::Customer, WitError> {
         check_id(id, "cus_")?;
         let path = format!("/customers/{id}");
-        let c = self
+        // Read untyped first: Stripe answers a deleted customer with
+        // `{"id", "object", "deleted": true}`, which is not a customer.
+        let v: miniserde::json::Value = self
             .send("retrieve-customer", account, None, || {
                 RequestBuilder::new(StripeMethod::Get, path.clone()).customize()
             })
             .await?;
+        let text = miniserde::json::to_string(&v);
+        if untyped(&v)?["deleted"] == serde_json::Value::Bool(true) {
+            return Err(invalid(
+                format!("No such customer: '{id}' (deleted at Stripe)"),
+                Some("id".into()),
+            ));
+        }
+        let c: stripe_shared::Customer = miniserde::json::from_str(&text).map_err(unreadable)?;
         Ok(customer(c))
     }
 

@@ -13,13 +13,16 @@ use super::operations::{
 use crate::bindings::exports::psa::billing::operations::{
     CustomerAction, CustomerFields, CustomerRequest, OperationError,
 };
-use crate::bindings::psa::billing::stripe::{self, Customer, CustomerParams};
+use crate::bindings::psa::billing::stripe::{self, Customer, CustomerParams, StripeError};
 use crate::imports::HostState;
 use psa_billing_core::state::{self, StateStore};
 
 /// Where the customer an external id names is recorded, by tenant,
 /// account and external id.
 const CUSTOMERS: &str = "customers";
+/// The customer an external id named before it was deleted at Stripe, by
+/// the same key as [`CUSTOMERS`].
+const REPLACED: &str = "customers_replaced";
 /// The metadata key naming a Stripe object's tenant.
 pub(super) const TENANT_KEY: &str = "tenant_id";
 /// The metadata key naming the application's id for a customer.
@@ -168,9 +171,17 @@ fn find(
 ) -> Result<Option<Customer>, OperationError> {
     let key = record_key(tenant, account, external_id);
     if let Some(id) = HostState.get(CUSTOMERS, &key).map_err(storage)? {
-        return stripe::retrieve_customer(&id, account)
-            .map(Some)
-            .map_err(stripe_failed);
+        return match stripe::retrieve_customer(&id, account) {
+            Ok(c) => Ok(Some(c)),
+            // Deleted at Stripe (or gone): the record is dropped, so the
+            // external id has no customer and the next upsert makes one.
+            Err(StripeError::InvalidRequest(e)) if e.message.starts_with("No such customer") => {
+                HostState.delete(CUSTOMERS, &key).map_err(storage)?;
+                HostState.put(REPLACED, &key, &id).map_err(storage)?;
+                Ok(None)
+            }
+            Err(e) => Err(stripe_failed(e)),
+        };
     }
     if tenant.contains('\\') {
         // Stripe's search cannot quote a backslash: the record is all there is.
@@ -218,8 +229,14 @@ fn upsert(req: &CustomerRequest, fields: &CustomerFields) -> Result<Customer, Op
         }
         None => {
             // Keyed by the external id, not the request: two first requests
-            // racing with different ids still make one customer.
-            let one = format!("{}:{}", account.unwrap_or(""), req.external_id);
+            // racing with different ids still make one customer. A customer
+            // made again after one was deleted gets a key of its own (the
+            // first key would replay the deleted one's creation).
+            let mut one = format!("{}:{}", account.unwrap_or(""), req.external_id);
+            let record = record_key(&req.tenant, account, &req.external_id);
+            if let Some(deleted) = HostState.get(REPLACED, &record).map_err(storage)? {
+                one = format!("{one}:after:{deleted}");
+            }
             let key = idempotency_key("customer", &req.tenant, &one, "create");
             stripe::create_customer(&params, account, &key).map_err(stripe_failed)?
         }
