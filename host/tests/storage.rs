@@ -608,3 +608,31 @@ async fn sqlite_threads_are_batch_scheduled() {
     }
     assert!(batch(&seen), "threads and policies: {seen:?}");
 }
+
+/// Two processes on one PostgreSQL database polling for due retries at
+/// once take different events: each due event is claimed by one of them.
+#[tokio::test]
+async fn due_retries_are_claimed_by_one_process_at_a_time() {
+    let url = fresh_postgres_url("claims").await;
+    let (a, b) = (Db::open(&url).await.unwrap(), Db::open(&url).await.unwrap());
+    let now = psa_billing::clock::unix_now();
+    for i in 0..40 {
+        a.record_failure(&meta(&format!("evt_c{i}")), b"body", "failed", |_| {
+            Some(std::time::Duration::from_secs(1))
+        })
+        .await
+        .unwrap();
+    }
+    let (x, y) = tokio::join!(a.due_retries(now + 5, 30), b.due_retries(now + 5, 30));
+    let (x, y) = (x.unwrap(), y.unwrap());
+    let mut all: Vec<String> = x.iter().chain(y.iter()).map(|(id, _)| id.clone()).collect();
+    let taken = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), taken, "no event taken twice");
+    assert_eq!(taken, 40, "every due event taken");
+    // Claimed: not due again until the claim lapses.
+    assert!(a.due_retries(now + 5, 30).await.unwrap().is_empty());
+    let lapsed = now + 5 + psa_billing::storage::CLAIM_SECONDS;
+    assert_eq!(a.due_retries(lapsed, 100).await.unwrap().len(), 40);
+}

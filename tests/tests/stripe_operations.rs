@@ -1102,3 +1102,24 @@ async fn a_gateway_page_instead_of_stripes_answer_is_retried_as_unavailable() {
         a.body
     );
 }
+
+/// `calls_per_second` caps the requests this process sends to Stripe:
+/// eleven reads at five a second cannot take less than the pace allows.
+#[tokio::test]
+async fn stripe_calls_are_paced_by_the_configured_rate() {
+    let (fake, _server) = setup().await;
+    let mut c = config(&fake);
+    c.calls_per_second = std::num::NonZeroU32::new(5);
+    let api = psa_billing::stripe::StripeApi::new(c).unwrap();
+    let started = Instant::now();
+    for _ in 0..11 {
+        api.retrieve_customer("cus_123", None).await.unwrap();
+    }
+    // Five at once (the burst), then one every 200 ms.
+    assert!(
+        started.elapsed() >= Duration::from_millis(1100),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(fake.requests_to("GET", "/v1/customers/cus_123").len(), 11);
+}

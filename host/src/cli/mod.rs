@@ -278,6 +278,14 @@ struct StripeArgs {
     /// (create-refund,retrieve-charge...); default: all.
     #[arg(long, env = "PSA_BILLING_STRIPE_ALLOW")]
     stripe_allow: Option<String>,
+    /// Requests to Stripe a second at most, from this process (Stripe's own
+    /// limit is 100 in live mode, 25 in test mode); 0: no cap.
+    #[arg(
+        long,
+        env = "PSA_BILLING_STRIPE_CALLS_PER_SECOND",
+        default_value_t = 25
+    )]
+    stripe_calls_per_second: u32,
 }
 
 impl StripeArgs {
@@ -290,6 +298,7 @@ impl StripeArgs {
         if let Some(list) = &self.stripe_allow {
             config.allow = Some(StripeConfig::parse_allow(list)?);
         }
+        config.calls_per_second = std::num::NonZeroU32::new(self.stripe_calls_per_second);
         Ok(Some(config))
     }
 }

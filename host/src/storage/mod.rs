@@ -59,6 +59,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+/// How long a due retry taken by [`Db::due_retries`] is left to the process
+/// that took it before another may take it.
+pub const CLAIM_SECONDS: i64 = 120;
+
 /// A plugin state key: (collection, key).
 pub type StateKey = (String, String);
 
@@ -631,16 +635,33 @@ impl Db {
 
     /// Failed events and queued jobs whose next attempt is due, oldest
     /// first: id and payload.
+    ///
+    /// The rows returned are claimed: their `retry_at` moves
+    /// [`CLAIM_SECONDS`] ahead, so that another process polling meanwhile
+    /// (several `serve` on PostgreSQL) takes other rows, not these; the
+    /// attempt's outcome then sets the real next time (or none). A process
+    /// that dies mid-attempt leaves them due again once the claim lapses.
     pub async fn due_retries(&self, now: i64, limit: i64) -> Result<Vec<(String, Vec<u8>)>> {
+        let claim = now + CLAIM_SECONDS;
+        // PostgreSQL skips rows another process is claiming this instant;
+        // SQLite has one writer, so the update alone is the claim.
+        let skip_locked = match self.pool {
+            Pool::Postgres(_) => "FOR UPDATE SKIP LOCKED",
+            Pool::Sqlite(_) => "",
+        };
+        let sql = format!(
+            "UPDATE events SET retry_at = $3 WHERE id IN (
+                 SELECT id FROM events WHERE status IN ('failed', 'queued') AND retry_at <= $1
+                 ORDER BY retry_at LIMIT $2 {skip_locked})
+             RETURNING id, payload"
+        );
         Ok(on_pool!(self.pool, |p| {
-            sqlx::query_as(
-                "SELECT id, payload FROM events WHERE status IN ('failed', 'queued') AND retry_at <= $1
-                 ORDER BY retry_at LIMIT $2",
-            )
-            .bind(now)
-            .bind(limit)
-            .fetch_all(p)
-            .await?
+            sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(now)
+                .bind(limit)
+                .bind(claim)
+                .fetch_all(p)
+                .await?
         }))
     }
 

@@ -84,6 +84,10 @@ pub struct StripeConfig {
     pub backoff: Duration,
     /// Budget of one HTTP attempt.
     pub attempt_timeout: Duration,
+    /// Requests sent to Stripe per second at most, by this process (every
+    /// attempt counts); `None`: no cap. Stripe's own limits are 100 a
+    /// second in live mode and 25 in test mode.
+    pub calls_per_second: Option<std::num::NonZeroU32>,
 }
 
 impl std::fmt::Debug for StripeConfig {
@@ -106,6 +110,7 @@ impl StripeConfig {
             max_attempts: 4,
             backoff: Duration::from_millis(250),
             attempt_timeout: Duration::from_secs(10),
+            calls_per_second: None,
         }
     }
 
@@ -137,6 +142,8 @@ struct Inner {
     http: reqwest::Client,
     base: String,
     config: StripeConfig,
+    /// The cap on requests a second (`StripeConfig::calls_per_second`).
+    pace: Option<governor::DefaultDirectRateLimiter>,
 }
 
 /// How one attempt failed.
@@ -171,12 +178,16 @@ impl StripeApi {
             .timeout(config.attempt_timeout)
             .build()
             .context("configuring the HTTP client for Stripe's v2 API")?;
+        let pace = config
+            .calls_per_second
+            .map(|n| governor::RateLimiter::direct(governor::Quota::per_second(n)));
         Ok(StripeApi {
             inner: Arc::new(Inner {
                 client,
                 http,
                 base,
                 config,
+                pace,
             }),
         })
     }
@@ -234,6 +245,9 @@ impl StripeApi {
         let mut tries = 0;
         loop {
             tries += 1;
+            if let Some(pace) = &self.inner.pace {
+                pace.until_ready().await;
+            }
             match attempt().await {
                 Ok(t) => return Ok(t),
                 Err(Attempt::Fail(e)) => return Err(e),
