@@ -387,6 +387,18 @@ pub fn post(
     Ok((tx, true))
 }
 
+/// What `transfers` do to each account, net (negative: debited): two
+/// postings that move the same money compare equal however they are split.
+pub fn net_moves(transfers: &[Transfer]) -> std::collections::BTreeMap<String, i128> {
+    let mut net = std::collections::BTreeMap::new();
+    for t in transfers {
+        *net.entry(t.from.clone()).or_insert(0) -= i128::from(t.amount);
+        *net.entry(t.to.clone()).or_insert(0) += i128::from(t.amount);
+    }
+    net.retain(|_, v| *v != 0);
+    net
+}
+
 /// The movements a transaction was posted from: its legs come in pairs,
 /// the payer's credit then the payee's debit (see [`legs`]).
 pub fn transfers_of(tx: &Transaction) -> Vec<Transfer> {

@@ -119,7 +119,11 @@ pub fn settle(
         };
         match ledger::post(store, posting) {
             // A repeat (the job run twice) posts nothing more.
-            Ok(_) | Err(ledger::LedgerError::Conflict(_)) => {}
+            Ok(_) => {}
+            // Another fee under the same id: a contradiction, never a silent success.
+            Err(ledger::LedgerError::Conflict(why)) => {
+                return Err(SettleError::Invalid(format!("{}: {why}", bt.id)));
+            }
             Err(ledger::LedgerError::Storage(e)) => return Err(SettleError::Storage(e)),
             Err(e) => return Err(SettleError::Invalid(format!("{}: {e}", bt.id))),
         }

@@ -216,6 +216,27 @@ mod tests {
         assert_eq!(ledger::transactions(&mut s, "t_1", 0, 10).unwrap().len(), 1);
     }
 
+    #[test]
+    fn a_payment_contradicting_what_its_id_already_holds_is_refused_loudly() {
+        let mut s = MemoryState::default();
+        // Something else already posted under the payment's own id.
+        let earlier = ledger::Posting {
+            id: "pi_1:payment".into(),
+            tenant: "t_1".into(),
+            currency: "usd".into(),
+            description: "hand-made".into(),
+            at: 1,
+            source: None,
+            transfers: vec![ledger::Transfer::new("customer", "tenant", 100)],
+        };
+        ledger::post(&mut s, earlier).unwrap();
+        let body = event("evt_1", "payment_intent.succeeded", 10, pi("succeeded"));
+        match handle(&body, &mut s) {
+            Err(HandleError::Malformed(why)) => assert!(why.contains("contradicts"), "{why}"),
+            other => panic!("a silent success: {other:?}"),
+        }
+    }
+
     fn charge(refunded: i64) -> Value {
         json!({"id": "ch_1", "object": "charge", "amount": 10000, "amount_refunded": refunded,
                "currency": "usd", "payment_intent": "pi_1", "refunded": refunded == 10000,

@@ -99,11 +99,32 @@ pub(super) fn post_to_ledger(
     store: &mut dyn StateStore,
     posting: ledger::Posting,
 ) -> Result<bool, HandleError> {
+    let (id, tenant, currency) = (
+        posting.id.clone(),
+        posting.tenant.clone(),
+        posting.currency.clone(),
+    );
+    let moves = ledger::net_moves(&posting.transfers);
     match ledger::post(store, posting) {
         Ok((_, new)) => Ok(new),
-        // Posted before from another event of the same object: the first
-        // posting stands.
-        Err(ledger::LedgerError::Conflict(_)) => Ok(false),
+        // Posted before from another event of the same object (its
+        // description may differ): the first posting stands. Other money
+        // under the same id is a contradiction, and loud.
+        Err(ledger::LedgerError::Conflict(why)) => {
+            let first = ledger::transaction_by_id(store, &tenant, &id)
+                .map_err(|e| HandleError::Storage(e.to_string()))?;
+            match first {
+                Some(tx)
+                    if tx.currency == currency
+                        && ledger::net_moves(&ledger::transfers_of(&tx)) == moves =>
+                {
+                    Ok(false)
+                }
+                _ => Err(HandleError::Malformed(format!(
+                    "its posting contradicts the one recorded under the same id ({why})"
+                ))),
+            }
+        }
         Err(ledger::LedgerError::Storage(e)) => Err(HandleError::Storage(e)),
         // Stripe sent numbers that cannot be posted (a negative fee, an
         // unknown currency): the event is wrong, not our storage.
