@@ -467,3 +467,41 @@ async fn a_body_not_received_within_the_body_timeout_is_cut_off() {
         "closed at the body timeout, not the request timeout"
     );
 }
+
+#[tokio::test]
+async fn partial_headers_beyond_the_cap_do_not_delay_a_signed_delivery() {
+    use psa_billing_tests::{Options, TestServer, event, succeeded_payment};
+    let s = TestServer::start(Options {
+        http: HttpLimits {
+            max_connections: 32,
+            // Far beyond the test: only shedding can make room.
+            header_timeout: Duration::from_secs(60),
+            ..HttpLimits::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    // Hundreds of connections that never finish their headers.
+    let mut trickling = Vec::new();
+    for _ in 0..300 {
+        let mut sock = TcpStream::connect(s.addr).await.unwrap();
+        sock.write_all(b"POST /webhooks/stripe HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        trickling.push(sock);
+    }
+    let started = Instant::now();
+    let body = event(
+        "evt_partial_flood",
+        "payment_intent.succeeded",
+        succeeded_payment("pi_partial_flood"),
+    );
+    let answer = tokio::time::timeout(Duration::from_secs(5), s.deliver_signed(&body))
+        .await
+        .expect("a signed delivery got through within 5 s");
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    eprintln!(
+        "accepted after {:?} behind 300 partial headers",
+        started.elapsed()
+    );
+}
