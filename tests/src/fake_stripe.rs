@@ -79,6 +79,10 @@ pub enum Fault {
     Status(u16),
     /// A gateway's HTML page with this status, not Stripe's JSON.
     Html(u16),
+    /// Stripe's 5xx error, with `Stripe-Should-Retry: false`.
+    DoNotRetry(u16),
+    /// A 429 with `Retry-After` of this many seconds.
+    RetryAfter(u64),
     /// A 402 card error with this decline code.
     CardDecline(&'static str),
 }
@@ -94,6 +98,8 @@ pub(crate) struct FakeState {
     /// (account, id) → object.
     pub(crate) objects: HashMap<Scoped, Value>,
     faults: VecDeque<Fault>,
+    /// Headers the answer being built carries besides its own.
+    extra_headers: Vec<(&'static str, String)>,
     /// Faults for the next writes (any method but GET) alone.
     write_faults: VecDeque<Fault>,
     next: u64,
@@ -110,6 +116,7 @@ impl Default for FakeState {
             replays: HashMap::new(),
             objects: HashMap::new(),
             faults: VecDeque::new(),
+            extra_headers: Vec::new(),
             write_faults: VecDeque::new(),
             next: 0,
             card_fee: (290, 30),
@@ -436,6 +443,9 @@ async fn handle(
             .headers_mut()
             .insert("idempotency-key", key.parse().unwrap());
     }
+    for (name, value) in s.extra_headers.drain(..) {
+        response.headers_mut().insert(name, value.parse().unwrap());
+    }
     response
 }
 
@@ -468,6 +478,25 @@ fn answer(s: &mut FakeState, r: &Recorded) -> (u16, Value) {
                 json!({}),
             ),
             Fault::Html(code) => (code, Value::String(GATEWAY_PAGE.into())),
+            Fault::DoNotRetry(code) => {
+                s.extra_headers
+                    .push(("stripe-should-retry", "false".into()));
+                stripe_error(
+                    code,
+                    "api_error",
+                    "Something went wrong on Stripe's end.",
+                    json!({}),
+                )
+            }
+            Fault::RetryAfter(seconds) => {
+                s.extra_headers.push(("retry-after", seconds.to_string()));
+                stripe_error(
+                    429,
+                    "invalid_request_error",
+                    "Too many requests hit the API too quickly.",
+                    json!({ "code": "rate_limit" }),
+                )
+            }
             Fault::CardDecline(decline) => stripe_error(
                 402,
                 "card_error",

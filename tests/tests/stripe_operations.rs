@@ -1123,3 +1123,29 @@ async fn stripe_calls_are_paced_by_the_configured_rate() {
     );
     assert_eq!(fake.requests_to("GET", "/v1/customers/cus_123").len(), 11);
 }
+
+#[tokio::test]
+async fn stripes_word_on_retrying_is_honoured() {
+    let (fake, server) = setup().await;
+    // `Stripe-Should-Retry: false` on a 5xx: not retried.
+    fake.fail_next_writes([Fault::DoNotRetry(500)]);
+    let a = server
+        .post_json("/v1/operations/charge-invoice", &invoice("req-sr-1", None))
+        .await;
+    assert_eq!(a.status, 502, "{}", a.body);
+    assert_eq!(fake.requests_to("POST", "/v1/payment_intents").len(), 1);
+    // `Retry-After: 1` on a 429: the retry waits for it (the back-off
+    // alone is 5 ms here).
+    fake.fail_next_writes([Fault::RetryAfter(1)]);
+    let started = Instant::now();
+    let a = server
+        .post_json("/v1/operations/charge-invoice", &invoice("req-sr-2", None))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(fake.requests_to("POST", "/v1/payment_intents").len(), 3);
+}

@@ -301,6 +301,13 @@ impl StripeArgs {
         config.calls_per_second = std::num::NonZeroU32::new(self.stripe_calls_per_second);
         Ok(Some(config))
     }
+
+    /// The client of [`StripeArgs::config`] (none without a key).
+    fn api(&self) -> Result<Option<crate::stripe::StripeApi>> {
+        self.config()?
+            .map(crate::stripe::StripeApi::new)
+            .transpose()
+    }
 }
 
 /// Whether a command prints its result and talks to no peer over a

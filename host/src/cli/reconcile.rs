@@ -44,12 +44,7 @@ pub(super) async fn reconcile(a: ReconcileArgs) -> Result<()> {
     };
     let (from, to) = (parse_time(&a.from)?, parse_time(&a.to)?);
     let (runtime, db) = a.store.open().await?;
-    let api = a
-        .stripe
-        .config()?
-        .map(crate::stripe::StripeApi::new)
-        .transpose()?;
-    let runtime = runtime.with_stripe(api);
+    let runtime = runtime.with_stripe(a.stripe.api()?);
     let reports = crate::api::reconcile::reconcile(&runtime, &db, &scope, from, to).await;
     db.close().await;
     let reports = reports?;

@@ -87,12 +87,7 @@ pub async fn replay_event(pipeline: &Pipeline, body: &[u8]) -> Vec<Value> {
 pub(super) async fn replay(a: ReplayArgs) -> Result<()> {
     let runtime = a.plugin.runtime()?;
     if a.dead_letters {
-        let api = a
-            .stripe
-            .config()?
-            .map(crate::stripe::StripeApi::new)
-            .transpose()?;
-        let runtime = runtime.with_stripe(api);
+        let runtime = runtime.with_stripe(a.stripe.api()?);
         let db = Db::open(&a.database_url).await?;
         let pipeline = a
             .routing

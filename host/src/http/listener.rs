@@ -102,6 +102,10 @@ const H2_MAX_STREAMS: u32 = 128;
 /// before it is dropped, as long as it still has nothing in flight.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
+/// A connection or a body this young is never shed: it may be a client
+/// sending its request this instant.
+const YOUNG: Duration = Duration::from_millis(200);
+
 /// How often a connection waiting for a slot makes room again.
 const SHED_AGAIN: Duration = Duration::from_millis(20);
 
@@ -118,11 +122,21 @@ fn shed(open: &Connections) {
     let slow_body = open
         .slowest_body()
         .filter(|(since, _)| now.saturating_duration_since(*since) >= SLOW_BODY);
+    // Never a connection (or a body) younger than YOUNG: that may be a
+    // client sending its request this instant.
     let victim = match slow_body {
         Some((_, victim)) => Some((victim, true)),
-        None => match open.idle_longest() {
-            Some(victim) => Some((victim, false)),
-            None => open.slowest_body().map(|(_, victim)| (victim, true)),
+        // One that never completed a request has nothing to finish: dropped
+        // at once, not given a grace to trickle more header bytes in.
+        None => match open.idle_longest(now) {
+            Some(victim) => {
+                let fresh = victim.requests_seen() == 0;
+                Some((victim, fresh))
+            }
+            None => open
+                .slowest_body()
+                .filter(|(since, _)| now.saturating_duration_since(*since) >= YOUNG)
+                .map(|(_, victim)| (victim, true)),
         },
     };
     let Some((victim, drop_now)) = victim else {
@@ -131,7 +145,7 @@ fn shed(open: &Connections) {
     if drop_now {
         tracing::debug!(
             connection = victim.id,
-            "connection limit reached: dropping the connection sending a body longest"
+            "connection limit reached: dropping a connection slow to send its request"
         );
         victim.drop_now.store(true, Ordering::Release);
     } else {
@@ -462,10 +476,13 @@ impl Connections {
     }
 
     /// The connection with nothing in flight for the longest time.
-    fn idle_longest(&self) -> Option<Arc<Connection>> {
+    /// (A connection that has sent no request yet counts once it is
+    /// [`YOUNG`] no more.)
+    fn idle_longest(&self, now: Instant) -> Option<Arc<Connection>> {
         let open = self.0.lock().expect("not poisoned");
         open.values()
             .filter(|c| c.in_flight() == 0 && !c.asked.load(Ordering::Acquire))
+            .filter(|c| c.requests_seen() > 0 || now.saturating_duration_since(c.opened) >= YOUNG)
             .min_by_key(|c| c.idle_since())
             .cloned()
     }

@@ -13,10 +13,13 @@
 //! metadata of what a session creates) are built as form bodies for
 //! async-stripe's `RequestBuilder` (its serde_qs encoding, as its typed
 //! requests use); every answer is read into async-stripe's typed objects.
+//! They travel over [`transport`] (reqwest), which keeps an error answer's
+//! status, `Stripe-Should-Retry` and `Retry-After`: Stripe's word on
+//! retrying wins over the status, and a `Retry-After` is waited out.
 //!
-//! async-stripe 1.0.0-rc.10 has no v2 API (its client puts `v1` before
-//! every path), so thin events (`GET /v2/core/events/{id}`) are fetched with
-//! reqwest, with the same key, base URL, retries and error mapping.
+//! async-stripe 1.0.0-rc.10 has no v2 API (it puts `v1` before every path),
+//! so thin events (`GET /v2/core/events/{id}`) are fetched with reqwest
+//! directly, with the same key, base URL, retries and error mapping.
 //!
 //! Knows nothing about the plugin's instances or the database: the
 //! `stripe` capability calls it with WIT types.
@@ -27,7 +30,8 @@ use anyhow::{Context, Result};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
-use stripe::{Client, ClientBuilder, StripeError};
+
+mod transport;
 use stripe_client_core::{
     CustomizableStripeRequest, IdempotencyKey, RequestBuilder, RequestStrategy, StripeMethod,
     StripeRequest,
@@ -137,7 +141,7 @@ pub struct StripeApi {
 }
 
 struct Inner {
-    client: Client,
+    transport: transport::Transport,
     /// For the v2 API, which async-stripe does not cover.
     http: reqwest::Client,
     base: String,
@@ -150,6 +154,8 @@ struct Inner {
 enum Attempt {
     /// Worth another try (429, 5xx, network); the error if it was the last.
     Retry(WitError),
+    /// Worth another try, not before Stripe's `Retry-After`.
+    RetryAfter(WitError, Duration),
     Fail(WitError),
 }
 
@@ -168,22 +174,22 @@ impl StripeApi {
         } else {
             format!("{base}/")
         };
-        let client = ClientBuilder::new(config.secret_key.clone())
-            .url(base.clone())
-            .timeout(config.attempt_timeout)
-            .app_info("psa-billing", Some(env!("CARGO_PKG_VERSION").into()), None)
-            .build()
-            .context("configuring the Stripe client")?;
         let http = reqwest::Client::builder()
             .timeout(config.attempt_timeout)
+            .user_agent(concat!("psa-billing/", env!("CARGO_PKG_VERSION")))
             .build()
-            .context("configuring the HTTP client for Stripe's v2 API")?;
+            .context("configuring the HTTP client for Stripe")?;
+        let transport = transport::Transport {
+            http: http.clone(),
+            base: base.clone(),
+            secret_key: config.secret_key.clone(),
+        };
         let pace = config
             .calls_per_second
             .map(|n| governor::RateLimiter::direct(governor::Quota::per_second(n)));
         Ok(StripeApi {
             inner: Arc::new(Inner {
-                client,
+                transport,
                 http,
                 base,
                 config,
@@ -230,7 +236,7 @@ impl StripeApi {
             if let Some(a) = account {
                 req = req.account_id(stripe_shared::AccountId::from(a));
             }
-            req.send(&self.inner.client).await.map_err(classify)
+            req.send(&self.inner.transport).await.map_err(classify)
         })
         .await
     }
@@ -251,10 +257,21 @@ impl StripeApi {
             match attempt().await {
                 Ok(t) => return Ok(t),
                 Err(Attempt::Fail(e)) => return Err(e),
-                Err(Attempt::Retry(e)) if tries >= config.max_attempts.max(1) => return Err(e),
-                Err(Attempt::Retry(e)) => {
-                    tracing::warn!(operation, attempt = tries, error = ?e, "Stripe call failed; retrying");
-                    tokio::time::sleep(jittered(backoff)).await;
+                Err(Attempt::Retry(e) | Attempt::RetryAfter(e, _))
+                    if tries >= config.max_attempts.max(1) =>
+                {
+                    return Err(e);
+                }
+                Err(retry) => {
+                    // The back-off, or longer where Stripe said how long.
+                    let (e, wait) = match retry {
+                        Attempt::RetryAfter(e, after) => {
+                            (e, jittered(backoff).max(after.min(MAX_RETRY_AFTER)))
+                        }
+                        Attempt::Retry(e) | Attempt::Fail(e) => (e, jittered(backoff)),
+                    };
+                    tracing::warn!(operation, attempt = tries, error = ?e, ?wait, "Stripe call failed; retrying");
+                    tokio::time::sleep(wait).await;
                     backoff = backoff.saturating_mul(2);
                 }
             }
@@ -310,6 +327,9 @@ impl StripeApi {
         check_id(id, "evt_")?;
         let url = format!("{}v2/core/events/{id}", self.inner.base);
         self.with_retries("retrieve-thin-event", || async {
+            let network = |e: reqwest::Error| {
+                classify(transport::Failure::Network(e.without_url().to_string()))
+            };
             let response = self
                 .inner
                 .http
@@ -318,21 +338,19 @@ impl StripeApi {
                 .header("Stripe-Version", stripe_shared::version::VERSION.as_str())
                 .send()
                 .await
-                .map_err(|e| Attempt::Retry(WitError::Unreachable(e.without_url().to_string())))?;
+                .map_err(network)?;
             let status = response.status().as_u16();
-            let should_retry = response
-                .headers()
-                .get("Stripe-Should-Retry")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<bool>().ok());
-            let body = response
-                .text()
-                .await
-                .map_err(|e| Attempt::Retry(WitError::Unreachable(e.without_url().to_string())))?;
+            let (should_retry, retry_after) = transport::retry_headers(response.headers());
+            let body = response.text().await.map_err(network)?;
             if (200..300).contains(&status) {
                 return Ok(body);
             }
-            Err(should_retry_says(should_retry, classify_v2(status, &body)))
+            Err(classify(transport::Failure::Status {
+                status,
+                should_retry,
+                retry_after,
+                body,
+            }))
         })
         .await
     }
@@ -1388,41 +1406,55 @@ fn account(a: stripe_shared::Account) -> wit::Account {
     }
 }
 
-/// Sorts an async-stripe failure into retry or typed error.
-fn classify(e: StripeError) -> Attempt {
-    match e {
-        StripeError::Stripe(err, status) => {
-            let message = err.message.clone().unwrap_or_default();
-            api_error(
-                status,
-                err.type_.as_str(),
-                err.code.as_ref().map(|c| c.as_str().to_string()),
-                err.decline_code.clone(),
-                message,
-                err.param.clone(),
-            )
+/// The longest `Retry-After` waited out; beyond it, the back-off.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// Sorts a failed attempt into retry (with Stripe's wait, if it gave one)
+/// or typed error.
+fn classify(f: transport::Failure) -> Attempt {
+    match f {
+        transport::Failure::Status {
+            status,
+            should_retry,
+            retry_after,
+            body,
+        } => {
+            let stripes = serde_json::from_str::<serde_json::Value>(&body)
+                .is_ok_and(|v| v["error"].is_object());
+            let guess = if stripes {
+                stripe_error_body(status, &body)
+            } else if status == 429 || status >= 500 {
+                // Not Stripe's answer (a proxy's or gateway's page): retried
+                // like any 5xx, its status kept.
+                Attempt::Retry(WitError::Unreachable(format!(
+                    "HTTP {status} with an answer that is not Stripe's (a proxy or gateway in between?)"
+                )))
+            } else {
+                Attempt::Fail(WitError::Api(wit::ApiFailure {
+                    status,
+                    message: format!("HTTP {status} with an answer that is not Stripe's"),
+                }))
+            };
+            match (should_retry_says(should_retry, guess), retry_after) {
+                (Attempt::Retry(e), Some(after)) => Attempt::RetryAfter(e, after),
+                // Stripe said the same request will not succeed: a failure
+                // of Stripe's (502), not "unavailable, try again" (503).
+                (Attempt::Fail(WitError::Unreachable(m) | WitError::RateLimited(m)), _) => {
+                    Attempt::Fail(WitError::Api(wit::ApiFailure {
+                        status,
+                        message: format!("{m} (Stripe-Should-Retry: false)"),
+                    }))
+                }
+                (decided, _) => decided,
+            }
         }
-        StripeError::ClientError(m) => Attempt::Retry(WitError::Unreachable(m)),
-        StripeError::Timeout => Attempt::Retry(WitError::Unreachable("timed out".into())),
-        // async-stripe's words for a non-2xx answer whose body is not
-        // Stripe's error JSON (a gateway's HTML 502/503): its status is
-        // lost, but it is no answer of Stripe's, so it is retried like a 5xx.
-        StripeError::JSONDeserialize(m)
-            if m == "error deserializing Stripe error" || m == "Response was not valid UTF-8" =>
-        {
-            Attempt::Retry(WitError::Unreachable(format!(
-                "an error answer that is not Stripe's ({m}): a proxy or gateway in between?"
-            )))
-        }
-        StripeError::JSONDeserialize(m) => Attempt::Fail(unreadable(m)),
-        StripeError::ConfigError(m) => Attempt::Fail(WitError::Denied(m)),
+        transport::Failure::Network(m) => Attempt::Retry(WitError::Unreachable(m)),
+        transport::Failure::Unreadable(m) => Attempt::Fail(unreadable(m)),
     }
 }
 
 /// Stripe's own word on retrying, where its answer carries one
-/// (`Stripe-Should-Retry`), over the status-based guess. async-stripe reads
-/// the header only inside its own retry loop, which would send a fresh
-/// idempotency key on every attempt, so the v1 calls keep the guess.
+/// (`Stripe-Should-Retry`), over the status-based guess.
 fn should_retry_says(header: Option<bool>, guess: Attempt) -> Attempt {
     match (header, guess) {
         (Some(false), Attempt::Retry(e)) => Attempt::Fail(e),
@@ -1440,8 +1472,9 @@ fn jittered(backoff: Duration) -> Duration {
     half + Duration::from_micros(fastrand::u64(0..=half.as_micros() as u64))
 }
 
-/// The same mapping for the v2 API's error body (`{"error": {...}}`).
-fn classify_v2(status: u16, body: &str) -> Attempt {
+/// Stripe's error body (`{"error": {...}}`, v1 and v2 alike) mapped by its
+/// status and type.
+fn stripe_error_body(status: u16, body: &str) -> Attempt {
     let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
     let e = &v["error"];
     let s = |k: &str| e[k].as_str().map(str::to_string);
