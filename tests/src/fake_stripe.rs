@@ -83,6 +83,10 @@ pub enum Fault {
     DoNotRetry(u16),
     /// A 429 with `Retry-After` of this many seconds.
     RetryAfter(u64),
+    /// The real answer (the write done, and replayed as done), but with a
+    /// field of a type the client's typed objects do not expect (`created`
+    /// as text), as a newer API version might send.
+    Garbled,
     /// A 402 card error with this decline code.
     CardDecline(&'static str),
 }
@@ -463,7 +467,9 @@ fn answer(s: &mut FakeState, r: &Recorded) -> (u16, Value) {
     } else {
         None
     };
-    if let Some(fault) = write_fault.or_else(|| s.faults.pop_front()) {
+    let fault = write_fault.or_else(|| s.faults.pop_front());
+    let garbled = matches!(fault, Some(Fault::Garbled));
+    if let Some(fault) = fault.filter(|_| !garbled) {
         return match fault {
             Fault::Status(429) => stripe_error(
                 429,
@@ -478,6 +484,7 @@ fn answer(s: &mut FakeState, r: &Recorded) -> (u16, Value) {
                 json!({}),
             ),
             Fault::Html(code) => (code, Value::String(GATEWAY_PAGE.into())),
+            Fault::Garbled => unreachable!("answered below"),
             Fault::DoNotRetry(code) => {
                 s.extra_headers
                     .push(("stripe-should-retry", "false".into()));
@@ -526,6 +533,11 @@ fn answer(s: &mut FakeState, r: &Recorded) -> (u16, Value) {
     {
         s.replays
             .insert(key, (r.form.clone(), status, body.clone()));
+    }
+    if garbled {
+        let mut body = body;
+        body["created"] = json!("yesterday");
+        return (status, body);
     }
     (status, body)
 }

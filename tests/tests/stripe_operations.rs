@@ -1149,3 +1149,27 @@ async fn stripes_word_on_retrying_is_honoured() {
     );
     assert_eq!(fake.requests_to("POST", "/v1/payment_intents").len(), 3);
 }
+
+/// A charge Stripe made whose answer async-stripe's type cannot read (a
+/// field of another type, as a newer API version might send) is still a
+/// charge: answered and recorded by the fields psa-billing needs, so the
+/// same request later finds it instead of failing or charging again.
+#[tokio::test]
+async fn a_charge_whose_answer_does_not_fit_the_types_is_still_recorded() {
+    let (fake, server) = setup().await;
+    fake.fail_next_writes([Fault::Garbled]);
+    let a = server
+        .post_json("/v1/operations/charge-invoice", &invoice("req-gb", None))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let id = a.body["payment_intent"]["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("pi_"), "{}", a.body);
+    assert_eq!(a.body["payment_intent"]["amount"]["amount"], 10_000);
+    // Recorded: the same request answers the same payment, no second charge.
+    let again = server
+        .post_json("/v1/operations/charge-invoice", &invoice("req-gb", None))
+        .await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.body["payment_intent"]["id"], id.as_str());
+    assert_eq!(fake.requests_to("POST", "/v1/payment_intents").len(), 1);
+}

@@ -31,6 +31,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod lenient;
 mod transport;
 use stripe_client_core::{
     CustomizableStripeRequest, IdempotencyKey, RequestBuilder, RequestStrategy, StripeMethod,
@@ -150,6 +151,32 @@ struct Inner {
     pace: Option<governor::DefaultDirectRateLimiter>,
 }
 
+/// A 2xx answer async-stripe's type could not read, as JSON.
+struct Unread {
+    why: String,
+    raw: serde_json::Value,
+}
+
+impl Unread {
+    /// The record read leniently from the answer, or the error that says why not.
+    fn lenient<W>(
+        self,
+        operation: &str,
+        read: impl FnOnce(&serde_json::Value) -> Option<W>,
+    ) -> Result<W, WitError> {
+        match read(&self.raw) {
+            Some(w) => {
+                tracing::warn!(operation, why = %self.why, "read Stripe's answer by the fields psa-billing needs");
+                Ok(w)
+            }
+            None => Err(unreadable(format!(
+                "{}; a field psa-billing needs is missing too",
+                self.why
+            ))),
+        }
+    }
+}
+
 /// How one attempt failed.
 enum Attempt {
     /// Worth another try (429, 5xx, network); the error if it was the last.
@@ -215,6 +242,25 @@ impl StripeApi {
         idempotency_key: Option<&str>,
         request: impl Fn() -> CustomizableStripeRequest<T>,
     ) -> Result<T, WitError> {
+        match self
+            .send_or_raw(operation, account, idempotency_key, request)
+            .await?
+        {
+            Ok(t) => Ok(t),
+            Err(unread) => Err(unreadable(unread.why)),
+        }
+    }
+
+    /// [`StripeApi::send`], with a 2xx answer that async-stripe's type
+    /// cannot read handed back as JSON (and logged with its text) rather
+    /// than as an error: for a write, Stripe has done it.
+    async fn send_or_raw<T: miniserde::Deserialize>(
+        &self,
+        operation: &'static str,
+        account: Option<&str>,
+        idempotency_key: Option<&str>,
+        request: impl Fn() -> CustomizableStripeRequest<T>,
+    ) -> Result<Result<T, Unread>, WitError> {
         self.allowed(operation)?;
         let strategy = match idempotency_key {
             Some(key) => RequestStrategy::Idempotent(
@@ -236,7 +282,26 @@ impl StripeApi {
             if let Some(a) = account {
                 req = req.account_id(stripe_shared::AccountId::from(a));
             }
-            req.send(&self.inner.transport).await.map_err(classify)
+            let capture = transport::Capturing {
+                transport: &self.inner.transport,
+                body: Default::default(),
+            };
+            match req.send(&capture).await {
+                Ok(t) => Ok(Ok(t)),
+                Err(transport::Failure::Unreadable(why)) => {
+                    let raw = capture.take().unwrap_or_default();
+                    let text = String::from_utf8_lossy(&raw);
+                    tracing::error!(
+                        operation,
+                        %why,
+                        answer = %text.chars().take(2048).collect::<String>(),
+                        "Stripe's answer does not fit async-stripe's type"
+                    );
+                    let raw = serde_json::from_slice(&raw).unwrap_or_default();
+                    Ok(Err(Unread { why, raw }))
+                }
+                Err(e) => Err(classify(e)),
+            }
         })
         .await
     }
@@ -545,12 +610,15 @@ impl StripeApi {
                 stripe_core::payment_intent::CreatePaymentIntentTransferData::new(dest),
             );
         }
-        let pi = self
-            .send("create-payment-intent", account, Some(key), || {
+        match self
+            .send_or_raw("create-payment-intent", account, Some(key), || {
                 req.customize()
             })
-            .await?;
-        Ok(payment_intent(pi))
+            .await?
+        {
+            Ok(pi) => Ok(payment_intent(pi)),
+            Err(unread) => unread.lenient("create-payment-intent", lenient::payment_intent),
+        }
     }
 
     /// `POST /v1/refunds`.
@@ -572,15 +640,18 @@ impl StripeApi {
         if p.reverse_transfer {
             req = req.reverse_transfer(true);
         }
-        let r = self
-            .send("create-refund", account, Some(key), || req.customize())
-            .await?;
-        Ok(wit::Refund {
-            id: r.id.to_string(),
-            amount: money(r.amount, &r.currency),
-            status: r.status,
-            payment_intent: r.payment_intent.map(|p| p.id().to_string()),
-        })
+        match self
+            .send_or_raw("create-refund", account, Some(key), || req.customize())
+            .await?
+        {
+            Ok(r) => Ok(wit::Refund {
+                id: r.id.to_string(),
+                amount: money(r.amount, &r.currency),
+                status: r.status,
+                payment_intent: r.payment_intent.map(|p| p.id().to_string()),
+            }),
+            Err(unread) => unread.lenient("create-refund", lenient::refund),
+        }
     }
 
     /// `POST /v1/transfers` to a connected account.
@@ -598,15 +669,18 @@ impl StripeApi {
         if let Some(g) = p.transfer_group {
             req = req.transfer_group(g);
         }
-        let t = self
-            .send("create-transfer", None, Some(key), || req.customize())
-            .await?;
-        Ok(wit::Transfer {
-            id: t.id.to_string(),
-            amount: money(t.amount, &t.currency),
-            destination: t.destination.map(|d| d.id().to_string()),
-            amount_reversed: t.amount_reversed,
-        })
+        match self
+            .send_or_raw("create-transfer", None, Some(key), || req.customize())
+            .await?
+        {
+            Ok(t) => Ok(wit::Transfer {
+                id: t.id.to_string(),
+                amount: money(t.amount, &t.currency),
+                destination: t.destination.map(|d| d.id().to_string()),
+                amount_reversed: t.amount_reversed,
+            }),
+            Err(unread) => unread.lenient("create-transfer", lenient::transfer),
+        }
     }
 
     /// Sets the quantity of one subscription item.

@@ -109,3 +109,29 @@ impl StripeClient for Transport {
         })
     }
 }
+
+/// [`Transport`] for one call, keeping the last 2xx body it received: when
+/// async-stripe's type cannot read an answer, the caller still has what
+/// Stripe said (an operation that happened at Stripe must not be reported
+/// as failed for a field psa-billing does not need).
+pub(super) struct Capturing<'a> {
+    pub(super) transport: &'a Transport,
+    pub(super) body: std::sync::Mutex<Option<Bytes>>,
+}
+
+impl Capturing<'_> {
+    /// The last 2xx body, taken.
+    pub(super) fn take(&self) -> Option<Bytes> {
+        self.body.lock().expect("not poisoned").take()
+    }
+}
+
+impl StripeClient for Capturing<'_> {
+    type Err = Failure;
+
+    async fn execute(&self, req: CustomizedStripeRequest) -> Result<Bytes, Failure> {
+        let body = self.transport.execute(req).await?;
+        *self.body.lock().expect("not poisoned") = Some(body.clone());
+        Ok(body)
+    }
+}
