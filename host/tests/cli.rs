@@ -1151,3 +1151,23 @@ async fn dead_settlement_jobs_are_replayed_with_the_stripe_settings() {
         "{reason}"
     );
 }
+
+/// One token reaches every tenant: `serve` refuses a short one where others
+/// can reach it, and says what a good one is.
+#[test]
+fn a_short_api_token_is_refused_off_loopback() {
+    let out = bin()
+        .args([
+            "serve",
+            "--listen",
+            &format!("0.0.0.0:{}", common::free_port()),
+        ])
+        .env("STRIPE_WEBHOOK_SECRET", "whsec_short")
+        .env("PSA_BILLING_API_TOKEN", "t")
+        .env("PSA_BILLING_DATABASE_URL", "sqlite::memory:")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("16 characters"), "{err}");
+}

@@ -1173,3 +1173,27 @@ async fn a_charge_whose_answer_does_not_fit_the_types_is_still_recorded() {
     assert_eq!(again.body["payment_intent"]["id"], id.as_str());
     assert_eq!(fake.requests_to("POST", "/v1/payment_intents").len(), 1);
 }
+
+/// A request id that is not printable ASCII, or would make the key longer
+/// than Stripe's 255 bytes, is hashed into the idempotency key.
+#[tokio::test]
+async fn idempotency_keys_stay_within_stripes_limit_in_bytes() {
+    let (fake, server) = setup().await;
+    let long = "é".repeat(100);
+    let a = server
+        .post_json("/v1/operations/charge-invoice", &invoice(&long, None))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let sent = fake.requests_to("POST", "/v1/payment_intents");
+    let key = sent[0].idempotency_key.clone().unwrap();
+    assert!(key.len() <= 255, "{} bytes: {key}", key.len());
+    assert!(key.is_ascii(), "{key}");
+    // The same request again: the same key, the same payment.
+    let again = server
+        .post_json("/v1/operations/charge-invoice", &invoice(&long, None))
+        .await;
+    assert_eq!(
+        again.body["payment_intent"]["id"],
+        a.body["payment_intent"]["id"]
+    );
+}
