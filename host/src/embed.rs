@@ -371,15 +371,19 @@ impl Billing {
 
     /// Any operation by its name, with the JSON input `POST
     /// /v1/operations/{name}` takes (every name in
-    /// [`crate::api::operations::NAMES`]: customers, subscriptions,
+    /// [`crate::api::dispatch::NAMES`]: customers, subscriptions,
     /// Checkout and portal sessions, invoices, and the ones above). An
     /// unknown name or an input that does not fit is `ApiFailure::Invalid`.
     pub async fn operation(&self, name: &str, input: serde_json::Value) -> OperationResult {
         let (rt, db) = (self.pipeline.runtime(), self.pipeline.db());
-        match ops::dispatch(rt, db, self.options.rules.as_deref(), name, input).await {
+        match crate::api::dispatch::dispatch(rt, db, self.options.rules.as_deref(), name, input)
+            .await
+        {
             Ok(result) => result,
-            Err(ops::Dispatch::Unknown(why)) => Err(ApiFailure::Invalid(why)),
-            Err(ops::Dispatch::BadInput(why)) => Err(ApiFailure::Invalid(format!("{name}: {why}"))),
+            Err(crate::api::dispatch::Dispatch::Unknown(why)) => Err(ApiFailure::Invalid(why)),
+            Err(crate::api::dispatch::Dispatch::BadInput(why)) => {
+                Err(ApiFailure::Invalid(format!("{name}: {why}")))
+            }
         }
     }
 

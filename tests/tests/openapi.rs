@@ -114,7 +114,7 @@ fn every_route_operation_and_error_is_in_the_document() {
     let doc = document();
     let paths = doc["paths"].as_object().unwrap();
     // Each operation and quote flow has its own path, with its own input.
-    for name in psa_billing::api::operations::NAMES {
+    for name in psa_billing::api::dispatch::NAMES {
         let post = &paths[&format!("/v1/operations/{name}")]["post"];
         let input = &post["requestBody"]["content"]["application/json"]["schema"]["$ref"];
         assert!(input.is_string(), "{name} has an input schema");

@@ -4,7 +4,7 @@
 //! Stripe, and an operation whose input names an object it does not
 //! declare fails here.
 
-use psa_billing::api::operations::{OPERATIONS, Owned};
+use psa_billing::api::dispatch::{OPERATIONS, Owned};
 use psa_billing::stripe::StripeConfig;
 use psa_billing_tests::fake_stripe::{FAKE_KEY, FakeStripe};
 use psa_billing_tests::{Options, TestServer, stripe_object};

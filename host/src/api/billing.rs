@@ -7,7 +7,7 @@
 //! committed by [`super::operations::run`].
 //!
 //! Knows nothing about HTTP: the router and the embedding API call
-//! [`super::operations::dispatch`].
+//! [`super::dispatch::dispatch`].
 
 use super::ApiFailure;
 use super::operations::{amount, json, once, run};

@@ -7,6 +7,7 @@
 //! Knows nothing about HTTP: the router maps [`ApiFailure`] to statuses.
 
 pub mod billing;
+pub mod dispatch;
 pub mod ledger;
 pub mod operations;
 pub mod quotes;

@@ -67,7 +67,7 @@ fn register<T: ToSchema>(components: &mut Components) -> String {
     name
 }
 
-/// Every operation of [`op::NAMES`], in its order, with its input and
+/// Every operation of [`crate::api::dispatch::NAMES`], in its order, with its input and
 /// result types.
 const OPERATIONS: &[Expansion] = &[
     Expansion {
@@ -210,7 +210,11 @@ const FLOWS: &[Expansion] = &[
 /// (behind the bearer token) as the router registered them.
 pub fn document(open: OpenApi, v1: OpenApi) -> OpenApi {
     let names: Vec<&str> = OPERATIONS.iter().map(|e| e.name).collect();
-    assert_eq!(names, op::NAMES, "every operation is documented, in order");
+    assert_eq!(
+        names,
+        crate::api::dispatch::NAMES,
+        "every operation is documented, in order"
+    );
     let flows: Vec<&str> = FLOWS.iter().map(|e| e.name).collect();
     assert_eq!(flows, q::FLOWS, "every quote flow is documented, in order");
 

@@ -11,7 +11,7 @@ use super::bodies::{
     TenantAccount, TenantList,
 };
 use super::openapi;
-use crate::api::operations;
+use crate::api::dispatch;
 use crate::api::quotes::{self, QuoteInput};
 use crate::api::tenants;
 use crate::api::{ApiFailure, answer_json, ledger};
@@ -1102,7 +1102,7 @@ async fn tenant_unregister(
     )
 }
 
-/// Run an operation (any of [`operations::NAMES`]); the document lists
+/// Run an operation (any of [`dispatch::NAMES`]); the document lists
 /// each as its own path with its own input and result.
 #[utoipa::path(
     post, path = "/v1/operations/{operation}", tag = "operations",
@@ -1131,12 +1131,12 @@ async fn operation(
         Err(refused) => return *refused,
     };
     let (rt, db) = (app.pipeline.runtime(), app.pipeline.db());
-    let result = match operations::dispatch(rt, db, app.rules.as_deref(), &name, input).await {
+    let result = match dispatch::dispatch(rt, db, app.rules.as_deref(), &name, input).await {
         Ok(result) => result,
-        Err(operations::Dispatch::BadInput(why)) => {
+        Err(dispatch::Dispatch::BadInput(why)) => {
             return error(StatusCode::UNPROCESSABLE_ENTITY, "bad_request", why);
         }
-        Err(operations::Dispatch::Unknown(why)) => {
+        Err(dispatch::Dispatch::Unknown(why)) => {
             return error(StatusCode::NOT_FOUND, "unknown_operation", why);
         }
     };
