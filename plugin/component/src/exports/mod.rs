@@ -17,5 +17,6 @@ mod operations;
 mod subscriptions;
 mod tenants;
 mod webhooks;
+mod withdrawals;
 
 pub(crate) use fees::load_rules;
