@@ -25,7 +25,7 @@ use psa_billing_core::state::{self, StateStore};
 const OWNERS: &str = "owners";
 
 /// The metadata key psa-billing writes a tenant under.
-const TENANT_KEY: &str = "tenant_id";
+pub(super) const TENANT_KEY: &str = "tenant_id";
 
 /// Proves every part of `claim`; the first that fails is the answer.
 pub(super) fn prove(claim: &OwnershipClaim) -> Result<(), OperationError> {
@@ -221,25 +221,34 @@ fn customer_tenant(id: &str, account: Option<&str>) -> Result<Option<String>, Op
 }
 
 fn metadata_tenant(metadata: &[(String, String)]) -> Option<String> {
-    metadata
-        .iter()
-        .find(|(k, _)| k == TENANT_KEY)
-        .map(|(_, v)| v.clone())
+    metadata_value(metadata, TENANT_KEY).map(str::to_string)
 }
 
 /// Ids go to Stripe in URL paths: only its id alphabet, with the right prefix.
 fn check_id(id: &str, prefix: &str) -> Result<(), OperationError> {
-    let ok = id.len() > prefix.len()
-        && id.len() <= 255
-        && id.starts_with(prefix)
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if ok {
+    if is_id(id, prefix) {
         Ok(())
     } else {
         Err(OperationError::Invalid(format!(
             "expected a {prefix}... id, not {id:?}"
         )))
     }
+}
+
+/// The value of `key` in Stripe metadata.
+pub(super) fn metadata_value<'a>(metadata: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    metadata
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Whether `id` looks like a Stripe id with `prefix`.
+pub(super) fn is_id(id: &str, prefix: &str) -> bool {
+    id.len() > prefix.len()
+        && id.len() <= 255
+        && id.starts_with(prefix)
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn not_owned(object: &str, tenant: &str, reason: &str) -> OperationError {

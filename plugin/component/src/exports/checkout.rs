@@ -7,7 +7,8 @@
 //! Knows nothing about how those webhooks are mapped: the metadata is the
 //! whole contract.
 
-use super::customers::{TENANT_KEY, is_id, owned_customer};
+use super::boundary::{TENANT_KEY, is_id};
+use super::customers::owned_customer;
 use super::operations::{
     check_account, check_deposit, check_request, idempotency_key, invalid, stripe_failed,
 };

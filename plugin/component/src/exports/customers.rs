@@ -7,6 +7,7 @@
 //! Knows nothing about subscriptions, invoices or Checkout: they only ask
 //! [`owned_customer`] whether a customer is the tenant's.
 
+use super::boundary::{TENANT_KEY, is_id, metadata_value};
 use super::operations::{
     check_account, check_request, idempotency_key, invalid, storage, stripe_failed,
 };
@@ -23,8 +24,6 @@ const CUSTOMERS: &str = "customers";
 /// The customer an external id named before it was deleted at Stripe, by
 /// the same key as [`CUSTOMERS`].
 const REPLACED: &str = "customers_replaced";
-/// The metadata key naming a Stripe object's tenant.
-pub(super) const TENANT_KEY: &str = "tenant_id";
 /// The metadata key naming the application's id for a customer.
 const EXTERNAL_KEY: &str = "psa_external_id";
 
@@ -89,22 +88,6 @@ pub(super) fn owned_customer(
             other.map_or("missing".to_string(), |t| format!("{t:?}"))
         ))),
     }
-}
-
-/// The value of `key` in Stripe metadata.
-pub(super) fn metadata_value<'a>(metadata: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    metadata
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-}
-
-/// Whether `id` looks like a Stripe id with `prefix`.
-pub(super) fn is_id(id: &str, prefix: &str) -> bool {
-    id.len() > prefix.len()
-        && id.len() <= 255
-        && id.starts_with(prefix)
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Metadata to send: the caller's, then psa-billing's own keys, which the

@@ -12,7 +12,8 @@
 //!
 //! Knows nothing about how invoice webhooks are mapped.
 
-use super::customers::{TENANT_KEY, is_id, metadata_value, owned_customer};
+use super::boundary::{TENANT_KEY, is_id, metadata_value};
+use super::customers::owned_customer;
 use super::operations::{
     check_account, check_request, idempotency_key, invalid, record, recorded, recorded_id,
     stripe_failed,

@@ -7,7 +7,8 @@
 //! Knows nothing about license counts: `set-license-count` only borrows
 //! [`item_of`] and [`proration`].
 
-use super::customers::{TENANT_KEY, is_id, metadata_value, owned_customer, with_own_keys};
+use super::boundary::{TENANT_KEY, is_id, metadata_value};
+use super::customers::{owned_customer, with_own_keys};
 use super::operations::{
     check_account, check_request, idempotency_key, invalid, record, recorded, recorded_id,
     stripe_failed,
