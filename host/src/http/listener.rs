@@ -119,23 +119,23 @@ const SLOW_BODY: Duration = Duration::from_secs(1);
 /// dropped. With none of them, the new one waits for a request to finish.
 fn shed(open: &Connections) {
     let now = Instant::now();
-    let slow_body = open
+    // The body arriving longest, and for how long (one look at the table).
+    let oldest_body = open
         .slowest_body()
-        .filter(|(since, _)| now.saturating_duration_since(*since) >= SLOW_BODY);
+        .map(|(since, c)| (now.saturating_duration_since(since), c));
     // Never a connection (or a body) younger than YOUNG: that may be a
     // client sending its request this instant.
-    let victim = match slow_body {
-        Some((_, victim)) => Some((victim, true)),
+    let victim = match oldest_body {
+        Some((age, victim)) if age >= SLOW_BODY => Some((victim, true)),
         // One that never completed a request has nothing to finish: dropped
         // at once, not given a grace to trickle more header bytes in.
-        None => match open.idle_longest(now) {
+        oldest_body => match open.idle_longest(now) {
             Some(victim) => {
                 let fresh = victim.requests_seen() == 0;
                 Some((victim, fresh))
             }
-            None => open
-                .slowest_body()
-                .filter(|(since, _)| now.saturating_duration_since(*since) >= YOUNG)
+            None => oldest_body
+                .filter(|(age, _)| *age >= YOUNG)
                 .map(|(_, victim)| (victim, true)),
         },
     };
