@@ -17,7 +17,6 @@
 //! ```
 
 use crate::api::ApiFailure;
-use crate::api::operations as ops;
 use crate::api::quotes::{self, QuoteInput};
 use crate::http::{self, ServerOptions};
 use crate::pipeline::{DeliveryError, Outcome, Pipeline, RetryPolicy};
@@ -334,41 +333,6 @@ impl Billing {
         self.pipeline.receive_thin(body, signature).await
     }
 
-    /// Charges an invoice on a tenant's account (`POST /v1/operations/charge-invoice`).
-    pub async fn charge_invoice(&self, input: ops::ChargeInvoiceInput) -> OperationResult {
-        self.typed("charge-invoice", input).await
-    }
-
-    /// Refunds a payment, partly or fully.
-    pub async fn refund(&self, input: ops::RefundInput) -> OperationResult {
-        self.typed("refund", input).await
-    }
-
-    /// A customer's wallet deposit: the rules' limits, then its payment intent.
-    pub async fn deposit(&self, input: ops::DepositInput) -> OperationResult {
-        self.typed("deposit", input).await
-    }
-
-    /// Pays out a tenant's contractor balance to a connected account.
-    pub async fn withdraw(&self, input: ops::WithdrawInput) -> OperationResult {
-        self.typed("withdraw", input).await
-    }
-
-    /// Sets a subscription's license count (its quantity).
-    pub async fn set_license_count(&self, input: ops::LicenseCountInput) -> OperationResult {
-        self.typed("set-license-count", input).await
-    }
-
-    /// Creates and registers a tenant's connected account; returns the onboarding link.
-    pub async fn onboard_tenant(&self, input: ops::OnboardInput) -> OperationResult {
-        self.typed("onboard-tenant", input).await
-    }
-
-    /// A tenant's Connect account as Stripe has it (enabled, requirements due).
-    pub async fn account_status(&self, input: ops::AccountStatusInput) -> OperationResult {
-        self.typed("account-status", input).await
-    }
-
     /// Any operation by its name, with the JSON input `POST
     /// /v1/operations/{name}` takes (every name in
     /// [`crate::api::dispatch::NAMES`]: customers, subscriptions,
@@ -385,12 +349,6 @@ impl Billing {
                 Err(ApiFailure::Invalid(format!("{name}: {why}")))
             }
         }
-    }
-
-    /// A typed operation, through [`Billing::operation`]: the one path
-    /// every operation takes, so none skips the tenant boundary.
-    async fn typed<T: serde::Serialize>(&self, name: &str, input: T) -> OperationResult {
-        self.operation(name, crate::api::answer_json(&input)).await
     }
 
     /// A fee breakdown, like `POST /v1/quote`.
@@ -527,3 +485,33 @@ impl Billing {
         &self.pipeline
     }
 }
+
+/// One typed method per operation of the table (`crate::api::table`),
+/// each the same path as `POST /v1/operations/{name}`: the tenant boundary,
+/// the request id bound, then the operation.
+macro_rules! typed_operations {
+    ($($method:ident $name:literal in $module:ident: $input:ident => $output:ident,
+        $summary:literal, owns [$($field:ident: $kind:ident),*];)*) => {
+        impl Billing {
+            $(
+                #[doc = $summary]
+                #[doc = ""]
+                #[doc = concat!("`POST /v1/operations/", $name, "`.")]
+                pub async fn $method(
+                    &self,
+                    input: crate::api::$module::$input,
+                ) -> Result<crate::runtime::$output, ApiFailure> {
+                    crate::api::dispatch::call::$method(
+                        self.pipeline.runtime(),
+                        self.pipeline.db(),
+                        self.options.rules.as_deref(),
+                        input,
+                    )
+                    .await
+                }
+            )*
+        }
+    };
+}
+
+crate::api::table::operations_table!(typed_operations);

@@ -6,6 +6,14 @@
 //!
 //! The layers are read from ARCHITECTURE.md's "Dependency rule" block, so
 //! the document and the code cannot drift apart without this test failing.
+//!
+//! Below the layers, no circle between files in any crate of the
+//! workspace: every `crate::`, `super::` and `self::` path (grouped and
+//! multi-line imports included) is resolved to the file of the module it
+//! names, and the files must form no circle. A module using its own
+//! submodules is containment, not a dependency (they are its parts); every
+//! other use is an edge. A re-export (`pub use child::Item` in a parent)
+//! is seen as the parent's, so a circle through one is not caught.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -193,5 +201,304 @@ fn the_reference_scanner_sees_plain_and_grouped_paths() {
             .map(String::from)
             .into_iter()
             .collect()
+    );
+}
+
+/// The crates whose files must form no circle: every workspace member with
+/// a `src/` directory.
+const CRATES: &[&str] = &[
+    "host",
+    "plugin/core",
+    "plugin/component",
+    "tests",
+    "tests/hostile-plugin",
+    "tests/hostile-fee-rules",
+    "examples/embed-axum",
+    "examples/volume-discount-rules",
+    "examples/fee-rules-template",
+    "bench",
+];
+
+/// A module's path from its crate's root (`["api", "billing"]`).
+type ModPath = Vec<String>;
+
+/// The module a file of `src` holds; `None` for a binary's root
+/// (`main.rs`, `bin/*`), which is a crate of its own.
+fn module_path(src: &Path, file: &Path) -> Option<ModPath> {
+    let rel = file.strip_prefix(src).unwrap();
+    let mut parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_str().unwrap().to_string())
+        .collect();
+    if parts.first().is_some_and(|p| p == "bin") || parts == ["main.rs"] {
+        return None;
+    }
+    let last = parts.pop().unwrap();
+    match last.as_str() {
+        "lib.rs" | "mod.rs" => {}
+        f => parts.push(f.trim_end_matches(".rs").to_string()),
+    }
+    Some(parts)
+}
+
+/// `code` without comments, string literals and the test module at its end.
+fn code_only(code: &str) -> String {
+    let code = code.split("#[cfg(test)]\nmod tests").next().unwrap();
+    let mut out = String::with_capacity(code.len());
+    let mut chars = code.chars().peekable();
+    let mut in_string = false;
+    while let Some(c) = chars.next() {
+        if in_string {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => in_string = true,
+            '/' if chars.peek() == Some(&'/') => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        out.push('\n');
+                        break;
+                    }
+                }
+            }
+            // A char literal holding a quote would open a string.
+            '\'' if chars.peek() == Some(&'"') => {
+                chars.next();
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Every module path written in `code`, each from its start (`crate`,
+/// `super`, `self`): `use crate::{a::{b, c}, d}` gives `crate::a::b`,
+/// `crate::a::c` and `crate::d`.
+fn paths(code: &str) -> Vec<Vec<String>> {
+    let code = code_only(code);
+    let bytes = code.as_bytes();
+    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut found = Vec::new();
+    for start in ["crate::", "super::", "self::"] {
+        let mut from = 0;
+        while let Some(at) = code[from..].find(start) {
+            let at = from + at;
+            from = at + start.len();
+            if at > 0 && (ident(bytes[at - 1]) || bytes[at - 1] == b':') {
+                continue; // `psa_billing::self::` or the middle of a path
+            }
+            let head = start.trim_end_matches("::").to_string();
+            expand(&code[from..], vec![head], &mut found);
+        }
+    }
+    found
+}
+
+/// Reads one path after `prefix` from `rest`, groups expanded.
+fn expand(rest: &str, prefix: Vec<String>, found: &mut Vec<Vec<String>>) {
+    let rest = rest.trim_start();
+    if let Some(group) = rest.strip_prefix('{') {
+        let mut depth = 0;
+        let mut item = String::new();
+        for c in group.chars() {
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 0 => break,
+                '}' => depth -= 1,
+                ',' if depth == 0 => {
+                    expand(&item, prefix.clone(), found);
+                    item.clear();
+                    continue;
+                }
+                _ => {}
+            }
+            item.push(c);
+        }
+        expand(&item, prefix, found);
+        return;
+    }
+    let name: String = rest
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect();
+    if name.is_empty() || name == "self" {
+        found.push(prefix);
+        return;
+    }
+    let mut path = prefix;
+    path.push(name.clone());
+    match rest[name.len()..].trim_start().strip_prefix("::") {
+        Some(more) => expand(more, path, found),
+        None => found.push(path),
+    }
+}
+
+/// The module of `modules` a path written in module `at` names: the
+/// longest prefix of it that is a module.
+fn resolve(at: &ModPath, path: &[String], modules: &BTreeSet<ModPath>) -> ModPath {
+    let (mut base, mut rest): (ModPath, &[String]) = match path[0].as_str() {
+        "crate" => (Vec::new(), &path[1..]),
+        "self" => (at.clone(), &path[1..]),
+        _ => (at.clone(), path), // super: popped below
+    };
+    while rest.first().is_some_and(|s| s == "super") {
+        base.pop();
+        rest = &rest[1..];
+    }
+    for segment in rest {
+        let mut next = base.clone();
+        next.push(segment.clone());
+        if !modules.contains(&next) {
+            break;
+        }
+        base = next;
+    }
+    base
+}
+
+/// The circles between the files of the crate whose sources are in `src`:
+/// each a list of modules (`crate::a`, `crate::b`) that reach each other.
+fn circles(src: &Path) -> Vec<Vec<String>> {
+    let files: Vec<(ModPath, PathBuf)> = files(src)
+        .into_iter()
+        .filter_map(|f| Some((module_path(src, &f)?, f)))
+        .collect();
+    let modules: BTreeSet<ModPath> = files.iter().map(|(m, _)| m.clone()).collect();
+    let mut edges: BTreeMap<ModPath, BTreeSet<ModPath>> = BTreeMap::new();
+    for (module, file) in &files {
+        let code = std::fs::read_to_string(file).unwrap();
+        for path in paths(&code) {
+            let used = resolve(module, &path, &modules);
+            // Itself, or one of its own parts: not a dependency.
+            if used.starts_with(module) {
+                continue;
+            }
+            edges.entry(module.clone()).or_default().insert(used);
+        }
+    }
+    strongly_connected(&modules, &edges)
+        .into_iter()
+        .filter(|scc| scc.len() > 1)
+        .map(|scc| {
+            scc.iter()
+                .map(|m| format!("crate::{}", m.join("::")))
+                .collect()
+        })
+        .collect()
+}
+
+/// The strongly connected components of the graph (Tarjan's algorithm).
+fn strongly_connected(
+    nodes: &BTreeSet<ModPath>,
+    edges: &BTreeMap<ModPath, BTreeSet<ModPath>>,
+) -> Vec<Vec<ModPath>> {
+    struct Walk<'a> {
+        edges: &'a BTreeMap<ModPath, BTreeSet<ModPath>>,
+        index: BTreeMap<ModPath, usize>,
+        low: BTreeMap<ModPath, usize>,
+        stack: Vec<ModPath>,
+        on_stack: BTreeSet<ModPath>,
+        out: Vec<Vec<ModPath>>,
+    }
+    fn visit(w: &mut Walk, v: &ModPath) {
+        let i = w.index.len();
+        w.index.insert(v.clone(), i);
+        w.low.insert(v.clone(), i);
+        w.stack.push(v.clone());
+        w.on_stack.insert(v.clone());
+        for u in w.edges.get(v).into_iter().flatten() {
+            if !w.index.contains_key(u) {
+                visit(w, u);
+                let low = w.low[v].min(w.low[u]);
+                w.low.insert(v.clone(), low);
+            } else if w.on_stack.contains(u) {
+                let low = w.low[v].min(w.index[u]);
+                w.low.insert(v.clone(), low);
+            }
+        }
+        if w.low[v] == w.index[v] {
+            let mut scc = Vec::new();
+            loop {
+                let u = w.stack.pop().unwrap();
+                w.on_stack.remove(&u);
+                let done = &u == v;
+                scc.push(u);
+                if done {
+                    break;
+                }
+            }
+            scc.sort();
+            w.out.push(scc);
+        }
+    }
+    let mut w = Walk {
+        edges,
+        index: BTreeMap::new(),
+        low: BTreeMap::new(),
+        stack: Vec::new(),
+        on_stack: BTreeSet::new(),
+        out: Vec::new(),
+    };
+    for v in nodes {
+        if !w.index.contains_key(v) {
+            visit(&mut w, v);
+        }
+    }
+    w.out
+}
+
+#[test]
+fn no_crate_has_a_circle_between_its_files() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut found = Vec::new();
+    for krate in CRATES {
+        let src = root.join(krate).join("src");
+        assert!(src.is_dir(), "{krate}/src is a workspace crate's sources");
+        for circle in circles(&src) {
+            found.push(format!("{krate}: {}", circle.join(" ⇄ ")));
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "circles between files:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn a_circle_between_files_is_found() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/circle/src");
+    assert_eq!(
+        circles(&fixture),
+        [vec![
+            "crate::shop::orders".to_string(),
+            "crate::shop::stock".to_string(),
+            "crate::shop::stock::count".to_string(),
+        ]],
+        "orders → stock::count (a multi-line group) → stock (super) → orders (self::super)"
+    );
+}
+
+#[test]
+fn the_path_reader_expands_groups_and_skips_comments_and_strings() {
+    let code = "use crate::{a::{b, c::D}, e};\nuse super::super::f::G;\n\
+                // crate::hidden\nlet s = \"crate::in_string\"; let _ = self::h::i();";
+    let got: Vec<String> = paths(code).into_iter().map(|p| p.join("::")).collect();
+    assert_eq!(
+        got,
+        [
+            "crate::a::b",
+            "crate::a::c::D",
+            "crate::e",
+            "super::super::f::G",
+            "self::h::i"
+        ]
     );
 }

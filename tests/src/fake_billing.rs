@@ -22,14 +22,14 @@
 //! `metadata['k']:'v'` clauses joined by AND, and the eventual consistency
 //! of Stripe's search (a new customer is found at once).
 
-use crate::fake_stripe::{FakeState, Recorded, int, metadata, missing, new_id, required, store};
+use crate::fake_state::{FakeState, Recorded, int, metadata, missing, new_id, required, store};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 type Answer = (u16, Value);
 
 fn refused(message: &str, param: &str) -> Answer {
-    crate::fake_stripe::stripe_error(
+    crate::fake_state::stripe_error(
         400,
         "invalid_request_error",
         message,

@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 mod fake_billing;
+mod fake_state;
 pub mod fake_stripe;
 pub mod openapi_check;
 

@@ -1023,7 +1023,7 @@ async fn the_embedding_api_runs_operations_with_its_stripe_configuration() {
     let input: psa_billing::api::operations::ChargeInvoiceInput =
         serde_json::from_value(invoice("emb-1", Some("pm_card_visa"))).unwrap();
     let charged = billing.charge_invoice(input).await.unwrap();
-    assert_eq!(charged["payment_intent"]["status"], "succeeded");
+    assert_eq!(charged.payment_intent.status, "succeeded");
     let sent = fake.requests_to("POST", "/v1/payment_intents");
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].account.as_deref(), Some(ACCOUNT));

@@ -4,24 +4,24 @@
 //! billing portal sessions, and invoices (create from lines, finalize,
 //! send, void, mark uncollectible). Each input maps onto one plugin
 //! export; the plugin decides and calls Stripe, and what it staged is
-//! committed by [`super::operations::run`].
+//! committed by [`super::run`].
 //!
 //! Knows nothing about HTTP: the router and the embedding API call
 //! [`super::dispatch::dispatch`].
 
 use super::ApiFailure;
-use super::operations::{amount, json, once, run};
 use super::quotes::{LineInput, invoice_lines};
+use super::{amount, once, run};
 use crate::runtime::{
-    CheckoutRequest, CustomerAction, CustomerFields, CustomerRequest, InvoiceAction,
-    InvoiceAdvance, InvoiceRequest, InvoiceStep, Money, NewInvoice, NewSubscription,
-    OperationError, PaymentMethodAttachment, PlanChange, PortalRequest, Purchase, QuoteRequest,
-    Runtime, StripeInvoiceLine, SubscriptionAction, SubscriptionCancel, SubscriptionItemParams,
-    SubscriptionRequest, WalletDeposit,
+    CheckoutRequest, CheckoutSession, Customer, CustomerAction, CustomerFields, CustomerRequest,
+    InvoiceAction, InvoiceAdvance, InvoiceRequest, InvoiceStep, Invoiced, Money, NewInvoice,
+    NewSubscription, OperationError, PaymentMethodAttachment, PlanChange, PortalRequest,
+    PortalSession, Purchase, QuoteRequest, Runtime, StripeInvoiceLine, Subscription,
+    SubscriptionAction, SubscriptionCancel, SubscriptionItemParams, SubscriptionRequest,
+    WalletDeposit,
 };
 use crate::storage::{Db, StagedState};
-use serde::Deserialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
@@ -33,7 +33,7 @@ fn pairs(m: BTreeMap<String, String>) -> Vec<(String, String)> {
 }
 
 /// Runs one customer request and commits its record.
-async fn customer(rt: &Runtime, db: &Db, request: CustomerRequest) -> Result<Value, ApiFailure> {
+async fn customer(rt: &Runtime, db: &Db, request: CustomerRequest) -> Result<Customer, ApiFailure> {
     once(db, "customer", |staged| {
         rt.manage_customer(staged, request.clone())
     })
@@ -41,7 +41,7 @@ async fn customer(rt: &Runtime, db: &Db, request: CustomerRequest) -> Result<Val
 }
 
 /// `POST /v1/operations/upsert-customer`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpsertCustomerInput {
     /// Names the request (Stripe idempotency).
@@ -71,8 +71,9 @@ pub struct UpsertCustomerInput {
 pub async fn upsert_customer(
     rt: &Runtime,
     db: &Db,
+    _rules: Option<&str>,
     input: UpsertCustomerInput,
-) -> Result<Value, ApiFailure> {
+) -> Result<Customer, ApiFailure> {
     let request = CustomerRequest {
         request_id: input.request_id,
         tenant: input.tenant,
@@ -89,7 +90,7 @@ pub async fn upsert_customer(
 }
 
 /// `POST /v1/operations/find-customer`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FindCustomerInput {
     /// The tenant.
@@ -105,8 +106,9 @@ pub struct FindCustomerInput {
 pub async fn find_customer(
     rt: &Runtime,
     db: &Db,
+    _rules: Option<&str>,
     input: FindCustomerInput,
-) -> Result<Value, ApiFailure> {
+) -> Result<Customer, ApiFailure> {
     let request = CustomerRequest {
         request_id: LOOKUP.into(),
         tenant: input.tenant,
@@ -118,7 +120,7 @@ pub async fn find_customer(
 }
 
 /// `POST /v1/operations/attach-payment-method`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttachPaymentMethodInput {
     /// Names the request (Stripe idempotency).
@@ -141,8 +143,9 @@ pub struct AttachPaymentMethodInput {
 pub async fn attach_payment_method(
     rt: &Runtime,
     db: &Db,
+    _rules: Option<&str>,
     input: AttachPaymentMethodInput,
-) -> Result<Value, ApiFailure> {
+) -> Result<Customer, ApiFailure> {
     let request = CustomerRequest {
         request_id: input.request_id,
         tenant: input.tenant,
@@ -157,7 +160,7 @@ pub async fn attach_payment_method(
 }
 
 /// A price and how many units of it.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ItemInput {
     /// The price (`price_...`).
@@ -184,7 +187,7 @@ async fn subscription(
     rt: &Runtime,
     db: &Db,
     request: SubscriptionRequest,
-) -> Result<Value, ApiFailure> {
+) -> Result<Subscription, ApiFailure> {
     once(db, "subscription", |staged| {
         rt.manage_subscription(staged, request.clone())
     })
@@ -192,7 +195,7 @@ async fn subscription(
 }
 
 /// `POST /v1/operations/create-subscription`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSubscriptionInput {
     /// Names the request: a repeat returns the subscription it created.
@@ -221,8 +224,9 @@ pub struct CreateSubscriptionInput {
 pub async fn create_subscription(
     rt: &Runtime,
     db: &Db,
+    _rules: Option<&str>,
     input: CreateSubscriptionInput,
-) -> Result<Value, ApiFailure> {
+) -> Result<Subscription, ApiFailure> {
     let request = SubscriptionRequest {
         request_id: input.request_id,
         tenant: input.tenant,
@@ -239,7 +243,7 @@ pub async fn create_subscription(
 }
 
 /// `POST /v1/operations/change-subscription-plan`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePlanInput {
     /// Names the request (Stripe idempotency).
@@ -268,8 +272,9 @@ pub struct ChangePlanInput {
 pub async fn change_subscription_plan(
     rt: &Runtime,
     db: &Db,
+    _rules: Option<&str>,
     input: ChangePlanInput,
-) -> Result<Value, ApiFailure> {
+) -> Result<Subscription, ApiFailure> {
     let request = SubscriptionRequest {
         request_id: input.request_id,
         tenant: input.tenant,
@@ -286,7 +291,7 @@ pub async fn change_subscription_plan(
 }
 
 /// `POST /v1/operations/cancel-subscription` and `resume-subscription`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelSubscriptionInput {
     /// Names the request (Stripe idempotency).
@@ -307,8 +312,9 @@ pub struct CancelSubscriptionInput {
 pub async fn cancel_subscription(
     rt: &Runtime,
     db: &Db,
+    _rules: Option<&str>,
     input: CancelSubscriptionInput,
-) -> Result<Value, ApiFailure> {
+) -> Result<Subscription, ApiFailure> {
     let request = SubscriptionRequest {
         request_id: input.request_id,
         tenant: input.tenant,
@@ -325,8 +331,9 @@ pub async fn cancel_subscription(
 pub async fn resume_subscription(
     rt: &Runtime,
     db: &Db,
+    _rules: Option<&str>,
     input: CancelSubscriptionInput,
-) -> Result<Value, ApiFailure> {
+) -> Result<Subscription, ApiFailure> {
     if input.at_period_end {
         return Err(ApiFailure::Invalid(
             "at_period_end is for cancel-subscription".into(),
@@ -342,7 +349,7 @@ pub async fn resume_subscription(
 }
 
 /// A wallet deposit bought through Checkout.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DepositPurchase {
     /// The wallet credited.
@@ -355,7 +362,7 @@ pub struct DepositPurchase {
 
 /// `POST /v1/operations/create-checkout-session`: `items` (a license
 /// purchase) or `deposit` (a wallet deposit), not both.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckoutInput {
     /// Names the request (Stripe idempotency, 24 hours).
@@ -389,7 +396,7 @@ pub async fn create_checkout_session(
     db: &Db,
     rules: Option<&str>,
     input: CheckoutInput,
-) -> Result<Value, ApiFailure> {
+) -> Result<CheckoutSession, ApiFailure> {
     let purchase = match (input.items, input.deposit) {
         (Some(list), None) => Purchase::Subscription(items(list)),
         (None, Some(d)) => Purchase::Deposit(WalletDeposit {
@@ -420,7 +427,7 @@ pub async fn create_checkout_session(
 }
 
 /// `POST /v1/operations/create-portal-session`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PortalInput {
     /// Names the request (Stripe idempotency).
@@ -440,8 +447,9 @@ pub struct PortalInput {
 pub async fn create_portal_session(
     rt: &Runtime,
     db: &Db,
+    _rules: Option<&str>,
     input: PortalInput,
-) -> Result<Value, ApiFailure> {
+) -> Result<PortalSession, ApiFailure> {
     let request = PortalRequest {
         request_id: input.request_id,
         tenant: input.tenant,
@@ -460,18 +468,17 @@ async fn invoice(
     db: &Db,
     rules: Option<&str>,
     request: InvoiceRequest,
-) -> Result<Value, ApiFailure> {
+) -> Result<Invoiced, ApiFailure> {
     let rules = rules.map(str::to_string);
-    let done = run(db, "invoice", |staged: StagedState| {
+    run(db, "invoice", |staged: StagedState| {
         let (rt, rules, request) = (rt.clone(), rules.clone(), request.clone());
         async move { rt.manage_invoice(staged, rules, request).await }
     })
-    .await?;
-    Ok(json(&done))
+    .await
 }
 
 /// `POST /v1/operations/create-invoice`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateInvoiceInput {
     /// Names the request: a repeat carries on or returns the invoice made.
@@ -491,7 +498,7 @@ pub struct CreateInvoiceInput {
     /// its Stripe tax rate (`stripe_id`).
     pub lines: Vec<LineInput>,
     /// send_invoice (default) or charge_automatically.
-    #[serde(default = "send_invoice")]
+    #[serde(default = "send_invoice_method")]
     pub collection_method: String,
     /// Days to pay, for send_invoice (default 30).
     #[serde(default)]
@@ -509,7 +516,7 @@ fn card() -> String {
     "card".into()
 }
 
-fn send_invoice() -> String {
+fn send_invoice_method() -> String {
     "send_invoice".into()
 }
 
@@ -519,7 +526,7 @@ pub async fn create_invoice(
     db: &Db,
     rules: Option<&str>,
     input: CreateInvoiceInput,
-) -> Result<Value, ApiFailure> {
+) -> Result<Invoiced, ApiFailure> {
     let days_until_due = match (input.collection_method.as_str(), input.days_until_due) {
         ("send_invoice", None) => Some(30),
         (_, days) => days,
@@ -580,7 +587,7 @@ pub async fn create_invoice(
 }
 
 /// `POST /v1/operations/{finalize|send|void|mark-uncollectible}-invoice`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InvoiceStepInput {
     /// Names the request (Stripe idempotency).
@@ -595,12 +602,12 @@ pub struct InvoiceStepInput {
 }
 
 /// Finalizes, sends, voids or marks uncollectible one of the tenant's invoices.
-pub async fn advance_invoice(
+async fn advance_invoice(
     rt: &Runtime,
     db: &Db,
     step: InvoiceStep,
     input: InvoiceStepInput,
-) -> Result<Value, ApiFailure> {
+) -> Result<Invoiced, ApiFailure> {
     let request = InvoiceRequest {
         request_id: input.request_id,
         tenant: input.tenant,
@@ -611,4 +618,44 @@ pub async fn advance_invoice(
         }),
     };
     invoice(rt, db, None, request).await
+}
+
+/// Finalizes a draft invoice (numbered, with its hosted page and PDF).
+pub async fn finalize_invoice(
+    rt: &Runtime,
+    db: &Db,
+    _rules: Option<&str>,
+    input: InvoiceStepInput,
+) -> Result<Invoiced, ApiFailure> {
+    advance_invoice(rt, db, InvoiceStep::Finalize, input).await
+}
+
+/// Emails an open invoice to the customer.
+pub async fn send_invoice(
+    rt: &Runtime,
+    db: &Db,
+    _rules: Option<&str>,
+    input: InvoiceStepInput,
+) -> Result<Invoiced, ApiFailure> {
+    advance_invoice(rt, db, InvoiceStep::Send, input).await
+}
+
+/// Voids an open invoice.
+pub async fn void_invoice(
+    rt: &Runtime,
+    db: &Db,
+    _rules: Option<&str>,
+    input: InvoiceStepInput,
+) -> Result<Invoiced, ApiFailure> {
+    advance_invoice(rt, db, InvoiceStep::Void, input).await
+}
+
+/// Marks an open invoice uncollectible.
+pub async fn mark_invoice_uncollectible(
+    rt: &Runtime,
+    db: &Db,
+    _rules: Option<&str>,
+    input: InvoiceStepInput,
+) -> Result<Invoiced, ApiFailure> {
+    advance_invoice(rt, db, InvoiceStep::MarkUncollectible, input).await
 }

@@ -1,6 +1,7 @@
-//! The operations table and the one path every operation takes:
-//! [`OPERATIONS`] names each operation and the input fields that name
-//! objects; [`dispatch`] parses an input, proves those objects the
+//! The one path every operation takes, generated from the table of
+//! [`super::table`]: [`OPERATIONS`] names each operation and the input
+//! fields that name objects; [`dispatch`] parses a JSON input and [`call`]
+//! holds one typed call per operation; each proves the named objects the
 //! tenant's (the plugin's `prove-owned`), binds the request id to its
 //! input, then runs the operation. HTTP, `Billing::operation` and the
 //! typed embedding calls all come here.
@@ -8,12 +9,12 @@
 //! Knows nothing about what an operation does at Stripe: the functions of
 //! [`super::operations`] and [`super::billing`] do.
 
-use super::operations::{
-    account_status, charge_invoice, deposit, onboard_tenant, refund, set_license_count, withdraw,
-};
-use crate::api::{ApiFailure, commit};
+use super::table::operations_table;
+use crate::api::{ApiFailure, answer_json};
 use crate::runtime::{OperationError, OwnedObject, OwnershipClaim, Runtime};
 use crate::storage::{Db, StagedState, StateKey};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// What an input field of an operation names, for the tenant boundary:
@@ -44,67 +45,84 @@ pub enum Owned {
     Payee,
 }
 
-/// One operation: its name and the top-level fields of its input that name
-/// objects it acts on. Fields that name nothing outside the tenant (a
-/// wallet, an external id: both are kept per tenant) are not listed.
+/// One operation: its name, its summary and the top-level fields of its
+/// input that name objects it acts on. Fields that name nothing outside
+/// the tenant (a wallet, an external id: both are kept per tenant) are not
+/// listed.
 #[derive(Debug, Clone, Copy)]
 pub struct Operation {
     /// The name in `POST /v1/operations/{name}`.
     pub name: &'static str,
+    /// One line on what it does.
+    pub summary: &'static str,
     /// The fields naming objects that must be the tenant's, and what they name.
     pub owns: &'static [(&'static str, Owned)],
 }
 
-const fn op(name: &'static str, owns: &'static [(&'static str, Owned)]) -> Operation {
-    Operation { name, owns }
+/// Generates, from the table: [`OPERATIONS`], one typed call per
+/// operation in [`call`], and the JSON dispatch.
+macro_rules! generate {
+    ($($method:ident $name:literal in $module:ident: $input:ident => $output:ident,
+        $summary:literal, owns [$($field:ident: $kind:ident),*];)*) => {
+        /// Every operation [`dispatch`] runs, in the table's order, with
+        /// what it acts on.
+        pub const OPERATIONS: &[Operation] = &[$(Operation {
+            name: $name,
+            summary: $summary,
+            owns: &[$((stringify!($field), Owned::$kind)),*],
+        }),*];
+
+        /// One typed call per operation: the tenant boundary, the request
+        /// id bound, then the operation (what `Billing`'s typed methods call).
+        pub mod call {
+            use crate::api::ApiFailure;
+            use crate::runtime::Runtime;
+            use crate::storage::Db;
+            $(
+                #[doc = $summary]
+                pub async fn $method(
+                    runtime: &Runtime,
+                    db: &Db,
+                    rules: Option<&str>,
+                    input: crate::api::$module::$input,
+                ) -> Result<crate::runtime::$output, ApiFailure> {
+                    super::guarded(runtime, db, $name, input, async |input| {
+                        crate::api::$module::$method(runtime, db, rules, input).await
+                    })
+                    .await
+                }
+            )*
+        }
+
+        /// Runs the operation `name` on its JSON input: `Ok(..)` is the
+        /// operation's own result, as JSON.
+        pub async fn dispatch(
+            runtime: &Runtime,
+            db: &Db,
+            rules: Option<&str>,
+            name: &str,
+            input: Value,
+        ) -> Result<Result<Value, ApiFailure>, Dispatch> {
+            match name {
+                $($name => {
+                    let input = parse(input)?;
+                    Ok(call::$method(runtime, db, rules, input).await.map(|o| answer_json(&o)))
+                })*
+                _ => Err(Dispatch::Unknown(format!(
+                    "no operation {name:?}; there are {}",
+                    NAMES.join(", ")
+                ))),
+            }
+        }
+    };
 }
 
-use Owned as O;
-const ACCOUNT: (&str, Owned) = ("account", O::Account);
-const CUSTOMER: (&str, Owned) = ("customer", O::Customer);
-const SUBSCRIPTION: (&str, Owned) = ("subscription", O::Subscription);
-const INVOICE: (&str, Owned) = ("invoice", O::Invoice);
+operations_table!(generate);
 
-/// Every operation [`dispatch`] runs, with what it acts on.
-pub const OPERATIONS: [Operation; 21] = [
-    op(
-        "charge-invoice",
-        &[ACCOUNT, CUSTOMER, ("payment_method", O::PaymentMethod)],
-    ),
-    op("refund", &[ACCOUNT, ("payment_intent", O::PaymentIntent)]),
-    op("deposit", &[CUSTOMER, ("payment_method", O::PaymentMethod)]),
-    op(
-        "withdraw",
-        &[("contractor", O::Contractor), ("destination", O::Payee)],
-    ),
-    op("set-license-count", &[ACCOUNT, SUBSCRIPTION]),
-    op("onboard-tenant", &[]),
-    op("account-status", &[ACCOUNT]),
-    op("upsert-customer", &[ACCOUNT, ("adopt", O::AdoptedCustomer)]),
-    op("find-customer", &[ACCOUNT]),
-    op(
-        "attach-payment-method",
-        &[ACCOUNT, ("payment_method", O::AttachablePaymentMethod)],
-    ),
-    op(
-        "create-subscription",
-        &[
-            ACCOUNT,
-            CUSTOMER,
-            ("default_payment_method", O::PaymentMethod),
-        ],
-    ),
-    op("change-subscription-plan", &[ACCOUNT, SUBSCRIPTION]),
-    op("cancel-subscription", &[ACCOUNT, SUBSCRIPTION]),
-    op("resume-subscription", &[ACCOUNT, SUBSCRIPTION]),
-    op("create-checkout-session", &[ACCOUNT, CUSTOMER]),
-    op("create-portal-session", &[ACCOUNT, CUSTOMER]),
-    op("create-invoice", &[ACCOUNT, CUSTOMER]),
-    op("finalize-invoice", &[ACCOUNT, INVOICE]),
-    op("send-invoice", &[ACCOUNT, INVOICE]),
-    op("void-invoice", &[ACCOUNT, INVOICE]),
-    op("mark-invoice-uncollectible", &[ACCOUNT, INVOICE]),
-];
+/// The input as its operation's type; a mismatch is serde's reason.
+fn parse<I: DeserializeOwned>(input: Value) -> Result<I, Dispatch> {
+    serde_json::from_value(input).map_err(|e| Dispatch::BadInput(e.to_string()))
+}
 
 /// Every operation's name, in [`OPERATIONS`]' order.
 pub const NAMES: [&str; OPERATIONS.len()] = {
@@ -116,6 +134,32 @@ pub const NAMES: [&str; OPERATIONS.len()] = {
     }
     names
 };
+
+/// The one path every operation takes: the tenant boundary ([`prove`]),
+/// the request id bound to its input ([`check_binding`]), then `run`.
+/// Both the boundary and the binding read the input as its type
+/// serialises it, so an HTTP request and a typed call that mean the same
+/// (a default left out or spelt out) are the same request.
+async fn guarded<I: Serialize, O>(
+    runtime: &Runtime,
+    db: &Db,
+    name: &str,
+    input: I,
+    run: impl AsyncFnOnce(I) -> Result<O, ApiFailure>,
+) -> Result<O, ApiFailure> {
+    let operation = OPERATIONS
+        .iter()
+        .find(|o| o.name == name)
+        .expect("the table generates each call with its own name");
+    let json = answer_json(&input);
+    prove(runtime, db, operation, &json).await?;
+    let unbound = check_binding(db, operation, &json).await?;
+    let result = run(input).await;
+    if let Some(key) = unbound {
+        bind(db, key, &json, result.as_ref().err()).await?;
+    }
+    result
+}
 
 /// The tenant boundary: the claim `input` makes for `operation` (its
 /// tenant, its account, the objects its declared fields name), proven by
@@ -214,14 +258,18 @@ async fn bind(
     db: &Db,
     key: StateKey,
     input: &Value,
-    result: &Result<Value, ApiFailure>,
+    failed: Option<&ApiFailure>,
 ) -> Result<(), ApiFailure> {
     let malformed = matches!(
-        result,
-        Err(ApiFailure::Invalid(_)
-            | ApiFailure::Refused(
-                OperationError::Invalid(_) | OperationError::Fees(_) | OperationError::NotOwned(_)
-            ))
+        failed,
+        Some(
+            ApiFailure::Invalid(_)
+                | ApiFailure::Refused(
+                    OperationError::Invalid(_)
+                        | OperationError::Fees(_)
+                        | OperationError::NotOwned(_)
+                )
+        )
     );
     if malformed {
         return Ok(());
@@ -234,7 +282,10 @@ async fn bind(
         .is_none()
     {
         staged.write(key, Some(input.to_string()));
-        commit(db, &staged).await?;
+        // A conflict is a concurrent first binding: it stays.
+        db.commit_state(&staged)
+            .await
+            .map_err(ApiFailure::Database)?;
     }
     Ok(())
 }
@@ -263,73 +314,4 @@ pub enum Dispatch {
     Unknown(String),
     /// The input does not fit the operation (serde's reason).
     BadInput(String),
-}
-
-/// Runs the operation `name` on its JSON input: `Ok(..)` is the
-/// operation's own result.
-pub async fn dispatch(
-    runtime: &Runtime,
-    db: &Db,
-    rules: Option<&str>,
-    name: &str,
-    input: Value,
-) -> Result<Result<Value, ApiFailure>, Dispatch> {
-    use super::billing as b;
-    use crate::runtime::InvoiceStep;
-    // `$op(runtime, db, [arg,] input)` with the input parsed as its type.
-    let Some(operation) = OPERATIONS.iter().find(|o| o.name == name) else {
-        return Err(Dispatch::Unknown(format!(
-            "no operation {name:?}; there are {}",
-            NAMES.join(", ")
-        )));
-    };
-    // The input parsed as its type (a bad input is refused first), then
-    // the tenant boundary, then the request id bound to its input, then
-    // the operation.
-    macro_rules! run_op {
-        ($op:path $(, $arg:expr)?) => {
-            match serde_json::from_value(input.clone()) {
-                Ok(i) => Ok(match prove(runtime, db, operation, &input).await {
-                    Ok(()) => match check_binding(db, operation, &input).await {
-                        Ok(unbound) => {
-                            let result = $op(runtime, db, $($arg,)? i).await;
-                            match unbound {
-                                Some(key) => bind(db, key, &input, &result).await.and(result),
-                                None => result,
-                            }
-                        }
-                        Err(refused) => Err(refused),
-                    },
-                    Err(refused) => Err(refused),
-                }),
-                Err(e) => Err(Dispatch::BadInput(e.to_string())),
-            }
-        };
-    }
-    match name {
-        "charge-invoice" => run_op!(charge_invoice, rules),
-        "refund" => run_op!(refund, rules),
-        "deposit" => run_op!(deposit, rules),
-        "withdraw" => run_op!(withdraw, rules),
-        "set-license-count" => run_op!(set_license_count),
-        "onboard-tenant" => run_op!(onboard_tenant),
-        "account-status" => run_op!(account_status),
-        "upsert-customer" => run_op!(b::upsert_customer),
-        "find-customer" => run_op!(b::find_customer),
-        "attach-payment-method" => run_op!(b::attach_payment_method),
-        "create-subscription" => run_op!(b::create_subscription),
-        "change-subscription-plan" => run_op!(b::change_subscription_plan),
-        "cancel-subscription" => run_op!(b::cancel_subscription),
-        "resume-subscription" => run_op!(b::resume_subscription),
-        "create-checkout-session" => run_op!(b::create_checkout_session, rules),
-        "create-portal-session" => run_op!(b::create_portal_session),
-        "create-invoice" => run_op!(b::create_invoice, rules),
-        "finalize-invoice" => run_op!(b::advance_invoice, InvoiceStep::Finalize),
-        "send-invoice" => run_op!(b::advance_invoice, InvoiceStep::Send),
-        "void-invoice" => run_op!(b::advance_invoice, InvoiceStep::Void),
-        "mark-invoice-uncollectible" => {
-            run_op!(b::advance_invoice, InvoiceStep::MarkUncollectible)
-        }
-        _ => unreachable!("{name} is listed in OPERATIONS but not dispatched"),
-    }
 }

@@ -4,11 +4,9 @@
 //! it or nothing, redone when a concurrent event changed the tenant's book.
 
 use crate::api::quotes::{Amount, amount_of, fee_error_text};
-use crate::api::{ApiFailure, answer_json, commit};
-use crate::pipeline::Rounds;
+use crate::api::{ApiFailure, answer_json, settled_or};
 use crate::runtime::{LedgerError, Money, Movement, Runtime, Transaction};
-use crate::storage::Db;
-use crate::storage::StagedState;
+use crate::storage::{Attempt, Db, Round, StagedState, until_committed};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -150,9 +148,6 @@ fn check_posting(input: &PostInput) -> Result<(), ApiFailure> {
     Ok(())
 }
 
-/// How often a posting is redone when events keep changing the book.
-const MAX_CONFLICT_RETRIES: u32 = 16;
-
 fn refused(e: LedgerError) -> ApiFailure {
     match e {
         LedgerError::Invalid(m) | LedgerError::Unbalanced(m) => ApiFailure::Invalid(m),
@@ -198,26 +193,25 @@ pub async fn post(
             amount,
         });
     }
-    let mut rounds = Rounds::new(MAX_CONFLICT_RETRIES);
-    while rounds.next().await {
-        let (posted, staged) = runtime
-            .ledger_post(
-                staged(db, tenant),
-                input.id.clone(),
-                tenant.to_string(),
-                input.currency.clone(),
-                input.description.clone(),
-                movements.clone(),
-            )
-            .await?;
-        let tx = posted.map_err(refused)?;
-        if commit(db, &staged).await? {
-            return Ok(answer_json(&answer(&tx)));
+    let label = format!("ledger:{tenant}");
+    let settled = until_committed(db, &label, None, |attempt: Attempt| {
+        let posting = runtime.ledger_post(
+            attempt.staged,
+            input.id.clone(),
+            tenant.to_string(),
+            input.currency.clone(),
+            input.description.clone(),
+            movements.clone(),
+        );
+        async move {
+            let (posted, staged) = posting.await?;
+            // A refused posting ends the loop with nothing committed.
+            let tx = posted.map_err(refused)?;
+            Ok::<_, ApiFailure>(Round::state(staged, tx))
         }
-    }
-    Err(ApiFailure::Database(anyhow::anyhow!(
-        "the ledger of {tenant} kept changing under concurrent postings; try again"
-    )))
+    })
+    .await?;
+    settled_or(settled, &label).map(|tx| answer_json(&answer(&tx)))
 }
 
 /// `tenant`'s balances: currency → account → amount.

@@ -12,10 +12,11 @@ pub mod ledger;
 pub mod operations;
 pub mod quotes;
 pub mod reconcile;
+pub(crate) mod table;
 pub mod tenants;
 
-use crate::runtime::{CallError, OperationError};
-use crate::storage::{CommitOutcome, Db, StagedState};
+use crate::runtime::{CallError, OperationError, Runtime};
+use crate::storage::{Attempt, Db, Round, Settled, StagedState, Then, Write, until_committed};
 
 /// Why an application call did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -60,13 +61,86 @@ pub fn describe(e: &OperationError) -> String {
     }
 }
 
-/// Commits what an application call staged (state only: no event row, no
-/// effects). `false` when a concurrent writer changed what the call read:
-/// the caller redoes it on fresh reads, in a [`crate::pipeline::Rounds`] loop.
-async fn commit(db: &Db, staged: &StagedState) -> Result<bool, ApiFailure> {
-    match db.commit_state(staged).await {
-        Ok(CommitOutcome::Conflict) => Ok(false),
-        Ok(CommitOutcome::Committed | CommitOutcome::Duplicate) => Ok(true),
-        Err(e) => Err(ApiFailure::Database(e)),
+/// Parses a decimal amount ("120.50") in its currency with the plugin.
+pub(crate) async fn amount(
+    runtime: &Runtime,
+    amount: &str,
+    currency: &str,
+) -> Result<crate::runtime::Money, ApiFailure> {
+    runtime
+        .parse_amount(amount, currency)
+        .await?
+        .map_err(|e| ApiFailure::Refused(OperationError::Fees(e)))
+}
+
+/// One round of an application call: its result (`Ok(None)`: run another
+/// round once this one's writes are committed) and what it staged.
+pub(crate) type Step<T> = Result<(Result<Option<T>, OperationError>, StagedState), CallError>;
+
+/// Runs an application call's rounds ([`until_committed`], state only)
+/// until one is done. What a round staged is committed even when the
+/// plugin refused the call (a released hold), never half; a round lost to
+/// a concurrent writer is redone on fresh reads. The plugin's Stripe writes
+/// carry idempotency keys derived from the request id, so a redo gets
+/// Stripe's first answer instead of a second charge.
+pub(crate) async fn run<T, Fut>(
+    db: &Db,
+    label: &str,
+    mut step: impl FnMut(StagedState) -> Fut,
+) -> Result<T, ApiFailure>
+where
+    Fut: Future<Output = Step<T>>,
+{
+    let settled = until_committed(db, label, None, |attempt: Attempt| {
+        let round = step(attempt.staged);
+        async move {
+            let (result, staged) = round.await?;
+            Ok::<_, ApiFailure>(match result {
+                Ok(Some(done)) => Round::state(staged, Ok(done)),
+                Ok(None) => Round {
+                    staged,
+                    write: Write::State,
+                    effects: Vec::new(),
+                    then: Then::Again,
+                },
+                Err(refused) => Round::state(staged, Err(refused)),
+            })
+        }
+    })
+    .await?;
+    settled_or(settled, label)?.map_err(ApiFailure::Refused)
+}
+
+/// [`run`] for a call done in one round.
+pub(crate) async fn once<T, Fut>(
+    db: &Db,
+    label: &str,
+    mut call: impl FnMut(StagedState) -> Fut,
+) -> Result<T, ApiFailure>
+where
+    Fut: Future<Output = Result<(Result<T, OperationError>, StagedState), CallError>>,
+{
+    run(db, label, |staged| {
+        let round = call(staged);
+        async move {
+            let (result, staged) = round.await?;
+            Ok((result.map(Some), staged))
+        }
+    })
+    .await
+}
+
+/// The answer of a settled loop; contention and database faults as failures.
+pub(crate) fn settled_or<T>(settled: Settled<T>, label: &str) -> Result<T, ApiFailure> {
+    match settled {
+        Settled::Done(done, _) => Ok(done),
+        // Only rounds with an event row can meet their row committed before.
+        Settled::Duplicate => Err(ApiFailure::Database(anyhow::anyhow!(
+            "{label}: committed before"
+        ))),
+        Settled::Exhausted => Err(ApiFailure::Database(anyhow::anyhow!(
+            "{label}: the state it reads kept changing under concurrent requests; try again"
+        ))),
+        Settled::Failed(e) => Err(ApiFailure::Database(e)),
     }
 }

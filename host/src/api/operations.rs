@@ -4,89 +4,16 @@
 //! calls Stripe through the host's capability; the host commits what it
 //! staged (operation records, ledger holds, registrations).
 //! [`super::dispatch`] runs one by its name, after the tenant boundary.
-//!
-//! A commit that loses an optimistic race is redone: the plugin's Stripe
-//! writes carry idempotency keys derived from the request id, so the redo
-//! gets Stripe's first answer instead of a second charge.
 
-use crate::api::{ApiFailure, commit};
-use crate::pipeline::Rounds;
+use super::{ApiFailure, amount, once, run};
 use crate::runtime::{
-    AccountStatusRequest, CallError, ChargeInvoiceRequest, DepositRequest, LicenseCountRequest,
-    OnboardRequest, OperationError, QuoteRequest, RefundRequest, Runtime, WithdrawRequest,
-    Withdrawal,
+    Account, AccountStatusRequest, ChargeInvoiceRequest, ChargedInvoice, DepositRequest,
+    LicenseCountRequest, OnboardRequest, Onboarded, OperationError, PaidWithdrawal, PaymentIntent,
+    QuoteRequest, RefundRequest, Refunded, Runtime, Subscription, WithdrawRequest, Withdrawal,
 };
-use crate::storage::{Db, StagedState};
+use crate::storage::Db;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use utoipa::ToSchema;
-
-/// How often an operation is redone after losing a commit race, and how
-/// many steps a withdrawal may take.
-const MAX_ROUNDS: u32 = 8;
-
-/// Runs `step` and commits what it staged, until it is done. `step`
-/// answers `Ok(None)` to be called again after the commit (a withdrawal's
-/// hold), `Ok(Some(..))` when done. Staged writes are committed even when
-/// the operation failed (a released hold), never half.
-pub(super) async fn run<T, F, Fut>(db: &Db, label: &str, mut step: F) -> Result<T, ApiFailure>
-where
-    F: FnMut(StagedState) -> Fut,
-    Fut: std::future::Future<Output = Step<T>>,
-{
-    let mut rounds = Rounds::new(MAX_ROUNDS);
-    while rounds.next().await {
-        let staged = StagedState::new(db.clone(), format!("operation:{label}"));
-        let (result, staged) = step(staged).await?;
-        if !commit(db, &staged).await? {
-            continue;
-        }
-        match result {
-            Ok(Some(t)) => return Ok(t),
-            Ok(None) => continue,
-            Err(e) => return Err(ApiFailure::Refused(e)),
-        }
-    }
-    Err(ApiFailure::Database(anyhow::anyhow!(
-        "{label}: the state it reads kept changing under concurrent requests; try again"
-    )))
-}
-
-/// Runs a one-step operation (`call` on a fresh stage, redone after a
-/// lost commit race) and answers its result as JSON.
-pub(super) async fn once<T, F, Fut>(db: &Db, label: &str, call: F) -> Result<Value, ApiFailure>
-where
-    T: Serialize,
-    F: Fn(StagedState) -> Fut,
-    Fut: std::future::Future<Output = Result<(Result<T, OperationError>, StagedState), CallError>>,
-{
-    let done = run(db, label, |staged| {
-        let round = call(staged);
-        async move {
-            let (r, staged) = round.await?;
-            Ok((r.map(Some), staged))
-        }
-    })
-    .await?;
-    Ok(json(&done))
-}
-
-/// One round of an operation: its result (`None`: call again) and what it staged.
-pub(super) type Step<T> = Result<(Result<Option<T>, OperationError>, StagedState), CallError>;
-
-pub(super) use super::answer_json as json;
-
-/// Parses a decimal amount ("120.50") in its currency with the plugin.
-pub(super) async fn amount(
-    runtime: &Runtime,
-    amount: &str,
-    currency: &str,
-) -> Result<crate::runtime::Money, ApiFailure> {
-    runtime
-        .parse_amount(amount, currency)
-        .await?
-        .map_err(|e| ApiFailure::Refused(OperationError::Fees(e)))
-}
 
 /// `POST /v1/operations/charge-invoice`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -132,7 +59,7 @@ pub async fn charge_invoice(
     db: &Db,
     rules: Option<&str>,
     input: ChargeInvoiceInput,
-) -> Result<Value, ApiFailure> {
+) -> Result<ChargedInvoice, ApiFailure> {
     let monthly_volume = match &input.monthly_volume {
         Some(v) => Some(amount(runtime, v, &input.currency).await?.amount),
         None => None,
@@ -200,7 +127,7 @@ pub async fn refund(
     db: &Db,
     rules: Option<&str>,
     input: RefundInput,
-) -> Result<Value, ApiFailure> {
+) -> Result<Refunded, ApiFailure> {
     let minor = match (&input.amount, &input.currency) {
         (Some(a), Some(c)) => Some(amount(runtime, a, c).await?.amount),
         (None, _) => None,
@@ -251,7 +178,7 @@ pub async fn withdraw(
     db: &Db,
     rules: Option<&str>,
     input: WithdrawInput,
-) -> Result<Value, ApiFailure> {
+) -> Result<PaidWithdrawal, ApiFailure> {
     let request = WithdrawRequest {
         amount: amount(runtime, &input.amount, &input.currency).await?,
         request_id: input.request_id,
@@ -261,7 +188,7 @@ pub async fn withdraw(
     };
     let rules = rules.map(str::to_string);
     // Hold (committed), then transfer and settle.
-    let paid = run(db, "withdraw", |staged| {
+    run(db, "withdraw", |staged| {
         let (rt, rules, request) = (runtime.clone(), rules.clone(), request.clone());
         async move {
             let (r, staged) = rt.withdraw(staged, rules, request).await?;
@@ -272,8 +199,7 @@ pub async fn withdraw(
             Ok((r, staged))
         }
     })
-    .await?;
-    Ok(json(&paid))
+    .await
 }
 
 /// `POST /v1/operations/deposit`.
@@ -303,7 +229,7 @@ pub async fn deposit(
     db: &Db,
     rules: Option<&str>,
     input: DepositInput,
-) -> Result<Value, ApiFailure> {
+) -> Result<PaymentIntent, ApiFailure> {
     let request = DepositRequest {
         amount: amount(runtime, &input.amount, &input.currency).await?,
         request_id: input.request_id,
@@ -346,8 +272,9 @@ pub struct LicenseCountInput {
 pub async fn set_license_count(
     runtime: &Runtime,
     db: &Db,
+    _rules: Option<&str>,
     input: LicenseCountInput,
-) -> Result<Value, ApiFailure> {
+) -> Result<Subscription, ApiFailure> {
     let request = LicenseCountRequest {
         request_id: input.request_id,
         tenant: input.tenant,
@@ -396,8 +323,9 @@ pub struct AccountStatusInput {
 pub async fn account_status(
     runtime: &Runtime,
     db: &Db,
+    _rules: Option<&str>,
     input: AccountStatusInput,
-) -> Result<Value, ApiFailure> {
+) -> Result<Account, ApiFailure> {
     let request = AccountStatusRequest {
         tenant: input.tenant,
         account: input.account,
@@ -412,8 +340,9 @@ pub async fn account_status(
 pub async fn onboard_tenant(
     runtime: &Runtime,
     db: &Db,
+    _rules: Option<&str>,
     input: OnboardInput,
-) -> Result<Value, ApiFailure> {
+) -> Result<Onboarded, ApiFailure> {
     let request = OnboardRequest {
         request_id: input.request_id,
         tenant: input.tenant,

@@ -351,7 +351,7 @@ pub(crate) struct WalletQuoteInput {
 }
 
 /// A discount on an invoice line.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub enum DiscountInput {
     /// Decimal percent off ("10").
@@ -361,7 +361,7 @@ pub enum DiscountInput {
 }
 
 /// A tax of an invoice line.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaxInput {
     /// Decimal percent ("8.25").
@@ -376,7 +376,7 @@ pub struct TaxInput {
 }
 
 /// One invoice line, as `POST /v1/quote/invoice` and `create-invoice` take it.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LineInput {
     /// Free text.

@@ -3,10 +3,10 @@
 //! any host of the component shares it; here the CLI, the HTTP API and
 //! embedding applications fill it.
 
-use crate::api::{ApiFailure, commit};
-use crate::pipeline::{Rounds, effects_json};
+use crate::api::{ApiFailure, settled_or};
+use crate::pipeline::effects_json;
 use crate::runtime::{Effect, Runtime};
-use crate::storage::{CommitOutcome, Db, EventMeta, NewEffect, StagedState};
+use crate::storage::{self, Db, EventMeta, NewEffect, Round, Settled, StagedState, Then, Write};
 
 fn staged(db: &Db, account: &str) -> StagedState {
     StagedState::new(db.clone(), format!("tenants:{account}"))
@@ -65,41 +65,44 @@ async fn change(
 /// with the effects it returned: those go to the outbox under a
 /// registration row of the events table (each outbox effect belongs to a
 /// row).
-async fn until_committed<F, Fut>(db: &Db, entry: &str, mut step: F) -> Result<(), ApiFailure>
+async fn until_committed<Fut>(
+    db: &Db,
+    entry: &str,
+    mut step: impl FnMut(StagedState) -> Fut,
+) -> Result<(), ApiFailure>
 where
-    F: FnMut(StagedState) -> Fut,
-    Fut: std::future::Future<Output = Result<(Vec<Effect>, StagedState), ApiFailure>>,
+    Fut: Future<Output = Result<(Vec<Effect>, StagedState), ApiFailure>>,
 {
-    let mut rounds = Rounds::new(MAX_CONFLICT_RETRIES);
-    while rounds.next().await {
-        let (effects, staged) = step(staged(db, entry)).await?;
-        let committed = if effects.is_empty() {
-            commit(db, &staged).await?
-        } else {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
-            let row = EventMeta {
-                id: format!("registration:{entry}:{}", now.as_nanos()),
-                event_type: "psa_billing.registration".into(),
-                account: Some(entry.to_string()),
-                created: crate::clock::unix_now(),
-                livemode: false,
-            };
+    let row = EventMeta {
+        id: format!("registration:{entry}:{:016x}", fastrand::u64(..)),
+        event_type: "psa_billing.registration".into(),
+        account: Some(entry.to_string()),
+        created: crate::clock::unix_now(),
+        livemode: false,
+    };
+    let label = format!("tenants:{entry}");
+    let settled = storage::until_committed(db, &label, Some((&row, b"")), |attempt| {
+        let round = step(attempt.staged);
+        async move {
+            let (effects, staged) = round.await?;
             let effects: Vec<NewEffect> = effects.iter().map(effects_json::to_json).collect();
-            match db.commit(&row, b"", &staged, &effects, "processed").await {
-                Ok(CommitOutcome::Conflict) => false,
-                Ok(CommitOutcome::Committed | CommitOutcome::Duplicate) => true,
-                Err(e) => return Err(ApiFailure::Database(e)),
-            }
-        };
-        if committed {
-            return Ok(());
+            Ok::<_, ApiFailure>(if effects.is_empty() {
+                Round::state(staged, ())
+            } else {
+                Round {
+                    staged,
+                    write: Write::Row("processed"),
+                    effects,
+                    then: Then::Done(()),
+                }
+            })
         }
+    })
+    .await?;
+    match settled {
+        Settled::Duplicate => Ok(()),
+        settled => settled_or(settled, &label),
     }
-    Err(ApiFailure::Database(anyhow::anyhow!(
-        "{entry} kept changing under concurrent registrations; try again"
-    )))
 }
 
 /// The tenant `account` is registered to.
@@ -157,9 +160,6 @@ pub async fn contractor_account(
 fn check_account(account: &str) -> Result<(), ApiFailure> {
     psa_billing_core::mapping::check_account_id(account).map_err(ApiFailure::Invalid)
 }
-
-/// How often a registration is redone.
-const MAX_CONFLICT_RETRIES: u32 = 8;
 
 /// Every registered account and its tenant, by account.
 pub async fn list(db: &Db) -> Result<Vec<(String, String)>, ApiFailure> {

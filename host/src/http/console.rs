@@ -232,7 +232,7 @@ async fn login(
         p.0.0
     });
     if let Some(wait) = console.throttle.held_off(client) {
-        return super::router::too_many_attempts(wait);
+        return super::throttle::too_many_attempts(wait);
     }
     use sha2::{Digest, Sha256};
     let (given, expected) = (

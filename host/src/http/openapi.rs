@@ -10,13 +10,7 @@
 //! handlers and the application calls serialise (derived with `ToSchema`),
 //! the WIT records included (derived on the generated bindings).
 
-use crate::api::billing as b;
-use crate::api::operations as op;
 use crate::api::quotes as q;
-use crate::runtime::{
-    Account, ChargedInvoice, CheckoutSession, Customer, Invoiced, Onboarded, PaidWithdrawal,
-    PaymentIntent, PortalSession, Refunded, Subscription,
-};
 use utoipa::ToSchema;
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::request_body::RequestBodyBuilder;
@@ -67,115 +61,20 @@ fn register<T: ToSchema>(components: &mut Components) -> String {
     name
 }
 
-/// Every operation of [`crate::api::dispatch::NAMES`], in its order, with its input and
-/// result types.
-const OPERATIONS: &[Expansion] = &[
-    Expansion {
-        name: "charge-invoice",
-        summary: "Charge an invoice (direct or destination charge, application fee from the rules)",
-        schemas: pair::<op::ChargeInvoiceInput, ChargedInvoice>,
-    },
-    Expansion {
-        name: "refund",
-        summary: "Refund a payment, in full or in part, with the fee split the rules give",
-        schemas: pair::<op::RefundInput, Refunded>,
-    },
-    Expansion {
-        name: "deposit",
-        summary: "Take a deposit into an application wallet (a payment intent)",
-        schemas: pair::<op::DepositInput, PaymentIntent>,
-    },
-    Expansion {
-        name: "withdraw",
-        summary: "Pay a wallet's or contractor's money out to a connected account (hold, transfer, settle)",
-        schemas: pair::<op::WithdrawInput, PaidWithdrawal>,
-    },
-    Expansion {
-        name: "set-license-count",
-        summary: "Set a subscription's seat count",
-        schemas: pair::<op::LicenseCountInput, Subscription>,
-    },
-    Expansion {
-        name: "onboard-tenant",
-        summary: "Create a tenant's connected account and its onboarding link",
-        schemas: pair::<op::OnboardInput, Onboarded>,
-    },
-    Expansion {
-        name: "account-status",
-        summary: "A connected account's onboarding and payout status",
-        schemas: pair::<op::AccountStatusInput, Account>,
-    },
-    Expansion {
-        name: "upsert-customer",
-        summary: "Create a tenant's Stripe customer, or update the recorded one",
-        schemas: pair::<b::UpsertCustomerInput, Customer>,
-    },
-    Expansion {
-        name: "find-customer",
-        summary: "The Stripe customer recorded for a tenant's customer",
-        schemas: pair::<b::FindCustomerInput, Customer>,
-    },
-    Expansion {
-        name: "attach-payment-method",
-        summary: "Attach a payment method to a customer, optionally as the default",
-        schemas: pair::<b::AttachPaymentMethodInput, Customer>,
-    },
-    Expansion {
-        name: "create-subscription",
-        summary: "Subscribe a customer to prices",
-        schemas: pair::<b::CreateSubscriptionInput, Subscription>,
-    },
-    Expansion {
-        name: "change-subscription-plan",
-        summary: "Move a subscription to other prices, with proration",
-        schemas: pair::<b::ChangePlanInput, Subscription>,
-    },
-    Expansion {
-        name: "cancel-subscription",
-        summary: "Cancel a subscription now or at the period's end",
-        schemas: pair::<b::CancelSubscriptionInput, Subscription>,
-    },
-    Expansion {
-        name: "resume-subscription",
-        summary: "Undo a cancellation scheduled for the period's end",
-        schemas: pair::<b::CancelSubscriptionInput, Subscription>,
-    },
-    Expansion {
-        name: "create-checkout-session",
-        summary: "A Stripe Checkout session (payment, subscription or wallet deposit)",
-        schemas: pair::<b::CheckoutInput, CheckoutSession>,
-    },
-    Expansion {
-        name: "create-portal-session",
-        summary: "A billing portal session for a customer",
-        schemas: pair::<b::PortalInput, PortalSession>,
-    },
-    Expansion {
-        name: "create-invoice",
-        summary: "Create a draft invoice from lines (discounts and taxes as the quote gives them)",
-        schemas: pair::<b::CreateInvoiceInput, Invoiced>,
-    },
-    Expansion {
-        name: "finalize-invoice",
-        summary: "Finalize a draft invoice",
-        schemas: pair::<b::InvoiceStepInput, Invoiced>,
-    },
-    Expansion {
-        name: "send-invoice",
-        summary: "Send a finalized invoice to the customer",
-        schemas: pair::<b::InvoiceStepInput, Invoiced>,
-    },
-    Expansion {
-        name: "void-invoice",
-        summary: "Void a finalized invoice",
-        schemas: pair::<b::InvoiceStepInput, Invoiced>,
-    },
-    Expansion {
-        name: "mark-invoice-uncollectible",
-        summary: "Mark a finalized invoice uncollectible",
-        schemas: pair::<b::InvoiceStepInput, Invoiced>,
-    },
-];
+/// One path per operation of the table (`crate::api::table`), in its
+/// order, with its input and result types.
+macro_rules! expansions {
+    ($($method:ident $name:literal in $module:ident: $input:ident => $output:ident,
+        $summary:literal, owns [$($field:ident: $kind:ident),*];)*) => {
+        const OPERATIONS: &[Expansion] = &[$(Expansion {
+            name: $name,
+            summary: $summary,
+            schemas: pair::<crate::api::$module::$input, crate::runtime::$output>,
+        }),*];
+    };
+}
+
+crate::api::table::operations_table!(expansions);
 
 /// Every flow of [`q::FLOWS`], in its order.
 const FLOWS: &[Expansion] = &[

@@ -376,7 +376,7 @@ fn refuse_unauthorized(
     };
     let client = super::throttle::client_of(extensions);
     if let Some(wait) = app.throttle.held_off(client) {
-        return Some(too_many_attempts(wait));
+        return Some(super::throttle::too_many_attempts(wait));
     }
     let given = headers
         .get(header::AUTHORIZATION)
@@ -396,20 +396,6 @@ fn refuse_unauthorized(
             ))
         }
     }
-}
-
-/// 429 for a client held off after too many wrong tokens.
-pub(super) fn too_many_attempts(wait: std::time::Duration) -> Response {
-    let seconds = wait.as_secs().max(1);
-    let mut refused = error(
-        StatusCode::TOO_MANY_REQUESTS,
-        "too_many_attempts",
-        format!("too many wrong API tokens from this address; try again in {seconds} s"),
-    );
-    refused
-        .headers_mut()
-        .insert(header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
-    refused
 }
 
 /// The JSON body of a `/v1` request, or the answer refusing it.

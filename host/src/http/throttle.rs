@@ -70,3 +70,20 @@ pub fn client_of(extensions: &axum::http::Extensions) -> IpAddr {
         .map(|p| p.0)
         .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
 }
+
+/// 429 for a client held off after too many wrong tokens, with the
+/// seconds to wait in `Retry-After`.
+pub(super) fn too_many_attempts(wait: Duration) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let seconds = wait.as_secs().max(1);
+    let body = super::bodies::ErrorBody::new(
+        "too_many_attempts",
+        format!("too many wrong API tokens from this address; try again in {seconds} s"),
+    );
+    let mut refused = (axum::http::StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+    refused.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from(seconds),
+    );
+    refused
+}

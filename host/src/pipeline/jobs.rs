@@ -14,11 +14,13 @@
 //!
 //! Knows nothing about HTTP, or about SQL (storage queues and commits).
 
-use super::{Pipeline, Rounds, effects_json};
+use super::{Pipeline, effects_json};
 use crate::capabilities::escape_controls;
 use crate::clock::unix_now;
 use crate::runtime::{OperationError, SettleRequest, StripeError};
-use crate::storage::{CommitOutcome, EventMeta, JOB_PREFIX, NewEffect, NewJob, StagedState};
+use crate::storage::{
+    Attempt, EventMeta, JOB_PREFIX, NewEffect, NewJob, Round, Settled, Then, Write, until_committed,
+};
 use serde::{Deserialize, Serialize};
 
 /// The type of a settlement job's row.
@@ -29,9 +31,6 @@ const SETTLEMENT_CURSOR: &str = "settlements";
 
 /// Effects read from the outbox at a time.
 const BATCH: i64 = 500;
-
-/// How often a settlement is redone after losing a commit race.
-const MAX_ROUNDS: u32 = 8;
 
 /// What a settlement job needs: the payment and where it lives.
 #[derive(Debug, Serialize, Deserialize)]
@@ -156,33 +155,40 @@ impl Pipeline {
             account: job.account,
             ..event.clone()
         };
-        let mut rounds = Rounds::new(MAX_ROUNDS);
-        while rounds.next().await {
-            let staged = StagedState::new(self.db.clone(), event.id.clone());
-            let (result, staged) = self
-                .runtime
-                .settle_payment(staged, request.clone())
-                .await
-                .map_err(|e| Failure::Later(format!("the plugin failed: {e}")))?;
-            let effects: Vec<NewEffect> = result
-                .map_err(failure)?
-                .iter()
-                .map(effects_json::to_json)
-                .collect();
-            match self
-                .db
-                .commit(&event, payload, &staged, &effects, "processed")
-                .await
-            {
-                Ok(CommitOutcome::Committed) => return Ok(effects),
-                Ok(CommitOutcome::Duplicate) => return Ok(vec![]),
-                Ok(CommitOutcome::Conflict) => continue,
-                Err(e) => return Err(Failure::Later(format!("the database failed: {e:#}"))),
-            }
+        let runtime = &self.runtime;
+        let settled = until_committed(
+            &self.db,
+            &event.id,
+            Some((&event, payload)),
+            |attempt: Attempt| {
+                let settling = runtime.settle_payment(attempt.staged, request.clone());
+                async move {
+                    let (result, staged) = settling
+                        .await
+                        .map_err(|e| Failure::Later(format!("the plugin failed: {e}")))?;
+                    let effects: Vec<NewEffect> = result
+                        .map_err(failure)?
+                        .iter()
+                        .map(effects_json::to_json)
+                        .collect();
+                    Ok(Round {
+                        staged,
+                        write: Write::Row("processed"),
+                        effects,
+                        then: Then::Done(()),
+                    })
+                }
+            },
+        )
+        .await?;
+        match settled {
+            Settled::Done((), effects) => Ok(effects),
+            Settled::Duplicate => Ok(vec![]),
+            Settled::Exhausted => Err(Failure::Later(
+                "the payment's ledger kept changing under concurrent work".into(),
+            )),
+            Settled::Failed(e) => Err(Failure::Later(format!("the database failed: {e:#}"))),
         }
-        Err(Failure::Later(
-            "the payment's ledger kept changing under concurrent work".into(),
-        ))
     }
 }
 

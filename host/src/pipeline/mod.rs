@@ -8,24 +8,20 @@
 use crate::capabilities::escape_controls;
 use crate::metrics::Metrics;
 use crate::runtime::{Delivery, Envelope, HandleError, Routing, Runtime, VerifyError};
-use crate::storage::{CommitOutcome, Db, EventMeta, NewEffect, StagedState};
+use crate::storage::{
+    Attempt, Db, EventMeta, NewEffect, Round, Settled, StagedState, Then, Write, until_committed,
+};
 use std::fmt;
 
 pub(crate) mod effects_json;
 mod failures;
 mod jobs;
 mod retry;
-mod rounds;
 
 use failures::{describe_handle_error, failed};
 pub use failures::{describe_rejection, rejection_code};
 pub use jobs::{SETTLE_PAYMENT, settle_job_id};
 pub use retry::RetryPolicy;
-pub use rounds::Rounds;
-
-/// How many times an event is re-handled when its state changed under it
-/// (deliveries for one tenant all touch its ledger).
-const MAX_CONFLICT_RETRIES: u32 = 16;
 
 /// Lanes for deliveries handled again after a conflict (see `Lanes`).
 const LANES: usize = 64;
@@ -509,80 +505,112 @@ impl Pipeline {
             }
             tracing::warn!(event = %escape_controls(&event.id), %reason, "handling it anyway: fields may have moved");
         }
-        let mut lanes = Vec::new();
+        self.handle_and_commit(event, body).await
+    }
+
+    /// Handles a delivery and commits its state, effects and row, redone on
+    /// fresh reads when a concurrent delivery changed what it read.
+    async fn handle_and_commit(
+        &self,
+        event: EventMeta,
+        body: &[u8],
+    ) -> Result<Outcome, DeliveryError> {
         // The first retry has its lanes: those it raced with take turns, no
         // need to wait. Later ones lost to first attempts (and wait).
-        let mut rounds = Rounds::new(MAX_CONFLICT_RETRIES);
-        while rounds.next().await {
-            let staged =
-                StagedState::new(self.db.clone(), event.id.clone()).after_lost(rounds.lost());
-            let started = std::time::Instant::now();
-            let handled = self.runtime.handle(body, &self.routing, staged).await;
-            self.metrics.plugin_call(started.elapsed());
-            let (handled, staged) = match handled {
-                Ok(r) => r,
-                Err(e) => return self.fail(&event, body, e.to_string()).await,
-            };
-            let effects: Vec<NewEffect> = match handled {
-                Ok(effects) if effects.len() > MAX_EFFECTS_PER_EVENT => {
-                    let reason = format!(
-                        "the plugin returned {} effects; at most {MAX_EFFECTS_PER_EVENT} are accepted",
-                        effects.len()
-                    );
-                    return self.fail(&event, body, reason).await;
-                }
-                Ok(effects) => effects.iter().map(effects_json::to_json).collect(),
-                Err(e @ (HandleError::MalformedPayload(_) | HandleError::MissingField(_))) => {
-                    return self.reject(&event, body, describe_handle_error(&e)).await;
-                }
-                Err(e) => return self.fail(&event, body, describe_handle_error(&e)).await,
-            };
-            let bytes: usize = effects.iter().map(|e| e.body.to_string().len()).sum();
-            if bytes > MAX_EFFECT_BYTES {
-                let reason = format!(
-                    "the plugin returned {bytes} bytes of effects; at most {MAX_EFFECT_BYTES} are accepted"
-                );
-                return self.fail(&event, body, reason).await;
-            }
-            if let Some(tenant) = effects
-                .iter()
-                .find_map(|e| e.body.get("tenant").and_then(serde_json::Value::as_str))
-            {
-                tracing::Span::current().record("tenant", escape_controls(tenant).as_ref());
-            }
-            let ignored = !effects.is_empty() && effects.iter().all(|e| e.kind == "event.ignored");
-            let status = if ignored { "ignored" } else { "processed" };
-            match self
-                .db
-                .commit(&event, body, &staged, &effects, status)
-                .await
-            {
-                Ok(CommitOutcome::Committed) => {
-                    return Ok(Outcome::Accepted {
-                        event_id: event.id,
-                        effects,
-                        ignored,
-                    });
-                }
-                Ok(CommitOutcome::Duplicate) => {
-                    self.compare_duplicate(&event.id, body).await;
-                    return Ok(Outcome::Duplicate { event_id: event.id });
-                }
-                Ok(CommitOutcome::Conflict) => {
-                    self.metrics.conflict();
-                    if lanes.is_empty() {
-                        lanes = self.lanes.take(&staged).await;
+        let lanes = tokio::sync::Mutex::new(Vec::new());
+        let settled = until_committed(
+            &self.db,
+            &event.id,
+            Some((&event, body)),
+            |attempt: Attempt| {
+                let lanes = &lanes;
+                async move {
+                    if let Some(lost) = &attempt.lost_to {
+                        self.metrics.conflict();
+                        let mut lanes = lanes.lock().await;
+                        if lanes.is_empty() {
+                            *lanes = self.lanes.take(lost).await;
+                        }
                     }
-                    continue;
+                    self.handle_round(body, attempt.staged).await
                 }
-                Err(e) => return self.fail(&event, body, format!("database: {e:#}")).await,
-            }
-        }
-        self.fail(
-            &event,
-            body,
-            "state kept changing under concurrent deliveries".into(),
+            },
         )
-        .await
+        .await;
+        drop(lanes);
+        match settled {
+            Ok(Settled::Done(ignored, effects)) => Ok(Outcome::Accepted {
+                event_id: event.id,
+                effects,
+                ignored,
+            }),
+            Ok(Settled::Duplicate) => {
+                self.compare_duplicate(&event.id, body).await;
+                Ok(Outcome::Duplicate { event_id: event.id })
+            }
+            Ok(Settled::Exhausted) => {
+                self.metrics.conflict();
+                let reason = "state kept changing under concurrent deliveries";
+                self.fail(&event, body, reason.into()).await
+            }
+            Ok(Settled::Failed(e)) => self.fail(&event, body, format!("database: {e:#}")).await,
+            Err(Unhandled::Failed(reason)) => self.fail(&event, body, reason).await,
+            Err(Unhandled::Rejected(reason)) => self.reject(&event, body, reason).await,
+        }
     }
+
+    /// One round of a delivery: the plugin handles it on `staged`, and the
+    /// effects it returned are checked against the limits. Answers whether
+    /// the event was ignored.
+    async fn handle_round(
+        &self,
+        body: &[u8],
+        staged: StagedState,
+    ) -> Result<Round<bool>, Unhandled> {
+        let started = std::time::Instant::now();
+        let handled = self.runtime.handle(body, &self.routing, staged).await;
+        self.metrics.plugin_call(started.elapsed());
+        let (handled, staged) = handled.map_err(|e| Unhandled::Failed(e.to_string()))?;
+        let effects: Vec<NewEffect> = match handled {
+            Ok(effects) if effects.len() > MAX_EFFECTS_PER_EVENT => {
+                return Err(Unhandled::Failed(format!(
+                    "the plugin returned {} effects; at most {MAX_EFFECTS_PER_EVENT} are accepted",
+                    effects.len()
+                )));
+            }
+            Ok(effects) => effects.iter().map(effects_json::to_json).collect(),
+            Err(e @ (HandleError::MalformedPayload(_) | HandleError::MissingField(_))) => {
+                return Err(Unhandled::Rejected(describe_handle_error(&e)));
+            }
+            Err(e) => return Err(Unhandled::Failed(describe_handle_error(&e))),
+        };
+        let bytes: usize = effects.iter().map(|e| e.body.to_string().len()).sum();
+        if bytes > MAX_EFFECT_BYTES {
+            return Err(Unhandled::Failed(format!(
+                "the plugin returned {bytes} bytes of effects; at most {MAX_EFFECT_BYTES} are accepted"
+            )));
+        }
+        if let Some(tenant) = effects
+            .iter()
+            .find_map(|e| e.body.get("tenant").and_then(serde_json::Value::as_str))
+        {
+            tracing::Span::current().record("tenant", escape_controls(tenant).as_ref());
+        }
+        let ignored = !effects.is_empty() && effects.iter().all(|e| e.kind == "event.ignored");
+        let status = if ignored { "ignored" } else { "processed" };
+        Ok(Round {
+            staged,
+            write: Write::Row(status),
+            effects,
+            then: Then::Done(ignored),
+        })
+    }
+}
+
+/// Why a delivery's round ended without a commit.
+enum Unhandled {
+    /// Recorded as failed, to be retried.
+    Failed(String),
+    /// Refused for good: rejected and dead-lettered at once.
+    Rejected(String),
 }

@@ -36,10 +36,12 @@
 mod decide;
 mod group_sql;
 mod lease;
+mod rounds;
 pub(crate) mod sqlite;
 mod staged;
 
 pub use lease::Lease;
+pub use rounds::{Attempt, Round, Settled, Then, Write, until_committed};
 
 use crate::clock::unix_now;
 use decide::{

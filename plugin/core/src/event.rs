@@ -3,6 +3,9 @@
 
 use serde_json::Value;
 
+/// `object` of a thin notification and of a v2 event.
+pub const THIN_OBJECT: &str = "v2.core.event";
+
 /// The fields of an event that the host needs before handling it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
@@ -108,7 +111,7 @@ impl Fields {
     /// refused, `id` and `type` must be non-empty strings, `created` an
     /// integer; anything else of the wrong type counts as absent.
     fn envelope(self) -> Result<Envelope, EventError> {
-        if matches!(&self.object, Scalar::Str(o) if o == crate::thin::THIN_OBJECT) {
+        if matches!(&self.object, Scalar::Str(o) if o == THIN_OBJECT) {
             return Err(EventError::Malformed(
                 "this is a thin event notification (object v2.core.event): \
                  deliver it to the thin endpoint, /webhooks/stripe/thin"

@@ -6,11 +6,8 @@
 //! other: a thin `v1.<type>` becomes `<type>` with the object as fetched.
 //! Types without a `v1.` prefix (v2 resources) map to `event.ignored`.
 
-use crate::event::{EventError, parse_json, required_str, str_at};
+use crate::event::{EventError, THIN_OBJECT, parse_json, required_str, str_at};
 use serde_json::{Value, json};
-
-/// `object` of a thin notification and of a v2 event.
-pub const THIN_OBJECT: &str = "v2.core.event";
 
 /// What the host needs from a verified thin notification.
 #[derive(Debug, Clone, PartialEq, Eq)]

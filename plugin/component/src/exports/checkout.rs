@@ -9,7 +9,7 @@
 
 use super::boundary::{TENANT_KEY, is_id};
 use super::customers::owned_customer;
-use super::operations::{
+use super::requests::{
     check_account, check_deposit, check_request, idempotency_key, invalid, stripe_failed,
 };
 use crate::bindings::exports::psa::billing::operations::{

@@ -8,7 +8,7 @@
 //! [`owned_customer`] whether a customer is the tenant's.
 
 use super::boundary::{TENANT_KEY, is_id, metadata_value};
-use super::operations::{
+use super::requests::{
     check_account, check_request, idempotency_key, invalid, storage, stripe_failed,
 };
 use crate::bindings::exports::psa::billing::operations::{

@@ -14,7 +14,7 @@
 
 use super::boundary::{TENANT_KEY, is_id, metadata_value};
 use super::customers::owned_customer;
-use super::operations::{
+use super::requests::{
     check_account, check_request, idempotency_key, invalid, record, recorded, recorded_id,
     stripe_failed,
 };

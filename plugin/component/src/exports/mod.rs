@@ -14,6 +14,7 @@ mod fees;
 mod invoices;
 mod ledger;
 mod operations;
+mod requests;
 mod subscriptions;
 mod tenants;
 mod webhooks;

@@ -6,7 +6,7 @@
 //! Knows nothing about the other operations: it borrows their request
 //! checks, records and idempotency keys.
 
-use super::operations::{
+use super::requests::{
     check_account, check_request, idempotency_key, invalid, record, recorded, recorded_id, storage,
 };
 use crate::bindings::exports::psa::billing::operations::{
