@@ -3,7 +3,8 @@
 //! to them, subscriptions (create with items and trials, item price and
 //! quantity changes, `proration_behavior`, cancel at period end or now),
 //! Checkout Sessions, billing portal sessions, and invoices (drafts, items
-//! with tax rates, finalize, send, void, mark uncollectible).
+//! with tax rates, finalize, send, void, mark uncollectible, pay with the
+//! invoice's or the customer's default payment method).
 //!
 //! Built from Stripe's sample objects, answering what Stripe answers for
 //! the cases psa-billing meets, and refusing what Stripe refuses there:
@@ -17,7 +18,9 @@
 //! on top; an inclusive rate's tax is `amount − amount / (1 + rate)` inside
 //! the amount. What it does not model: prices (any `price_...` is accepted,
 //! at no amount: a subscription's invoices are not made), proration
-//! invoices, payment of invoices, discounts and coupons on Stripe's side,
+//! invoices, a payment's charge, payment intent and balance transactions
+//! (paying an invoice only marks it paid), paying a draft (refused here),
+//! discounts and coupons on Stripe's side,
 //! Stripe Tax, several tax rates on one line, search syntax beyond
 //! `metadata['k']:'v'` clauses joined by AND, and the eventual consistency
 //! of Stripe's search (a new customer is found at once).
@@ -727,6 +730,33 @@ pub(crate) fn invoice_step(s: &mut FakeState, r: &Recorded, id: &str, verb: &str
                 );
             }
             i["status"] = json!("uncollectible");
+        }
+        "pay" => {
+            if status == "paid" {
+                return refused("Invoice is already paid", "invoice");
+            }
+            if status != "open" && status != "uncollectible" {
+                return refused("You can only pay an open invoice.", "invoice");
+            }
+            // The invoice's default payment method, else the customer's.
+            let customer = i["customer"].as_str().and_then(|c| get(s, r, c));
+            let method = r.form.get("payment_method").cloned().or_else(|| {
+                [
+                    &i["default_payment_method"],
+                    &customer.unwrap_or_default()["invoice_settings"]["default_payment_method"],
+                ]
+                .into_iter()
+                .find_map(|m| m.as_str().map(str::to_string))
+            });
+            if method.is_none() {
+                return refused(
+                    "This customer has no attached payment source or default payment method.",
+                    "payment_method",
+                );
+            }
+            i["status"] = json!("paid");
+            i["amount_paid"] = i["amount_due"].clone();
+            i["amount_remaining"] = json!(0);
         }
         _ => return missing(verb),
     }

@@ -865,3 +865,95 @@ async fn a_customer_deleted_at_stripe_is_forgotten_and_made_again() {
     assert_ne!(again["id"], first.as_str(), "a new customer");
     assert_eq!(fake.requests_to("POST", "/v1/customers").len(), 2);
 }
+
+#[tokio::test]
+async fn an_open_invoice_is_paid_now_with_the_customers_default_card_once() {
+    let (fake, server) = setup(None).await;
+    let cus = customer(&server, "t1", "company-9").await;
+    let invoice = |request_id: &str| {
+        json!({"request_id": request_id, "tenant": "t1", "customer": cus,
+               "invoice_id": format!("PSA-{request_id}"), "currency": "usd",
+               "collection_method": "charge_automatically", "finalize": true,
+               "lines": [{"description": "Onsite visit", "quantity": 2, "unit_amount": "95.00"}]})
+    };
+    let made = ok(&server, "create-invoice", invoice("inv-pay-1")).await;
+    let id = made["invoice"]["id"].as_str().unwrap().to_string();
+    assert_eq!(made["invoice"]["status"], "open");
+    let pay = |request_id: &'static str, tenant: &'static str| {
+        let (server, id) = (&server, id.clone());
+        async move {
+            op(
+                server,
+                "pay-invoice",
+                json!({"request_id": request_id, "tenant": tenant, "invoice": id}),
+            )
+            .await
+        }
+    };
+
+    // No default payment method yet: Stripe's refusal, typed, and nothing paid.
+    let (status, body) = pay("pay-0", "t1").await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"], "stripe_invalid_request");
+    assert!(
+        body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("default payment method"),
+        "{body}"
+    );
+
+    // Another tenant cannot pay it, and Stripe never hears of the attempt.
+    let before = fake
+        .requests_to("POST", &format!("/v1/invoices/{id}/pay"))
+        .len();
+    let (status, body) = pay("pay-x", "t2").await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"], "not_owned");
+    assert_eq!(
+        fake.requests_to("POST", &format!("/v1/invoices/{id}/pay"))
+            .len(),
+        before
+    );
+
+    // With a default card, it is collected now, under the request's key.
+    let mut pm = stripe_object("payment_method");
+    pm["id"] = json!("pm_card_company9");
+    pm["customer"] = json!(null);
+    fake.insert(None, pm);
+    ok(
+        &server,
+        "attach-payment-method",
+        json!({"request_id": "pm-9", "tenant": "t1", "external_id": "company-9",
+               "payment_method": "pm_card_company9", "default": true}),
+    )
+    .await;
+    let paid = ok(
+        &server,
+        "pay-invoice",
+        json!({"request_id": "pay-1", "tenant": "t1", "invoice": id}),
+    )
+    .await;
+    assert_eq!(paid["invoice"]["status"], "paid");
+    assert_eq!(paid["invoice"]["amount_paid"], json!(19000));
+    let sent = fake.requests_to("POST", &format!("/v1/invoices/{id}/pay"));
+    assert_eq!(
+        sent.last().unwrap().idempotency_key.as_deref(),
+        Some(key("invoice", "t1", "pay-1", "pay").as_str())
+    );
+
+    // Paying it again (a new request) finds it paid: no second charge.
+    let calls = sent.len();
+    let again = ok(
+        &server,
+        "pay-invoice",
+        json!({"request_id": "pay-2", "tenant": "t1", "invoice": id}),
+    )
+    .await;
+    assert_eq!(again["invoice"]["status"], "paid");
+    assert_eq!(
+        fake.requests_to("POST", &format!("/v1/invoices/{id}/pay"))
+            .len(),
+        calls
+    );
+}

@@ -198,7 +198,11 @@ fn input(name: &str, o: &Objects) -> Option<Value> {
         "create-invoice" => json!({"request_id": "x-1", "tenant": t, "customer": o.customer,
             "invoice_id": "PSA-X", "currency": "usd",
             "lines": [{"description": "Support", "quantity": 1, "unit_amount": "10.00"}]}),
-        "finalize-invoice" | "send-invoice" | "void-invoice" | "mark-invoice-uncollectible" => {
+        "finalize-invoice"
+        | "send-invoice"
+        | "void-invoice"
+        | "mark-invoice-uncollectible"
+        | "pay-invoice" => {
             json!({"request_id": "x-1", "tenant": t, "invoice": o.invoice})
         }
         _ => return None,

@@ -659,3 +659,14 @@ pub async fn mark_invoice_uncollectible(
 ) -> Result<Invoiced, ApiFailure> {
     advance_invoice(rt, db, InvoiceStep::MarkUncollectible, input).await
 }
+
+/// Collects an open invoice now, off-session, with the invoice's or the
+/// customer's default payment method (a paid one is returned as it is).
+pub async fn pay_invoice(
+    rt: &Runtime,
+    db: &Db,
+    _rules: Option<&str>,
+    input: InvoiceStepInput,
+) -> Result<Invoiced, ApiFailure> {
+    advance_invoice(rt, db, InvoiceStep::Pay, input).await
+}

@@ -85,6 +85,9 @@ macro_rules! operations_table {
             mark_invoice_uncollectible "mark-invoice-uncollectible" in billing: InvoiceStepInput => Invoiced,
                 "Mark a finalized invoice uncollectible",
                 owns [account: Account, invoice: Invoice];
+            pay_invoice "pay-invoice" in billing: InvoiceStepInput => Invoiced,
+                "Collect an open invoice now with the customer's default payment method",
+                owns [account: Account, invoice: Invoice];
         }
     };
 }

@@ -518,7 +518,7 @@ impl StripeApi {
             .ok_or_else(|| unreadable("an invoice item without an id"))
     }
 
-    /// `POST /v1/invoices/{id}/{finalize|send|void|mark_uncollectible}`.
+    /// `POST /v1/invoices/{id}/{finalize|send|void|mark_uncollectible|pay}`.
     pub async fn advance_invoice(
         &self,
         id: &str,
@@ -532,6 +532,7 @@ impl StripeApi {
             wit::InvoiceStep::Send => "send",
             wit::InvoiceStep::Void => "void",
             wit::InvoiceStep::MarkUncollectible => "mark_uncollectible",
+            wit::InvoiceStep::Pay => "pay",
         };
         let mut form = Form::default();
         if let wit::InvoiceStep::Finalize = step {

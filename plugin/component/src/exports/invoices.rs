@@ -249,6 +249,7 @@ fn advance(req: &InvoiceRequest, step: &InvoiceAdvance) -> Result<Invoice, Opera
         InvoiceStep::Send => ("send", false),
         InvoiceStep::Void => ("void", status == "void"),
         InvoiceStep::MarkUncollectible => ("mark-uncollectible", status == "uncollectible"),
+        InvoiceStep::Pay => ("pay", status == "paid"),
     };
     if done {
         return Ok(invoice);
