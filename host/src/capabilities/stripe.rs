@@ -40,338 +40,147 @@ impl CallState {
     }
 }
 
-impl stripe::Host for CallState {
-    async fn retrieve_event(
-        &mut self,
-        id: String,
-        account: Option<String>,
-    ) -> wasmtime::Result<Result<String, stripe::StripeError>> {
-        self.stripe_call(async |s| s.retrieve_event(&id, account.as_deref()).await)
-            .await
-    }
+/// `stripe::Host`, one method per row: each takes the WIT arguments and
+/// hands them to the client's method of the same name, by reference
+/// (`ref`), as `Option<&str>` (`opt`) or by value (`own`), through
+/// [`CallState::stripe_call`].
+macro_rules! stripe_calls {
+    ($($name:ident($($arg:ident: $ty:ty as $pass:ident),*) -> $out:ty;)*) => {
+        impl stripe::Host for CallState {
+            $(async fn $name(
+                &mut self,
+                $($arg: $ty),*
+            ) -> wasmtime::Result<Result<$out, stripe::StripeError>> {
+                self.stripe_call(async |s| s.$name($(pass!($pass $arg)),*).await)
+                    .await
+            })*
+        }
+    };
+}
 
-    async fn retrieve_thin_event(
-        &mut self,
-        id: String,
-    ) -> wasmtime::Result<Result<String, stripe::StripeError>> {
-        self.stripe_call(async |s| s.retrieve_thin_event(&id).await)
-            .await
-    }
+/// How [`stripe_calls!`] hands one argument to the client.
+macro_rules! pass {
+    (ref $arg:ident) => {
+        &$arg
+    };
+    (opt $arg:ident) => {
+        $arg.as_deref()
+    };
+    (own $arg:ident) => {
+        $arg
+    };
+}
 
-    async fn retrieve_payment_intent(
-        &mut self,
-        id: String,
-        account: Option<String>,
-    ) -> wasmtime::Result<Result<stripe::PaymentIntent, stripe::StripeError>> {
-        self.stripe_call(async |s| s.retrieve_payment_intent(&id, account.as_deref()).await)
-            .await
-    }
+use stripe::{
+    Account, AccountLink, AccountParams, BalanceTransaction, Charge, CheckoutParams,
+    CheckoutSession, Customer, CustomerParams, Invoice, InvoiceItemParams, InvoiceParams,
+    InvoiceStep, PaymentIntent, PaymentIntentParams, PaymentMethod, PortalSession, Refund,
+    RefundParams, Subscription, SubscriptionParams, SubscriptionUpdate, Transfer, TransferParams,
+};
 
-    async fn retrieve_charge(
-        &mut self,
-        id: String,
-        account: Option<String>,
-    ) -> wasmtime::Result<Result<stripe::Charge, stripe::StripeError>> {
-        self.stripe_call(async |s| s.retrieve_charge(&id, account.as_deref()).await)
-            .await
-    }
-
-    async fn retrieve_balance_transaction(
-        &mut self,
-        id: String,
-        account: Option<String>,
-    ) -> wasmtime::Result<Result<stripe::BalanceTransaction, stripe::StripeError>> {
-        self.stripe_call(async |s| {
-            s.retrieve_balance_transaction(&id, account.as_deref())
-                .await
-        })
-        .await
-    }
-
-    async fn retrieve_invoice(
-        &mut self,
-        id: String,
-        account: Option<String>,
-    ) -> wasmtime::Result<Result<stripe::Invoice, stripe::StripeError>> {
-        self.stripe_call(async |s| s.retrieve_invoice(&id, account.as_deref()).await)
-            .await
-    }
-
-    async fn retrieve_subscription(
-        &mut self,
-        id: String,
-        account: Option<String>,
-    ) -> wasmtime::Result<Result<stripe::Subscription, stripe::StripeError>> {
-        self.stripe_call(async |s| s.retrieve_subscription(&id, account.as_deref()).await)
-            .await
-    }
-
-    async fn retrieve_account(
-        &mut self,
-        id: String,
-    ) -> wasmtime::Result<Result<stripe::Account, stripe::StripeError>> {
-        self.stripe_call(async |s| s.retrieve_account(&id).await)
-            .await
-    }
-
-    async fn create_payment_intent(
-        &mut self,
-        params: stripe::PaymentIntentParams,
-        account: Option<String>,
-        idempotency_key: String,
-    ) -> wasmtime::Result<Result<stripe::PaymentIntent, stripe::StripeError>> {
-        self.stripe_call(async |s| {
-            s.create_payment_intent(params, account.as_deref(), &idempotency_key)
-                .await
-        })
-        .await
-    }
-
-    async fn create_refund(
-        &mut self,
-        params: stripe::RefundParams,
-        account: Option<String>,
-        idempotency_key: String,
-    ) -> wasmtime::Result<Result<stripe::Refund, stripe::StripeError>> {
-        self.stripe_call(async |s| {
-            s.create_refund(params, account.as_deref(), &idempotency_key)
-                .await
-        })
-        .await
-    }
-
-    async fn create_transfer(
-        &mut self,
-        params: stripe::TransferParams,
-        idempotency_key: String,
-    ) -> wasmtime::Result<Result<stripe::Transfer, stripe::StripeError>> {
-        self.stripe_call(async |s| s.create_transfer(params, &idempotency_key).await)
-            .await
-    }
-
-    async fn update_subscription_quantity(
-        &mut self,
-        subscription: String,
-        item: String,
-        quantity: u64,
-        proration_behavior: Option<String>,
-        account: Option<String>,
-        idempotency_key: String,
-    ) -> wasmtime::Result<Result<stripe::Subscription, stripe::StripeError>> {
-        self.stripe_call(async |s| {
-            s.update_subscription_quantity(
-                &subscription,
-                &item,
-                quantity,
-                proration_behavior.as_deref(),
-                account.as_deref(),
-                &idempotency_key,
-            )
-            .await
-        })
-        .await
-    }
-
-    async fn create_account(
-        &mut self,
-        params: stripe::AccountParams,
-        idempotency_key: String,
-    ) -> wasmtime::Result<Result<stripe::Account, stripe::StripeError>> {
-        self.stripe_call(async |s| s.create_account(params, &idempotency_key).await)
-            .await
-    }
-
-    async fn create_account_link(
-        &mut self,
-        account: String,
-        refresh_url: String,
-        return_url: String,
-        idempotency_key: String,
-    ) -> wasmtime::Result<Result<stripe::AccountLink, stripe::StripeError>> {
-        self.stripe_call(async |s| {
-            s.create_account_link(&account, &refresh_url, &return_url, &idempotency_key)
-                .await
-        })
-        .await
-    }
-
-    async fn create_customer(
-        &mut self,
-        params: stripe::CustomerParams,
-        account: Option<String>,
-        idempotency_key: String,
-    ) -> wasmtime::Result<Result<stripe::Customer, stripe::StripeError>> {
-        self.stripe_call(async |s| {
-            s.create_customer(params, account.as_deref(), &idempotency_key)
-                .await
-        })
-        .await
-    }
-
-    async fn update_customer(
-        &mut self,
-        id: String,
-        params: stripe::CustomerParams,
-        account: Option<String>,
-        idempotency_key: String,
-    ) -> wasmtime::Result<Result<stripe::Customer, stripe::StripeError>> {
-        self.stripe_call(async |s| {
-            s.update_customer(&id, params, account.as_deref(), &idempotency_key)
-                .await
-        })
-        .await
-    }
-
-    async fn retrieve_customer(
-        &mut self,
-        id: String,
-        account: Option<String>,
-    ) -> wasmtime::Result<Result<stripe::Customer, stripe::StripeError>> {
-        self.stripe_call(async |s| s.retrieve_customer(&id, account.as_deref()).await)
-            .await
-    }
-
-    async fn retrieve_payment_method(
-        &mut self,
-        id: String,
-        account: Option<String>,
-    ) -> wasmtime::Result<Result<stripe::PaymentMethod, stripe::StripeError>> {
-        self.stripe_call(async |s| s.retrieve_payment_method(&id, account.as_deref()).await)
-            .await
-    }
-
-    async fn search_customers(
-        &mut self,
-        metadata: Vec<(String, String)>,
-        account: Option<String>,
-    ) -> wasmtime::Result<Result<Vec<stripe::Customer>, stripe::StripeError>> {
-        self.stripe_call(async |s| s.search_customers(metadata, account.as_deref()).await)
-            .await
-    }
-
-    async fn attach_payment_method(
-        &mut self,
-        payment_method: String,
-        customer: String,
-        account: Option<String>,
-        idempotency_key: String,
-    ) -> wasmtime::Result<Result<(), stripe::StripeError>> {
-        self.stripe_call(async |s| {
-            s.attach_payment_method(
-                &payment_method,
-                &customer,
-                account.as_deref(),
-                &idempotency_key,
-            )
-            .await
-        })
-        .await
-    }
-
-    async fn create_subscription(
-        &mut self,
-        params: stripe::SubscriptionParams,
-        account: Option<String>,
-        idempotency_key: String,
-    ) -> wasmtime::Result<Result<stripe::Subscription, stripe::StripeError>> {
-        self.stripe_call(async |s| {
-            s.create_subscription(params, account.as_deref(), &idempotency_key)
-                .await
-        })
-        .await
-    }
-
-    async fn update_subscription(
-        &mut self,
-        id: String,
-        update: stripe::SubscriptionUpdate,
-        account: Option<String>,
-        idempotency_key: String,
-    ) -> wasmtime::Result<Result<stripe::Subscription, stripe::StripeError>> {
-        self.stripe_call(async |s| {
-            s.update_subscription(&id, update, account.as_deref(), &idempotency_key)
-                .await
-        })
-        .await
-    }
-
-    async fn cancel_subscription(
-        &mut self,
-        id: String,
-        account: Option<String>,
-        idempotency_key: String,
-    ) -> wasmtime::Result<Result<stripe::Subscription, stripe::StripeError>> {
-        self.stripe_call(async |s| {
-            s.cancel_subscription(&id, account.as_deref(), &idempotency_key)
-                .await
-        })
-        .await
-    }
-
-    async fn create_checkout_session(
-        &mut self,
-        params: stripe::CheckoutParams,
-        account: Option<String>,
-        idempotency_key: String,
-    ) -> wasmtime::Result<Result<stripe::CheckoutSession, stripe::StripeError>> {
-        self.stripe_call(async |s| {
-            s.create_checkout_session(params, account.as_deref(), &idempotency_key)
-                .await
-        })
-        .await
-    }
-
-    async fn create_portal_session(
-        &mut self,
-        customer: String,
-        return_url: String,
-        account: Option<String>,
-        idempotency_key: String,
-    ) -> wasmtime::Result<Result<stripe::PortalSession, stripe::StripeError>> {
-        self.stripe_call(async |s| {
-            s.create_portal_session(&customer, &return_url, account.as_deref(), &idempotency_key)
-                .await
-        })
-        .await
-    }
-
-    async fn create_invoice(
-        &mut self,
-        params: stripe::InvoiceParams,
-        account: Option<String>,
-        idempotency_key: String,
-    ) -> wasmtime::Result<Result<stripe::Invoice, stripe::StripeError>> {
-        self.stripe_call(async |s| {
-            s.create_invoice(params, account.as_deref(), &idempotency_key)
-                .await
-        })
-        .await
-    }
-
-    async fn create_invoice_item(
-        &mut self,
-        params: stripe::InvoiceItemParams,
-        account: Option<String>,
-        idempotency_key: String,
-    ) -> wasmtime::Result<Result<String, stripe::StripeError>> {
-        self.stripe_call(async |s| {
-            s.create_invoice_item(params, account.as_deref(), &idempotency_key)
-                .await
-        })
-        .await
-    }
-
-    async fn advance_invoice(
-        &mut self,
-        id: String,
-        step: stripe::InvoiceStep,
-        account: Option<String>,
-        idempotency_key: String,
-    ) -> wasmtime::Result<Result<stripe::Invoice, stripe::StripeError>> {
-        self.stripe_call(async |s| {
-            s.advance_invoice(&id, step, account.as_deref(), &idempotency_key)
-                .await
-        })
-        .await
-    }
+// Every import of the WIT `stripe` interface, in its order.
+stripe_calls! {
+    retrieve_event(id: String as ref, account: Option<String> as opt) -> String;
+    retrieve_thin_event(id: String as ref) -> String;
+    retrieve_payment_intent(id: String as ref, account: Option<String> as opt) -> PaymentIntent;
+    retrieve_charge(id: String as ref, account: Option<String> as opt) -> Charge;
+    retrieve_balance_transaction(
+        id: String as ref,
+        account: Option<String> as opt
+    ) -> BalanceTransaction;
+    retrieve_invoice(id: String as ref, account: Option<String> as opt) -> Invoice;
+    retrieve_subscription(id: String as ref, account: Option<String> as opt) -> Subscription;
+    retrieve_account(id: String as ref) -> Account;
+    create_payment_intent(
+        params: PaymentIntentParams as own,
+        account: Option<String> as opt,
+        idempotency_key: String as ref
+    ) -> PaymentIntent;
+    create_refund(
+        params: RefundParams as own,
+        account: Option<String> as opt,
+        idempotency_key: String as ref
+    ) -> Refund;
+    create_transfer(params: TransferParams as own, idempotency_key: String as ref) -> Transfer;
+    update_subscription_quantity(
+        subscription: String as ref,
+        item: String as ref,
+        quantity: u64 as own,
+        proration_behavior: Option<String> as opt,
+        account: Option<String> as opt,
+        idempotency_key: String as ref
+    ) -> Subscription;
+    create_account(params: AccountParams as own, idempotency_key: String as ref) -> Account;
+    create_account_link(
+        account: String as ref,
+        refresh_url: String as ref,
+        return_url: String as ref,
+        idempotency_key: String as ref
+    ) -> AccountLink;
+    create_customer(
+        params: CustomerParams as own,
+        account: Option<String> as opt,
+        idempotency_key: String as ref
+    ) -> Customer;
+    update_customer(
+        id: String as ref,
+        params: CustomerParams as own,
+        account: Option<String> as opt,
+        idempotency_key: String as ref
+    ) -> Customer;
+    retrieve_customer(id: String as ref, account: Option<String> as opt) -> Customer;
+    retrieve_payment_method(id: String as ref, account: Option<String> as opt) -> PaymentMethod;
+    search_customers(
+        metadata: Vec<(String, String)> as own,
+        account: Option<String> as opt
+    ) -> Vec<Customer>;
+    attach_payment_method(
+        payment_method: String as ref,
+        customer: String as ref,
+        account: Option<String> as opt,
+        idempotency_key: String as ref
+    ) -> ();
+    create_subscription(
+        params: SubscriptionParams as own,
+        account: Option<String> as opt,
+        idempotency_key: String as ref
+    ) -> Subscription;
+    update_subscription(
+        id: String as ref,
+        update: SubscriptionUpdate as own,
+        account: Option<String> as opt,
+        idempotency_key: String as ref
+    ) -> Subscription;
+    cancel_subscription(
+        id: String as ref,
+        account: Option<String> as opt,
+        idempotency_key: String as ref
+    ) -> Subscription;
+    create_checkout_session(
+        params: CheckoutParams as own,
+        account: Option<String> as opt,
+        idempotency_key: String as ref
+    ) -> CheckoutSession;
+    create_portal_session(
+        customer: String as ref,
+        return_url: String as ref,
+        account: Option<String> as opt,
+        idempotency_key: String as ref
+    ) -> PortalSession;
+    create_invoice(
+        params: InvoiceParams as own,
+        account: Option<String> as opt,
+        idempotency_key: String as ref
+    ) -> Invoice;
+    create_invoice_item(
+        params: InvoiceItemParams as own,
+        account: Option<String> as opt,
+        idempotency_key: String as ref
+    ) -> String;
+    advance_invoice(
+        id: String as ref,
+        step: InvoiceStep as own,
+        account: Option<String> as opt,
+        idempotency_key: String as ref
+    ) -> Invoice;
 }
