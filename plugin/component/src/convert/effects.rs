@@ -1,277 +1,97 @@
-//! Core effects -> the WIT `effect` variant, field for field.
+//! Core effects -> the WIT `effect` variant, field for field: each
+//! record's conversion is a row of [`records!`] (fields moved as they are,
+//! money through `wit_money`), and [`wit_effect`] maps variant to variant.
+//!
+//! Knows nothing about what an effect means: the core crate decides.
 
 use super::wit_money;
 use crate::bindings::exports::psa::billing::webhooks::{self as w, Effect};
 use psa_billing_core::effects as fx;
 
-fn wit_update(u: fx::PaymentUpdate) -> w::PaymentUpdate {
-    w::PaymentUpdate {
-        payment_intent: u.payment_intent,
-        amount: wit_money(u.amount),
-        tenant: u.tenant,
-        account: u.account,
-        reference: u.reference,
-        cancellation_reason: u.cancellation_reason,
-    }
+/// `From<fx::Core> for w::Wit`, field for field: the fields before `;`
+/// moved as they are, `money:` ones through `wit_money`, `maybe_money:`
+/// ones through `Option::map(wit_money)`.
+macro_rules! records {
+    ($($from:ident => $to:ident {
+        $($field:ident),*; money: $($money:ident),*; maybe_money: $($maybe:ident),*
+    })*) => {
+        $(impl From<fx::$from> for w::$to {
+            fn from(v: fx::$from) -> w::$to {
+                w::$to {
+                    $($field: v.$field,)*
+                    $($money: wit_money(v.$money),)*
+                    $($maybe: v.$maybe.map(wit_money),)*
+                }
+            }
+        })*
+    };
 }
 
-fn wit_dispute(d: fx::DisputeUpdate) -> w::DisputeUpdate {
-    w::DisputeUpdate {
-        dispute: d.dispute,
-        charge: d.charge,
-        payment_intent: d.payment_intent,
-        amount: wit_money(d.amount),
-        reason: d.reason,
-        status: d.status,
-        evidence_due_by: d.evidence_due_by,
-        tenant: d.tenant,
-        account: d.account,
-    }
+records! {
+    PaymentSucceeded => PaymentSucceeded { payment_intent, tenant, account, customer, reference; money: amount; maybe_money: application_fee }
+    PaymentFailed => PaymentFailed { payment_intent, tenant, account, reference, code, decline_code, message; money: amount; maybe_money:  }
+    InvoiceStatusChanged => InvoiceStatusChanged { invoice, status, tenant, account, customer, subscription, hosted_invoice_url, invoice_pdf; money: amount_paid, amount_due; maybe_money:  }
+    RefundRecorded => RefundRecorded { charge, payment_intent, full, tenant, account, reference; money: amount, total_refunded; maybe_money:  }
+    SubscriptionChanged => SubscriptionChanged { subscription, status, quantity, price, current_period_start, current_period_end, trial_end, metadata, cancel_at_period_end, tenant, account, customer; money: ; maybe_money:  }
+    AccountStatusChanged => AccountStatusChanged { account, charges_enabled, payouts_enabled, details_submitted, requirements_due, disabled_reason, tenant; money: ; maybe_money:  }
+    Payout => Payout { payout, status, arrival_date, destination, failure_code, failure_message, tenant, account; money: amount; maybe_money:  }
+    Transfer => Transfer { transfer, reversed, destination, transfer_group, tenant, reference; money: amount, amount_reversed; maybe_money:  }
+    FraudWarning => FraudWarning { warning, charge, payment_intent, fraud_type, actionable, tenant, account; money: ; maybe_money:  }
+    Customer => Customer { customer, email, name, deleted, tenant, account; money: ; maybe_money:  }
+    PaymentMethod => PaymentMethod { payment_method, customer, change, method_type, brand, last4, exp_month, exp_year, tenant, account; money: ; maybe_money:  }
+    WalletDeposit => WalletDeposit { wallet, payment_intent, tenant, reference; money: amount; maybe_money:  }
+    ApplicationFeeRefund => ApplicationFeeRefund { application_fee, charge, tenant, account; money: amount, total_refunded; maybe_money:  }
+    AccountRerouted => AccountRerouted { account, tenant, transactions; money: ; maybe_money:  }
+    PaymentSettled => PaymentSettled { payment_intent, charge, balance_transaction, available_on, paid_by, tenant, account; money: gross, processor_fee, net; maybe_money:  }
+    LicenseCountSet => LicenseCountSet { subscription, tenant, count; money: ; maybe_money:  }
+    EventIgnored => EventIgnored { event_type, reason; money: ; maybe_money:  }
+    PaymentUpdate => PaymentUpdate { payment_intent, tenant, account, reference, cancellation_reason; money: amount; maybe_money:  }
+    DisputeUpdate => DisputeUpdate { dispute, charge, payment_intent, reason, status, evidence_due_by, tenant, account; money: amount; maybe_money:  }
+    DisputeFunds => DisputeFunds { dispute, charge, tenant, account; money: amount; maybe_money: fee }
+    AccountApplication => AccountApplication { account, application, tenant; money: ; maybe_money:  }
+    CheckoutSession => CheckoutSession { session, mode, status, payment_status, customer, payment_intent, subscription, invoice, tenant, account, reference; money: ; maybe_money: amount_total }
+    RefundUpdate => RefundUpdate { refund, charge, payment_intent, status, reason, failure_reason, tenant, account, reference; money: amount; maybe_money:  }
+    Review => Review { review, charge, payment_intent, reason, tenant, account; money: ; maybe_money:  }
 }
 
-fn wit_funds(f: fx::DisputeFunds) -> w::DisputeFunds {
-    w::DisputeFunds {
-        dispute: f.dispute,
-        charge: f.charge,
-        amount: wit_money(f.amount),
-        fee: f.fee.map(wit_money),
-        tenant: f.tenant,
-        account: f.account,
-    }
-}
-
+/// The WIT effect of a core effect.
 pub(crate) fn wit_effect(e: fx::Effect) -> Effect {
     match e {
-        fx::Effect::PaymentSucceeded(p) => Effect::PaymentSucceeded(w::PaymentSucceeded {
-            payment_intent: p.payment_intent,
-            amount: wit_money(p.amount),
-            tenant: p.tenant,
-            account: p.account,
-            customer: p.customer,
-            reference: p.reference,
-            application_fee: p.application_fee.map(wit_money),
-        }),
-        fx::Effect::PaymentFailed(p) => Effect::PaymentFailed(w::PaymentFailed {
-            payment_intent: p.payment_intent,
-            amount: wit_money(p.amount),
-            tenant: p.tenant,
-            account: p.account,
-            reference: p.reference,
-            code: p.code,
-            decline_code: p.decline_code,
-            message: p.message,
-        }),
-        fx::Effect::PaymentProcessing(u) => Effect::PaymentProcessing(wit_update(u)),
-        fx::Effect::PaymentRequiresAction(u) => Effect::PaymentRequiresAction(wit_update(u)),
-        fx::Effect::PaymentCanceled(u) => Effect::PaymentCanceled(wit_update(u)),
-        fx::Effect::InvoiceStatusChanged(i) => {
-            Effect::InvoiceStatusChanged(w::InvoiceStatusChanged {
-                invoice: i.invoice,
-                status: i.status,
-                amount_paid: wit_money(i.amount_paid),
-                amount_due: wit_money(i.amount_due),
-                tenant: i.tenant,
-                account: i.account,
-                customer: i.customer,
-                subscription: i.subscription,
-                hosted_invoice_url: i.hosted_invoice_url,
-                invoice_pdf: i.invoice_pdf,
-            })
-        }
-        fx::Effect::RefundRecorded(r) => Effect::RefundRecorded(w::RefundRecorded {
-            charge: r.charge,
-            payment_intent: r.payment_intent,
-            amount: wit_money(r.amount),
-            total_refunded: wit_money(r.total_refunded),
-            full: r.full,
-            tenant: r.tenant,
-            account: r.account,
-            reference: r.reference,
-        }),
-        fx::Effect::SubscriptionChanged(c) => Effect::SubscriptionChanged(w::SubscriptionChanged {
-            subscription: c.subscription,
-            status: c.status,
-            quantity: c.quantity,
-            price: c.price,
-            current_period_start: c.current_period_start,
-            current_period_end: c.current_period_end,
-            trial_end: c.trial_end,
-            metadata: c.metadata,
-            cancel_at_period_end: c.cancel_at_period_end,
-            tenant: c.tenant,
-            account: c.account,
-            customer: c.customer,
-        }),
-        fx::Effect::AccountStatusChanged(a) => {
-            Effect::AccountStatusChanged(w::AccountStatusChanged {
-                account: a.account,
-                charges_enabled: a.charges_enabled,
-                payouts_enabled: a.payouts_enabled,
-                details_submitted: a.details_submitted,
-                requirements_due: a.requirements_due,
-                disabled_reason: a.disabled_reason,
-                tenant: a.tenant,
-            })
-        }
-        fx::Effect::AccountAuthorized(a) => Effect::AccountAuthorized(wit_application(a)),
-        fx::Effect::AccountDeauthorized(a) => Effect::AccountDeauthorized(wit_application(a)),
-        fx::Effect::PaymentCapturable(u) => Effect::PaymentCapturable(wit_update(u)),
-        fx::Effect::PaymentPartiallyFunded(u) => Effect::PaymentPartiallyFunded(wit_update(u)),
-        fx::Effect::CheckoutCompleted(c) => Effect::CheckoutCompleted(wit_checkout(c)),
-        fx::Effect::CheckoutPaymentFailed(c) => Effect::CheckoutPaymentFailed(wit_checkout(c)),
-        fx::Effect::CheckoutExpired(c) => Effect::CheckoutExpired(wit_checkout(c)),
-        fx::Effect::RefundUpdated(r) => Effect::RefundUpdated(wit_refund(r)),
-        fx::Effect::RefundFailed(r) => Effect::RefundFailed(wit_refund(r)),
-        fx::Effect::PayoutChanged(p) => Effect::PayoutChanged(w::Payout {
-            payout: p.payout,
-            amount: wit_money(p.amount),
-            status: p.status,
-            arrival_date: p.arrival_date,
-            destination: p.destination,
-            failure_code: p.failure_code,
-            failure_message: p.failure_message,
-            tenant: p.tenant,
-            account: p.account,
-        }),
-        fx::Effect::TransferChanged(t) => Effect::TransferChanged(w::Transfer {
-            transfer: t.transfer,
-            amount: wit_money(t.amount),
-            amount_reversed: wit_money(t.amount_reversed),
-            reversed: t.reversed,
-            destination: t.destination,
-            transfer_group: t.transfer_group,
-            tenant: t.tenant,
-            reference: t.reference,
-        }),
-        fx::Effect::FraudWarning(f) => Effect::FraudWarning(w::FraudWarning {
-            warning: f.warning,
-            charge: f.charge,
-            payment_intent: f.payment_intent,
-            fraud_type: f.fraud_type,
-            actionable: f.actionable,
-            tenant: f.tenant,
-            account: f.account,
-        }),
-        fx::Effect::ReviewOpened(r) => Effect::ReviewOpened(wit_review(r)),
-        fx::Effect::ReviewClosed(r) => Effect::ReviewClosed(wit_review(r)),
-        fx::Effect::CustomerChanged(c) => Effect::CustomerChanged(w::Customer {
-            customer: c.customer,
-            email: c.email,
-            name: c.name,
-            deleted: c.deleted,
-            tenant: c.tenant,
-            account: c.account,
-        }),
-        fx::Effect::PaymentMethodChanged(p) => Effect::PaymentMethodChanged(w::PaymentMethod {
-            payment_method: p.payment_method,
-            customer: p.customer,
-            change: p.change,
-            method_type: p.method_type,
-            brand: p.brand,
-            last4: p.last4,
-            exp_month: p.exp_month,
-            exp_year: p.exp_year,
-            tenant: p.tenant,
-            account: p.account,
-        }),
-        fx::Effect::WalletDepositConfirmed(d) => Effect::WalletDepositConfirmed(w::WalletDeposit {
-            wallet: d.wallet,
-            payment_intent: d.payment_intent,
-            amount: wit_money(d.amount),
-            tenant: d.tenant,
-            reference: d.reference,
-        }),
-        fx::Effect::ApplicationFeeRefunded(f) => {
-            Effect::ApplicationFeeRefunded(w::ApplicationFeeRefund {
-                application_fee: f.application_fee,
-                charge: f.charge,
-                amount: wit_money(f.amount),
-                total_refunded: wit_money(f.total_refunded),
-                tenant: f.tenant,
-                account: f.account,
-            })
-        }
-        fx::Effect::AccountRerouted(r) => Effect::AccountRerouted(w::AccountRerouted {
-            account: r.account,
-            tenant: r.tenant,
-            transactions: r.transactions,
-        }),
-        fx::Effect::PaymentSettled(p) => Effect::PaymentSettled(w::PaymentSettled {
-            payment_intent: p.payment_intent,
-            charge: p.charge,
-            balance_transaction: p.balance_transaction,
-            gross: wit_money(p.gross),
-            processor_fee: wit_money(p.processor_fee),
-            net: wit_money(p.net),
-            available_on: p.available_on,
-            paid_by: p.paid_by,
-            tenant: p.tenant,
-            account: p.account,
-        }),
-        fx::Effect::DisputeOpened(d) => Effect::DisputeOpened(wit_dispute(d)),
-        fx::Effect::DisputeUpdated(d) => Effect::DisputeUpdated(wit_dispute(d)),
-        fx::Effect::DisputeClosed(d) => Effect::DisputeClosed(wit_dispute(d)),
-        fx::Effect::DisputeFundsWithdrawn(f) => Effect::DisputeFundsWithdrawn(wit_funds(f)),
-        fx::Effect::DisputeFundsReinstated(f) => Effect::DisputeFundsReinstated(wit_funds(f)),
-        fx::Effect::LicenseCountSet(l) => Effect::LicenseCountSet(w::LicenseCountSet {
-            subscription: l.subscription,
-            tenant: l.tenant,
-            count: l.count,
-        }),
-        fx::Effect::EventIgnored(i) => Effect::EventIgnored(w::EventIgnored {
-            event_type: i.event_type,
-            reason: i.reason,
-        }),
-    }
-}
-
-fn wit_application(a: fx::AccountApplication) -> w::AccountApplication {
-    w::AccountApplication {
-        account: a.account,
-        application: a.application,
-        tenant: a.tenant,
-    }
-}
-
-fn wit_checkout(c: fx::CheckoutSession) -> w::CheckoutSession {
-    w::CheckoutSession {
-        session: c.session,
-        mode: c.mode,
-        status: c.status,
-        payment_status: c.payment_status,
-        amount_total: c.amount_total.map(wit_money),
-        customer: c.customer,
-        payment_intent: c.payment_intent,
-        subscription: c.subscription,
-        invoice: c.invoice,
-        tenant: c.tenant,
-        account: c.account,
-        reference: c.reference,
-    }
-}
-
-fn wit_refund(r: fx::RefundUpdate) -> w::RefundUpdate {
-    w::RefundUpdate {
-        refund: r.refund,
-        charge: r.charge,
-        payment_intent: r.payment_intent,
-        amount: wit_money(r.amount),
-        status: r.status,
-        reason: r.reason,
-        failure_reason: r.failure_reason,
-        tenant: r.tenant,
-        account: r.account,
-        reference: r.reference,
-    }
-}
-
-fn wit_review(r: fx::Review) -> w::Review {
-    w::Review {
-        review: r.review,
-        charge: r.charge,
-        payment_intent: r.payment_intent,
-        reason: r.reason,
-        tenant: r.tenant,
-        account: r.account,
+        fx::Effect::PaymentSucceeded(v) => Effect::PaymentSucceeded(v.into()),
+        fx::Effect::PaymentFailed(v) => Effect::PaymentFailed(v.into()),
+        fx::Effect::PaymentProcessing(v) => Effect::PaymentProcessing(v.into()),
+        fx::Effect::PaymentRequiresAction(v) => Effect::PaymentRequiresAction(v.into()),
+        fx::Effect::PaymentCanceled(v) => Effect::PaymentCanceled(v.into()),
+        fx::Effect::InvoiceStatusChanged(v) => Effect::InvoiceStatusChanged(v.into()),
+        fx::Effect::RefundRecorded(v) => Effect::RefundRecorded(v.into()),
+        fx::Effect::SubscriptionChanged(v) => Effect::SubscriptionChanged(v.into()),
+        fx::Effect::AccountStatusChanged(v) => Effect::AccountStatusChanged(v.into()),
+        fx::Effect::AccountAuthorized(v) => Effect::AccountAuthorized(v.into()),
+        fx::Effect::AccountDeauthorized(v) => Effect::AccountDeauthorized(v.into()),
+        fx::Effect::PaymentCapturable(v) => Effect::PaymentCapturable(v.into()),
+        fx::Effect::PaymentPartiallyFunded(v) => Effect::PaymentPartiallyFunded(v.into()),
+        fx::Effect::CheckoutCompleted(v) => Effect::CheckoutCompleted(v.into()),
+        fx::Effect::CheckoutPaymentFailed(v) => Effect::CheckoutPaymentFailed(v.into()),
+        fx::Effect::CheckoutExpired(v) => Effect::CheckoutExpired(v.into()),
+        fx::Effect::RefundUpdated(v) => Effect::RefundUpdated(v.into()),
+        fx::Effect::RefundFailed(v) => Effect::RefundFailed(v.into()),
+        fx::Effect::PayoutChanged(v) => Effect::PayoutChanged(v.into()),
+        fx::Effect::TransferChanged(v) => Effect::TransferChanged(v.into()),
+        fx::Effect::FraudWarning(v) => Effect::FraudWarning(v.into()),
+        fx::Effect::ReviewOpened(v) => Effect::ReviewOpened(v.into()),
+        fx::Effect::ReviewClosed(v) => Effect::ReviewClosed(v.into()),
+        fx::Effect::CustomerChanged(v) => Effect::CustomerChanged(v.into()),
+        fx::Effect::PaymentMethodChanged(v) => Effect::PaymentMethodChanged(v.into()),
+        fx::Effect::WalletDepositConfirmed(v) => Effect::WalletDepositConfirmed(v.into()),
+        fx::Effect::ApplicationFeeRefunded(v) => Effect::ApplicationFeeRefunded(v.into()),
+        fx::Effect::AccountRerouted(v) => Effect::AccountRerouted(v.into()),
+        fx::Effect::PaymentSettled(v) => Effect::PaymentSettled(v.into()),
+        fx::Effect::DisputeOpened(v) => Effect::DisputeOpened(v.into()),
+        fx::Effect::DisputeUpdated(v) => Effect::DisputeUpdated(v.into()),
+        fx::Effect::DisputeClosed(v) => Effect::DisputeClosed(v.into()),
+        fx::Effect::DisputeFundsWithdrawn(v) => Effect::DisputeFundsWithdrawn(v.into()),
+        fx::Effect::DisputeFundsReinstated(v) => Effect::DisputeFundsReinstated(v.into()),
+        fx::Effect::LicenseCountSet(v) => Effect::LicenseCountSet(v.into()),
+        fx::Effect::EventIgnored(v) => Effect::EventIgnored(v.into()),
     }
 }

@@ -67,60 +67,14 @@ fn prove_one(
     object: &OwnedObject,
 ) -> Result<(), OperationError> {
     match object {
-        OwnedObject::PaymentIntent(id) => {
-            check_id(id, "pi_")?;
-            // The owner its payment was posted under wins over anything else.
-            if let Some((owner, _ledger)) =
-                mapping::payment_owner(&mut HostState, id).map_err(|e| storage(format!("{e:?}")))?
-                && let Some(owner) = owner
-            {
-                return same(id, tenant, &owner);
-            }
-            by_record_or(id, tenant, || {
-                let pi =
-                    stripe::retrieve_payment_intent(id, account).map_err(OperationError::Stripe)?;
-                Ok(metadata_tenant(&pi.metadata))
-            })
-        }
+        OwnedObject::PaymentIntent(id) => prove_payment_intent(tenant, account, id),
         OwnedObject::Customer(id) => {
             check_id(id, "cus_")?;
             by_record_or(id, tenant, || customer_tenant(id, account))
         }
-        OwnedObject::AdoptedCustomer(id) => {
-            check_id(id, "cus_")?;
-            let owner = match recorded(id)? {
-                Some(owner) => Some(owner),
-                None => customer_tenant(id, account)?,
-            };
-            match owner {
-                Some(owner) if owner != tenant => {
-                    Err(not_owned(id, tenant, "it is another tenant's customer"))
-                }
-                _ => Ok(()),
-            }
-        }
-        OwnedObject::PaymentMethod(id) => {
-            check_id(id, "pm_")?;
-            let pm =
-                stripe::retrieve_payment_method(id, account).map_err(OperationError::Stripe)?;
-            match pm.customer {
-                Some(customer) => prove_customer_of(id, tenant, account, &customer),
-                None => Err(not_owned(
-                    id,
-                    tenant,
-                    "it is attached to no customer; attach it to one of the tenant's (attach-payment-method)",
-                )),
-            }
-        }
-        OwnedObject::AttachablePaymentMethod(id) => {
-            check_id(id, "pm_")?;
-            let pm =
-                stripe::retrieve_payment_method(id, account).map_err(OperationError::Stripe)?;
-            match pm.customer {
-                Some(customer) => prove_customer_of(id, tenant, account, &customer),
-                None => Ok(()),
-            }
-        }
+        OwnedObject::AdoptedCustomer(id) => prove_adoptable(tenant, account, id),
+        OwnedObject::PaymentMethod(id) => prove_payment_method(tenant, account, id, false),
+        OwnedObject::AttachablePaymentMethod(id) => prove_payment_method(tenant, account, id, true),
         OwnedObject::Subscription(id) => {
             check_id(id, "sub_")?;
             by_record_or(id, tenant, || {
@@ -137,33 +91,96 @@ fn prove_one(
                 Ok(metadata_tenant(&invoice.metadata))
             })
         }
-        OwnedObject::Contractor(c) => {
-            match mapping::contractor_account(&mut HostState, tenant, c)
-                .map_err(OperationError::Invalid)?
-            {
-                Some(_) => Ok(()),
-                None => Err(not_owned(
-                    c,
-                    tenant,
-                    "the tenant has no such contractor with a registered account (PUT /v1/contractors/{tenant}/{contractor})",
-                )),
-            }
+        OwnedObject::Contractor(c) => prove_contractor(tenant, c),
+        OwnedObject::Payee(a) => prove_payee(tenant, a),
+    }
+}
+
+/// A payment intent: the owner its payment was posted under wins over
+/// anything else; then the recorded owner, then its metadata.
+fn prove_payment_intent(
+    tenant: &str,
+    account: Option<&str>,
+    id: &str,
+) -> Result<(), OperationError> {
+    check_id(id, "pi_")?;
+    if let Some((owner, _ledger)) =
+        mapping::payment_owner(&mut HostState, id).map_err(|e| storage(format!("{e:?}")))?
+        && let Some(owner) = owner
+    {
+        return same(id, tenant, &owner);
+    }
+    by_record_or(id, tenant, || {
+        let pi = stripe::retrieve_payment_intent(id, account).map_err(OperationError::Stripe)?;
+        Ok(metadata_tenant(&pi.metadata))
+    })
+}
+
+/// A customer to take on: no other tenant's (by record, else metadata).
+fn prove_adoptable(tenant: &str, account: Option<&str>, id: &str) -> Result<(), OperationError> {
+    check_id(id, "cus_")?;
+    let owner = match recorded(id)? {
+        Some(owner) => Some(owner),
+        None => customer_tenant(id, account)?,
+    };
+    match owner {
+        Some(owner) if owner != tenant => {
+            Err(not_owned(id, tenant, "it is another tenant's customer"))
         }
-        OwnedObject::Payee(a) => {
-            mapping::check_account_id(a)
-                .map_err(|e| OperationError::Invalid(format!("destination: {e}")))?;
-            let own = mapping::lookup_tenant(&mut HostState, a).map_err(storage)?;
-            let contractor = mapping::contractor_of(&mut HostState, tenant, a).map_err(storage)?;
-            if own.as_deref() == Some(tenant) || contractor.is_some() {
-                Ok(())
-            } else {
-                Err(not_owned(
-                    a,
-                    tenant,
-                    "it is neither the tenant's registered account nor one of its contractors'",
-                ))
-            }
-        }
+        _ => Ok(()),
+    }
+}
+
+/// A payment method: attached to a customer the tenant owns; one to
+/// attach (`attachable`) may also be attached to no customer yet.
+fn prove_payment_method(
+    tenant: &str,
+    account: Option<&str>,
+    id: &str,
+    attachable: bool,
+) -> Result<(), OperationError> {
+    check_id(id, "pm_")?;
+    let pm = stripe::retrieve_payment_method(id, account).map_err(OperationError::Stripe)?;
+    match pm.customer {
+        Some(customer) => prove_customer_of(id, tenant, account, &customer),
+        None if attachable => Ok(()),
+        None => Err(not_owned(
+            id,
+            tenant,
+            "it is attached to no customer; attach it to one of the tenant's (attach-payment-method)",
+        )),
+    }
+}
+
+/// A contractor: registered for the tenant with a payout account.
+fn prove_contractor(tenant: &str, contractor: &str) -> Result<(), OperationError> {
+    match mapping::contractor_account(&mut HostState, tenant, contractor)
+        .map_err(OperationError::Invalid)?
+    {
+        Some(_) => Ok(()),
+        None => Err(not_owned(
+            contractor,
+            tenant,
+            "the tenant has no such contractor with a registered account (PUT /v1/contractors/{tenant}/{contractor})",
+        )),
+    }
+}
+
+/// A payout destination: the tenant's registered account or one of its
+/// contractors'.
+fn prove_payee(tenant: &str, account: &str) -> Result<(), OperationError> {
+    mapping::check_account_id(account)
+        .map_err(|e| OperationError::Invalid(format!("destination: {e}")))?;
+    let own = mapping::lookup_tenant(&mut HostState, account).map_err(storage)?;
+    let contractor = mapping::contractor_of(&mut HostState, tenant, account).map_err(storage)?;
+    if own.as_deref() == Some(tenant) || contractor.is_some() {
+        Ok(())
+    } else {
+        Err(not_owned(
+            account,
+            tenant,
+            "it is neither the tenant's registered account nor one of its contractors'",
+        ))
     }
 }
 

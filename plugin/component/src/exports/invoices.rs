@@ -79,28 +79,7 @@ fn create(
     let key = |step: &str| idempotency_key("invoice", &req.tenant, &req.request_id, step);
     let progress = recorded("invoice", &req.tenant, &req.request_id)?;
     let Some(progress) = progress else {
-        owned_customer(&req.tenant, &new.customer, account)?;
-        let params = InvoiceParams {
-            customer: new.customer.clone(),
-            currency: new.currency.to_ascii_lowercase(),
-            collection_method: new.collection_method.clone(),
-            days_until_due: new.days_until_due,
-            description: None,
-            metadata: vec![
-                (TENANT_KEY.to_string(), req.tenant.clone()),
-                ("invoice_id".to_string(), new.invoice_id.clone()),
-            ],
-            application_fee_amount: new.application_fee_amount,
-        };
-        let draft =
-            stripe::create_invoice(&params, account, &key("draft")).map_err(stripe_failed)?;
-        super::boundary::record_owner(&draft.id, &req.tenant)?;
-        record(
-            "invoice",
-            &req.tenant,
-            &req.request_id,
-            json!({ "invoice": draft.id, "items": 0, "done": false }),
-        )?;
+        create_draft(req, new)?;
         return Ok(None);
     };
     let id = recorded_id(&progress, "invoice")?;
@@ -113,23 +92,7 @@ fn create(
     }
     let added = progress["items"].as_u64().unwrap_or(0) as usize;
     let upto = (added + ITEMS_PER_CALL).min(new.lines.len());
-    for i in added..upto {
-        let (line, total) = (&new.lines[i], &totals.lines[i]);
-        let params = InvoiceItemParams {
-            customer: new.customer.clone(),
-            invoice: id.clone(),
-            amount: Money {
-                // What Stripe's tax rates apply to: after the discount, with
-                // any inclusive tax still inside.
-                amount: total.subtotal - total.discount,
-                currency: totals.currency.clone(),
-            },
-            description: line.line.description.clone(),
-            tax_rates: line.tax_rate_ids.clone(),
-        };
-        stripe::create_invoice_item(&params, account, &key(&format!("item:{i}")))
-            .map_err(stripe_failed)?;
-    }
+    add_items(req, new, &totals, &id, added..upto)?;
     if upto < new.lines.len() {
         record(
             "invoice",
@@ -164,6 +127,68 @@ fn create(
         invoice,
         totals: Some(totals),
     }))
+}
+
+/// The first round of a new invoice: the customer proven the tenant's,
+/// the draft created at Stripe, its owner and the progress recorded.
+fn create_draft(req: &InvoiceRequest, new: &NewInvoice) -> Result<(), OperationError> {
+    let account = req.account.as_deref();
+    owned_customer(&req.tenant, &new.customer, account)?;
+    let params = InvoiceParams {
+        customer: new.customer.clone(),
+        currency: new.currency.to_ascii_lowercase(),
+        collection_method: new.collection_method.clone(),
+        days_until_due: new.days_until_due,
+        description: None,
+        metadata: vec![
+            (TENANT_KEY.to_string(), req.tenant.clone()),
+            ("invoice_id".to_string(), new.invoice_id.clone()),
+        ],
+        application_fee_amount: new.application_fee_amount,
+    };
+    let key = idempotency_key("invoice", &req.tenant, &req.request_id, "draft");
+    let draft = stripe::create_invoice(&params, account, &key).map_err(stripe_failed)?;
+    super::boundary::record_owner(&draft.id, &req.tenant)?;
+    record(
+        "invoice",
+        &req.tenant,
+        &req.request_id,
+        json!({ "invoice": draft.id, "items": 0, "done": false }),
+    )
+}
+
+/// The lines `range` of a new invoice added to its draft `id`, each at
+/// what Stripe's tax rates apply to (after the discount, with any
+/// inclusive tax still inside), each under its own idempotency key.
+fn add_items(
+    req: &InvoiceRequest,
+    new: &NewInvoice,
+    totals: &InvoiceTotals,
+    id: &str,
+    range: std::ops::Range<usize>,
+) -> Result<(), OperationError> {
+    for i in range {
+        let (line, total) = (&new.lines[i], &totals.lines[i]);
+        let params = InvoiceItemParams {
+            customer: new.customer.clone(),
+            invoice: id.to_string(),
+            amount: Money {
+                amount: total.subtotal - total.discount,
+                currency: totals.currency.clone(),
+            },
+            description: line.line.description.clone(),
+            tax_rates: line.tax_rate_ids.clone(),
+        };
+        let key = idempotency_key(
+            "invoice",
+            &req.tenant,
+            &req.request_id,
+            &format!("item:{i}"),
+        );
+        stripe::create_invoice_item(&params, req.account.as_deref(), &key)
+            .map_err(stripe_failed)?;
+    }
+    Ok(())
 }
 
 /// Checks a new invoice and totals its lines as `fees.total-invoice` does.

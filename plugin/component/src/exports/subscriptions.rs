@@ -14,7 +14,7 @@ use super::requests::{
     stripe_failed,
 };
 use crate::bindings::exports::psa::billing::operations::{
-    OperationError, SubscriptionAction, SubscriptionRequest,
+    NewSubscription, OperationError, PlanChange, SubscriptionAction, SubscriptionRequest,
 };
 use crate::bindings::psa::billing::stripe::{
     self, Subscription, SubscriptionItem, SubscriptionItemChange, SubscriptionParams,
@@ -34,69 +34,8 @@ pub(super) fn manage(req: SubscriptionRequest) -> Result<Subscription, Operation
     let account = req.account.as_deref();
     let key = |step: &str| idempotency_key("subscription", &req.tenant, &req.request_id, step);
     match &req.action {
-        SubscriptionAction::Create(new) => {
-            if new.items.is_empty() || new.items.len() > 20 {
-                return Err(invalid("a subscription takes 1 to 20 items"));
-            }
-            for item in &new.items {
-                if !is_id(&item.price, "price_") {
-                    return Err(invalid(format!(
-                        "price must be a price_... id, not {:?}",
-                        item.price
-                    )));
-                }
-            }
-            if let Some(first) = recorded("subscription", &req.tenant, &req.request_id)? {
-                let id = recorded_id(&first, "subscription")?;
-                return stripe::retrieve_subscription(&id, account).map_err(stripe_failed);
-            }
-            owned_customer(&req.tenant, &new.customer, account)?;
-            let params = SubscriptionParams {
-                customer: new.customer.clone(),
-                items: new.items.clone(),
-                trial_period_days: new.trial_period_days,
-                default_payment_method: new.default_payment_method.clone(),
-                metadata: with_own_keys(&new.metadata, &[(TENANT_KEY, &req.tenant)])?,
-            };
-            let sub = stripe::create_subscription(&params, account, &key("create"))
-                .map_err(stripe_failed)?;
-            super::boundary::record_owner(&sub.id, &req.tenant)?;
-            record(
-                "subscription",
-                &req.tenant,
-                &req.request_id,
-                json!({ "subscription": sub.id }),
-            )?;
-            Ok(sub)
-        }
-        SubscriptionAction::ChangePlan(change) => {
-            if !is_id(&change.to_price, "price_") {
-                return Err(invalid(format!(
-                    "to-price must be a price_... id, not {:?}",
-                    change.to_price
-                )));
-            }
-            let proration = proration(change.proration_behavior.as_deref())?;
-            let sub = owned(&req.tenant, &change.subscription, account)?;
-            let item = item_of(&sub, change.from_price.as_deref())?;
-            if item.price == change.to_price
-                && change.quantity.is_none_or(|q| item.quantity == Some(q))
-            {
-                return Ok(sub);
-            }
-            let update = SubscriptionUpdate {
-                items: vec![SubscriptionItemChange {
-                    id: item.id.clone(),
-                    price: Some(change.to_price.clone()),
-                    quantity: change.quantity,
-                }],
-                proration_behavior: proration.map(str::to_string),
-                cancel_at_period_end: None,
-                metadata: vec![],
-            };
-            stripe::update_subscription(&sub.id, &update, account, &key("plan"))
-                .map_err(stripe_failed)
-        }
+        SubscriptionAction::Create(new) => create(&req, new),
+        SubscriptionAction::ChangePlan(change) => change_plan(&req, change),
         SubscriptionAction::Cancel(cancel) => {
             let sub = owned(&req.tenant, &cancel.subscription, account)?;
             if sub.status == "canceled" || (cancel.at_period_end && sub.cancel_at_period_end) {
@@ -128,6 +67,82 @@ pub(super) fn manage(req: SubscriptionRequest) -> Result<Subscription, Operation
                 .map_err(stripe_failed)
         }
     }
+}
+
+/// A new subscription of one of the tenant's customers, created once per
+/// request id (a repeat returns the one made).
+fn create(
+    req: &SubscriptionRequest,
+    new: &NewSubscription,
+) -> Result<Subscription, OperationError> {
+    let account = req.account.as_deref();
+    let key = |step: &str| idempotency_key("subscription", &req.tenant, &req.request_id, step);
+    if new.items.is_empty() || new.items.len() > 20 {
+        return Err(invalid("a subscription takes 1 to 20 items"));
+    }
+    for item in &new.items {
+        if !is_id(&item.price, "price_") {
+            return Err(invalid(format!(
+                "price must be a price_... id, not {:?}",
+                item.price
+            )));
+        }
+    }
+    if let Some(first) = recorded("subscription", &req.tenant, &req.request_id)? {
+        let id = recorded_id(&first, "subscription")?;
+        return stripe::retrieve_subscription(&id, account).map_err(stripe_failed);
+    }
+    owned_customer(&req.tenant, &new.customer, account)?;
+    let params = SubscriptionParams {
+        customer: new.customer.clone(),
+        items: new.items.clone(),
+        trial_period_days: new.trial_period_days,
+        default_payment_method: new.default_payment_method.clone(),
+        metadata: with_own_keys(&new.metadata, &[(TENANT_KEY, &req.tenant)])?,
+    };
+    let sub =
+        stripe::create_subscription(&params, account, &key("create")).map_err(stripe_failed)?;
+    super::boundary::record_owner(&sub.id, &req.tenant)?;
+    record(
+        "subscription",
+        &req.tenant,
+        &req.request_id,
+        json!({ "subscription": sub.id }),
+    )?;
+    Ok(sub)
+}
+
+/// One of the tenant's subscriptions moved to another price (a no-op when
+/// it is there already).
+fn change_plan(
+    req: &SubscriptionRequest,
+    change: &PlanChange,
+) -> Result<Subscription, OperationError> {
+    let account = req.account.as_deref();
+    let key = |step: &str| idempotency_key("subscription", &req.tenant, &req.request_id, step);
+    if !is_id(&change.to_price, "price_") {
+        return Err(invalid(format!(
+            "to-price must be a price_... id, not {:?}",
+            change.to_price
+        )));
+    }
+    let proration = proration(change.proration_behavior.as_deref())?;
+    let sub = owned(&req.tenant, &change.subscription, account)?;
+    let item = item_of(&sub, change.from_price.as_deref())?;
+    if item.price == change.to_price && change.quantity.is_none_or(|q| item.quantity == Some(q)) {
+        return Ok(sub);
+    }
+    let update = SubscriptionUpdate {
+        items: vec![SubscriptionItemChange {
+            id: item.id.clone(),
+            price: Some(change.to_price.clone()),
+            quantity: change.quantity,
+        }],
+        proration_behavior: proration.map(str::to_string),
+        cancel_at_period_end: None,
+        metadata: vec![],
+    };
+    stripe::update_subscription(&sub.id, &update, account, &key("plan")).map_err(stripe_failed)
 }
 
 fn ending(cancel_at_period_end: Option<bool>) -> SubscriptionUpdate {

@@ -26,30 +26,7 @@ pub(super) fn withdraw(
 ) -> Result<Withdrawal, OperationError> {
     check_request(&req.request_id, &req.tenant)?;
     check_account("destination", &req.destination)?;
-    let party = match &req.contractor {
-        None => "contractor".to_string(),
-        Some(c) => {
-            mapping::check_contractor(c).map_err(invalid)?;
-            // Only the contractor's own account may receive its money.
-            match mapping::contractor_account(&mut HostState, &req.tenant, c).map_err(storage)? {
-                Some(a) if a == req.destination => {}
-                Some(a) => {
-                    return Err(OperationError::Refused(format!(
-                        "contractor {c} is paid to {a}, not {}",
-                        req.destination
-                    )));
-                }
-                None => {
-                    return Err(OperationError::Refused(format!(
-                        "contractor {c} of {} has no registered account \
-                         (PUT /v1/contractors/{}/{c})",
-                        req.tenant, req.tenant
-                    )));
-                }
-            }
-            format!("contractor:{c}")
-        }
-    };
+    let party = paying_party(&req)?;
     let rules = load_rules(rules.as_deref()).map_err(OperationError::Fees)?;
     let amount = core_money(req.amount.clone());
     money::currency(&amount.currency).map_err(|e| OperationError::Fees(fee_error(e.into())))?;
@@ -66,23 +43,7 @@ pub(super) fn withdraw(
     }
     let Some(hold) = posted(&req.tenant, &hold_id)? else {
         // Step 1: check and hold the amount; the host commits, then calls again.
-        let book = ledger::book(&mut HostState, &req.tenant).map_err(storage)?;
-        let available = book
-            .balances
-            .get(&amount.currency)
-            .and_then(|b| b.get(&party))
-            .copied()
-            .unwrap_or(0);
-        escrow::check_wallet_move(&rules, escrow::WalletMove::Withdrawal, &amount, available)
-            .map_err(|e| OperationError::Refused(e.to_string()))?;
-        post(
-            &req,
-            &hold_id,
-            None,
-            &party,
-            "withdrawing",
-            "withdrawal held",
-        )?;
+        hold_funds(&req, &rules, &amount, &party, &hold_id)?;
         return Ok(Withdrawal::Reserved);
     };
     if hold.currency != amount.currency || hold_amount(&hold) != amount.amount {
@@ -92,6 +53,62 @@ pub(super) fn withdraw(
         )));
     }
     // Step 2: the amount is held (committed); transfer it, then settle.
+    transfer_held(&req, &party, &paid_id).map(Withdrawal::Paid)
+}
+
+/// The ledger account the money is paid from: `contractor:<id>` for a
+/// named contractor, whose registered account must be the destination
+/// (only its own account may receive its money); else `contractor`.
+fn paying_party(req: &WithdrawRequest) -> Result<String, OperationError> {
+    let Some(c) = &req.contractor else {
+        return Ok("contractor".to_string());
+    };
+    mapping::check_contractor(c).map_err(invalid)?;
+    match mapping::contractor_account(&mut HostState, &req.tenant, c).map_err(storage)? {
+        Some(a) if a == req.destination => Ok(format!("contractor:{c}")),
+        Some(a) => Err(OperationError::Refused(format!(
+            "contractor {c} is paid to {a}, not {}",
+            req.destination
+        ))),
+        None => Err(OperationError::Refused(format!(
+            "contractor {c} of {} has no registered account \
+             (PUT /v1/contractors/{}/{c})",
+            req.tenant, req.tenant
+        ))),
+    }
+}
+
+/// Step 1: the rules' withdrawal limits against `party`'s balance, then the
+/// amount held in `withdrawing` under `hold_id`.
+fn hold_funds(
+    req: &WithdrawRequest,
+    rules: &psa_billing_core::rules::FeeRules,
+    amount: &money::Money,
+    party: &str,
+    hold_id: &str,
+) -> Result<(), OperationError> {
+    let book = ledger::book(&mut HostState, &req.tenant).map_err(storage)?;
+    let available = book
+        .balances
+        .get(&amount.currency)
+        .and_then(|b| b.get(party))
+        .copied()
+        .unwrap_or(0);
+    escrow::check_wallet_move(rules, escrow::WalletMove::Withdrawal, amount, available)
+        .map_err(|e| OperationError::Refused(e.to_string()))?;
+    post(req, hold_id, None, party, "withdrawing", "withdrawal held")?;
+    Ok(())
+}
+
+/// Step 2: the held amount transferred at Stripe, then settled to
+/// `paid_out` under `paid_id`; released back to `party` when Stripe will
+/// not make the transfer, kept held when its outcome is unknown (the same
+/// request retries it).
+fn transfer_held(
+    req: &WithdrawRequest,
+    party: &str,
+    paid_id: &str,
+) -> Result<PaidWithdrawal, OperationError> {
     let params = TransferParams {
         amount: req.amount.clone(),
         destination: req.destination.clone(),
@@ -113,8 +130,8 @@ pub(super) fn withdraw(
     match stripe::create_transfer(&params, &key) {
         Ok(transfer) => {
             let tx = post(
-                &req,
-                &paid_id,
+                req,
+                paid_id,
                 Some(&transfer.id),
                 "withdrawing",
                 "paid_out",
@@ -126,10 +143,10 @@ pub(super) fn withdraw(
                 &req.request_id,
                 json!({ "transfer": transfer.id, "destination": req.destination }),
             )?;
-            Ok(Withdrawal::Paid(PaidWithdrawal {
+            Ok(PaidWithdrawal {
                 transfer,
                 transaction: wit_transaction(tx),
-            }))
+            })
         }
         // Stripe will not make this transfer: give the hold back.
         Err(
@@ -139,11 +156,11 @@ pub(super) fn withdraw(
         ) => {
             let release = format!("withdraw:{}:release", req.request_id);
             post(
-                &req,
+                req,
                 &release,
                 None,
                 "withdrawing",
-                &party,
+                party,
                 "withdrawal released",
             )?;
             Err(OperationError::Stripe(e))
