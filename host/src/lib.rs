@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod backoff;
 mod bindings;
 mod capabilities;
 pub mod cli;

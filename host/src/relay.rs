@@ -19,6 +19,7 @@
 //!
 //! Knows nothing about HTTP, the plugin or how effects are made.
 
+use crate::backoff::{Backoff, Jitter};
 use crate::storage::{Db, StoredEffect};
 use anyhow::{Context, Result};
 use async_nats::jetstream;
@@ -106,7 +107,7 @@ impl NatsRelay {
                 Err(e) => {
                     failures += 1;
                     tracing::warn!(error = %format!("{e:#}"), "NATS relay failed; trying again from its cursor");
-                    tokio::time::sleep(retry_delay(failures)).await;
+                    tokio::time::sleep(RETRY_BACKOFF.delay(failures)).await;
                 }
             }
         }
@@ -189,13 +190,14 @@ impl NatsRelay {
     }
 }
 
-/// The wait after `failures` failures in a row: half a second, doubling,
-/// at most about 30 s, each drawn at random from its upper half so that
-/// processes that failed together do not retry together.
-fn retry_delay(failures: u32) -> Duration {
-    let ceiling_ms = (500u64 << failures.min(6)).min(30_000);
-    Duration::from_millis(fastrand::u64(ceiling_ms / 2..=ceiling_ms))
-}
+/// The wait after failures in a row: half a second, doubling, at most
+/// 30 s, drawn from its upper half so that processes that failed together
+/// do not retry together.
+const RETRY_BACKOFF: Backoff = Backoff {
+    first: Duration::from_millis(500),
+    max: Duration::from_secs(30),
+    jitter: Jitter::UpperHalf,
+};
 
 #[cfg(test)]
 mod tests {
@@ -210,9 +212,9 @@ mod tests {
 
     #[test]
     fn retries_back_off_up_to_half_a_minute() {
-        assert!((250..=500).contains(&retry_delay(0).as_millis()));
-        assert!((500..=1000).contains(&retry_delay(1).as_millis()));
-        assert!((15_000..=30_000).contains(&retry_delay(40).as_millis()));
+        assert!((250..=500).contains(&RETRY_BACKOFF.delay(0).as_millis()));
+        assert!((500..=1000).contains(&RETRY_BACKOFF.delay(1).as_millis()));
+        assert!((15_000..=30_000).contains(&RETRY_BACKOFF.delay(40).as_millis()));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! When a failed event is tried again by the host, besides Stripe's own
 //! redeliveries.
 
+use crate::backoff::{Backoff, Jitter};
+
 /// How failed events are retried by the host (besides Stripe's own
 /// redeliveries): exponential back-off, then the dead-letter list.
 #[derive(Debug, Clone)]
@@ -29,7 +31,11 @@ impl RetryPolicy {
         if attempts >= self.max_attempts {
             return None;
         }
-        let doublings = (attempts - 1).clamp(0, 20) as u32;
-        Some(self.base.saturating_mul(1 << doublings).min(self.cap))
+        let schedule = Backoff {
+            first: self.base,
+            max: self.cap,
+            jitter: Jitter::None,
+        };
+        Some(schedule.delay((attempts - 1).clamp(0, 20) as u32))
     }
 }

@@ -10,6 +10,7 @@
 //! this module commits and counts.
 
 use super::{CommitOutcome, Db, EventMeta, NewEffect, StagedState};
+use crate::backoff::{Backoff, Jitter};
 use std::time::Duration;
 
 /// The most rounds any loop gets: a round that lost this many commit races
@@ -158,27 +159,28 @@ impl Rounds {
     }
 
     /// Starts the next round, or answers `false` when all were used. From
-    /// the third round on it first waits a random time (see [`backoff`]):
+    /// the third round on it first waits a random time ([`ROUND_BACKOFF`]):
     /// the second round runs at once, since the writer it lost to is done.
     pub async fn next(&mut self) -> bool {
         if self.started == self.max {
             return false;
         }
         if self.started > 1 {
-            tokio::time::sleep(backoff(self.started)).await;
+            tokio::time::sleep(ROUND_BACKOFF.delay(self.started)).await;
         }
         self.started += 1;
         true
     }
 }
 
-/// A random wait before the round after `lost` lost rounds: up to 1 ms,
-/// doubling, at most 32 ms. Writers that collided in one group commit
-/// would otherwise all come back into the next one and collide again.
-pub fn backoff(lost: u32) -> Duration {
-    let ceiling_us = 1000u64 << lost.min(5);
-    Duration::from_micros(fastrand::u64(0..ceiling_us))
-}
+/// The wait before a round after lost ones: up to 1 ms, doubling, at most
+/// 32 ms, drawn at random below that. Writers that collided in one group
+/// commit would otherwise all come back into the next one and collide again.
+const ROUND_BACKOFF: Backoff = Backoff {
+    first: Duration::from_millis(1),
+    max: Duration::from_millis(32),
+    jitter: Jitter::Full,
+};
 
 #[cfg(test)]
 mod tests {
@@ -203,15 +205,5 @@ mod tests {
             seen.push(rounds.lost());
         }
         assert_eq!(seen, [0, 1, 2]);
-    }
-
-    #[test]
-    fn the_backoff_is_random_and_bounded() {
-        for lost in 0..40 {
-            let ceiling = Duration::from_micros(1000 << lost.min(5));
-            assert!(backoff(lost) < ceiling);
-        }
-        let waits: std::collections::BTreeSet<_> = (0..64).map(|_| backoff(5)).collect();
-        assert!(waits.len() > 32, "64 draws below 32 ms are mostly distinct");
     }
 }

@@ -1,6 +1,6 @@
 //! How a failed attempt is read: retried (with Stripe's `Retry-After`) or
 //! failed with a typed error, by Stripe's error body, the status and
-//! `Stripe-Should-Retry`; the jittered back-off between attempts.
+//! `Stripe-Should-Retry`.
 //!
 //! Knows nothing about what was asked: `with_retries` calls it.
 
@@ -64,13 +64,6 @@ pub(super) fn should_retry_says(header: Option<bool>, guess: Attempt) -> Attempt
         }
         (_, guess) => guess,
     }
-}
-
-/// A wait of between half of `backoff` and all of it, at random: clients
-/// that failed together do not all come back at the same instant.
-pub(super) fn jittered(backoff: Duration) -> Duration {
-    let half = backoff / 2;
-    half + Duration::from_micros(fastrand::u64(0..=half.as_micros() as u64))
 }
 
 /// Stripe's error body (`{"error": {...}}`, v1 and v2 alike) mapped by its

@@ -39,13 +39,19 @@ mod lenient;
 mod payments;
 mod transport;
 
+use crate::backoff::{Backoff, Jitter};
 use convert::{Form, check_id, invalid, unreadable};
-use errors::{MAX_RETRY_AFTER, classify, jittered};
+use errors::{MAX_RETRY_AFTER, classify};
+
 use stripe_client_core::{
     CustomizableStripeRequest, IdempotencyKey, RequestBuilder, RequestStrategy, StripeMethod,
     StripeRequest,
 };
 use wit::StripeError as WitError;
+
+/// The longest wait between two tries of one call (the back-off doubles
+/// from `StripeConfig::backoff` up to it).
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// Every operation of the `stripe` interface, by its WIT name, and the
 /// host's own `list-balance-transactions` (`reconcile`): what
@@ -320,7 +326,12 @@ impl StripeApi {
         Fut: std::future::Future<Output = Result<T, Attempt>>,
     {
         let config = &self.inner.config;
-        let mut backoff = config.backoff;
+        // Each wait drawn from the upper half of a doubling ceiling.
+        let backoff = Backoff {
+            first: config.backoff,
+            max: MAX_BACKOFF,
+            jitter: Jitter::UpperHalf,
+        };
         let mut tries = 0;
         loop {
             tries += 1;
@@ -339,13 +350,12 @@ impl StripeApi {
                     // The back-off, or longer where Stripe said how long.
                     let (e, wait) = match retry {
                         Attempt::RetryAfter(e, after) => {
-                            (e, jittered(backoff).max(after.min(MAX_RETRY_AFTER)))
+                            (e, backoff.delay(tries - 1).max(after.min(MAX_RETRY_AFTER)))
                         }
-                        Attempt::Retry(e) | Attempt::Fail(e) => (e, jittered(backoff)),
+                        Attempt::Retry(e) | Attempt::Fail(e) => (e, backoff.delay(tries - 1)),
                     };
                     tracing::warn!(operation, attempt = tries, error = ?e, ?wait, "Stripe call failed; retrying");
                     tokio::time::sleep(wait).await;
-                    backoff = backoff.saturating_mul(2);
                 }
             }
         }
