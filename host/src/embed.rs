@@ -86,6 +86,7 @@ pub struct BillingBuilder {
     plugin: Source,
     fee_rules: Option<Source>,
     database_url: String,
+    offline: bool,
     secrets: Vec<String>,
     tolerance_seconds: u32,
     rules: Option<PathBuf>,
@@ -242,13 +243,23 @@ impl BillingBuilder {
         self
     }
 
+    /// A `Billing` that takes no webhook deliveries, so needs no webhook
+    /// secret: for tools and jobs that run the other calls (operations,
+    /// quotes, the ledger, the tenant registry, reconciliation, dead-letter
+    /// replays), as the command line does. A signed delivery is refused
+    /// (no secret verifies it).
+    pub fn offline(mut self) -> Self {
+        self.offline = true;
+        self
+    }
+
     /// Compiles the components, opens (and migrates) the database, checks the rules.
     pub async fn build(self) -> Result<Billing> {
         if let Some(relay) = &self.relay {
             relay.validate()?;
         }
         anyhow::ensure!(
-            !self.secrets.is_empty(),
+            self.offline || !self.secrets.is_empty(),
             "no webhook secret: call webhook_secrets with the endpoint's whsec_... secret"
         );
         let stripe = self.stripe.map(StripeApi::new).transpose()?;
@@ -297,6 +308,7 @@ impl Billing {
             plugin: Source::BuiltIn,
             fee_rules: None,
             database_url: "sqlite://psa-billing.db".into(),
+            offline: false,
             secrets: Vec::new(),
             tolerance_seconds: psa_billing_core::signature::DEFAULT_TOLERANCE_SECONDS,
             rules: None,
@@ -356,6 +368,22 @@ impl Billing {
         quotes::quote(
             self.pipeline.runtime(),
             self.options.rules.as_deref(),
+            input,
+        )
+        .await
+    }
+
+    /// One quote flow (`escrow`, `wallet`, `invoice`, `seats`, `refund`)
+    /// on its JSON input, like `POST /v1/quote/{flow}`.
+    pub async fn quote_flow(
+        &self,
+        flow: &str,
+        input: serde_json::Value,
+    ) -> Result<serde_json::Value, ApiFailure> {
+        quotes::flow(
+            self.pipeline.runtime(),
+            self.options.rules.as_deref(),
+            flow,
             input,
         )
         .await

@@ -35,20 +35,21 @@ pub(super) enum LedgerAction {
 }
 
 pub(super) async fn ledger(a: LedgerArgs) -> Result<()> {
-    let (runtime, db) = a.store.open().await?;
+    let billing = a.store.open().await?;
+    let (runtime, db) = (billing.pipeline().runtime(), billing.pipeline().db());
     let out = match a.action {
         LedgerAction::Balances { tenant } => {
-            crate::api::ledger::balances(&runtime, &db, &tenant).await
+            crate::api::ledger::balances(runtime, db, &tenant).await
         }
         LedgerAction::Transactions {
             tenant,
             after,
             limit,
-        } => crate::api::ledger::transactions(&runtime, &db, &tenant, after, limit).await,
+        } => crate::api::ledger::transactions(runtime, db, &tenant, after, limit).await,
         LedgerAction::Post { tenant, input } => {
             let input: crate::api::ledger::PostInput =
                 serde_json::from_str(&read_input(&input)?).context("the posting is not valid")?;
-            crate::api::ledger::post(&runtime, &db, &tenant, input).await
+            crate::api::ledger::post(runtime, db, &tenant, input).await
         }
     };
     db.close().await;

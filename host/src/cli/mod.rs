@@ -23,8 +23,8 @@ use sign::{SignArgs, sign};
 use tenants::{TenantsArgs, tenants};
 use trigger::{TriggerArgs, trigger};
 
-use crate::api::quotes::{self, QuoteInput};
-use crate::embed::{Billing, BillingBuilder, Source, load_runtime};
+use crate::api::quotes::QuoteInput;
+use crate::embed::{Billing, BillingBuilder};
 use crate::http;
 use crate::pipeline::RetryPolicy;
 use crate::pipeline::{DeliveryError, Outcome, Pipeline, describe_rejection, rejection_code};
@@ -189,8 +189,14 @@ struct StoreArgs {
 }
 
 impl StoreArgs {
-    async fn open(&self) -> Result<(Runtime, Db)> {
-        Ok((self.plugin.runtime()?, Db::open(&self.database_url).await?))
+    /// The embedding's assembly, offline (no deliveries), on this database.
+    fn builder(&self) -> BillingBuilder {
+        self.plugin
+            .configure(Billing::builder().offline().database(&self.database_url))
+    }
+
+    async fn open(&self) -> Result<Billing> {
+        self.builder().build().await
     }
 }
 
@@ -253,16 +259,6 @@ impl PluginArgs {
         }
         builder
     }
-
-    fn runtime(&self) -> Result<Runtime> {
-        let file = |p: &Option<PathBuf>| p.clone().map(Source::File);
-        load_runtime(
-            &file(&self.plugin).unwrap_or(Source::BuiltIn),
-            file(&self.fee_rules).as_ref(),
-            self.limits(),
-            self.component_cache.as_deref(),
-        )
-    }
 }
 
 #[derive(Args)]
@@ -302,11 +298,12 @@ impl StripeArgs {
         Ok(Some(config))
     }
 
-    /// The client of [`StripeArgs::config`] (none without a key).
-    fn api(&self) -> Result<Option<crate::stripe::StripeApi>> {
-        self.config()?
-            .map(crate::stripe::StripeApi::new)
-            .transpose()
+    /// The same settings on the embedding builder.
+    fn configure(&self, builder: BillingBuilder) -> Result<BillingBuilder> {
+        Ok(match self.config()? {
+            Some(config) => builder.stripe(config),
+            None => builder,
+        })
     }
 }
 
@@ -418,13 +415,6 @@ pub fn parse_secrets(raw: Option<&str>) -> Result<Vec<String>> {
         );
     }
     Ok(secrets)
-}
-
-async fn load_rules(runtime: &Runtime, path: &Option<PathBuf>) -> Result<Option<String>> {
-    match path {
-        Some(p) => Ok(Some(quotes::load_rules(runtime, p).await?)),
-        None => Ok(None),
-    }
 }
 
 async fn check_plugin(file: &Path, tenant: Option<&str>) -> Result<()> {

@@ -72,8 +72,7 @@ pub(super) async fn quote(a: QuoteArgs) -> Result<()> {
     if let Some(flow) = a.flow {
         return quote_flow(flow).await;
     }
-    let runtime = a.plugin.runtime()?;
-    let rules = load_rules(&runtime, &a.rules).await?;
+    let billing = quoting(&a.plugin, &a.rules).await?;
     let input = QuoteInput {
         amount: a.amount.expect("clap requires --amount without a flow"),
         currency: a.currency,
@@ -85,7 +84,7 @@ pub(super) async fn quote(a: QuoteArgs) -> Result<()> {
         application_fee_fixed: a.application_fee_fixed,
         monthly_volume: a.monthly_volume,
     };
-    let out = quotes::quote(&runtime, rules.as_deref(), input).await?;
+    let out = billing.quote(input).await?;
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }
@@ -100,9 +99,18 @@ pub(super) async fn quote_flow(flow: Flow) -> Result<()> {
     };
     let text = read_input(&args.input)?;
     let input: Value = serde_json::from_str(&text).context("the input is not JSON")?;
-    let runtime = args.plugin.runtime()?;
-    let rules = load_rules(&runtime, &args.rules).await?;
-    let out = quotes::flow(&runtime, rules.as_deref(), name, input).await?;
+    let billing = quoting(&args.plugin, &args.rules).await?;
+    let out = billing.quote_flow(name, input).await?;
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
+}
+
+/// The embedding's assembly for a quote: offline, on a database in memory
+/// (a quote reads and writes no state), with the rules file checked.
+async fn quoting(plugin: &PluginArgs, rules: &Option<PathBuf>) -> Result<Billing> {
+    let mut builder = plugin.configure(Billing::builder().offline().database("sqlite::memory:"));
+    if let Some(path) = rules {
+        builder = builder.rules_file(path);
+    }
+    builder.build().await
 }

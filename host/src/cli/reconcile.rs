@@ -43,9 +43,9 @@ pub(super) async fn reconcile(a: ReconcileArgs) -> Result<()> {
         None => Scope::All,
     };
     let (from, to) = (parse_time(&a.from)?, parse_time(&a.to)?);
-    let (runtime, db) = a.store.open().await?;
-    let runtime = runtime.with_stripe(a.stripe.api()?);
-    let reports = crate::api::reconcile::reconcile(&runtime, &db, &scope, from, to).await;
+    let billing = a.stripe.configure(a.store.builder())?.build().await?;
+    let (runtime, db) = (billing.pipeline().runtime(), billing.pipeline().db());
+    let reports = crate::api::reconcile::reconcile(runtime, db, &scope, from, to).await;
     db.close().await;
     let reports = reports?;
     match a.format {

@@ -85,42 +85,17 @@ pub async fn replay_event(pipeline: &Pipeline, body: &[u8]) -> Vec<Value> {
 }
 
 pub(super) async fn replay(a: ReplayArgs) -> Result<()> {
-    let runtime = a.plugin.runtime()?;
     if a.dead_letters {
-        let runtime = runtime.with_stripe(a.stripe.api()?);
-        let db = Db::open(&a.database_url).await?;
-        let pipeline = a
-            .routing
-            .apply(Pipeline::new(runtime, db.clone(), Vec::new(), 0));
-        let outcomes = pipeline.replay_dead_letters().await?;
-        let mut failed = 0;
-        for (id, outcome) in &outcomes {
-            let line = match outcome {
-                Ok(Outcome::Accepted { effects, .. }) => {
-                    json!({ "event_id": id, "status": "processed", "effects": effects.len() })
-                }
-                Ok(Outcome::Duplicate { .. }) => json!({ "event_id": id, "status": "duplicate" }),
-                Ok(Outcome::Rejected { reason, .. }) => {
-                    failed += 1;
-                    json!({ "event_id": id, "status": "rejected", "reason": reason })
-                }
-                Err(e) => {
-                    failed += 1;
-                    json!({ "event_id": id, "status": "failed", "reason": e.to_string() })
-                }
-            };
-            println!("{line}");
-        }
-        db.close().await;
-        eprintln!(
-            "{} dead letters replayed, {failed} failed again",
-            outcomes.len()
-        );
-        if failed > 0 {
-            std::process::exit(1);
-        }
-        return Ok(());
+        return replay_dead_letters(&a).await;
     }
+    // The embedding's assembly compiles the component once; each scenario
+    // gets a pipeline of its own on a fresh database in memory.
+    let assembled = a
+        .plugin
+        .configure(Billing::builder().offline().database("sqlite::memory:"))
+        .build()
+        .await?;
+    let runtime = assembled.pipeline().runtime().clone();
     let mut differences = 0;
     let (mut events, mut differing) = (0usize, Vec::new());
     for path in &a.paths {
@@ -263,4 +238,43 @@ pub(super) fn normalise(text: &str) -> Vec<Value> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or(Value::String(l.to_string())))
         .collect()
+}
+
+/// `--dead-letters`: the database's dead letters redone with the Stripe
+/// settings `serve` runs with; exits 1 when any fails again.
+async fn replay_dead_letters(a: &ReplayArgs) -> Result<()> {
+    let builder = Billing::builder().offline().database(&a.database_url);
+    let builder = a
+        .routing
+        .configure(a.plugin.configure(a.stripe.configure(builder)?));
+    let billing = builder.build().await?;
+    let (pipeline, db) = (billing.pipeline(), billing.pipeline().db());
+    let outcomes = pipeline.replay_dead_letters().await?;
+    let mut failed = 0;
+    for (id, outcome) in &outcomes {
+        let line = match outcome {
+            Ok(Outcome::Accepted { effects, .. }) => {
+                json!({ "event_id": id, "status": "processed", "effects": effects.len() })
+            }
+            Ok(Outcome::Duplicate { .. }) => json!({ "event_id": id, "status": "duplicate" }),
+            Ok(Outcome::Rejected { reason, .. }) => {
+                failed += 1;
+                json!({ "event_id": id, "status": "rejected", "reason": reason })
+            }
+            Err(e) => {
+                failed += 1;
+                json!({ "event_id": id, "status": "failed", "reason": e.to_string() })
+            }
+        };
+        println!("{line}");
+    }
+    db.close().await;
+    eprintln!(
+        "{} dead letters replayed, {failed} failed again",
+        outcomes.len()
+    );
+    if failed > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
 }

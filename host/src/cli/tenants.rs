@@ -24,20 +24,21 @@ pub(super) enum TenantsAction {
 
 pub(super) async fn tenants(a: TenantsArgs) -> Result<()> {
     use crate::api::tenants;
-    let (runtime, db) = a.store.open().await?;
+    let billing = a.store.open().await?;
+    let (runtime, db) = (billing.pipeline().runtime(), billing.pipeline().db());
     let out = match a.action {
         TenantsAction::Register { account, tenant } => {
-            tenants::register(&runtime, &db, &account, &tenant)
+            tenants::register(runtime, db, &account, &tenant)
                 .await
                 .map(|()| json!({ "account": account, "tenant": tenant }))
         }
-        TenantsAction::Unregister { account } => tenants::unregister(&runtime, &db, &account)
+        TenantsAction::Unregister { account } => tenants::unregister(runtime, db, &account)
             .await
             .map(|()| json!({ "account": account, "tenant": null })),
-        TenantsAction::Lookup { account } => tenants::lookup(&runtime, &db, &account)
+        TenantsAction::Lookup { account } => tenants::lookup(runtime, db, &account)
             .await
             .map(|tenant| json!({ "account": account, "tenant": tenant })),
-        TenantsAction::List => tenants::list(&db).await.map(|list| {
+        TenantsAction::List => tenants::list(db).await.map(|list| {
             let list: Vec<Value> = list
                 .into_iter()
                 .map(|(account, tenant)| json!({ "account": account, "tenant": tenant }))
