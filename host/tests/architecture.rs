@@ -7,6 +7,10 @@
 //! The layers are read from ARCHITECTURE.md's "Dependency rule" block, so
 //! the document and the code cannot drift apart without this test failing.
 //!
+//! Sizes: no file over 700 lines before its test module, and no function
+//! over 100 lines outside tests, in any crate but the test crates (each
+//! exception listed below with its reason).
+//!
 //! Below the layers, no circle between files in any crate of the
 //! workspace: every `crate::`, `super::` and `self::` path (grouped and
 //! multi-line imports included) is resolved to the file of the module it
@@ -500,5 +504,117 @@ fn the_path_reader_expands_groups_and_skips_comments_and_strings() {
             "super::super::f::G",
             "self::h::i"
         ]
+    );
+}
+
+/// The most lines a file may have before its test module.
+const MAX_FILE_LINES: usize = 700;
+/// The most lines a function may have, its signature and braces included.
+const MAX_FN_LINES: usize = 100;
+/// Files and functions allowed past the limits, and why.
+const SIZE_EXCEPTIONS: &[(&str, &str)] = &[
+    (
+        "bench/src/main.rs",
+        "the benchmark tool: one program of phases, measured as a whole",
+    ),
+    (
+        "bench/src/main.rs::main",
+        "the benchmark's phases in the order they run, each printed as it ends",
+    ),
+    (
+        "host/src/storage/committer.rs::commit_group",
+        "one body instantiated for both databases by `on_pool!`: its steps \
+         as functions would need sqlx's generic executor bounds",
+    ),
+];
+
+/// The non-test lines of `code`: up to its `#[cfg(test)]` module.
+fn non_test_lines(code: &str) -> Vec<&str> {
+    code.lines()
+        .take_while(|l| !l.starts_with("#[cfg(test)]"))
+        .collect()
+}
+
+/// Each function of `lines` (by its name) and how many lines it spans.
+fn function_lengths(lines: &[&str]) -> Vec<(String, usize)> {
+    let mut found = Vec::new();
+    for (at, line) in lines.iter().enumerate() {
+        let code = line.trim_start();
+        let indent = line.len() - code.len();
+        let mut words = code.split_whitespace().peekable();
+        while words
+            .peek()
+            .is_some_and(|w| w.starts_with("pub") || ["async", "const", "unsafe"].contains(w))
+        {
+            words.next();
+        }
+        if words.next() != Some("fn") {
+            continue;
+        }
+        let name: String = words
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        // The body closes on the first later line at the same indentation
+        // that starts with `}`; a declaration without a body has none
+        // before the next item.
+        let close = lines[at + 1..].iter().position(|l| {
+            let t = l.trim_start();
+            l.len() - t.len() == indent && t.starts_with('}')
+        });
+        let bodyless = code.trim_end().ends_with(';');
+        if let (Some(close), false) = (close, bodyless) {
+            found.push((name, close + 2));
+        }
+    }
+    found
+}
+
+#[test]
+fn no_file_or_function_is_past_its_size() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut over = Vec::new();
+    for krate in CRATES.iter().filter(|k| !k.starts_with("tests")) {
+        // A module's tests in a file of their own (`mod tests;`) are tests.
+        let sources = files(&root.join(krate).join("src"))
+            .into_iter()
+            .filter(|f| !f.ends_with("tests.rs"));
+        for file in sources {
+            let rel = file
+                .strip_prefix(&root)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            let code = std::fs::read_to_string(&file).unwrap();
+            let lines = non_test_lines(&code);
+            let excepted = |what: &str| SIZE_EXCEPTIONS.iter().any(|(e, _)| *e == what);
+            if lines.len() > MAX_FILE_LINES && !excepted(&rel) {
+                over.push(format!("{rel}: {} lines", lines.len()));
+            }
+            for (name, length) in function_lengths(&lines) {
+                let what = format!("{rel}::{name}");
+                if length > MAX_FN_LINES && !excepted(&what) {
+                    over.push(format!("{what}: {length} lines"));
+                }
+            }
+        }
+    }
+    assert!(
+        over.is_empty(),
+        "past {MAX_FILE_LINES} lines a file or {MAX_FN_LINES} a function:\n{}",
+        over.join("\n")
+    );
+}
+
+#[test]
+fn function_lengths_count_from_signature_to_closing_brace() {
+    let code = "fn a() {\n    let x = 1;\n}\n\npub(crate) async fn b(\n    y: u8,\n) -> u8 {\n    y\n}\n    fn c();\n";
+    let lines: Vec<&str> = code.lines().collect();
+    assert_eq!(
+        function_lengths(&lines),
+        [("a".to_string(), 3), ("b".to_string(), 5)]
     );
 }

@@ -196,6 +196,16 @@ async fn prove(
             Owned::Payee => OwnedObject::Payee(id),
         });
     }
+    debug_assert_eq!(
+        objects.len() + usize::from(account.is_some()),
+        operation
+            .owns
+            .iter()
+            .filter(|(f, _)| text(f).is_some())
+            .count(),
+        "{}: every declared object the input names is in the claim",
+        operation.name
+    );
     let claim = OwnershipClaim {
         tenant,
         account,

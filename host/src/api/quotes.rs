@@ -538,117 +538,157 @@ pub async fn flow(
 ) -> Result<Value, ApiFailure> {
     let rules = rules.map(str::to_string);
     match name {
-        "escrow" => {
-            let i: EscrowQuoteInput = parse_input(input)?;
-            let price = money(minor(rt, &i.amount, &i.currency).await?, &i.currency);
-            let parties = EscrowParties {
-                wallet: i.wallet,
-                contractor: i.contractor,
-            };
-            let p = rt
-                .plan_escrow(rules, price, parties)
-                .await?
-                .map_err(invalid)?;
-            Ok(answer_json(&QuotedEscrow {
-                price: amount_of(&p.price),
-                hold: amount_of(&p.hold),
-                on_hold: movements(&p.on_hold),
-                on_accept: movements(&p.on_accept),
-                on_complete: movements(&p.on_complete),
-                on_cancel: movements(&p.on_cancel),
-            }))
-        }
-        "wallet" => {
-            let i: WalletQuoteInput = parse_input(input)?;
-            let amount = money(minor(rt, &i.amount, &i.currency).await?, &i.currency);
-            let available = minor_or_zero(rt, &i.available, &i.currency).await?;
-            let kind = match i.kind {
-                WalletKind::Deposit => WalletMove::Deposit,
-                WalletKind::Withdrawal => WalletMove::Withdrawal,
-            };
-            rt.check_wallet_move(rules, kind, amount.clone(), available)
-                .await?
-                .map_err(invalid)?;
-            Ok(answer_json(&QuotedWalletMove {
-                allowed: true,
-                amount: amount_of(&amount),
-            }))
-        }
-        "invoice" => {
-            let i: InvoiceQuoteInput = parse_input(input)?;
-            let lines = invoice_lines(rt, &i.currency, i.lines)
-                .await?
-                .into_iter()
-                .map(|(line, _)| line)
-                .collect();
-            let t = rt
-                .total_invoice(rules, i.currency, lines)
-                .await?
-                .map_err(invalid)?;
-            let m = |a| amount_of(&money(a, &t.currency));
-            Ok(answer_json(&QuotedInvoice {
-                lines: t
-                    .lines
-                    .iter()
-                    .map(|l| QuotedInvoiceLine {
-                        description: l.description.clone(),
-                        subtotal: m(l.subtotal),
-                        discount: m(l.discount),
-                        tax_exclusive: m(l.tax_exclusive),
-                        tax_inclusive: m(l.tax_inclusive),
-                        total: m(l.total),
-                    })
-                    .collect(),
-                subtotal: m(t.subtotal),
-                discount: m(t.discount),
-                tax: m(t.tax),
-                total: m(t.total),
-            }))
-        }
-        "seats" => {
-            let i: SeatsQuoteInput = parse_input(input)?;
-            let change = SeatChange {
-                unit_amount: money(minor(rt, &i.unit_amount, &i.currency).await?, &i.currency),
-                old_quantity: i.old_quantity,
-                new_quantity: i.new_quantity,
-                period_start: i.period_start,
-                period_end: i.period_end,
-                change_at: i.change_at,
-            };
-            let p = rt.prorate_seats(rules, change).await?.map_err(invalid)?;
-            Ok(answer_json(&QuotedSeats {
-                license_count: p.license_count,
-                credit: amount_of(&p.credit),
-                charge: amount_of(&p.charge),
-                net: amount_of(&p.net),
-            }))
-        }
-        "refund" => {
-            let i: RefundQuoteInput = parse_input(input)?;
-            let c = &i.currency;
-            let original = Charged {
-                gross: money(minor(rt, &i.gross, c).await?, c),
-                application_fee: minor_or_zero(rt, &i.application_fee, c).await?,
-                refunded: minor_or_zero(rt, &i.refunded, c).await?,
-                application_fee_refunded: minor_or_zero(rt, &i.application_fee_refunded, c).await?,
-            };
-            let amount = minor(rt, &i.amount, c).await?;
-            let r = rt
-                .split_refund(rules, original, amount, i.refund_application_fee)
-                .await?
-                .map_err(invalid)?;
-            let m = |a| amount_of(&money(a, c));
-            Ok(answer_json(&QuotedRefund {
-                amount: amount_of(&r.amount),
-                application_fee_refunded: m(r.application_fee_refunded),
-                tenant_debit: m(r.tenant_debit),
-                total_refunded: m(r.total_refunded),
-                full: r.full,
-            }))
-        }
+        "escrow" => Ok(answer_json(
+            &escrow_flow(rt, rules, parse_input(input)?).await?,
+        )),
+        "wallet" => Ok(answer_json(
+            &wallet_flow(rt, rules, parse_input(input)?).await?,
+        )),
+        "invoice" => Ok(answer_json(
+            &invoice_flow(rt, rules, parse_input(input)?).await?,
+        )),
+        "seats" => Ok(answer_json(
+            &seats_flow(rt, rules, parse_input(input)?).await?,
+        )),
+        "refund" => Ok(answer_json(
+            &refund_flow(rt, rules, parse_input(input)?).await?,
+        )),
         other => Err(ApiFailure::Invalid(format!(
             "unknown flow {other:?}; one of {}",
             FLOWS.join(", ")
         ))),
     }
+}
+
+/// An escrow offer's movements at each stage.
+async fn escrow_flow(
+    rt: &Runtime,
+    rules: Option<String>,
+    i: EscrowQuoteInput,
+) -> Result<QuotedEscrow, ApiFailure> {
+    let price = money(minor(rt, &i.amount, &i.currency).await?, &i.currency);
+    let parties = EscrowParties {
+        wallet: i.wallet,
+        contractor: i.contractor,
+    };
+    let p = rt
+        .plan_escrow(rules, price, parties)
+        .await?
+        .map_err(invalid)?;
+    Ok(QuotedEscrow {
+        price: amount_of(&p.price),
+        hold: amount_of(&p.hold),
+        on_hold: movements(&p.on_hold),
+        on_accept: movements(&p.on_accept),
+        on_complete: movements(&p.on_complete),
+        on_cancel: movements(&p.on_cancel),
+    })
+}
+
+/// A wallet deposit or withdrawal checked against the rules' limits.
+async fn wallet_flow(
+    rt: &Runtime,
+    rules: Option<String>,
+    i: WalletQuoteInput,
+) -> Result<QuotedWalletMove, ApiFailure> {
+    let amount = money(minor(rt, &i.amount, &i.currency).await?, &i.currency);
+    let available = minor_or_zero(rt, &i.available, &i.currency).await?;
+    let kind = match i.kind {
+        WalletKind::Deposit => WalletMove::Deposit,
+        WalletKind::Withdrawal => WalletMove::Withdrawal,
+    };
+    rt.check_wallet_move(rules, kind, amount.clone(), available)
+        .await?
+        .map_err(invalid)?;
+    Ok(QuotedWalletMove {
+        allowed: true,
+        amount: amount_of(&amount),
+    })
+}
+
+/// An invoice's totals: discounts, exclusive and inclusive taxes.
+async fn invoice_flow(
+    rt: &Runtime,
+    rules: Option<String>,
+    i: InvoiceQuoteInput,
+) -> Result<QuotedInvoice, ApiFailure> {
+    let lines = invoice_lines(rt, &i.currency, i.lines)
+        .await?
+        .into_iter()
+        .map(|(line, _)| line)
+        .collect();
+    let t = rt
+        .total_invoice(rules, i.currency, lines)
+        .await?
+        .map_err(invalid)?;
+    let m = |a| amount_of(&money(a, &t.currency));
+    Ok(QuotedInvoice {
+        lines: t
+            .lines
+            .iter()
+            .map(|l| QuotedInvoiceLine {
+                description: l.description.clone(),
+                subtotal: m(l.subtotal),
+                discount: m(l.discount),
+                tax_exclusive: m(l.tax_exclusive),
+                tax_inclusive: m(l.tax_inclusive),
+                total: m(l.total),
+            })
+            .collect(),
+        subtotal: m(t.subtotal),
+        discount: m(t.discount),
+        tax: m(t.tax),
+        total: m(t.total),
+    })
+}
+
+/// The proration of a seat-count change.
+async fn seats_flow(
+    rt: &Runtime,
+    rules: Option<String>,
+    i: SeatsQuoteInput,
+) -> Result<QuotedSeats, ApiFailure> {
+    let change = SeatChange {
+        unit_amount: money(minor(rt, &i.unit_amount, &i.currency).await?, &i.currency),
+        old_quantity: i.old_quantity,
+        new_quantity: i.new_quantity,
+        period_start: i.period_start,
+        period_end: i.period_end,
+        change_at: i.change_at,
+    };
+    let p = rt.prorate_seats(rules, change).await?.map_err(invalid)?;
+    Ok(QuotedSeats {
+        license_count: p.license_count,
+        credit: amount_of(&p.credit),
+        charge: amount_of(&p.charge),
+        net: amount_of(&p.net),
+    })
+}
+
+/// A refund's split between the tenant and the platform.
+async fn refund_flow(
+    rt: &Runtime,
+    rules: Option<String>,
+    i: RefundQuoteInput,
+) -> Result<QuotedRefund, ApiFailure> {
+    let c = &i.currency;
+    let original = Charged {
+        gross: money(minor(rt, &i.gross, c).await?, c),
+        application_fee: minor_or_zero(rt, &i.application_fee, c).await?,
+        refunded: minor_or_zero(rt, &i.refunded, c).await?,
+        application_fee_refunded: minor_or_zero(rt, &i.application_fee_refunded, c).await?,
+    };
+    let amount = minor(rt, &i.amount, c).await?;
+    let r = rt
+        .split_refund(rules, original, amount, i.refund_application_fee)
+        .await?
+        .map_err(invalid)?;
+    let m = |a| amount_of(&money(a, c));
+    Ok(QuotedRefund {
+        amount: amount_of(&r.amount),
+        application_fee_refunded: m(r.application_fee_refunded),
+        tenant_debit: m(r.tenant_debit),
+        total_refunded: m(r.total_refunded),
+        full: r.full,
+    })
 }

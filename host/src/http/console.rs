@@ -458,18 +458,6 @@ fn when(unix: i64) -> String {
 }
 
 fn render(view: &View, filter: &Filter, csrf: &str) -> Markup {
-    let tenant_of = |account: &Option<String>| {
-        account
-            .as_ref()
-            .and_then(|a| view.registry.get(a))
-            .cloned()
-            .unwrap_or_default()
-    };
-    let selected = filter.status.clone().unwrap_or_default();
-    let mut by_tenant: BTreeMap<&String, Vec<&String>> = BTreeMap::new();
-    for (account, tenant) in &view.registry {
-        by_tenant.entry(tenant).or_default().push(account);
-    }
     layout(
         "Console",
         html! {
@@ -486,85 +474,127 @@ fn render(view: &View, filter: &Filter, csrf: &str) -> Markup {
             (chart(view))
 
             h2 #failed { "Failed and dead-lettered" }
-            @if view.failed.is_empty() { p { "None." } } @else {
-                table #failed-table {
-                    tr { th { "event" } th { "type" } th { "tenant" } th { "status" } th { "attempts" } th { "last error" } th {} }
-                    @for e in &view.failed {
-                        tr data-event=(e.id) {
-                            td { code { (e.id) } } td { (e.event_type) } td { (tenant_of(&e.account)) }
-                            td class={ "status-" (e.status) } { (e.status) }
-                            td.num { (e.attempts) }
-                            td { (e.last_error.clone().unwrap_or_default()) }
-                            td {
-                                form.inline method="post" action="/console/replay" {
-                                    input type="hidden" name="csrf" value=(csrf);
-                                    input type="hidden" name="event" value=(e.id);
-                                    button type="submit" { "Replay" }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+            (failed_table(view, csrf))
 
             h2 #deliveries { "Latest deliveries" }
-            form method="get" action="/console" {
-                label { "Status " select name="status" {
-                    option value="" { "any" }
-                    @for (s, _) in OUTCOMES { option value=(s) selected[selected == s] { (s) } }
-                } }
-                " "
-                label { "Type " input type="text" name="type" value=(filter.r#type.clone().unwrap_or_default()) placeholder="invoice.paid"; }
-                " "
-                button type="submit" { "Filter" }
-            }
-            table #deliveries-table {
-                tr { th { "received (UTC)" } th { "event" } th { "type" } th { "tenant" } th { "status" } th { "attempts" } th { "last error" } }
-                @for e in &view.deliveries {
-                    tr data-event=(e.id) {
-                        td { (when(e.received_at)) } td { code { (e.id) } } td { (e.event_type) }
-                        td { (tenant_of(&e.account)) }
-                        td class={ "status-" (e.status) } { (e.status) }
-                        td.num { (e.attempts) }
-                        td { (e.last_error.clone().unwrap_or_default()) }
-                    }
-                }
-            }
+            (deliveries_table(view, filter))
 
             h2 #outbox { "Effects outbox (latest)" }
-            table #outbox-table {
-                tr { th { "seq" } th { "kind" } th { "tenant" } th { "event" } th { "committed (UTC)" } }
-                @for f in &view.effects {
-                    tr {
-                        td.num { (f.seq) } td { (f.kind) }
-                        td { (f.effect["tenant"].as_str().unwrap_or("")) }
-                        td { code { (f.event_id) } } td { (when(f.created_at)) }
-                    }
-                }
-            }
+            (outbox_table(view))
 
             h2 #tenants { "Tenants and connected accounts" }
-            table #tenants-table {
-                tr { th { "tenant" } th { "connected accounts" } th { "balances" } }
-                @for (tenant, accounts) in &by_tenant {
-                    tr {
-                        td { (tenant) }
-                        td { @for a in accounts { code { (a) } " " } }
-                        td {
-                            @if let Some(currencies) = view.balances.get(*tenant) {
-                                @for (currency, accounts) in currencies {
-                                    div { strong { (currency.to_uppercase()) } " "
-                                        @for (account, amount) in accounts { (account) ": " (amount) "; " }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+            (tenants_table(view))
             p { small { "Rendered at " (when(view.now)) " UTC." } }
         },
     )
+}
+
+/// The tenant an event's account is registered to ("" when none).
+fn tenant_of(view: &View, account: &Option<String>) -> String {
+    account
+        .as_ref()
+        .and_then(|a| view.registry.get(a))
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Failed and dead-lettered events, each with its Replay button.
+fn failed_table(view: &View, csrf: &str) -> Markup {
+    html! {
+        @if view.failed.is_empty() { p { "None." } } @else {
+            table #failed-table {
+                tr { th { "event" } th { "type" } th { "tenant" } th { "status" } th { "attempts" } th { "last error" } th {} }
+                @for e in &view.failed {
+                    tr data-event=(e.id) {
+                        td { code { (e.id) } } td { (e.event_type) } td { (tenant_of(view, &e.account)) }
+                        td class={ "status-" (e.status) } { (e.status) }
+                        td.num { (e.attempts) }
+                        td { (e.last_error.clone().unwrap_or_default()) }
+                        td {
+                            form.inline method="post" action="/console/replay" {
+                                input type="hidden" name="csrf" value=(csrf);
+                                input type="hidden" name="event" value=(e.id);
+                                button type="submit" { "Replay" }
+                            }
+                        }
+                    }
+                }
+            }
+    }
+    }
+}
+
+/// The latest deliveries, with the status and type filter.
+fn deliveries_table(view: &View, filter: &Filter) -> Markup {
+    let selected = filter.status.clone().unwrap_or_default();
+    html! {
+        form method="get" action="/console" {
+            label { "Status " select name="status" {
+                option value="" { "any" }
+                @for (s, _) in OUTCOMES { option value=(s) selected[selected == s] { (s) } }
+            } }
+            " "
+            label { "Type " input type="text" name="type" value=(filter.r#type.clone().unwrap_or_default()) placeholder="invoice.paid"; }
+            " "
+            button type="submit" { "Filter" }
+    }
+    table #deliveries-table {
+        tr { th { "received (UTC)" } th { "event" } th { "type" } th { "tenant" } th { "status" } th { "attempts" } th { "last error" } }
+        @for e in &view.deliveries {
+            tr data-event=(e.id) {
+                td { (when(e.received_at)) } td { code { (e.id) } } td { (e.event_type) }
+                td { (tenant_of(view, &e.account)) }
+                td class={ "status-" (e.status) } { (e.status) }
+                td.num { (e.attempts) }
+                td { (e.last_error.clone().unwrap_or_default()) }
+            }
+        }
+    }
+    }
+}
+
+/// The last effects of the outbox.
+fn outbox_table(view: &View) -> Markup {
+    html! {
+        table #outbox-table {
+            tr { th { "seq" } th { "kind" } th { "tenant" } th { "event" } th { "committed (UTC)" } }
+            @for f in &view.effects {
+                tr {
+                    td.num { (f.seq) } td { (f.kind) }
+                    td { (f.effect["tenant"].as_str().unwrap_or("")) }
+                    td { code { (f.event_id) } } td { (when(f.created_at)) }
+                }
+            }
+    }
+    }
+}
+
+/// Tenants with their connected accounts and ledger balances.
+fn tenants_table(view: &View) -> Markup {
+    let mut by_tenant: BTreeMap<&String, Vec<&String>> = BTreeMap::new();
+    for (account, tenant) in &view.registry {
+        by_tenant.entry(tenant).or_default().push(account);
+    }
+    html! {
+        table #tenants-table {
+            tr { th { "tenant" } th { "connected accounts" } th { "balances" } }
+            @for (tenant, accounts) in &by_tenant {
+                tr {
+                    td { (tenant) }
+                    td { @for a in accounts { code { (a) } " " } }
+                    td {
+                        @if let Some(currencies) = view.balances.get(*tenant) {
+                            @for (currency, accounts) in currencies {
+                                div { strong { (currency.to_uppercase()) } " "
+                                    @for (account, amount) in accounts { (account) ": " (amount) "; " }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+    }
+    }
 }
 
 /// Deliveries per minute, stacked by outcome, as plain SVG.

@@ -11,10 +11,8 @@ use super::bodies::{
     TenantAccount, TenantList,
 };
 use super::openapi;
-use crate::api::dispatch;
-use crate::api::quotes::{self, QuoteInput};
-use crate::api::tenants;
-use crate::api::{ApiFailure, answer_json, ledger};
+use crate::api::quotes::QuoteInput;
+use crate::api::{ApiFailure, answer_json};
 use crate::pipeline::{DeliveryError, Outcome, Pipeline, describe_rejection, rejection_code};
 use crate::runtime::CallError;
 use crate::runtime::{OperationError, StripeError};
@@ -32,8 +30,12 @@ use utoipa::IntoParams;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
+mod answers;
 mod effects;
-mod v1;
+mod ledger;
+mod operations;
+mod quotes;
+mod tenants;
 
 /// Default limit on a webhook body (Stripe's events are far smaller).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
@@ -151,18 +153,21 @@ fn routes(
         .routes(routes!(openapi_json))
         .routes(routes!(effects::effects))
         .routes(routes!(effects::effects_stream))
-        .routes(routes!(v1::quote))
-        .routes(routes!(v1::quote_flow))
-        .routes(routes!(v1::ledger_balances))
-        .routes(routes!(v1::ledger_transactions, v1::ledger_post))
-        .routes(routes!(v1::operation))
-        .routes(routes!(v1::tenants_list))
-        .routes(routes!(v1::reconciliation))
-        .routes(routes!(v1::contractor_lookup, v1::contractor_register))
+        .routes(routes!(quotes::quote))
+        .routes(routes!(quotes::quote_flow))
+        .routes(routes!(ledger::ledger_balances))
+        .routes(routes!(ledger::ledger_transactions, ledger::ledger_post))
+        .routes(routes!(operations::operation))
+        .routes(routes!(tenants::tenants_list))
+        .routes(routes!(ledger::reconciliation))
         .routes(routes!(
-            v1::tenant_lookup,
-            v1::tenant_register,
-            v1::tenant_unregister
+            tenants::contractor_lookup,
+            tenants::contractor_register
+        ))
+        .routes(routes!(
+            tenants::tenant_lookup,
+            tenants::tenant_register,
+            tenants::tenant_unregister
         ))
         .split_for_parts();
     (open, v1, openapi::document(open_api, v1_api))
@@ -282,6 +287,13 @@ async fn delivery(
     app.pipeline
         .metrics()
         .delivery(label, reason, started.elapsed());
+    delivery_response(outcome)
+}
+
+/// The answer to Stripe for a delivery's outcome: 200 with what happened,
+/// 400 for what will never be processed (so Stripe stops retrying), 500
+/// for a failure on psa-billing's side (Stripe retries).
+fn delivery_response(outcome: Result<Outcome, DeliveryError>) -> Response {
     match outcome {
         Ok(Outcome::Accepted {
             event_id,

@@ -27,7 +27,10 @@
 //! the SQLite commit thread. The files: this one, the [`Db`] handle, its
 //! queries on either pool and the sqlx group committer; `staged`, one
 //! call's reads and writes; `decide`, the pure commit decision;
-//! `group_sql`, the statements; `lease`, the one process that runs a
+//! `group_sql`, the statements; `records`, the rows it takes and gives
+//! (events, effects, jobs, commit outcomes); `rounds`, the one
+//! read-handle-commit loop; `log`, failure records, retries, dead letters,
+//! jobs and the outbox read; `lease`, the one process that runs a
 //! singleton job; `sqlite/`, the SQLite file's own paths.
 //!
 //! Knows nothing about WIT, the plugin, Stripe or HTTP: state is keys and
@@ -36,6 +39,7 @@
 mod decide;
 mod group_sql;
 mod lease;
+mod records;
 mod rounds;
 pub(crate) mod sqlite;
 mod staged;
@@ -51,7 +55,9 @@ use decide::{
 use group_sql::{KEYS_PER_STATEMENT, ROWS_PER_STATEMENT, key_matches, pow2_chunks, upsert_rows};
 
 use anyhow::{Context, Result};
-use serde::Serialize;
+pub use records::{
+    CommitOutcome, EventMeta, EventRecord, JOB_PREFIX, NewEffect, NewJob, StoredEffect,
+};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Row, SqlitePool};
@@ -221,96 +227,6 @@ macro_rules! next_seq {
 
 /// The key of the advisory lock that serialises commits on PostgreSQL.
 const COMMIT_LOCK: i64 = 0x0050_5341_4249_4c4c; // "PSABILL"
-
-/// The event fields the log keeps.
-#[derive(Debug, Clone)]
-pub struct EventMeta {
-    /// The event's id (`evt_...`).
-    pub id: String,
-    /// Its type (`payment_intent.succeeded`).
-    pub event_type: String,
-    /// The connected account it came from, if any.
-    pub account: Option<String>,
-    /// When Stripe created it (Unix seconds).
-    pub created: i64,
-    /// Whether it is a live-mode event.
-    pub livemode: bool,
-}
-
-/// One effect ready for the outbox.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewEffect {
-    /// Its kind (`payment.succeeded`).
-    pub kind: String,
-    /// Its JSON body, as the outbox keeps it.
-    pub body: serde_json::Value,
-}
-
-/// What a commit did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CommitOutcome {
-    /// Written.
-    Committed,
-    /// The event was already processed (another delivery won): nothing applied.
-    Duplicate,
-    /// State the plugin read changed before the commit: handle the event again.
-    Conflict,
-}
-
-/// A follow-up job to queue (see [`Db::queue_jobs`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewJob {
-    /// Its id in the events table: [`JOB_PREFIX`] and what it is about.
-    pub id: String,
-    /// What kind of job it is (`psa_billing.settle_payment`).
-    pub job_type: String,
-    /// The connected account it concerns, if any.
-    pub account: Option<String>,
-    /// What the job needs to run, as JSON.
-    pub payload: Vec<u8>,
-}
-
-/// How a job's id begins; no Stripe event id does (they begin with `evt_`).
-pub const JOB_PREFIX: &str = "job:";
-
-/// An effect as the application reads it from the outbox.
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
-pub struct StoredEffect {
-    /// Its position in the outbox: gapless, in commit order.
-    pub seq: i64,
-    /// The event that produced it.
-    pub event_id: String,
-    /// Its kind (`payment.succeeded`).
-    pub kind: String,
-    /// Its JSON body: `kind` again, the kind's fields in snake_case
-    /// (docs/events.md lists them), `tenant` (`unrouted: true` when no
-    /// tenant could be found), and Stripe `metadata` as an object.
-    #[schema(value_type = Object)]
-    pub effect: serde_json::Value,
-    /// When it was committed (Unix seconds).
-    pub created_at: i64,
-}
-
-/// An event log row.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct EventRecord {
-    /// The event's id.
-    pub id: String,
-    /// Its type.
-    pub event_type: String,
-    /// The connected account it came from, if any.
-    pub account: Option<String>,
-    /// When Stripe created it (Unix seconds).
-    pub created: i64,
-    /// `processed`, `ignored`, `failed` or `dead`.
-    pub status: String,
-    /// Attempts so far, the first included.
-    pub attempts: i64,
-    /// Why the last attempt failed.
-    pub last_error: Option<String>,
-    /// When it first arrived (Unix seconds).
-    pub received_at: i64,
-}
 
 mod committer;
 mod log;

@@ -107,7 +107,7 @@ pub(super) async fn effects_stream(
     headers: HeaderMap,
     query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    use axum::response::sse::{Event, KeepAlive, Sse};
+    use axum::response::sse::{KeepAlive, Sse};
     let Ok(Query(q)) = query else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -115,25 +115,9 @@ pub(super) async fn effects_stream(
             "after must be an integer",
         );
     };
-    let last_id = match headers.get("last-event-id").map(|v| v.to_str()) {
-        None => None,
-        Some(Ok(v)) => match v.trim().parse::<i64>() {
-            Ok(id) => Some(id),
-            Err(_) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "bad_last_event_id",
-                    "Last-Event-ID must be an effect's sequence number",
-                );
-            }
-        },
-        Some(Err(_)) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad_last_event_id",
-                "Last-Event-ID is not text",
-            );
-        }
+    let last_id = match last_event_id(&headers) {
+        Ok(id) => id,
+        Err(refused) => return *refused,
     };
     let after = last_id.or(q.after).unwrap_or(0);
     if after < 0 {
@@ -155,16 +139,6 @@ pub(super) async fn effects_stream(
         );
         return refused;
     };
-    struct Cursor {
-        after: i64,
-        page: std::collections::VecDeque<crate::storage::StoredEffect>,
-        db: crate::storage::Db,
-        closing: tokio::sync::watch::Receiver<bool>,
-        /// When the stream ends; the client reconnects with `Last-Event-ID`.
-        ends: tokio::time::Instant,
-        /// The stream's slot, given back when it ends.
-        _slot: tokio::sync::OwnedSemaphorePermit,
-    }
     let start = Cursor {
         after,
         page: Default::default(),
@@ -174,28 +148,73 @@ pub(super) async fn effects_stream(
         _slot: permit,
     };
     let stream = futures_util::stream::unfold(start, |mut c| async move {
+        let event = c.next_event().await?;
+        Some((Ok::<_, std::convert::Infallible>(event), c))
+    });
+    Sse::new(stream)
+        .keep_alive(
+            KeepAlive::new()
+                .interval(STREAM_KEEP_ALIVE)
+                .text("keep-alive"),
+        )
+        .into_response()
+}
+
+/// The `Last-Event-ID` a reconnecting client sends, or the 400 refusing it.
+fn last_event_id(headers: &HeaderMap) -> Result<Option<i64>, Box<Response>> {
+    let refused =
+        |reason: &str| Box::new(error(StatusCode::BAD_REQUEST, "bad_last_event_id", reason));
+    match headers.get("last-event-id").map(|v| v.to_str()) {
+        None => Ok(None),
+        Some(Ok(v)) => v
+            .trim()
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| refused("Last-Event-ID must be an effect's sequence number")),
+        Some(Err(_)) => Err(refused("Last-Event-ID is not text")),
+    }
+}
+
+/// Where one effects stream stands in the outbox.
+struct Cursor {
+    after: i64,
+    page: std::collections::VecDeque<crate::storage::StoredEffect>,
+    db: crate::storage::Db,
+    closing: tokio::sync::watch::Receiver<bool>,
+    /// When the stream ends; the client reconnects with `Last-Event-ID`.
+    ends: tokio::time::Instant,
+    /// The stream's slot, given back when it ends.
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Cursor {
+    /// The next effect as an SSE event, waiting for one to be committed;
+    /// `None` when the stream ends (its lifetime is over, or shutdown).
+    async fn next_event(&mut self) -> Option<axum::response::sse::Event> {
+        use axum::response::sse::Event;
         loop {
-            if *c.closing.borrow() || tokio::time::Instant::now() >= c.ends {
+            if *self.closing.borrow() || tokio::time::Instant::now() >= self.ends {
                 return None;
             }
-            if let Some(effect) = c.page.pop_front() {
-                debug_assert!(effect.seq > c.after, "the outbox is read in order");
-                c.after = effect.seq;
-                let event = Event::default()
-                    .id(effect.seq.to_string())
-                    .event(effect.kind.clone())
-                    .json_data(&effect)
-                    .unwrap_or_else(|_| Event::default().comment("unserialisable effect"));
-                return Some((Ok::<_, std::convert::Infallible>(event), c));
+            if let Some(effect) = self.page.pop_front() {
+                debug_assert!(effect.seq > self.after, "the outbox is read in order");
+                self.after = effect.seq;
+                return Some(
+                    Event::default()
+                        .id(effect.seq.to_string())
+                        .event(effect.kind.clone())
+                        .json_data(&effect)
+                        .unwrap_or_else(|_| Event::default().comment("unserialisable effect")),
+                );
             }
             // Registered before the read: a commit in between still wakes it.
-            let db = c.db.clone();
+            let db = self.db.clone();
             let added = db.effects_added();
             tokio::pin!(added);
             added.as_mut().enable();
-            match c.db.effects_after(c.after, 100).await {
+            match self.db.effects_after(self.after, 100).await {
                 Ok(page) if !page.is_empty() => {
-                    c.page.extend(page);
+                    self.page.extend(page);
                     continue;
                 }
                 Ok(_) => {}
@@ -207,21 +226,14 @@ pub(super) async fn effects_stream(
                 _ = added => {}
                 // Other processes' commits (several on PostgreSQL) wake nobody here.
                 _ = tokio::time::sleep(STREAM_POLL) => {}
-                _ = tokio::time::sleep_until(c.ends) => return None,
+                _ = tokio::time::sleep_until(self.ends) => return None,
                 // Closing, or the pipeline gone: either way the next turn ends.
-                changed = c.closing.changed() => {
+                changed = self.closing.changed() => {
                     if changed.is_err() {
                         return None;
                     }
                 }
             }
         }
-    });
-    Sse::new(stream)
-        .keep_alive(
-            KeepAlive::new()
-                .interval(STREAM_KEEP_ALIVE)
-                .text("keep-alive"),
-        )
-        .into_response()
+    }
 }
