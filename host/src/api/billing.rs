@@ -620,53 +620,31 @@ async fn advance_invoice(
     invoice(rt, db, None, request).await
 }
 
-/// Finalizes a draft invoice (numbered, with its hosted page and PDF).
-pub async fn finalize_invoice(
-    rt: &Runtime,
-    db: &Db,
-    _rules: Option<&str>,
-    input: InvoiceStepInput,
-) -> Result<Invoiced, ApiFailure> {
-    advance_invoice(rt, db, InvoiceStep::Finalize, input).await
+/// One operation per invoice step, each `advance_invoice` with its step.
+macro_rules! invoice_steps {
+    ($($(#[$doc:meta])* $name:ident => $step:ident;)*) => {
+        $($(#[$doc])*
+        pub async fn $name(
+            rt: &Runtime,
+            db: &Db,
+            _rules: Option<&str>,
+            input: InvoiceStepInput,
+        ) -> Result<Invoiced, ApiFailure> {
+            advance_invoice(rt, db, InvoiceStep::$step, input).await
+        })*
+    };
 }
 
-/// Emails an open invoice to the customer.
-pub async fn send_invoice(
-    rt: &Runtime,
-    db: &Db,
-    _rules: Option<&str>,
-    input: InvoiceStepInput,
-) -> Result<Invoiced, ApiFailure> {
-    advance_invoice(rt, db, InvoiceStep::Send, input).await
-}
-
-/// Voids an open invoice.
-pub async fn void_invoice(
-    rt: &Runtime,
-    db: &Db,
-    _rules: Option<&str>,
-    input: InvoiceStepInput,
-) -> Result<Invoiced, ApiFailure> {
-    advance_invoice(rt, db, InvoiceStep::Void, input).await
-}
-
-/// Marks an open invoice uncollectible.
-pub async fn mark_invoice_uncollectible(
-    rt: &Runtime,
-    db: &Db,
-    _rules: Option<&str>,
-    input: InvoiceStepInput,
-) -> Result<Invoiced, ApiFailure> {
-    advance_invoice(rt, db, InvoiceStep::MarkUncollectible, input).await
-}
-
-/// Collects an open invoice now, off-session, with the invoice's or the
-/// customer's default payment method (a paid one is returned as it is).
-pub async fn pay_invoice(
-    rt: &Runtime,
-    db: &Db,
-    _rules: Option<&str>,
-    input: InvoiceStepInput,
-) -> Result<Invoiced, ApiFailure> {
-    advance_invoice(rt, db, InvoiceStep::Pay, input).await
+invoice_steps! {
+    /// Finalizes a draft invoice (numbered, with its hosted page and PDF).
+    finalize_invoice => Finalize;
+    /// Emails an open invoice to the customer.
+    send_invoice => Send;
+    /// Voids an open invoice.
+    void_invoice => Void;
+    /// Marks an open invoice uncollectible.
+    mark_invoice_uncollectible => MarkUncollectible;
+    /// Collects an open invoice now, off-session, with the invoice's or the
+    /// customer's default payment method (a paid one is returned as it is).
+    pay_invoice => Pay;
 }

@@ -6,7 +6,7 @@
 use crate::api::{ApiFailure, settled_or};
 use crate::pipeline::effects_json;
 use crate::runtime::{Effect, Runtime};
-use crate::storage::{self, Db, EventMeta, NewEffect, Round, Settled, StagedState, Then, Write};
+use crate::storage::{self, Db, EventMeta, NewEffect, Round, Settled, StagedState};
 
 fn staged(db: &Db, account: &str) -> StagedState {
     StagedState::new(db.clone(), format!("tenants:{account}"))
@@ -89,12 +89,7 @@ where
             Ok::<_, ApiFailure>(if effects.is_empty() {
                 Round::state(staged, ())
             } else {
-                Round {
-                    staged,
-                    write: Write::Row("processed"),
-                    effects,
-                    then: Then::Done(()),
-                }
+                Round::row(staged, "processed", effects, ())
             })
         }
     })

@@ -19,7 +19,7 @@ use crate::capabilities::escape_controls;
 use crate::clock::unix_now;
 use crate::runtime::{OperationError, SettleRequest, StripeError};
 use crate::storage::{
-    Attempt, EventMeta, JOB_PREFIX, NewEffect, NewJob, Round, Settled, Then, Write, until_committed,
+    Attempt, EventMeta, JOB_PREFIX, NewEffect, NewJob, Round, Settled, until_committed,
 };
 use serde::{Deserialize, Serialize};
 
@@ -171,12 +171,7 @@ impl Pipeline {
                         .iter()
                         .map(effects_json::to_json)
                         .collect();
-                    Ok(Round {
-                        staged,
-                        write: Write::Row("processed"),
-                        effects,
-                        then: Then::Done(()),
-                    })
+                    Ok(Round::row(staged, "processed", effects, ()))
                 }
             },
         )

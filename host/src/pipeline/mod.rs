@@ -9,7 +9,7 @@ use crate::capabilities::escape_controls;
 use crate::metrics::Metrics;
 use crate::runtime::{Delivery, Envelope, HandleError, Routing, Runtime, VerifyError};
 use crate::storage::{
-    Attempt, Db, EventMeta, NewEffect, Round, Settled, StagedState, Then, Write, until_committed,
+    Attempt, Db, EventMeta, NewEffect, Round, Settled, StagedState, until_committed,
 };
 use std::fmt;
 
@@ -598,12 +598,7 @@ impl Pipeline {
         }
         let ignored = !effects.is_empty() && effects.iter().all(|e| e.kind == "event.ignored");
         let status = if ignored { "ignored" } else { "processed" };
-        Ok(Round {
-            staged,
-            write: Write::Row(status),
-            effects,
-            then: Then::Done(ignored),
-        })
+        Ok(Round::row(staged, status, effects, ignored))
     }
 }
 

@@ -48,6 +48,22 @@ impl<T> Round<T> {
             then: Then::Done(value),
         }
     }
+
+    /// A round done with `value` that commits with the loop's event row,
+    /// under `status`, and `effects`.
+    pub fn row(
+        staged: StagedState,
+        status: &'static str,
+        effects: Vec<NewEffect>,
+        value: T,
+    ) -> Round<T> {
+        Round {
+            staged,
+            write: Write::Row(status),
+            effects,
+            then: Then::Done(value),
+        }
+    }
 }
 
 /// What follows a round's commit.
