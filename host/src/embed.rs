@@ -364,7 +364,7 @@ impl Billing {
     }
 
     /// A fee breakdown, like `POST /v1/quote`.
-    pub async fn quote(&self, input: QuoteInput) -> Result<serde_json::Value, ApiFailure> {
+    pub async fn quote(&self, input: QuoteInput) -> Result<quotes::QuotedFees, ApiFailure> {
         quotes::quote(
             self.pipeline.runtime(),
             self.options.rules.as_deref(),
@@ -396,7 +396,7 @@ impl Billing {
     }
 
     /// A tenant's ledger balances, as `GET /v1/ledger/{tenant}/balances` answers.
-    pub async fn balances(&self, tenant: &str) -> Result<serde_json::Value, ApiFailure> {
+    pub async fn balances(&self, tenant: &str) -> Result<crate::api::ledger::Balances, ApiFailure> {
         crate::api::ledger::balances(self.pipeline.runtime(), self.pipeline.db(), tenant).await
     }
 

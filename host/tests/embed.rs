@@ -58,7 +58,7 @@ async fn an_application_builds_mounts_delivers_and_subscribes() {
     assert_eq!(first.effect["tenant"], "org-registered");
     assert_eq!(first.effect["reference"], "INV-7");
     let book = billing.balances("org-registered").await.unwrap();
-    assert_eq!(book["balances"]["usd"]["platform"]["amount"], 125);
+    assert_eq!(book.balances["usd"]["platform"].amount, 125);
 
     // Through the mounted router, nested under the application's prefix.
     let app = axum::Router::new().nest("/billing", billing.router());
@@ -87,7 +87,7 @@ async fn an_application_builds_mounts_delivers_and_subscribes() {
     let mut input = QuoteInput::new("100.00", "usd");
     input.application_fee_percent = Some("2.5".into());
     let q = billing.quote(input).await.unwrap();
-    assert_eq!(q["application_fee"]["amount"], 250);
+    assert_eq!(q.application_fee.amount, 250);
 }
 
 #[tokio::test]

@@ -79,7 +79,7 @@ async fn price(State(app): State<App>, Query(q): Query<BTreeMap<String, String>>
     );
     input.application_fee_percent = Some("2.5".into());
     Json(match app.billing.quote(input).await {
-        Ok(q) => q,
+        Ok(q) => serde_json::to_value(q).expect("a quote serialises"),
         Err(e) => json!({ "error": e.to_string() }),
     })
 }

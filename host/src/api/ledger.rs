@@ -4,11 +4,10 @@
 //! it or nothing, redone when a concurrent event changed the tenant's book.
 
 use crate::api::quotes::{Amount, amount_of, fee_error_text};
-use crate::api::{ApiFailure, answer_json, settled_or};
+use crate::api::{ApiFailure, settled_or};
 use crate::runtime::{LedgerError, Money, Movement, Runtime, Transaction};
 use crate::storage::{Attempt, Db, Round, StagedState, until_committed};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
@@ -166,7 +165,7 @@ pub async fn post(
     db: &Db,
     tenant: &str,
     input: PostInput,
-) -> Result<Value, ApiFailure> {
+) -> Result<PostedTransaction, ApiFailure> {
     check_tenant(tenant)?;
     check_posting(&input)?;
     let accounts: Vec<&str> = input
@@ -211,11 +210,11 @@ pub async fn post(
         }
     })
     .await?;
-    settled_or(settled, &label).map(|tx| answer_json(&answer(&tx)))
+    settled_or(settled, &label).map(|tx| answer(&tx))
 }
 
 /// `tenant`'s balances: currency → account → amount.
-pub async fn balances(runtime: &Runtime, db: &Db, tenant: &str) -> Result<Value, ApiFailure> {
+pub async fn balances(runtime: &Runtime, db: &Db, tenant: &str) -> Result<Balances, ApiFailure> {
     check_tenant(tenant)?;
     let list = runtime
         .ledger_balances(staged(db, tenant), tenant.to_string())
@@ -232,10 +231,10 @@ pub async fn balances(runtime: &Runtime, db: &Db, tenant: &str) -> Result<Value,
             .or_default()
             .insert(b.account, amount_of(&money));
     }
-    Ok(answer_json(&Balances {
+    Ok(Balances {
         tenant: tenant.to_string(),
         balances,
-    }))
+    })
 }
 
 /// `tenant`'s transactions after position `after`.
@@ -245,18 +244,18 @@ pub async fn transactions(
     tenant: &str,
     after: u64,
     limit: u32,
-) -> Result<Value, ApiFailure> {
+) -> Result<TransactionPage, ApiFailure> {
     check_tenant(tenant)?;
     let list = runtime
         .ledger_transactions(staged(db, tenant), tenant.to_string(), after, limit)
         .await?
         .map_err(refused)?;
     let next = list.last().map_or(after, |t| t.seq);
-    Ok(answer_json(&TransactionPage {
+    Ok(TransactionPage {
         tenant: tenant.to_string(),
         transactions: list.iter().map(answer).collect(),
         next_after: next,
-    }))
+    })
 }
 
 /// Every transaction of `tenant`'s ledger, oldest first.

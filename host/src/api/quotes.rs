@@ -232,7 +232,7 @@ pub async fn quote(
     runtime: &Runtime,
     rules: Option<&str>,
     input: QuoteInput,
-) -> Result<Value, ApiFailure> {
+) -> Result<QuotedFees, ApiFailure> {
     let amount = runtime
         .parse_amount(&input.amount, &input.currency)
         .await?
@@ -259,7 +259,7 @@ pub async fn quote(
         .quote(rules.map(str::to_string), request)
         .await?
         .map_err(invalid)?;
-    Ok(answer_json(&QuotedFees {
+    Ok(QuotedFees {
         gross: amount_of(&q.gross),
         processor_fee: amount_of(&q.processor_fee),
         application_fee: amount_of(&q.application_fee),
@@ -274,7 +274,7 @@ pub async fn quote(
                 amount: amount_of(&l.amount),
             })
             .collect(),
-    }))
+    })
 }
 
 /// Parses an optional major-unit amount into minor units.

@@ -88,7 +88,7 @@ pub async fn check(wasm: &[u8], tenant: Option<&str>) -> Value {
     for input in sample_quotes(tenant) {
         let asked = format!("{} {}", input.amount, input.currency);
         let answer = match quotes::quote(&runtime, None, input).await {
-            Ok(q) => match conservation_error(&q) {
+            Ok(q) => match conservation_error(&crate::api::answer_json(&q)) {
                 None => json!({ "quote": asked, "result": q }),
                 Some(why) => {
                     violations += 1;

@@ -38,18 +38,22 @@ pub(super) async fn ledger(a: LedgerArgs) -> Result<()> {
     let billing = a.store.open().await?;
     let (runtime, db) = (billing.pipeline().runtime(), billing.pipeline().db());
     let out = match a.action {
-        LedgerAction::Balances { tenant } => {
-            crate::api::ledger::balances(runtime, db, &tenant).await
-        }
+        LedgerAction::Balances { tenant } => crate::api::ledger::balances(runtime, db, &tenant)
+            .await
+            .map(|b| crate::api::answer_json(&b)),
         LedgerAction::Transactions {
             tenant,
             after,
             limit,
-        } => crate::api::ledger::transactions(runtime, db, &tenant, after, limit).await,
+        } => crate::api::ledger::transactions(runtime, db, &tenant, after, limit)
+            .await
+            .map(|page| crate::api::answer_json(&page)),
         LedgerAction::Post { tenant, input } => {
             let input: crate::api::ledger::PostInput =
                 serde_json::from_str(&read_input(&input)?).context("the posting is not valid")?;
-            crate::api::ledger::post(runtime, db, &tenant, input).await
+            crate::api::ledger::post(runtime, db, &tenant, input)
+                .await
+                .map(|posted| crate::api::answer_json(&posted))
         }
     };
     db.close().await;

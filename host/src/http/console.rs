@@ -427,17 +427,14 @@ async fn gather(pipeline: &Pipeline, filter: &Filter) -> anyhow::Result<View> {
         let Ok(answer) = crate::api::ledger::balances(pipeline.runtime(), db, tenant).await else {
             continue;
         };
-        let mut by_currency: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-        if let Some(currencies) = answer["balances"].as_object() {
-            for (currency, accounts) in currencies {
-                for (account, amount) in accounts.as_object().into_iter().flatten() {
-                    by_currency.entry(currency.clone()).or_default().insert(
-                        account.clone(),
-                        amount["display"].as_str().unwrap_or_default().to_string(),
-                    );
-                }
-            }
-        }
+        let by_currency: BTreeMap<String, BTreeMap<String, String>> = answer
+            .balances
+            .into_iter()
+            .map(|(currency, accounts)| {
+                let shown = accounts.into_iter().map(|(a, amount)| (a, amount.display));
+                (currency, shown.collect())
+            })
+            .collect();
         balances.insert(tenant.clone(), by_currency);
     }
     Ok(View {

@@ -146,15 +146,8 @@ where
     Ok(Settled::Exhausted)
 }
 
-/// The rounds of one read-handle-commit loop.
-///
-/// ```ignore
-/// let mut rounds = Rounds::new(8);
-/// while rounds.next().await {
-///     // handle, commit; `continue` on a conflict, return when done
-/// }
-/// // every round lost: report it
-/// ```
+/// The rounds of one read-handle-commit loop: how many have started, and
+/// the wait before each from the third on. [`until_committed`] runs one.
 #[derive(Debug)]
 pub struct Rounds {
     max: u32,

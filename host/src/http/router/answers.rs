@@ -7,8 +7,8 @@
 use super::*;
 
 /// `invalid` names what the caller sent wrong, for a 422.
-pub(super) fn api_response(
-    result: Result<serde_json::Value, ApiFailure>,
+pub(super) fn api_response<T: serde::Serialize>(
+    result: Result<T, ApiFailure>,
     invalid: &str,
 ) -> Response {
     match result {

@@ -7,7 +7,7 @@ use super::answers::api_response;
 use super::*;
 use crate::api::ledger;
 
-fn ledger_response(result: Result<serde_json::Value, ApiFailure>) -> Response {
+fn ledger_response<T: serde::Serialize>(result: Result<T, ApiFailure>) -> Response {
     api_response(result, "invalid_posting")
 }
 

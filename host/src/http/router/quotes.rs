@@ -29,7 +29,7 @@ pub(super) async fn quote(
     quote_response(quotes::quote(app.pipeline.runtime(), app.rules.as_deref(), input).await)
 }
 
-fn quote_response(result: Result<serde_json::Value, ApiFailure>) -> Response {
+fn quote_response<T: serde::Serialize>(result: Result<T, ApiFailure>) -> Response {
     api_response(result, "invalid_quote")
 }
 

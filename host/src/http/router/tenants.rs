@@ -175,7 +175,7 @@ pub(super) async fn contractor_lookup(
             account,
         })
         .into_response(),
-        Err(e) => api_response(Err(e), "invalid_contractor"),
+        Err(e) => api_response(Err::<(), _>(e), "invalid_contractor"),
     }
 }
 
