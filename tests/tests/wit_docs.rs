@@ -1,5 +1,6 @@
 //! The WIT contract is documented: every interface, world, type, field,
-//! case and function has a `///` comment above it.
+//! case and function has a `///` comment above it; and the names the
+//! Stripe allow-list takes are the `stripe` interface's functions.
 
 #[test]
 fn every_wit_item_has_a_doc_comment() {
@@ -62,4 +63,26 @@ fn undocumented(text: &str) -> Vec<String> {
         }
     }
     missing
+}
+
+/// `PSA_BILLING_STRIPE_ALLOW` takes `psa_billing::stripe::OPERATIONS`: every
+/// function of `wit/stripe.wit`, and the host's own
+/// `list-balance-transactions` (reconciliation), nothing else.
+#[test]
+fn the_stripe_allow_list_names_every_stripe_import() {
+    let wit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/stripe.wit"),
+    )
+    .unwrap();
+    let imports: std::collections::BTreeSet<&str> = wit
+        .lines()
+        .filter_map(|l| l.trim().split_once(": func(").map(|(name, _)| name))
+        .collect();
+    assert!(imports.contains("advance-invoice"), "{imports:?}");
+    let listed: std::collections::BTreeSet<&str> = psa_billing::stripe::OPERATIONS
+        .iter()
+        .copied()
+        .filter(|name| *name != "list-balance-transactions")
+        .collect();
+    assert_eq!(listed, imports);
 }
