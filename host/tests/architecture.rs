@@ -75,43 +75,16 @@ fn module_of(file: &Path) -> Option<String> {
     }
 }
 
-/// The top-level modules named by `crate::` paths in `code`, grouped
-/// imports (`crate::{a, b::c}`) included. Comments are skipped.
+/// The top-level modules named by `crate::` paths in `code` (test modules
+/// included), grouped imports (`crate::{a, b::c}`) included, read by
+/// [`paths_in`]. `crate::Billing`, a re-export at the root, is no module.
 fn crate_refs(code: &str) -> BTreeSet<String> {
-    let mut found = BTreeSet::new();
-    for line in code.lines() {
-        let line = line.trim_start();
-        if line.starts_with("//") {
-            continue;
-        }
-        let mut rest = line;
-        while let Some(at) = rest.find("crate::") {
-            rest = &rest[at + "crate::".len()..];
-            if let Some(group) = rest.strip_prefix('{') {
-                let end = group.find('}').unwrap_or(group.len());
-                for part in group[..end].split(',') {
-                    let name: String = part
-                        .trim()
-                        .chars()
-                        .take_while(|c| c.is_alphanumeric() || *c == '_')
-                        .collect();
-                    if !name.is_empty() && name != "self" {
-                        found.insert(name);
-                    }
-                }
-            } else {
-                let name: String = rest
-                    .chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
-                    .collect();
-                // `crate::Billing`: a re-export at the root, not a module.
-                if name.chars().next().is_some_and(char::is_lowercase) {
-                    found.insert(name);
-                }
-            }
-        }
-    }
-    found
+    paths_in(&without_comments(code))
+        .into_iter()
+        .filter(|p| p[0] == "crate")
+        .filter_map(|p| p.get(1).cloned())
+        .filter(|name| name.chars().next().is_some_and(char::is_lowercase))
+        .collect()
 }
 
 #[test]
@@ -245,9 +218,8 @@ fn module_path(src: &Path, file: &Path) -> Option<ModPath> {
     Some(parts)
 }
 
-/// `code` without comments, string literals and the test module at its end.
-fn code_only(code: &str) -> String {
-    let code = code.split("#[cfg(test)]\nmod tests").next().unwrap();
+/// `code` without comments and string literals.
+fn without_comments(code: &str) -> String {
     let mut out = String::with_capacity(code.len());
     let mut chars = code.chars().peekable();
     let mut in_string = false;
@@ -286,7 +258,13 @@ fn code_only(code: &str) -> String {
 /// `super`, `self`): `use crate::{a::{b, c}, d}` gives `crate::a::b`,
 /// `crate::a::c` and `crate::d`.
 fn paths(code: &str) -> Vec<Vec<String>> {
-    let code = code_only(code);
+    // The test module at a file's end: its `super::` is the file itself.
+    let code = code.split("#[cfg(test)]\nmod tests").next().unwrap();
+    paths_in(&without_comments(code))
+}
+
+/// [`paths`] in code already without comments and strings.
+fn paths_in(code: &str) -> Vec<Vec<String>> {
     let bytes = code.as_bytes();
     let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     let mut found = Vec::new();
