@@ -519,7 +519,7 @@ impl Billing {
 /// the request id bound, then the operation.
 macro_rules! typed_operations {
     ($($method:ident $name:literal in $module:ident: $input:ident => $output:ident,
-        $summary:literal, owns [$($field:ident: $kind:ident),*];)*) => {
+        $summary:literal, owns $owns:tt;)*) => {
         impl Billing {
             $(
                 #[doc = $summary]

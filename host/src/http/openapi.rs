@@ -65,7 +65,7 @@ fn register<T: ToSchema>(components: &mut Components) -> String {
 /// order, with its input and result types.
 macro_rules! expansions {
     ($($method:ident $name:literal in $module:ident: $input:ident => $output:ident,
-        $summary:literal, owns [$($field:ident: $kind:ident),*];)*) => {
+        $summary:literal, owns $owns:tt;)*) => {
         const OPERATIONS: &[Expansion] = &[$(Expansion {
             name: $name,
             summary: $summary,
